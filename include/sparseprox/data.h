@@ -1,0 +1,84 @@
+// SparseProx: data sets and their readers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sparseprox {
+
+enum class Task { regression, classification };
+
+// Samples in memory, row-major.
+struct Dataset {
+    std::string name;
+    Task task = Task::regression;
+    std::size_t n_samples = 0;
+    std::size_t n_features = 0;
+    std::size_t n_outputs = 0;     // regression: targets per sample; classification: classes
+    std::vector<float> x;          // (n_samples, n_features)
+    std::vector<float> y;          // regression: (n_samples, n_outputs); empty otherwise
+    std::vector<std::int32_t> labels;  // classification: (n_samples), each in [0, n_outputs)
+
+    // Throws sparseprox::Error when sizes disagree, a value is NaN/Inf or a label is out of range.
+    void validate() const;
+    // Rows [first, first + count) as a new data set.
+    Dataset slice(std::size_t first, std::size_t count) const;
+};
+
+struct DataSplit {
+    Dataset train;
+    Dataset test;
+};
+
+// ---- Mackey-Glass ----------------------------------------------------------------------------
+// dx/dt = beta * x(t - tau) / (1 + x(t - tau)^n) - gamma * x(t), integrated with RK4 at step dt
+// from a constant history x0; sampled every `sample_every` time units after `discard` units of
+// transient. Each row holds `window` consecutive past samples and the target is the next sample.
+// Features and target are scaled to [-1, 1] with the series' min and max.
+struct MackeyGlassOptions {
+    double beta = 0.2;
+    double gamma = 0.1;
+    double n = 10.0;
+    double tau = 17.0;
+    double x0 = 1.2;
+    double dt = 0.1;            // tau / dt must be a whole number
+    double sample_every = 1.0;  // time units between samples
+    double discard = 500.0;     // transient time units dropped
+    std::size_t window = 6;
+    std::size_t n_train = 1000;
+    std::size_t n_test = 385;
+};
+DataSplit mackey_glass(const MackeyGlassOptions& options = {});
+
+// ---- LIBSVM text -----------------------------------------------------------------------------
+// "label idx:value ..." per line, 1-based ascending indices, '#' comments and blank lines
+// skipped. n_features = 0 infers it from the largest index. Regression task, one output.
+// Errors name the file and line.
+Dataset read_libsvm(const std::string& path, std::size_t n_features = 0);
+
+// ---- IDX (MNIST format), gzipped or not ---------------------------------------------------------
+// Images: magic 0x00000803, then count, rows, cols, uint8 pixels. Labels: magic 0x00000801,
+// count, uint8 labels. Files ending in .gz are inflated with zlib.
+enum class PixelScale {
+    unit,       // [0, 1]
+    symmetric,  // [-1, 1] (the paper's MNIST setting)
+    raw         // 0..255 as floats
+};
+Dataset read_idx(const std::string& images_path, const std::string& labels_path,
+                 PixelScale scale = PixelScale::symmetric);
+// A folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
+// t10k-labels-idx1-ubyte, each optionally with a .gz suffix. Ten classes.
+DataSplit read_idx_dir(const std::string& dir, PixelScale scale = PixelScale::symmetric);
+
+// ---- One entry point for the command line ------------------------------------------------------
+struct DataOptions {
+    std::size_t libsvm_train_rows = 1000;  // first rows train, the rest test (the paper's split)
+    PixelScale pixel_scale = PixelScale::symmetric;
+    MackeyGlassOptions mackey_glass;
+};
+// "mackey-glass", "libsvm:PATH" or "idx:DIR".
+DataSplit load_data(const std::string& source, const DataOptions& options = {});
+
+}  // namespace sparseprox

@@ -1,0 +1,38 @@
+// SparseProx: model files in the safetensors format (JSON header + little-endian float32).
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "sparseprox/model.h"
+
+namespace sparseprox {
+
+struct Tensor {
+    std::vector<std::size_t> shape;
+    std::vector<float> data;  // row-major
+};
+
+struct TensorFile {
+    std::map<std::string, Tensor> tensors;
+    std::map<std::string, std::string> metadata;  // "__metadata__": string values only
+};
+
+// Low level. The writer emits dtype "F32" only; the reader accepts F32 and rejects other dtypes,
+// bad header lengths, overlapping or out-of-range offsets, truncation and NaN/Inf values, with
+// errors that name the file and the tensor. Writes go to a temporary file renamed into place.
+void write_safetensors(const std::string& path, const TensorFile& file);
+TensorFile read_safetensors(const std::string& path);
+
+// A model as tensors layers.<i>.weight (n_out, n_in) and layers.<i>.bias (n_out), i counting
+// weight layers from 0, with metadata "format" = "sparseprox", "architecture" = the model JSON,
+// and whatever `metadata` adds (the trainer adds "lambda", "seed", "lr").
+void save_model(const std::string& path, const Model& model,
+                const std::map<std::string, std::string>& metadata = {});
+// Reads a file written by save_model (or any file with the same tensor names and an
+// "architecture" entry); checks every tensor's shape against the architecture.
+Model load_model(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
+
+}  // namespace sparseprox

@@ -1,0 +1,10 @@
+// SparseProx: sparse neural networks by l1 proximal training (umbrella header).
+#pragma once
+
+#include "sparseprox/data.h"
+#include "sparseprox/device.h"
+#include "sparseprox/error.h"
+#include "sparseprox/model.h"
+#include "sparseprox/safetensors.h"
+#include "sparseprox/train.h"
+#include "sparseprox/version.h"

@@ -1,0 +1,96 @@
+// SparseProx: Algorithm 3 — mini-batch proximal gradient with an NNZ early stop.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "sparseprox/data.h"
+#include "sparseprox/device.h"
+#include "sparseprox/model.h"
+
+namespace sparseprox {
+
+// The NNZ band. targets empty: no early stop. One target: the single rule
+// |sum_l n_l - t| <= rho * t. One target per weight layer: the multi rule, at least
+// min_layers layers with |n_l - t_l| <= rho * t_l (min_layers = 0 means all layers).
+struct StopRule {
+    std::vector<std::size_t> targets;
+    double tolerance = 0.001;  // rho
+    std::size_t min_layers = 0;
+
+    bool enabled() const { return !targets.empty(); }
+    // Throws on impossible targets (0, more than the layer holds, wrong count of layers,
+    // tolerance outside [0, 1), min_layers above the layer count).
+    void validate(const ModelSpec& spec) const;
+    bool holds(const std::vector<std::size_t>& nnz_per_layer) const;
+};
+
+// Progress, reported at the interval the options ask for and once at the end.
+struct Progress {
+    std::size_t epoch = 0;
+    std::size_t step = 0;
+    double loss = 0.0;  // mean mini-batch loss since the previous report
+    std::vector<std::size_t> nnz;
+    double samples_per_second = 0.0;
+    double seconds = 0.0;
+};
+
+struct TrainOptions {
+    Device device;
+    float lr = 0.1f;                  // eta
+    std::vector<float> lambdas{0.f};  // one value, or one per weight layer
+    std::size_t batch_size = 0;       // 0: full batch
+    std::size_t epochs = 0;           // stop after this many epochs (0: no epoch limit)
+    std::size_t steps = 0;            // stop after this many steps (0: no step limit)
+    std::uint64_t seed = 0;           // mini-batch order (the model's initialization is separate)
+    StopRule stop;
+    int loss = -1;                    // -1: from the task (MSE / cross-entropy), else a Loss value
+    double progress_seconds = 5.0;    // report progress at most this often (<= 0: never)
+    bool record_nnz_history = false;  // keep NNZ per layer after every step (slow on CUDA)
+    std::size_t eval_batch = 4096;    // rows per forward pass when evaluating
+    std::function<void(const Progress&)> on_progress;
+
+    // Throws on lr <= 0 or not finite, a negative or NaN lambda, a lambda list of the wrong
+    // length, or neither epochs nor steps given.
+    void validate(const ModelSpec& spec) const;
+};
+
+struct Evaluation {
+    double loss = 0.0;      // mean loss over the data set
+    double accuracy = -1.0; // classification only; -1 otherwise
+};
+
+struct TrainResult {
+    Model model;
+    std::string device;
+    std::vector<float> lambdas;  // one per weight layer
+    std::vector<std::size_t> nnz;
+    std::size_t steps = 0;       // steps whose update is in the returned model
+    std::size_t epochs_started = 0;
+    bool stopped_in_band = false;
+    double wall_seconds = 0.0;
+    double samples_per_second = 0.0;
+    Evaluation train_eval;
+    Evaluation test_eval;  // loss NaN when no test set was given
+    std::vector<std::vector<std::size_t>> nnz_history;  // when record_nnz_history
+};
+
+// Trains a copy of `init` on `train` (and evaluates on `test` when it is not null).
+TrainResult train(const Model& init, const Dataset& train_set, const Dataset* test_set,
+                  const TrainOptions& options);
+
+// Mean loss (and accuracy) of a model on a data set, on the given device.
+Evaluation evaluate(const Model& model, const Dataset& data, const Device& device,
+                    int loss = -1);
+
+// Full-data mean gradient of the loss (no penalty) with respect to every parameter, laid out
+// like Model::slab(); used by the lambda search and by optimality checks.
+std::vector<float> loss_gradient(const Model& model, const Dataset& data, const Device& device,
+                                 int loss = -1);
+
+Loss default_loss(Task task);
+
+}  // namespace sparseprox

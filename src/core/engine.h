@@ -1,0 +1,64 @@
+// The backend interface the trainer drives. One engine holds one model's parameters, the
+// training data and all scratch memory on its device; the CPU and CUDA engines implement it.
+//
+// Contract of the stop rule: after every step the engine evaluates the rule itself (on the
+// device for CUDA). Once it holds, every later step() leaves the parameters untouched, so the
+// parameters read back are exactly those of the first in-band step, however late the host
+// notices.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sparseprox/data.h"
+#include "sparseprox/model.h"
+#include "sparseprox/train.h"
+
+namespace sparseprox {
+
+struct EngineStatus {
+    std::size_t steps_run = 0;      // steps enqueued and applied (frozen steps not counted)
+    bool stopped = false;           // the stop rule held after step `steps_run`
+    std::vector<std::size_t> nnz;   // per weight layer, after the last applied step
+    double loss_sum = 0.0;          // sum of mini-batch mean losses since the last status()
+    std::size_t loss_count = 0;     // number of steps in loss_sum
+};
+
+class Engine {
+public:
+    virtual ~Engine() = default;
+
+    virtual std::string device_name() const = 0;
+
+    virtual void set_params(const std::vector<float>& slab) = 0;  // layout as ParamLayout::of
+    virtual std::vector<float> get_params() = 0;
+    // lambdas: one per weight layer. Takes effect from the next step.
+    virtual void set_hyper(float lr, const std::vector<float>& lambdas) = 0;
+    // Per-layer targets already expanded: targets.size() is 1 (total) or n_weight_layers;
+    // empty disables the rule. Also clears a previous stop.
+    virtual void set_stop_rule(const StopRule& rule) = 0;
+
+    virtual void set_train_data(const Dataset& data) = 0;
+    // The order of training rows for the coming epoch (a permutation of 0..n-1).
+    virtual void set_order(const std::vector<std::uint32_t>& order) = 0;
+    // One step on the rows order[first .. first + count). Asynchronous on CUDA.
+    virtual void step(std::size_t first, std::size_t count) = 0;
+    // Waits for queued work and reports (resets the loss accumulator).
+    virtual EngineStatus status() = 0;
+
+    // Mean loss/accuracy over a data set with the current parameters.
+    virtual Evaluation evaluate(const Dataset& data, std::size_t chunk) = 0;
+    // Full-data mean gradient of the loss w.r.t. all parameters (slab layout).
+    virtual std::vector<float> gradient(const Dataset& data, std::size_t chunk) = 0;
+};
+
+std::unique_ptr<Engine> make_cpu_engine(const ModelSpec& spec, Loss loss);
+// Defined in the CUDA backend; throws sparseprox::Error when CUDA was not compiled in or the
+// device is not usable.
+std::unique_ptr<Engine> make_cuda_engine(const ModelSpec& spec, Loss loss, int device_index);
+std::unique_ptr<Engine> make_engine(const Device& device, const ModelSpec& spec, Loss loss);
+
+}  // namespace sparseprox
