@@ -1,0 +1,45 @@
+// sparseprox: the command-line front end of the library.
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/train_command.h"
+#include "sparseprox/sparseprox.h"
+
+int main(int argc, char** argv) {
+    using namespace sparseprox;
+    CLI::App app{"SparseProx: sparse neural networks by l1 proximal training"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", std::string("sparseprox ") + version());
+
+    cli::TrainFlags train_flags;
+    CLI::App* train_cmd = app.add_subcommand("train", "train a network by proximal SGD (Algorithm 3)");
+    cli::add_train_flags(*train_cmd, train_flags);
+
+    CLI::App* devices_cmd = app.add_subcommand("devices", "list the devices this build can use");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    try {
+        if (*train_cmd) return cli::run_train(train_flags);
+        if (*devices_cmd) {
+            std::printf("%s\n", describe_device(Device{}).c_str());
+            const int n = cuda_device_count();
+            if (!cuda_compiled()) std::printf("CUDA backend not compiled in\n");
+            for (int i = 0; i < n; ++i) std::printf("%s\n", describe_device(Device{DeviceKind::cuda, i}).c_str());
+            if (cuda_compiled() && n == 0) std::printf("no usable CUDA device\n");
+            return 0;
+        }
+    } catch (const Error& e) {
+        std::fprintf(stderr, "sparseprox: error: %s\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "sparseprox: internal error: %s\n", e.what());
+        return 2;
+    }
+    return 0;
+}

@@ -1,0 +1,59 @@
+#include "cli/options.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "sparseprox/error.h"
+
+namespace sparseprox {
+namespace cli {
+
+namespace {
+std::vector<std::string> split(const std::string& text) {
+    std::vector<std::string> parts;
+    std::stringstream ss(text);
+    std::string p;
+    while (std::getline(ss, p, ',')) parts.push_back(p);
+    if (!text.empty() && text.back() == ',') parts.emplace_back();
+    return parts;
+}
+}  // namespace
+
+std::vector<float> parse_float_list(const std::string& flag, const std::string& text) {
+    std::vector<float> out;
+    for (const auto& p : split(text)) {
+        std::size_t used = 0;
+        float v = 0;
+        try {
+            v = std::stof(p, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (p.empty() || used != p.size() || !std::isfinite(v))
+            throw Error(flag + ": '" + p + "' is not a finite number (in '" + text + "')");
+        out.push_back(v);
+    }
+    if (out.empty()) throw Error(flag + ": no value given");
+    return out;
+}
+
+std::vector<std::size_t> parse_count_list(const std::string& flag, const std::string& text) {
+    std::vector<std::size_t> out;
+    for (const auto& p : split(text)) {
+        if (p.empty() || p.find_first_not_of("0123456789") != std::string::npos || p.size() > 12)
+            throw Error(flag + ": '" + p + "' is not a non-negative whole number (in '" + text + "')");
+        out.push_back(static_cast<std::size_t>(std::stoull(p)));
+    }
+    if (out.empty()) throw Error(flag + ": no value given");
+    return out;
+}
+
+std::size_t parse_batch(const std::string& text) {
+    if (text == "full") return 0;
+    const auto v = parse_count_list("--batch", text);
+    if (v.size() != 1 || v[0] == 0) throw Error("--batch: '" + text + "' must be 'full' or a positive whole number");
+    return v[0];
+}
+
+}  // namespace cli
+}  // namespace sparseprox

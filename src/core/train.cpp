@@ -1,0 +1,232 @@
+// Algorithm 3 (method.md §3) driven on any engine: the host only schedules batches, polls the
+// engine's status now and then and reports progress; the stop rule is evaluated by the engine
+// after every step.
+#include "sparseprox/train.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <sstream>
+
+#include "core/engine.h"
+#include "sparseprox/error.h"
+
+namespace sparseprox {
+
+Loss default_loss(Task task) { return task == Task::regression ? Loss::mse : Loss::cross_entropy; }
+
+void StopRule::validate(const ModelSpec& spec) const {
+    if (targets.empty()) return;
+    const std::size_t n_layers = spec.n_weight_layers();
+    if (!(tolerance >= 0.0 && tolerance < 1.0))
+        throw Error("tolerance " + std::to_string(tolerance) + " is out of range [0, 1)");
+    if (targets.size() == 1) {
+        const std::size_t total = spec.n_weights();
+        if (targets[0] == 0) throw Error("target NNZ 0 is impossible: the target must be at least 1");
+        if (targets[0] > total)
+            throw Error("target NNZ " + std::to_string(targets[0]) + " exceeds the " + std::to_string(total) +
+                        " weights of the model");
+        return;
+    }
+    if (targets.size() != n_layers)
+        throw Error("got " + std::to_string(targets.size()) + " per-layer NNZ targets but the model has " +
+                    std::to_string(n_layers) + " weight layers");
+    std::size_t l = 0;
+    for (const auto& layer : spec.layers) {
+        if (layer.kind != LayerKind::dense) continue;
+        const std::size_t n = layer.n_in * layer.n_out;
+        if (targets[l] == 0) throw Error("target NNZ of layer " + std::to_string(l) + " is 0: it must be at least 1");
+        if (targets[l] > n)
+            throw Error("target NNZ " + std::to_string(targets[l]) + " of layer " + std::to_string(l) +
+                        " exceeds its " + std::to_string(n) + " weights");
+        ++l;
+    }
+    if (min_layers > n_layers)
+        throw Error("min_layers " + std::to_string(min_layers) + " exceeds the " + std::to_string(n_layers) +
+                    " weight layers");
+}
+
+bool StopRule::holds(const std::vector<std::size_t>& nnz) const {
+    if (targets.empty()) return false;
+    auto in_band = [this](double n, double t) { return std::fabs(n - t) <= tolerance * t; };
+    if (targets.size() == 1) {
+        std::size_t total = 0;
+        for (auto n : nnz) total += n;
+        return in_band(static_cast<double>(total), static_cast<double>(targets[0]));
+    }
+    std::size_t hits = 0;
+    for (std::size_t l = 0; l < targets.size() && l < nnz.size(); ++l)
+        hits += in_band(static_cast<double>(nnz[l]), static_cast<double>(targets[l]));
+    const std::size_t need = min_layers == 0 ? targets.size() : min_layers;
+    return hits >= need;
+}
+
+void TrainOptions::validate(const ModelSpec& spec) const {
+    if (!(std::isfinite(lr) && lr > 0.0f)) throw Error("learning rate " + std::to_string(lr) + " must be positive and finite");
+    const std::size_t n_layers = spec.n_weight_layers();
+    if (lambdas.size() != 1 && lambdas.size() != n_layers)
+        throw Error("got " + std::to_string(lambdas.size()) + " lambda values: give one, or one per weight layer (" +
+                    std::to_string(n_layers) + ")");
+    for (float l : lambdas)
+        if (!(std::isfinite(l) && l >= 0.0f)) throw Error("lambda " + std::to_string(l) + " must be finite and >= 0");
+    if (epochs == 0 && steps == 0) throw Error("give a number of epochs or of steps (both are 0)");
+    stop.validate(spec);
+}
+
+namespace {
+
+Loss resolve_loss(int loss, const Dataset& data) {
+    const Loss l = loss < 0 ? default_loss(data.task) : static_cast<Loss>(loss);
+    if (l == Loss::mse && data.task != Task::regression)
+        throw Error("MSE loss needs a regression data set; '" + data.name + "' is a classification set");
+    if (l == Loss::cross_entropy && data.task != Task::classification)
+        throw Error("cross-entropy loss needs a classification data set; '" + data.name + "' is a regression set");
+    return l;
+}
+
+void check_fits(const ModelSpec& spec, const Dataset& data) {
+    if (data.n_features != spec.n_inputs)
+        throw Error("data set '" + data.name + "' has " + std::to_string(data.n_features) + " features but model " +
+                    spec.to_short() + " expects " + std::to_string(spec.n_inputs) + " inputs");
+    if (data.n_outputs != spec.n_outputs())
+        throw Error("data set '" + data.name + "' has " + std::to_string(data.n_outputs) +
+                    (data.task == Task::classification ? " classes" : " targets") + " but model " + spec.to_short() +
+                    " has " + std::to_string(spec.n_outputs()) + " outputs");
+    if (data.n_samples == 0) throw Error("data set '" + data.name + "' is empty");
+}
+
+// Fisher-Yates with our own bounded draw: std::shuffle's result differs between standard
+// libraries, and the same seed must give the same batches everywhere.
+void shuffle(std::vector<std::uint32_t>& v, std::mt19937_64& rng) {
+    for (std::size_t i = v.size(); i > 1; --i) {
+        const std::size_t j = static_cast<std::size_t>(rng() % i);
+        std::swap(v[i - 1], v[j]);
+    }
+}
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+}  // namespace
+
+TrainResult train(const Model& init, const Dataset& train_set, const Dataset* test_set, const TrainOptions& options) {
+    const auto t_start = Clock::now();
+    const ModelSpec& spec = init.spec();
+    options.validate(spec);
+    check_fits(spec, train_set);
+    if (test_set) check_fits(spec, *test_set);
+    const Loss loss = resolve_loss(options.loss, train_set);
+
+    const std::size_t n_layers = spec.n_weight_layers();
+    std::vector<float> lambdas =
+        options.lambdas.size() == 1 ? std::vector<float>(n_layers, options.lambdas[0]) : options.lambdas;
+
+    auto engine = make_engine(options.device, spec, loss);
+    engine->set_params(init.slab());
+    engine->set_hyper(options.lr, lambdas);
+    engine->set_stop_rule(options.stop);
+    engine->set_train_data(train_set);
+
+    const std::size_t n = train_set.n_samples;
+    const std::size_t batch = options.batch_size == 0 ? n : std::min(options.batch_size, n);
+    const std::size_t steps_per_epoch = (n + batch - 1) / batch;
+    std::size_t max_steps = std::numeric_limits<std::size_t>::max();
+    if (options.steps) max_steps = options.steps;
+    if (options.epochs) max_steps = std::min(max_steps, options.epochs * steps_per_epoch);
+
+    TrainResult result;
+    result.device = engine->device_name();
+    result.lambdas = lambdas;
+
+    // Poll often enough to stop soon after the band is hit, rarely enough that the device
+    // queue stays full (each poll is one small device-to-host copy and a synchronization).
+    const std::size_t poll_every = options.record_nnz_history ? 1 : 32;
+    std::mt19937_64 rng(options.seed ^ 0x9E3779B97F4A7C15ull);
+    std::vector<std::uint32_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[i] = static_cast<std::uint32_t>(i);
+
+    std::size_t step = 0, epoch = 0;
+    bool stopped = false;
+    auto t_report = Clock::now();
+    double report_loss_sum = 0.0;
+    std::size_t report_loss_count = 0, report_samples = 0, samples = 0;
+    EngineStatus st;
+    auto report = [&](bool force) {
+        const double since = seconds_since(t_report);
+        if (!options.on_progress || (!force && (options.progress_seconds <= 0 || since < options.progress_seconds)))
+            return;
+        Progress p;
+        p.epoch = epoch;
+        p.step = st.steps_run;
+        p.loss = report_loss_count ? report_loss_sum / static_cast<double>(report_loss_count)
+                                   : std::numeric_limits<double>::quiet_NaN();
+        p.nnz = st.nnz;
+        p.samples_per_second = since > 0 ? static_cast<double>(samples - report_samples) / since : 0.0;
+        p.seconds = seconds_since(t_start);
+        options.on_progress(p);
+        t_report = Clock::now();
+        report_loss_sum = 0.0;
+        report_loss_count = 0;
+        report_samples = samples;
+    };
+    auto poll = [&]() {
+        st = engine->status();
+        report_loss_sum += st.loss_sum;
+        report_loss_count += st.loss_count;
+        if (options.record_nnz_history) result.nnz_history.push_back(st.nnz);
+        stopped = st.stopped;
+    };
+
+    while (step < max_steps && !stopped) {
+        ++epoch;
+        if (batch < n) shuffle(order, rng);
+        engine->set_order(order);
+        for (std::size_t first = 0; first < n && step < max_steps; first += batch) {
+            const std::size_t count = std::min(batch, n - first);
+            engine->step(first, count);
+            ++step;
+            samples += count;
+            if (step % poll_every == 0) {
+                poll();
+                if (stopped) break;
+                report(false);
+            }
+        }
+    }
+    if (step % poll_every != 0 || step == 0) poll();
+    const double train_seconds = seconds_since(t_start);
+    report(options.progress_seconds > 0);
+
+    result.steps = st.steps_run;
+    result.stopped_in_band = st.stopped;
+    result.epochs_started = epoch;
+    result.model = Model(spec);
+    result.model.slab() = engine->get_params();
+    result.nnz = result.model.nnz();
+    const std::size_t applied_samples =
+        std::min(samples, result.steps * batch);  // rows whose step was applied
+    result.samples_per_second = train_seconds > 0 ? static_cast<double>(applied_samples) / train_seconds : 0.0;
+    result.train_eval = engine->evaluate(train_set, options.eval_batch);
+    if (test_set) result.test_eval = engine->evaluate(*test_set, options.eval_batch);
+    else result.test_eval.loss = std::numeric_limits<double>::quiet_NaN();
+    result.wall_seconds = seconds_since(t_start);
+    return result;
+}
+
+Evaluation evaluate(const Model& model, const Dataset& data, const Device& device, int loss) {
+    check_fits(model.spec(), data);
+    auto engine = make_engine(device, model.spec(), resolve_loss(loss, data));
+    engine->set_params(model.slab());
+    return engine->evaluate(data, 4096);
+}
+
+std::vector<float> loss_gradient(const Model& model, const Dataset& data, const Device& device, int loss) {
+    check_fits(model.spec(), data);
+    auto engine = make_engine(device, model.spec(), resolve_loss(loss, data));
+    engine->set_params(model.slab());
+    return engine->gradient(data, 4096);
+}
+
+}  // namespace sparseprox

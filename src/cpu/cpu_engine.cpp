@@ -1,0 +1,220 @@
+// The CPU engine: Algorithm 3's step on the host, through the operations of cpu/ops.h.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/engine.h"
+#include "cpu/ops.h"
+#include "sparseprox/error.h"
+
+namespace sparseprox {
+namespace {
+
+class CpuEngine final : public Engine {
+public:
+    CpuEngine(const ModelSpec& spec, Loss loss)
+        : spec_(spec), loss_(loss), layout_(ParamLayout::of(spec)), params_(layout_.slab_size, 0.0f),
+          grads_(layout_.slab_size, 0.0f), lambdas_(layout_.segments.size(), 0.0f),
+          nnz_(layout_.segments.size(), 0) {}
+
+    std::string device_name() const override { return "cpu"; }
+
+    void set_params(const std::vector<float>& slab) override {
+        if (slab.size() != layout_.slab_size)
+            throw Error("parameter slab has " + std::to_string(slab.size()) + " floats, the model needs " +
+                        std::to_string(layout_.slab_size));
+        params_ = slab;
+        for (std::size_t l = 0; l < layout_.segments.size(); ++l)
+            nnz_[l] = cpu::count_nonzero(params_.data() + layout_.segments[l].weight_offset,
+                                         layout_.segments[l].n_weights);
+    }
+    std::vector<float> get_params() override { return params_; }
+
+    void set_hyper(float lr, const std::vector<float>& lambdas) override {
+        if (lambdas.size() != lambdas_.size())
+            throw Error("set_hyper: " + std::to_string(lambdas.size()) + " lambdas for " +
+                        std::to_string(lambdas_.size()) + " weight layers");
+        lr_ = lr;
+        lambdas_ = lambdas;
+    }
+
+    void set_stop_rule(const StopRule& rule) override {
+        rule_ = rule;
+        stopped_ = false;
+    }
+
+    void set_train_data(const Dataset& data) override { train_ = &data; }
+    void set_order(const std::vector<std::uint32_t>& order) override { order_ = order; }
+
+    void step(std::size_t first, std::size_t count) override {
+        if (stopped_) return;  // frozen at the first in-band iterate
+        if (!train_) throw Error("step: no training data set");
+        if (first + count > order_.size()) throw Error("step: batch beyond the epoch order");
+        const Dataset& d = *train_;
+        const std::size_t nf = d.n_features, no = d.n_outputs;
+        batch_x_.resize(count * nf);
+        if (d.task == Task::regression) batch_y_.resize(count * no);
+        else batch_labels_.resize(count);
+        for (std::size_t r = 0; r < count; ++r) {
+            const std::size_t row = order_[first + r];
+            std::copy_n(d.x.data() + row * nf, nf, batch_x_.data() + r * nf);
+            if (d.task == Task::regression) std::copy_n(d.y.data() + row * no, no, batch_y_.data() + r * no);
+            else batch_labels_[r] = d.labels[row];
+        }
+        forward(batch_x_.data(), count);
+        const double loss_sum = loss_and_grad(batch_y_.data(), batch_labels_.data(), count,
+                                              1.0f / static_cast<float>(count), true, nullptr);
+        backward(batch_x_.data(), count, grads_.data());
+        cpu::prox_step(params_.data(), grads_.data(), layout_, lr_, lambdas_.data(), nnz_.data());
+        ++steps_;
+        loss_sum_ += loss_sum / static_cast<double>(count);
+        ++loss_count_;
+        if (rule_.enabled() && rule_.holds(nnz_)) stopped_ = true;
+    }
+
+    EngineStatus status() override {
+        EngineStatus s;
+        s.steps_run = steps_;
+        s.stopped = stopped_;
+        s.nnz = nnz_;
+        s.loss_sum = loss_sum_;
+        s.loss_count = loss_count_;
+        loss_sum_ = 0.0;
+        loss_count_ = 0;
+        return s;
+    }
+
+    Evaluation evaluate(const Dataset& data, std::size_t chunk) override {
+        chunk = std::max<std::size_t>(chunk, 1);
+        double sum = 0.0;
+        std::size_t correct = 0;
+        for (std::size_t first = 0; first < data.n_samples; first += chunk) {
+            const std::size_t n = std::min(chunk, data.n_samples - first);
+            forward(data.x.data() + first * data.n_features, n);
+            std::size_t c = 0;
+            sum += loss_and_grad(targets_of(data, first), labels_of(data, first), n, 0.0f, false, &c);
+            correct += c;
+        }
+        Evaluation e;
+        e.loss = data.n_samples ? sum / static_cast<double>(data.n_samples) : std::numeric_limits<double>::quiet_NaN();
+        if (data.task == Task::classification && data.n_samples)
+            e.accuracy = static_cast<double>(correct) / static_cast<double>(data.n_samples);
+        return e;
+    }
+
+    std::vector<float> gradient(const Dataset& data, std::size_t chunk) override {
+        chunk = std::max<std::size_t>(chunk, 1);
+        std::vector<float> total(layout_.slab_size, 0.0f), part(layout_.slab_size, 0.0f);
+        const float scale = 1.0f / static_cast<float>(std::max<std::size_t>(data.n_samples, 1));
+        for (std::size_t first = 0; first < data.n_samples; first += chunk) {
+            const std::size_t n = std::min(chunk, data.n_samples - first);
+            const float* x = data.x.data() + first * data.n_features;
+            forward(x, n);
+            loss_and_grad(targets_of(data, first), labels_of(data, first), n, scale, true, nullptr);
+            backward(x, n, part.data());
+            for (std::size_t i = 0; i < total.size(); ++i) total[i] += part[i];
+        }
+        return total;
+    }
+
+private:
+    static const float* targets_of(const Dataset& d, std::size_t first) {
+        return d.task == Task::regression ? d.y.data() + first * d.n_outputs : nullptr;
+    }
+    static const std::int32_t* labels_of(const Dataset& d, std::size_t first) {
+        return d.task == Task::classification ? d.labels.data() + first : nullptr;
+    }
+
+    // acts_[k] is the output of layer k, (batch, width_k); the input is kept by the caller.
+    void forward(const float* x, std::size_t batch) {
+        acts_.resize(spec_.layers.size());
+        const float* in = x;
+        std::size_t seg = 0;
+        for (std::size_t k = 0; k < spec_.layers.size(); ++k) {
+            const LayerSpec& l = spec_.layers[k];
+            acts_[k].resize(batch * l.n_out);
+            if (l.kind == LayerKind::dense) {
+                const ParamSegment& s = layout_.segments[seg++];
+                cpu::dense_forward(in, params_.data() + s.weight_offset, params_.data() + s.bias_offset,
+                                   acts_[k].data(), batch, l.n_in, l.n_out);
+            } else {
+                cpu::activation_forward(l.activation, in, acts_[k].data(), batch * l.n_out);
+            }
+            in = acts_[k].data();
+        }
+    }
+
+    // Loss summed over the batch; the gradient w.r.t. the network output goes to delta_.
+    double loss_and_grad(const float* y, const std::int32_t* labels, std::size_t batch, float grad_scale,
+                         bool want_grad, std::size_t* correct) {
+        const std::vector<float>& out = acts_.back();
+        const std::size_t n_out = spec_.n_outputs();
+        delta_.resize(batch * n_out);
+        float* d = want_grad ? delta_.data() : nullptr;
+        if (loss_ == Loss::mse) {
+            if (!y) throw Error("MSE loss needs regression targets");
+            return cpu::mse_loss(out.data(), y, batch, n_out, grad_scale, d);
+        }
+        if (!labels) throw Error("cross-entropy loss needs class labels");
+        return cpu::cross_entropy_loss(out.data(), labels, batch, n_out, grad_scale, d, correct);
+    }
+
+    // Back-propagates delta_ through every layer, writing parameter gradients into `grads`.
+    void backward(const float* x, std::size_t batch, float* grads) {
+        std::size_t seg = layout_.segments.size();
+        for (std::size_t k = spec_.layers.size(); k-- > 0;) {
+            const LayerSpec& l = spec_.layers[k];
+            const float* in = k == 0 ? x : acts_[k - 1].data();
+            if (l.kind == LayerKind::dense) {
+                const ParamSegment& s = layout_.segments[--seg];
+                delta_prev_.resize(batch * l.n_in);
+                cpu::dense_backward(in, params_.data() + s.weight_offset, delta_.data(), grads + s.weight_offset,
+                                    grads + s.bias_offset, k == 0 ? nullptr : delta_prev_.data(), batch, l.n_in,
+                                    l.n_out);
+                if (k > 0) std::swap(delta_, delta_prev_);
+            } else {
+                cpu::activation_backward(l.activation, in, acts_[k].data(), delta_.data(), delta_.data(),
+                                         batch * l.n_out);
+            }
+        }
+    }
+
+    ModelSpec spec_;
+    Loss loss_;
+    ParamLayout layout_;
+    std::vector<float> params_, grads_;
+    std::vector<float> lambdas_;
+    float lr_ = 0.0f;
+    StopRule rule_;
+    bool stopped_ = false;
+    std::vector<std::size_t> nnz_;
+    std::size_t steps_ = 0;
+    double loss_sum_ = 0.0;
+    std::size_t loss_count_ = 0;
+    const Dataset* train_ = nullptr;
+    std::vector<std::uint32_t> order_;
+    std::vector<float> batch_x_, batch_y_;
+    std::vector<std::int32_t> batch_labels_;
+    std::vector<std::vector<float>> acts_;
+    std::vector<float> delta_, delta_prev_;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_cpu_engine(const ModelSpec& spec, Loss loss) {
+    return std::make_unique<CpuEngine>(spec, loss);
+}
+
+#ifndef SPARSEPROX_WITH_CUDA
+std::unique_ptr<Engine> make_cuda_engine(const ModelSpec&, Loss, int device_index) {
+    throw Error("device 'cuda:" + std::to_string(device_index) +
+                "' requested but this build of SparseProx has no CUDA backend");
+}
+#endif
+
+std::unique_ptr<Engine> make_engine(const Device& device, const ModelSpec& spec, Loss loss) {
+    if (device.kind == DeviceKind::cpu) return make_cpu_engine(spec, loss);
+    return make_cuda_engine(spec, loss, device.index);
+}
+
+}  // namespace sparseprox

@@ -1,0 +1,102 @@
+// The command line: flags, the JSON report, the saved model and error messages.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "sparseprox/sparseprox.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CliRun {
+    int status = -1;
+    std::string output;
+};
+
+CliRun run_cli(const std::string& args) {
+    const std::string cmd = std::string(SPARSEPROX_CLI_PATH) + " " + args + " 2>&1";
+    CliRun r;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    std::array<char, 4096> buf{};
+    while (fgets(buf.data(), buf.size(), p)) r.output += buf.data();
+    const int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+fs::path temp_dir() {
+    fs::path d = fs::temp_directory_path() / ("sparseprox_cli_" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    return d;
+}
+
+}  // namespace
+
+TEST(Cli, TrainsOnTheEmbeddedDefaultAndWritesReportAndModel) {
+    const fs::path dir = temp_dir();
+    const fs::path report = dir / "report.json", model = dir / "model.safetensors";
+    const CliRun r = run_cli("train --device cpu --steps 200 --lambda 1e-3 --model dense:6-16-8-1 --report " +
+                          report.string() + " --save " + model.string());
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("layers.0"), std::string::npos) << r.output;
+    std::ifstream in(report);
+    const nlohmann::json j = nlohmann::json::parse(in);
+    for (const char* key : {"device", "layers", "nnz_total", "n_weights_total", "train_loss", "test_loss",
+                            "test_accuracy", "steps", "stopped_in_band", "wall_seconds"})
+        EXPECT_TRUE(j.contains(key)) << key;
+    ASSERT_EQ(j["layers"].size(), 3u);
+    std::size_t total = 0;
+    for (const auto& l : j["layers"]) {
+        EXPECT_TRUE(l.contains("name") && l.contains("n_weights") && l.contains("nnz") && l.contains("lambda"));
+        total += l["nnz"].get<std::size_t>();
+    }
+    EXPECT_EQ(total, j["nnz_total"].get<std::size_t>());
+    EXPECT_EQ(j["n_weights_total"].get<std::size_t>(), 6u * 16 + 16 * 8 + 8);
+    EXPECT_EQ(j["steps"].get<std::size_t>(), 200u);
+    EXPECT_TRUE(j["test_accuracy"].is_null());
+    EXPECT_LT(j["test_loss"].get<double>(), 0.2);
+
+    const sparseprox::Model m = sparseprox::load_model(model.string());
+    EXPECT_EQ(m.nnz_total(), total);
+    fs::remove_all(dir);
+}
+
+TEST(Cli, StopsInBandWithPerLayerTargets) {
+    const CliRun r = run_cli("train --device cpu --steps 3000 --lambda 1e-3 --model dense:6-16-8-1 --target-nnz 80,60,8 "
+                          "--tolerance 0.5 --min-layers 2 -q");
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("stopped in band"), std::string::npos) << r.output;
+}
+
+TEST(Cli, BadInputGivesClearErrors) {
+    struct Case {
+        std::string args, needle;
+    };
+    const Case cases[] = {
+        {"train --lambda abc --steps 1", "--lambda: 'abc'"},
+        {"train --lambda 1e-3,2e-3 --steps 1 --model dense:6-8-4-1", "2 lambda values"},
+        {"train --batch 0 --steps 1", "--batch"},
+        {"train --target-nnz 999999 --steps 1", "exceeds"},
+        {"train --target-nnz -5 --steps 1", "--target-nnz"},
+        {"train --data libsvm:/no/such/file.txt --steps 1", "/no/such/file.txt"},
+        {"train --data nosuch --steps 1", "nosuch"},
+        {"train --device cuda:7 --steps 1", "cuda:7"},
+        {"train --tolerance 2 --steps 1", "--tolerance"},
+        {"train --model dense:6-8-2 --steps 1", "2 outputs"},
+    };
+    for (const auto& c : cases) {
+        const CliRun r = run_cli(c.args);
+        EXPECT_NE(r.status, 0) << c.args;
+        EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
+        EXPECT_EQ(r.output.find("internal error"), std::string::npos) << c.args << "\n" << r.output;
+    }
+}

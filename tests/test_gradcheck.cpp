@@ -1,0 +1,199 @@
+// Finite-difference checks of every layer, activation and loss, at odd sizes (1, 19, 111), and
+// of whole networks through the engine's full-data gradient.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+#include <tuple>
+
+#include "cpu/ops.h"
+#include "sparseprox/sparseprox.h"
+
+using namespace sparseprox;
+
+namespace {
+
+std::vector<float> randn(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+// Compares analytic[i] with the central difference of f around x[i] for up to `samples`
+// entries (all of them when there are fewer). Tolerance: |fd - g| <= atol + rtol * |g|.
+void fd_check(const std::string& what, std::vector<float>& x, const std::vector<float>& analytic,
+              const std::function<double()>& f, double h, double atol, double rtol, std::size_t samples = 40) {
+    ASSERT_EQ(x.size(), analytic.size()) << what;
+    std::mt19937 rng(12345);
+    double max_abs = 0.0;
+    for (std::size_t k = 0; k < std::min(samples, x.size()); ++k) {
+        const std::size_t i = x.size() <= samples ? k : rng() % x.size();
+        const float saved = x[i];
+        x[i] = saved + static_cast<float>(h);
+        const double fp = f();
+        x[i] = saved - static_cast<float>(h);
+        const double fm = f();
+        x[i] = saved;
+        const double hh = (static_cast<double>(saved + static_cast<float>(h)) -
+                           static_cast<double>(saved - static_cast<float>(h)));
+        const double fd = (fp - fm) / hh;
+        ASSERT_NEAR(fd, analytic[i], atol + rtol * std::fabs(analytic[i])) << what << " entry " << i;
+        max_abs = std::max(max_abs, std::fabs(static_cast<double>(analytic[i])));
+    }
+    EXPECT_GT(max_abs, 0.0) << what << ": all checked gradient entries are zero";
+}
+
+double weighted_sum(const std::vector<float>& y, const std::vector<float>& c) {
+    double s = 0.0;
+    for (std::size_t i = 0; i < y.size(); ++i) s += static_cast<double>(y[i]) * c[i];
+    return s;
+}
+
+}  // namespace
+
+class DenseGrad : public ::testing::TestWithParam<std::tuple<int, int, int>> {};
+
+TEST_P(DenseGrad, MatchesFiniteDifferences) {
+    const auto [batch, n_in, n_out] = GetParam();
+    std::mt19937 rng(batch * 1000 + n_in * 10 + n_out);
+    auto x = randn(batch * n_in, rng), W = randn(n_out * n_in, rng, 0.3f), b = randn(n_out, rng);
+    const auto c = randn(batch * n_out, rng);  // J = sum(c * y), so dJ/dy = c
+    std::vector<float> y(batch * n_out), dW(W.size()), db(b.size()), dx(x.size());
+    auto J = [&]() {
+        cpu::dense_forward(x.data(), W.data(), b.data(), y.data(), batch, n_in, n_out);
+        return weighted_sum(y, c);
+    };
+    cpu::dense_backward(x.data(), W.data(), c.data(), dW.data(), db.data(), dx.data(), batch, n_in, n_out);
+    // The layer is linear in each argument, so a large step is exact up to float rounding.
+    const double h = 0.5, atol = 2e-3 * std::sqrt(static_cast<double>(batch * n_out)), rtol = 1e-3;
+    fd_check("dL/dW", W, dW, J, h, atol, rtol);
+    fd_check("dL/db", b, db, J, h, atol, rtol);
+    fd_check("dL/dx", x, dx, J, h, atol, rtol);
+}
+
+INSTANTIATE_TEST_SUITE_P(OddSizes, DenseGrad,
+                         ::testing::Combine(::testing::Values(1, 19, 111), ::testing::Values(1, 19, 111),
+                                            ::testing::Values(1, 19, 111)));
+
+class ActivationGrad : public ::testing::TestWithParam<std::tuple<Activation, int>> {};
+
+TEST_P(ActivationGrad, MatchesFiniteDifferences) {
+    const auto [act, n] = GetParam();
+    std::mt19937 rng(n + static_cast<int>(act));
+    auto x = randn(n, rng, 2.0f);
+    // Keep inputs away from the kinks of relu/leaky_relu so the step never crosses one.
+    for (auto& v : x)
+        if (std::fabs(v) < 0.05f) v = v < 0 ? -0.5f : 0.5f;
+    x[0] = std::fabs(x[0]);  // at least one input on the active side of relu
+    const auto c = randn(n, rng);
+    std::vector<float> y(n), dx(n);
+    cpu::activation_forward(act, x.data(), y.data(), n);
+    cpu::activation_backward(act, x.data(), y.data(), c.data(), dx.data(), n);
+    std::vector<float> yy(n);
+    auto J = [&]() {
+        cpu::activation_forward(act, x.data(), yy.data(), n);
+        return weighted_sum(yy, c);
+    };
+    fd_check(to_string(act), x, dx, J, 1e-2, 2e-3, 5e-3, n);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, ActivationGrad,
+                         ::testing::Combine(::testing::Values(Activation::identity, Activation::relu,
+                                                              Activation::leaky_relu, Activation::tanh,
+                                                              Activation::sigmoid),
+                                            ::testing::Values(1, 19, 111)));
+
+class LossGrad : public ::testing::TestWithParam<std::tuple<int, int>> {};
+
+TEST_P(LossGrad, MseMatchesFiniteDifferences) {
+    const auto [batch, n_out] = GetParam();
+    std::mt19937 rng(batch + 7 * n_out);
+    auto p = randn(batch * n_out, rng), t = randn(batch * n_out, rng);
+    std::vector<float> g(p.size());
+    const float scale = 1.0f / static_cast<float>(batch);
+    const double loss = cpu::mse_loss(p.data(), t.data(), batch, n_out, scale, g.data());
+    double expect = 0.0;
+    for (std::size_t i = 0; i < p.size(); ++i) expect += (double(p[i]) - t[i]) * (double(p[i]) - t[i]);
+    EXPECT_NEAR(loss, expect, 1e-6 * expect);  // no 1/2 factor; differences rounded to float
+    auto J = [&]() { return cpu::mse_loss(p.data(), t.data(), batch, n_out, 0.0f, nullptr) / batch; };
+    fd_check("mse", p, g, J, 1e-2, 1e-4, 1e-3);
+}
+
+TEST_P(LossGrad, CrossEntropyMatchesFiniteDifferences) {
+    const auto [batch, n_classes] = GetParam();
+    if (n_classes < 2) GTEST_SKIP() << "cross-entropy needs at least two classes";
+    std::mt19937 rng(batch * 3 + n_classes);
+    auto z = randn(batch * n_classes, rng, 2.0f);
+    std::vector<std::int32_t> labels(batch);
+    for (auto& l : labels) l = static_cast<std::int32_t>(rng() % n_classes);
+    std::vector<float> g(z.size());
+    const float scale = 1.0f / static_cast<float>(batch);
+    std::size_t correct = 0;
+    cpu::cross_entropy_loss(z.data(), labels.data(), batch, n_classes, scale, g.data(), &correct);
+    EXPECT_LE(correct, static_cast<std::size_t>(batch));
+    auto J = [&]() {
+        return cpu::cross_entropy_loss(z.data(), labels.data(), batch, n_classes, 0.0f, nullptr, nullptr) / batch;
+    };
+    fd_check("cross_entropy", z, g, J, 1e-2, 2e-4, 5e-3);
+}
+
+INSTANTIATE_TEST_SUITE_P(OddSizes, LossGrad,
+                         ::testing::Combine(::testing::Values(1, 19, 111), ::testing::Values(1, 2, 19, 111)));
+
+TEST(LossValues, CrossEntropyOfKnownLogits) {
+    const float z[] = {0.0f, 0.0f, std::log(2.0f)};  // softmax = (1/4, 1/4, 1/2)
+    const std::int32_t label[] = {2};
+    std::size_t correct = 0;
+    float g[3];
+    const double loss = cpu::cross_entropy_loss(z, label, 1, 3, 1.0f, g, &correct);
+    EXPECT_NEAR(loss, std::log(2.0), 1e-6);
+    EXPECT_EQ(correct, 1u);
+    EXPECT_NEAR(g[0], 0.25f, 1e-6);
+    EXPECT_NEAR(g[2], -0.5f, 1e-6);
+}
+
+// The whole network: the engine's full-data gradient against finite differences of evaluate().
+class NetworkGrad : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(NetworkGrad, FullDataGradientMatchesFiniteDifferences) {
+    const std::string act = GetParam();
+    std::mt19937 rng(77);
+    for (const bool classification : {false, true}) {
+        const std::size_t n = 111, n_in = 19, n_out = classification ? 3 : 2;
+        Dataset d;
+        d.name = "synthetic";
+        d.task = classification ? Task::classification : Task::regression;
+        d.n_samples = n;
+        d.n_features = n_in;
+        d.n_outputs = n_out;
+        d.x = randn(n * n_in, rng);
+        if (classification) {
+            d.labels.resize(n);
+            for (auto& l : d.labels) l = static_cast<std::int32_t>(rng() % n_out);
+        } else {
+            d.y = randn(n * n_out, rng);
+        }
+        Model m = Model::initialize(ModelSpec::parse("dense:19-19-7-" + std::to_string(n_out) + ":" + act), 5);
+        const Device cpu_dev;
+        std::vector<float> grad = loss_gradient(m, d, cpu_dev);
+        ASSERT_EQ(grad.size(), m.slab().size());
+        for (std::size_t l = 0; l < m.n_weight_layers(); ++l) {
+            const auto& s = m.layout().segments[l];
+            for (const auto& [offset, count] : {std::pair{s.weight_offset, s.n_weights}, std::pair{s.bias_offset, s.n_bias}}) {
+                std::vector<float> p(m.slab().begin() + offset, m.slab().begin() + offset + count);
+                std::vector<float> g(grad.begin() + offset, grad.begin() + offset + count);
+                auto J = [&]() {
+                    std::copy(p.begin(), p.end(), m.slab().begin() + offset);
+                    return evaluate(m, d, cpu_dev).loss;
+                };
+                fd_check(act + " layer " + std::to_string(l) + (classification ? " (ce)" : " (mse)"), p, g, J, 1e-3,
+                         2e-4, 3e-2, 12);
+                std::copy(p.begin(), p.end(), m.slab().begin() + offset);
+            }
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Activations, NetworkGrad, ::testing::Values("tanh", "sigmoid", "relu", "leaky_relu", "identity"));
