@@ -37,6 +37,13 @@ struct DataSplit {
 // from a constant history x0; sampled every `sample_every` time units after `discard` units of
 // transient. Each row holds `window` consecutive past samples and the target is the next sample.
 // Features and target are scaled to [-1, 1] with the series' min and max.
+// The delayed value at RK4's two midpoint stages, x(t + dt/2 - tau), lies between two stored
+// samples and is taken as their mean. Rows are windows sliding by one sample: the training rows
+// first, then the test rows, so the target of every row is the last feature of the next one.
+// The sets are named "mackey-glass/train" and "mackey-glass/test". Throws sparseprox::Error
+// naming the field for a non-finite option, dt, tau or sample_every <= 0, discard < 0, tau,
+// sample_every or discard not a whole number of steps dt, a window, n_train or n_test of 0, and
+// for a series that is constant or not finite.
 struct MackeyGlassOptions {
     double beta = 0.2;
     double gamma = 0.1;
@@ -54,13 +61,17 @@ DataSplit mackey_glass(const MackeyGlassOptions& options = {});
 
 // ---- LIBSVM text -----------------------------------------------------------------------------
 // "label idx:value ..." per line, 1-based ascending indices, '#' comments and blank lines
-// skipped. n_features = 0 infers it from the largest index. Regression task, one output.
-// Errors name the file and line.
+// skipped. n_features = 0 infers it from the largest index; a given n_features rejects larger
+// indices. Missing features are 0. Regression task, one output; the set is named after the
+// file's stem. Errors name the file and line (bad label, missing ':', an index that is not a
+// positive integer or does not ascend, NaN/Inf or out-of-float-range values, no samples at all).
 Dataset read_libsvm(const std::string& path, std::size_t n_features = 0);
 
 // ---- IDX (MNIST format), gzipped or not ---------------------------------------------------------
 // Images: magic 0x00000803, then count, rows, cols, uint8 pixels. Labels: magic 0x00000801,
-// count, uint8 labels. Files ending in .gz are inflated with zlib.
+// count, uint8 labels. Files ending in .gz are inflated with zlib. n_outputs is the largest
+// label + 1. Errors name the file: missing, wrong magic (expected and found, in hex), zero
+// dimensions, truncated data or extra bytes, and image/label counts that differ.
 enum class PixelScale {
     unit,       // [0, 1]
     symmetric,  // [-1, 1] (the paper's MNIST setting)
@@ -69,7 +80,8 @@ enum class PixelScale {
 Dataset read_idx(const std::string& images_path, const std::string& labels_path,
                  PixelScale scale = PixelScale::symmetric);
 // A folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
-// t10k-labels-idx1-ubyte, each optionally with a .gz suffix. Ten classes.
+// t10k-labels-idx1-ubyte, each optionally with a .gz suffix (the plain name is tried first).
+// Ten classes: a label above 9 is an error. The sets are named "<folder>/train", "<folder>/test".
 DataSplit read_idx_dir(const std::string& dir, PixelScale scale = PixelScale::symmetric);
 
 // ---- One entry point for the command line ------------------------------------------------------
@@ -78,7 +90,10 @@ struct DataOptions {
     PixelScale pixel_scale = PixelScale::symmetric;
     MackeyGlassOptions mackey_glass;
 };
-// "mackey-glass", "libsvm:PATH" or "idx:DIR".
+// "mackey-glass", "libsvm:PATH" or "idx:DIR". libsvm: the first libsvm_train_rows rows train,
+// the rest test (an error when that leaves no test rows); sets named "<stem>/train" and
+// "<stem>/test". idx: read_idx_dir with pixel_scale. Any other source is an error that lists
+// the accepted forms.
 DataSplit load_data(const std::string& source, const DataOptions& options = {});
 
 }  // namespace sparseprox

@@ -23,16 +23,24 @@ struct TensorFile {
 // Low level. The writer emits dtype "F32" only; the reader accepts F32 and rejects other dtypes,
 // bad header lengths, overlapping or out-of-range offsets, truncation and NaN/Inf values, with
 // errors that name the file and the tensor. Writes go to a temporary file renamed into place.
+// Writer: tensors stored contiguously in name order, the JSON header padded with spaces to a
+// multiple of 8 bytes, "__metadata__" only when there is metadata; a tensor whose shape does
+// not match its data, a NaN/Inf value or the name "__metadata__" is an error. Reader: as the
+// format requires, the tensors' byte ranges must cover the data buffer exactly (no overlap,
+// gap or trailing bytes), and metadata values must be strings.
 void write_safetensors(const std::string& path, const TensorFile& file);
 TensorFile read_safetensors(const std::string& path);
 
 // A model as tensors layers.<i>.weight (n_out, n_in) and layers.<i>.bias (n_out), i counting
 // weight layers from 0, with metadata "format" = "sparseprox", "architecture" = the model JSON,
-// and whatever `metadata` adds (the trainer adds "lambda", "seed", "lr").
+// and whatever `metadata` adds (the trainer adds "lambda", "seed", "lr"); `metadata` may not
+// use the keys "format" or "architecture".
 void save_model(const std::string& path, const Model& model,
                 const std::map<std::string, std::string>& metadata = {});
 // Reads a file written by save_model (or any file with the same tensor names and an
-// "architecture" entry); checks every tensor's shape against the architecture.
+// "architecture" entry); checks every tensor's shape against the architecture. A missing or
+// misshapen tensor, a tensor the architecture has no place for, or a "format" other than
+// "sparseprox" is an error naming the file and tensor. `metadata` receives every entry.
 Model load_model(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
 
 }  // namespace sparseprox
