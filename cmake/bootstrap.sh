@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One-step set-up on a fresh Debian 12 machine with the CUDA toolkit:
+#   bash cmake/bootstrap.sh main [train flags...]   build, then train on the embedded default
+#   bash cmake/bootstrap.sh test                    build, then run the whole test suite
+# Missing Debian packages are installed first (as root, or through sudo). The build goes to
+# ./build (override with SPARSEPROX_BUILD_DIR); extra CMake flags come from SPARSEPROX_CMAKE_ARGS.
+set -euo pipefail
+
+mode=${1:-}
+case "$mode" in
+  main|test) shift ;;
+  *) echo "usage: bash cmake/bootstrap.sh main|test [sparseprox train flags]" >&2; exit 2 ;;
+esac
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${SPARSEPROX_BUILD_DIR:-$root/build}
+
+packages=(cmake ninja-build g++ pkg-config libopenblas-dev zlib1g-dev nlohmann-json3-dev libcli11-dev libgtest-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "-- installing Debian packages: ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# nvcc is usually not on the PATH right after a toolkit install.
+if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export PATH=/usr/local/cuda/bin:$PATH
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+# shellcheck disable=SC2086
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release ${SPARSEPROX_CMAKE_ARGS:-}
+cmake --build "$build" -j "$jobs"
+
+if [ "$mode" = main ]; then
+  exec "$build/sparseprox" train "$@"
+else
+  exec ctest --test-dir "$build" --output-on-failure -j "$jobs"
+fi
