@@ -1,0 +1,210 @@
+// CUDA backend basics: the one check macro, launch checks and owned device/pinned memory.
+// Plain C++ (no CUDA-only syntax), so g++ translation units and the tests can include it.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <cublas_v2.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "sparseprox/error.h"
+
+namespace sparseprox {
+namespace cuda {
+
+// Throw sparseprox::Error with "<call> failed: <status name> (<status text>) at file:line".
+// Defined in common.cpp; one overload per library status type (a cudnnStatus_t overload goes
+// beside these, in the translation unit that includes cudnn.h).
+[[noreturn]] void throw_status(const char* call, const char* status_name, const char* status_text,
+                               const char* file, int line);
+
+inline void check_status(cudaError_t status, const char* call, const char* file, int line) {
+    if (status != cudaSuccess) throw_status(call, cudaGetErrorName(status), cudaGetErrorString(status), file, line);
+}
+void check_status(cublasStatus_t status, const char* call, const char* file, int line);
+
+// After a kernel launch: the launch error, and in SPARSEPROX_SYNC_DEBUG builds the kernel's own
+// error too (synchronizing the device so the failure points at its kernel).
+inline void check_launch(const char* file, int line) {
+    check_status(cudaGetLastError(), "kernel launch", file, line);
+#if defined(SPARSEPROX_SYNC_DEBUG)
+    check_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize after kernel launch", file, line);
+#endif
+}
+
+// Blocks for a 1-D grid-stride loop over n elements: enough to fill any current GPU, capped so
+// that the block count stays a plain int (the loops use 64-bit indices).
+inline unsigned grid_size(std::size_t n, unsigned threads) {
+    constexpr std::size_t kMaxBlocks = std::size_t{1} << 20;
+    const std::size_t blocks = (n + threads - 1) / threads;
+    return static_cast<unsigned>(blocks < kMaxBlocks ? blocks : kMaxBlocks);
+}
+
+// CUB treats a null temp-storage pointer as "report the size and do nothing": never hand it a
+// zero-byte (null) allocation.
+inline std::size_t cub_temp_size(std::size_t bytes) { return bytes < 16 ? 16 : bytes; }
+
+// Device memory owned by one object (move-only). Copies are explicit and take the stream.
+template <class T>
+class DeviceBuffer {
+public:
+    DeviceBuffer() = default;
+    explicit DeviceBuffer(std::size_t n) { allocate(n); }
+    ~DeviceBuffer() { release(); }
+
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+    DeviceBuffer(DeviceBuffer&& other) noexcept
+        : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+        if (this != &other) {
+            release();
+            data_ = std::exchange(other.data_, nullptr);
+            size_ = std::exchange(other.size_, 0);
+        }
+        return *this;
+    }
+
+    // Drops the old contents; n == 0 frees.
+    void allocate(std::size_t n) {
+        release();
+        if (n == 0) return;
+        void* p = nullptr;
+        check_status(cudaMalloc(&p, n * sizeof(T)), "cudaMalloc", __FILE__, __LINE__);
+        data_ = static_cast<T*>(p);
+        size_ = n;
+    }
+    // Grows (dropping the contents) when fewer than n elements are held.
+    void reserve(std::size_t n) {
+        if (n > size_) allocate(n);
+    }
+
+    T* data() { return data_; }
+    const T* data() const { return data_; }
+    std::size_t size() const { return size_; }
+    std::size_t bytes() const { return size_ * sizeof(T); }
+    bool empty() const { return size_ == 0; }
+
+    // Host-to-device copy of n elements into [offset, offset + n). From pageable memory the call
+    // returns once the source has been staged, so `src` may be reused at once.
+    void copy_from_host(const T* src, std::size_t n, cudaStream_t stream, std::size_t offset = 0) {
+        check_range(offset, n);
+        if (n == 0) return;
+        check_status(cudaMemcpyAsync(data_ + offset, src, n * sizeof(T), cudaMemcpyHostToDevice, stream),
+                     "cudaMemcpyAsync (host to device)", __FILE__, __LINE__);
+    }
+    // Device-to-host copy of n elements from [offset, offset + n); the data is in `dst` after the
+    // stream is synchronized.
+    void copy_to_host(T* dst, std::size_t n, cudaStream_t stream, std::size_t offset = 0) const {
+        check_range(offset, n);
+        if (n == 0) return;
+        check_status(cudaMemcpyAsync(dst, data_ + offset, n * sizeof(T), cudaMemcpyDeviceToHost, stream),
+                     "cudaMemcpyAsync (device to host)", __FILE__, __LINE__);
+    }
+    void fill_zero(cudaStream_t stream) {
+        if (size_ == 0) return;
+        check_status(cudaMemsetAsync(data_, 0, bytes(), stream), "cudaMemsetAsync", __FILE__, __LINE__);
+    }
+
+private:
+    void check_range(std::size_t offset, std::size_t n) const {
+        if (offset > size_ || n > size_ - offset)
+            throw Error("DeviceBuffer: copy of " + std::to_string(n) + " elements at offset " +
+                        std::to_string(offset) + " exceeds its " + std::to_string(size_));
+    }
+    void release() noexcept {
+        if (data_) cudaFree(data_);  // never throws; an error here has nowhere useful to go
+        data_ = nullptr;
+        size_ = 0;
+    }
+
+    T* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+// Page-locked host memory (move-only): the target of small status copies and the staging of
+// uploads that must not synchronize the host.
+template <class T>
+class PinnedBuffer {
+public:
+    PinnedBuffer() = default;
+    explicit PinnedBuffer(std::size_t n) { allocate(n); }
+    ~PinnedBuffer() { release(); }
+
+    PinnedBuffer(const PinnedBuffer&) = delete;
+    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+    PinnedBuffer(PinnedBuffer&& other) noexcept
+        : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    PinnedBuffer& operator=(PinnedBuffer&& other) noexcept {
+        if (this != &other) {
+            release();
+            data_ = std::exchange(other.data_, nullptr);
+            size_ = std::exchange(other.size_, 0);
+        }
+        return *this;
+    }
+
+    void allocate(std::size_t n) {
+        release();
+        if (n == 0) return;
+        void* p = nullptr;
+        check_status(cudaMallocHost(&p, n * sizeof(T)), "cudaMallocHost", __FILE__, __LINE__);
+        data_ = static_cast<T*>(p);
+        size_ = n;
+    }
+    void reserve(std::size_t n) {
+        if (n > size_) allocate(n);
+    }
+
+    T* data() { return data_; }
+    const T* data() const { return data_; }
+    std::size_t size() const { return size_; }
+    T& operator[](std::size_t i) { return data_[i]; }
+    const T& operator[](std::size_t i) const { return data_[i]; }
+
+private:
+    void release() noexcept {
+        if (data_) cudaFreeHost(data_);
+        data_ = nullptr;
+        size_ = 0;
+    }
+
+    T* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+// A CUDA event without timing (move-only), to know when queued work has passed a point.
+class Event {
+public:
+    Event() { check_status(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), "cudaEventCreateWithFlags", __FILE__, __LINE__); }
+    ~Event() {
+        if (event_) cudaEventDestroy(event_);
+    }
+    Event(const Event&) = delete;
+    Event& operator=(const Event&) = delete;
+    Event(Event&& other) noexcept : event_(std::exchange(other.event_, nullptr)) {}
+    Event& operator=(Event&& other) noexcept {
+        if (this != &other) {
+            if (event_) cudaEventDestroy(event_);
+            event_ = std::exchange(other.event_, nullptr);
+        }
+        return *this;
+    }
+
+    void record(cudaStream_t stream) { check_status(cudaEventRecord(event_, stream), "cudaEventRecord", __FILE__, __LINE__); }
+    void synchronize() const { check_status(cudaEventSynchronize(event_), "cudaEventSynchronize", __FILE__, __LINE__); }
+
+private:
+    cudaEvent_t event_ = nullptr;
+};
+
+}  // namespace cuda
+}  // namespace sparseprox
+
+// Checks a cudaError_t or cublasStatus_t expression; throws sparseprox::Error naming the call.
+#define SPARSEPROX_CUDA_CHECK(expr) ::sparseprox::cuda::check_status((expr), #expr, __FILE__, __LINE__)
+// Checks the kernel launch just made (and, with SPARSEPROX_SYNC_DEBUG, its execution).
+#define SPARSEPROX_CHECK_LAUNCH() ::sparseprox::cuda::check_launch(__FILE__, __LINE__)

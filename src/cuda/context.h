@@ -1,0 +1,43 @@
+// One CUDA device as the backend uses it: the device index, one stream for all work, and a
+// cuBLAS handle bound to that stream with its own workspace. Non-copyable.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <cublas_v2.h>
+
+#include "cuda/common.h"
+
+namespace sparseprox {
+namespace cuda {
+
+class CudaContext {
+public:
+    // Selects the device, creates a non-blocking stream and a cuBLAS handle on it. Throws
+    // sparseprox::Error (naming the call) when any of that fails.
+    explicit CudaContext(int device_index);
+    ~CudaContext();
+
+    CudaContext(const CudaContext&) = delete;
+    CudaContext& operator=(const CudaContext&) = delete;
+
+    int device() const { return device_; }
+    cudaStream_t stream() const { return stream_; }
+    cublasHandle_t cublas() const { return cublas_; }
+
+    // Makes this context's device current for the calling thread (cheap; every engine entry
+    // point calls it so that several engines on several devices can share a thread).
+    void activate() const;
+    // Waits for all work queued on the stream; rethrows an asynchronous kernel error.
+    void synchronize() const;
+
+private:
+    void release() noexcept;
+
+    int device_ = 0;
+    cudaStream_t stream_ = nullptr;
+    cublasHandle_t cublas_ = nullptr;
+    DeviceBuffer<unsigned char> cublas_workspace_;
+};
+
+}  // namespace cuda
+}  // namespace sparseprox
