@@ -41,10 +41,12 @@ public:
     // empty disables the rule. Also clears a previous stop.
     virtual void set_stop_rule(const StopRule& rule) = 0;
 
+    // The data set must outlive the engine and stay unchanged: the CPU engine keeps a pointer
+    // to it and the CUDA engine keeps its device copy (reused by evaluate() for the same object).
     virtual void set_train_data(const Dataset& data) = 0;
     // The order of training rows for the coming epoch (a permutation of 0..n-1).
     virtual void set_order(const std::vector<std::uint32_t>& order) = 0;
-    // One step on the rows order[first .. first + count). Asynchronous on CUDA.
+    // One step on the rows order[first .. first + count), count >= 1. Asynchronous on CUDA.
     virtual void step(std::size_t first, std::size_t count) = 0;
     // Waits for queued work and reports (resets the loss accumulator).
     virtual EngineStatus status() = 0;

@@ -49,7 +49,7 @@ public:
     void step(std::size_t first, std::size_t count) override {
         if (stopped_) return;  // frozen at the first in-band iterate
         if (!train_) throw Error("step: no training data set");
-        if (first + count > order_.size()) throw Error("step: batch beyond the epoch order");
+        if (count == 0 || first + count > order_.size()) throw Error("step: empty batch or batch beyond the epoch order");
         const Dataset& d = *train_;
         const std::size_t nf = d.n_features, no = d.n_outputs;
         batch_x_.resize(count * nf);
