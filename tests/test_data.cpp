@@ -1,6 +1,8 @@
 // Data readers: LIBSVM text, IDX (plain and gzipped), the Mackey-Glass generator, load_data,
 // and the real data sets when they are present.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <unistd.h>
 #include <zlib.h>
 
@@ -45,26 +47,8 @@ testing::AssertionResult throws_error_with(const std::function<void()>& fn, std:
 }
 
 // A fresh folder per test, removed afterwards.
-class DataTempDir : public testing::Test {
+class DataTempDir : public sparseprox::testing_util::TempDirTest {
 protected:
-    void SetUp() override {
-        static std::atomic<int> counter{0};
-        dir_ = fs::temp_directory_path() /
-               ("sparseprox_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::create_directories(dir_);
-    }
-    void TearDown() override {
-        std::error_code ec;
-        fs::remove_all(dir_, ec);
-    }
-    std::string path(const std::string& name) const { return (dir_ / name).string(); }
-    std::string write(const std::string& name, const std::string& bytes) const {
-        const std::string p = path(name);
-        std::ofstream out(p, std::ios::binary);
-        out << bytes;
-        EXPECT_TRUE(out.good()) << p;
-        return p;
-    }
     std::string write_gz(const std::string& name, const std::string& bytes) const {
         const std::string p = path(name);
         gzFile f = gzopen(p.c_str(), "wb");
@@ -74,10 +58,6 @@ protected:
         EXPECT_EQ(gzclose(f), Z_OK);
         return p;
     }
-    std::string dir() const { return dir_.string(); }
-
-private:
-    fs::path dir_;
 };
 
 void put_be32(std::string& s, std::uint32_t v) {

@@ -1,6 +1,8 @@
 // safetensors files: the low-level reader/writer, the byte layout other implementations expect,
 // and model save/load.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <unistd.h>
 
 #include <atomic>
@@ -83,33 +85,12 @@ std::string hand_made(const std::string& header, const std::vector<float>& value
     return s;
 }
 
-class SafetensorsDir : public testing::Test {
+class SafetensorsDir : public sparseprox::testing_util::TempDirTest {
 protected:
-    void SetUp() override {
-        static std::atomic<int> counter{0};
-        dir_ = fs::temp_directory_path() /
-               ("sparseprox_st_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::create_directories(dir_);
-    }
-    void TearDown() override {
-        std::error_code ec;
-        fs::remove_all(dir_, ec);
-    }
-    std::string path(const std::string& name) const { return (dir_ / name).string(); }
-    std::string write(const std::string& name, const std::string& bytes) const {
-        const std::string p = path(name);
-        std::ofstream out(p, std::ios::binary);
-        out << bytes;
-        EXPECT_TRUE(out.good()) << p;
-        return p;
-    }
     std::string slurp(const std::string& p) const {
         std::ifstream in(p, std::ios::binary);
         return std::string(std::istreambuf_iterator<char>(in), {});
     }
-
-private:
-    fs::path dir_;
 };
 
 TensorFile sample_file() {
