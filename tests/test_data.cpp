@@ -27,24 +27,10 @@
 
 namespace fs = std::filesystem;
 using namespace sparseprox;
+using sparseprox::testing_util::throws_error_with;
 
 namespace {
 
-// Passes when fn throws sparseprox::Error whose message contains every one of `parts`.
-testing::AssertionResult throws_error_with(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        const std::string msg = e.what();
-        for (const std::string& p : parts)
-            if (msg.find(p) == std::string::npos)
-                return testing::AssertionFailure() << "message \"" << msg << "\" lacks \"" << p << "\"";
-        return testing::AssertionSuccess() << msg;
-    } catch (const std::exception& e) {
-        return testing::AssertionFailure() << "threw a non-sparseprox exception: " << e.what();
-    }
-    return testing::AssertionFailure() << "did not throw";
-}
 
 // A fresh folder per test, removed afterwards.
 class DataTempDir : public sparseprox::testing_util::TempDirTest {

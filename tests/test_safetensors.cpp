@@ -26,24 +26,11 @@
 
 namespace fs = std::filesystem;
 using namespace sparseprox;
+using sparseprox::testing_util::throws_error_with;
 using nlohmann::json;
 
 namespace {
 
-testing::AssertionResult throws_error_with(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        const std::string msg = e.what();
-        for (const std::string& p : parts)
-            if (msg.find(p) == std::string::npos)
-                return testing::AssertionFailure() << "message \"" << msg << "\" lacks \"" << p << "\"";
-        return testing::AssertionSuccess() << msg;
-    } catch (const std::exception& e) {
-        return testing::AssertionFailure() << "threw a non-sparseprox exception: " << e.what();
-    }
-    return testing::AssertionFailure() << "did not throw";
-}
 
 std::uint32_t bits_of(float f) {
     std::uint32_t b;

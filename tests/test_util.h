@@ -8,10 +8,31 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <initializer_list>
 #include <string>
+
+#include "sparseprox/error.h"
 
 namespace sparseprox {
 namespace testing_util {
+
+// Passes when fn throws sparseprox::Error whose message contains every one of `parts`.
+inline ::testing::AssertionResult throws_error_with(const std::function<void()>& fn,
+                                                    std::initializer_list<std::string> parts) {
+    try {
+        fn();
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        for (const std::string& p : parts)
+            if (msg.find(p) == std::string::npos)
+                return ::testing::AssertionFailure() << "message \"" << msg << "\" lacks \"" << p << "\"";
+        return ::testing::AssertionSuccess() << msg;
+    } catch (const std::exception& e) {
+        return ::testing::AssertionFailure() << "threw a non-sparseprox exception: " << e.what();
+    }
+    return ::testing::AssertionFailure() << "did not throw";
+}
 
 // A fresh folder per test under the system temp directory, removed afterwards.
 class TempDirTest : public ::testing::Test {
