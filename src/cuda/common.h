@@ -47,19 +47,20 @@ inline unsigned grid_size(std::size_t n, unsigned threads) {
 // zero-byte (null) allocation.
 inline std::size_t cub_temp_size(std::size_t bytes) { return bytes < 16 ? 16 : bytes; }
 
-// Device memory owned by one object (move-only). Copies are explicit and take the stream.
-template <class T>
-class DeviceBuffer {
+// One owned allocation (move-only), from `Memory::allocate` and given back by `Memory::free`.
+// The two kinds below differ only in where the memory lives and in the copies they offer.
+template <class T, class Memory>
+class OwnedBuffer {
 public:
-    DeviceBuffer() = default;
-    explicit DeviceBuffer(std::size_t n) { allocate(n); }
-    ~DeviceBuffer() { release(); }
+    OwnedBuffer() = default;
+    explicit OwnedBuffer(std::size_t n) { allocate(n); }
+    ~OwnedBuffer() { release(); }
 
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-    DeviceBuffer(DeviceBuffer&& other) noexcept
+    OwnedBuffer(const OwnedBuffer&) = delete;
+    OwnedBuffer& operator=(const OwnedBuffer&) = delete;
+    OwnedBuffer(OwnedBuffer&& other) noexcept
         : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
-    DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+    OwnedBuffer& operator=(OwnedBuffer&& other) noexcept {
         if (this != &other) {
             release();
             data_ = std::exchange(other.data_, nullptr);
@@ -72,9 +73,7 @@ public:
     void allocate(std::size_t n) {
         release();
         if (n == 0) return;
-        void* p = nullptr;
-        check_status(cudaMalloc(&p, n * sizeof(T)), "cudaMalloc", __FILE__, __LINE__);
-        data_ = static_cast<T*>(p);
+        data_ = static_cast<T*>(Memory::allocate(n * sizeof(T)));
         size_ = n;
     }
     // Grows (dropping the contents) when fewer than n elements are held.
@@ -87,6 +86,46 @@ public:
     std::size_t size() const { return size_; }
     std::size_t bytes() const { return size_ * sizeof(T); }
     bool empty() const { return size_ == 0; }
+
+protected:
+    void release() noexcept {
+        if (data_) Memory::free(data_);  // never throws; an error here has nowhere useful to go
+        data_ = nullptr;
+        size_ = 0;
+    }
+
+    T* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+struct DeviceMemory {
+    static void* allocate(std::size_t bytes) {
+        void* p = nullptr;
+        check_status(cudaMalloc(&p, bytes), "cudaMalloc", __FILE__, __LINE__);
+        return p;
+    }
+    static void free(void* p) noexcept { cudaFree(p); }
+};
+
+struct PinnedMemory {
+    static void* allocate(std::size_t bytes) {
+        void* p = nullptr;
+        check_status(cudaMallocHost(&p, bytes), "cudaMallocHost", __FILE__, __LINE__);
+        return p;
+    }
+    static void free(void* p) noexcept { cudaFreeHost(p); }
+};
+
+// Device memory owned by one object (move-only). Copies are explicit and take the stream.
+template <class T>
+class DeviceBuffer : public OwnedBuffer<T, DeviceMemory> {
+    using Base = OwnedBuffer<T, DeviceMemory>;
+    using Base::data_;
+    using Base::size_;
+
+public:
+    using Base::Base;
+    using Base::bytes;
 
     // Host-to-device copy of n elements into [offset, offset + n). From pageable memory the call
     // returns once the source has been staged, so `src` may be reused at once.
@@ -115,65 +154,18 @@ private:
             throw Error("DeviceBuffer: copy of " + std::to_string(n) + " elements at offset " +
                         std::to_string(offset) + " exceeds its " + std::to_string(size_));
     }
-    void release() noexcept {
-        if (data_) cudaFree(data_);  // never throws; an error here has nowhere useful to go
-        data_ = nullptr;
-        size_ = 0;
-    }
-
-    T* data_ = nullptr;
-    std::size_t size_ = 0;
 };
 
 // Page-locked host memory (move-only): the target of small status copies and the staging of
 // uploads that must not synchronize the host.
 template <class T>
-class PinnedBuffer {
+class PinnedBuffer : public OwnedBuffer<T, PinnedMemory> {
+    using Base = OwnedBuffer<T, PinnedMemory>;
+
 public:
-    PinnedBuffer() = default;
-    explicit PinnedBuffer(std::size_t n) { allocate(n); }
-    ~PinnedBuffer() { release(); }
-
-    PinnedBuffer(const PinnedBuffer&) = delete;
-    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-    PinnedBuffer(PinnedBuffer&& other) noexcept
-        : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
-    PinnedBuffer& operator=(PinnedBuffer&& other) noexcept {
-        if (this != &other) {
-            release();
-            data_ = std::exchange(other.data_, nullptr);
-            size_ = std::exchange(other.size_, 0);
-        }
-        return *this;
-    }
-
-    void allocate(std::size_t n) {
-        release();
-        if (n == 0) return;
-        void* p = nullptr;
-        check_status(cudaMallocHost(&p, n * sizeof(T)), "cudaMallocHost", __FILE__, __LINE__);
-        data_ = static_cast<T*>(p);
-        size_ = n;
-    }
-    void reserve(std::size_t n) {
-        if (n > size_) allocate(n);
-    }
-
-    T* data() { return data_; }
-    const T* data() const { return data_; }
-    std::size_t size() const { return size_; }
-    T& operator[](std::size_t i) { return data_[i]; }
-    const T& operator[](std::size_t i) const { return data_[i]; }
-
-private:
-    void release() noexcept {
-        if (data_) cudaFreeHost(data_);
-        data_ = nullptr;
-        size_ = 0;
-    }
-
-    T* data_ = nullptr;
-    std::size_t size_ = 0;
+    using Base::Base;
+    T& operator[](std::size_t i) { return this->data_[i]; }
+    const T& operator[](std::size_t i) const { return this->data_[i]; }
 };
 
 // A CUDA event without timing (move-only), to know when queued work has passed a point.
