@@ -1,5 +1,7 @@
 #include "cuda/context.h"
 
+#include "cuda/cudnn_ops.h"
+
 namespace sparseprox {
 namespace cuda {
 
@@ -30,8 +32,17 @@ CudaContext::CudaContext(int device_index) : device_(device_index) {
 
 CudaContext::~CudaContext() { release(); }
 
+Cudnn& CudaContext::cudnn() {
+    if (!cudnn_) {
+        activate();  // cudnnCreate binds the handle to the current device
+        cudnn_ = std::make_unique<Cudnn>(stream_);
+    }
+    return *cudnn_;
+}
+
 void CudaContext::release() noexcept {
     if (stream_) cudaStreamSynchronize(stream_);  // let queued work finish before its memory goes
+    cudnn_.reset();  // its handle and workspace are bound to the stream: they go first
     if (cublas_) cublasDestroy(cublas_);
     cublas_ = nullptr;
     cublas_workspace_ = DeviceBuffer<unsigned char>();

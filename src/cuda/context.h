@@ -1,14 +1,20 @@
-// One CUDA device as the backend uses it: the device index, one stream for all work, and a
-// cuBLAS handle bound to that stream with its own workspace. Non-copyable.
+// One CUDA device as the backend uses it: the device index, one stream for all work, a cuBLAS
+// handle bound to that stream with its own workspace and, created on first use, the cuDNN state
+// (handle, workspace, descriptor and algorithm caches: cuda/cudnn_ops.h) bound to the same
+// stream. Non-copyable.
 #pragma once
 
 #include <cuda_runtime_api.h>
 #include <cublas_v2.h>
 
+#include <memory>
+
 #include "cuda/common.h"
 
 namespace sparseprox {
 namespace cuda {
+
+class Cudnn;  // cuda/cudnn_ops.h; opaque here so that this header never needs cudnn.h
 
 class CudaContext {
 public:
@@ -23,6 +29,11 @@ public:
     int device() const { return device_; }
     cudaStream_t stream() const { return stream_; }
     cublasHandle_t cublas() const { return cublas_; }
+    // The cuDNN state of this context, created on the first call (cudnnCreate loads cuDNN's
+    // kernels and costs tens to hundreds of milliseconds and some device memory, which contexts
+    // that never convolve or pool should not pay). Throws sparseprox::Error when that fails or
+    // when the library was built without cuDNN.
+    Cudnn& cudnn();
 
     // Makes this context's device current for the calling thread (cheap; every engine entry
     // point calls it so that several engines on several devices can share a thread).
@@ -37,6 +48,7 @@ private:
     cudaStream_t stream_ = nullptr;
     cublasHandle_t cublas_ = nullptr;
     DeviceBuffer<unsigned char> cublas_workspace_;
+    std::unique_ptr<Cudnn> cudnn_;  // null until cudnn() is first called
 };
 
 }  // namespace cuda

@@ -1,0 +1,65 @@
+// CPU convolution and pooling: the oracle the cuDNN twins (cuda/cudnn_ops.h) are compared
+// against. Tensors are NCHW, row-major, contiguous; a conv weight is (c_out, c_in, kh, kw) as
+// PyTorch's Conv2d, and the operation is a cross-correlation as in PyTorch. Output sizes use
+// floor mode: out = (in + 2 pad - k) / stride + 1. Gradients are overwritten unless
+// `accumulate` is set.
+#pragma once
+
+#include <cstddef>
+
+namespace sparseprox {
+namespace cpu {
+
+struct ConvShape {
+    std::size_t batch = 1;
+    std::size_t c_in = 1, h_in = 1, w_in = 1;
+    std::size_t c_out = 1, kh = 1, kw = 1;
+    std::size_t stride_h = 1, stride_w = 1;
+    std::size_t pad_h = 0, pad_w = 0;
+
+    std::size_t h_out() const { return (h_in + 2 * pad_h - kh) / stride_h + 1; }
+    std::size_t w_out() const { return (w_in + 2 * pad_w - kw) / stride_w + 1; }
+    std::size_t n_weights() const { return c_out * c_in * kh * kw; }
+};
+
+// Floats of scratch memory conv2d_forward / conv2d_backward need (the im2col matrix of one
+// sample: c_in*kh*kw rows by h_out*w_out columns).
+std::size_t conv2d_workspace_floats(const ConvShape& s);
+
+// y (batch, c_out, h_out, w_out) = W * x + b, for x (batch, c_in, h_in, w_in), W (c_out, c_in,
+// kh, kw), b (c_out). workspace: conv2d_workspace_floats(s) floats.
+void conv2d_forward(const ConvShape& s, const float* x, const float* W, const float* b, float* y,
+                    float* workspace);
+
+// dL_dW (c_out, c_in, kh, kw) and dL_db (c_out) summed over the batch; dL_dx (batch, c_in,
+// h_in, w_in) skipped when null. With accumulate, dL_dW and dL_db are added to; dL_dx is always
+// overwritten.
+void conv2d_backward(const ConvShape& s, const float* x, const float* W, const float* dL_dy, float* dL_dW,
+                     float* dL_db, float* dL_dx, float* workspace, bool accumulate = false);
+
+struct PoolShape {
+    std::size_t batch = 1;
+    std::size_t channels = 1, h_in = 1, w_in = 1;
+    std::size_t kh = 2, kw = 2;
+    std::size_t stride_h = 2, stride_w = 2;
+    std::size_t pad_h = 0, pad_w = 0;
+
+    std::size_t h_out() const { return (h_in + 2 * pad_h - kh) / stride_h + 1; }
+    std::size_t w_out() const { return (w_in + 2 * pad_w - kw) / stride_w + 1; }
+};
+
+// Max over each window; padded positions never win (they count as -infinity). Ties: the first
+// maximum in row-major window order receives the gradient. A NaN in a window is its maximum, so
+// NaNs propagate. The backward recomputes the argmax from x and does not read y; dL_dx is
+// overwritten.
+void maxpool2d_forward(const PoolShape& s, const float* x, float* y);
+void maxpool2d_backward(const PoolShape& s, const float* x, const float* y, const float* dL_dy, float* dL_dx);
+
+// Mean over each window, dividing by kh*kw including padded positions (PyTorch's default
+// count_include_pad=True, cuDNN's CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING). The backward
+// overwrites dL_dx.
+void avgpool2d_forward(const PoolShape& s, const float* x, float* y);
+void avgpool2d_backward(const PoolShape& s, const float* dL_dy, float* dL_dx);
+
+}  // namespace cpu
+}  // namespace sparseprox

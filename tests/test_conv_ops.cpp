@@ -1,0 +1,618 @@
+// CPU convolution and pooling: forwards against naive double-precision loops, backwards against
+// central differences, at odd and non-square sizes, with padding and strides > 1, plus the
+// max-pool tie, padding and NaN rules, gradient accumulation and reproducibility.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <ostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu/conv_ops.h"
+
+using namespace sparseprox;
+using cpu::ConvShape;
+using cpu::PoolShape;
+
+namespace {
+
+constexpr double kUnit = 1.0 / (1 << 24);  // float unit roundoff, 2^-24
+
+std::vector<float> randn(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+// Integers in [lo, hi] times `step` (a power of two): products and sums of a few thousand of
+// them are exact in float, so any summation order gives the same, exact result.
+std::vector<float> dyadic(std::size_t n, std::mt19937& rng, int lo, int hi, float step) {
+    std::uniform_int_distribution<int> d(lo, hi);
+    std::vector<float> v(n);
+    for (auto& x : v) x = static_cast<float>(d(rng)) * step;
+    return v;
+}
+
+// n distinct values 0.01 apart in random order: no two max-pool candidates tie, and a finite
+// difference step below 0.005 never changes an argmax.
+std::vector<float> distinct_values(std::size_t n, std::mt19937& rng) {
+    std::vector<float> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = 0.01f * (static_cast<float>(i) - static_cast<float>(n) / 2);
+    std::shuffle(v.begin(), v.end(), rng);
+    return v;
+}
+
+double weighted_sum(const std::vector<float>& y, const std::vector<float>& r) {
+    double s = 0.0;
+    for (std::size_t i = 0; i < y.size(); ++i) s += static_cast<double>(y[i]) * r[i];
+    return s;
+}
+
+bool any_nonzero(const std::vector<float>& v) {
+    return std::any_of(v.begin(), v.end(), [](float a) { return a != 0.0f; });
+}
+
+// Central differences of f with respect to the entries of x (all of them, or max_checks drawn at
+// random when x is larger) against `analytic`: passes when |fd - g| <= atol + rtol * |g| for
+// every checked entry and at least one checked g is nonzero.
+::testing::AssertionResult matches_finite_differences(std::vector<float>& x, const std::vector<float>& analytic,
+                                                      const std::function<double()>& f, double h, double atol,
+                                                      double rtol, std::size_t max_checks = 400) {
+    if (x.size() != analytic.size())
+        return ::testing::AssertionFailure() << "size " << x.size() << " vs " << analytic.size();
+    std::mt19937 rng(2024);
+    const std::size_t n_checks = std::min(max_checks, x.size());
+    double max_err = 0.0, max_abs = 0.0;
+    for (std::size_t k = 0; k < n_checks; ++k) {
+        const std::size_t i = x.size() <= max_checks ? k : rng() % x.size();
+        const float saved = x[i];
+        const float xp = saved + static_cast<float>(h), xm = saved - static_cast<float>(h);
+        x[i] = xp;
+        const double fp = f();
+        x[i] = xm;
+        const double fm = f();
+        x[i] = saved;
+        const double fd = (fp - fm) / (static_cast<double>(xp) - static_cast<double>(xm));
+        const double g = analytic[i], err = std::fabs(fd - g);
+        if (!(err <= atol + rtol * std::fabs(g)))
+            return ::testing::AssertionFailure() << "entry " << i << ": finite difference " << fd << ", analytic " << g
+                                                 << " (tolerance " << atol + rtol * std::fabs(g) << ")";
+        max_err = std::max(max_err, err);
+        max_abs = std::max(max_abs, std::fabs(g));
+    }
+    if (max_abs == 0.0) return ::testing::AssertionFailure() << "every checked gradient entry is zero";
+    return ::testing::AssertionSuccess() << n_checks << " entries, max error " << max_err;
+}
+
+// ---- convolution ---------------------------------------------------------------------------------
+
+ConvShape conv_shape(std::size_t batch, std::size_t c_in, std::size_t h_in, std::size_t w_in, std::size_t c_out,
+                     std::size_t kh, std::size_t kw, std::size_t stride_h, std::size_t stride_w, std::size_t pad_h,
+                     std::size_t pad_w) {
+    ConvShape s;
+    s.batch = batch;
+    s.c_in = c_in;
+    s.h_in = h_in;
+    s.w_in = w_in;
+    s.c_out = c_out;
+    s.kh = kh;
+    s.kw = kw;
+    s.stride_h = stride_h;
+    s.stride_w = stride_w;
+    s.pad_h = pad_h;
+    s.pad_w = pad_w;
+    return s;
+}
+
+std::size_t x_size(const ConvShape& s) { return s.batch * s.c_in * s.h_in * s.w_in; }
+std::size_t y_size(const ConvShape& s) { return s.batch * s.c_out * s.h_out() * s.w_out(); }
+
+// The definition, seven loops in double: y[n,co,oy,ox] = b[co] + sum over (ci, i, j) of
+// W[co,ci,i,j] * x[n, ci, oy*stride_h + i - pad_h, ox*stride_w + j - pad_w], out-of-range taps
+// skipped. abs_sum receives |b| + sum |W x| per output, the scale of its rounding error.
+std::vector<double> conv_reference(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& W,
+                                   const std::vector<float>& b, std::vector<double>& abs_sum) {
+    const std::size_t h_out = s.h_out(), w_out = s.w_out();
+    std::vector<double> y(y_size(s));
+    abs_sum.assign(y.size(), 0.0);
+    for (std::size_t n = 0; n < s.batch; ++n)
+        for (std::size_t co = 0; co < s.c_out; ++co)
+            for (std::size_t oy = 0; oy < h_out; ++oy)
+                for (std::size_t ox = 0; ox < w_out; ++ox) {
+                    double acc = b[co], mag = std::fabs(static_cast<double>(b[co]));
+                    for (std::size_t ci = 0; ci < s.c_in; ++ci)
+                        for (std::size_t i = 0; i < s.kh; ++i)
+                            for (std::size_t j = 0; j < s.kw; ++j) {
+                                const long iy = static_cast<long>(oy * s.stride_h + i) - static_cast<long>(s.pad_h);
+                                const long ix = static_cast<long>(ox * s.stride_w + j) - static_cast<long>(s.pad_w);
+                                if (iy < 0 || ix < 0 || iy >= static_cast<long>(s.h_in) ||
+                                    ix >= static_cast<long>(s.w_in))
+                                    continue;
+                                const double t =
+                                    static_cast<double>(W[((co * s.c_in + ci) * s.kh + i) * s.kw + j]) *
+                                    x[((n * s.c_in + ci) * s.h_in + static_cast<std::size_t>(iy)) * s.w_in +
+                                      static_cast<std::size_t>(ix)];
+                                acc += t;
+                                mag += std::fabs(t);
+                            }
+                    const std::size_t o = ((n * s.c_out + co) * h_out + oy) * w_out + ox;
+                    y[o] = acc;
+                    abs_sum[o] = mag;
+                }
+    return y;
+}
+
+struct ConvCase {
+    std::string name;
+    ConvShape shape;
+};
+
+std::string conv_case_name(const ::testing::TestParamInfo<ConvCase>& info) { return info.param.name; }
+void PrintTo(const ConvCase& c, std::ostream* os) { *os << c.name; }
+
+}  // namespace
+
+TEST(ConvShapes, OutputSizesUseFloorMode) {
+    ConvShape s = conv_shape(1, 3, 7, 7, 4, 2, 2, 2, 2, 0, 0);
+    EXPECT_EQ(s.h_out(), 3u);  // (7 - 2) / 2 + 1 = 3.5 -> 3
+    EXPECT_EQ(s.w_out(), 3u);
+    EXPECT_EQ(s.n_weights(), 4u * 3u * 2u * 2u);
+    EXPECT_EQ(cpu::conv2d_workspace_floats(s), 3u * 2u * 2u * 3u * 3u);
+    s = conv_shape(1, 1, 28, 28, 1, 5, 5, 1, 1, 2, 2);  // "same" padding
+    EXPECT_EQ(s.h_out(), 28u);
+    s = conv_shape(1, 1, 28, 27, 1, 3, 3, 2, 2, 1, 1);
+    EXPECT_EQ(s.h_out(), 14u);  // (28 + 2 - 3) / 2 + 1 = 14.5 -> 14
+    EXPECT_EQ(s.w_out(), 14u);  // (27 + 2 - 3) / 2 + 1 = 14
+    s = conv_shape(1, 2, 11, 9, 1, 5, 3, 3, 2, 2, 0);
+    EXPECT_EQ(s.h_out(), 4u);  // (11 + 4 - 5) / 3 + 1 = 4.33 -> 4
+    EXPECT_EQ(s.w_out(), 4u);  // (9 - 3) / 2 + 1 = 4
+    EXPECT_EQ(cpu::conv2d_workspace_floats(s), 2u * 5u * 3u * 4u * 4u);
+}
+
+TEST(PoolShapes, OutputSizesUseFloorMode) {
+    PoolShape s;  // defaults: 2x2 window, stride 2, no padding
+    s.h_in = 7;
+    s.w_in = 8;
+    EXPECT_EQ(s.h_out(), 3u);  // 7 -> 3: the last row is dropped
+    EXPECT_EQ(s.w_out(), 4u);
+    s.kh = s.kw = 3;
+    s.pad_h = s.pad_w = 1;
+    EXPECT_EQ(s.h_out(), 4u);  // (7 + 2 - 3) / 2 + 1 = 4
+    EXPECT_EQ(s.w_out(), 4u);  // (8 + 2 - 3) / 2 + 1 = 4.5 -> 4
+    s.stride_h = 1;
+    s.stride_w = 3;
+    EXPECT_EQ(s.h_out(), 7u);
+    EXPECT_EQ(s.w_out(), 3u);  // (8 + 2 - 3) / 3 + 1 = 3.33 -> 3
+}
+
+class ConvForward : public ::testing::TestWithParam<ConvCase> {};
+
+// Random normal data: the float result must lie within the rounding bound of a sum of
+// n_k + 1 terms in any order, (n_k + 2) * 2^-24 * (|b| + sum |W x|) with n_k = c_in*kh*kw.
+TEST_P(ConvForward, MatchesNaiveReference) {
+    const ConvShape s = GetParam().shape;
+    std::mt19937 rng(static_cast<unsigned>(x_size(s) * 31 + s.n_weights()));
+    const auto x = randn(x_size(s), rng), W = randn(s.n_weights(), rng, 0.5f), b = randn(s.c_out, rng);
+    std::vector<float> y(y_size(s), std::numeric_limits<float>::quiet_NaN());
+    std::vector<float> ws(cpu::conv2d_workspace_floats(s));
+    cpu::conv2d_forward(s, x.data(), W.data(), b.data(), y.data(), ws.data());
+    std::vector<double> mag;
+    const auto ref = conv_reference(s, x, W, b, mag);
+    const double rel = static_cast<double>(s.c_in * s.kh * s.kw + 2) * kUnit;
+    for (std::size_t i = 0; i < y.size(); ++i)
+        ASSERT_NEAR(y[i], ref[i], rel * mag[i]) << "output " << i;
+    EXPECT_TRUE(any_nonzero(y));
+}
+
+// Dyadic data: every product and partial sum is exact in float, so the result equals the
+// reference bitwise whatever order the GEMM sums in.
+TEST_P(ConvForward, ExactOnDyadicInputs) {
+    const ConvShape s = GetParam().shape;
+    std::mt19937 rng(static_cast<unsigned>(y_size(s) * 17 + 3));
+    const auto x = dyadic(x_size(s), rng, -4, 4, 1.0f);
+    const auto W = dyadic(s.n_weights(), rng, -4, 4, 0.25f);
+    const auto b = dyadic(s.c_out, rng, -4, 4, 0.5f);
+    std::vector<float> y(y_size(s), std::numeric_limits<float>::quiet_NaN());
+    std::vector<float> ws(cpu::conv2d_workspace_floats(s));
+    cpu::conv2d_forward(s, x.data(), W.data(), b.data(), y.data(), ws.data());
+    std::vector<double> mag;
+    const auto ref = conv_reference(s, x, W, b, mag);
+    for (std::size_t i = 0; i < y.size(); ++i) ASSERT_EQ(static_cast<double>(y[i]), ref[i]) << "output " << i;
+    EXPECT_TRUE(any_nonzero(y));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, ConvForward,
+    ::testing::Values(
+        // name, shape: batch, c_in, h_in, w_in, c_out, kh, kw, stride_h, stride_w, pad_h, pad_w
+        ConvCase{"k3_same_b1", conv_shape(1, 3, 9, 7, 4, 3, 3, 1, 1, 1, 1)},
+        ConvCase{"k3_stride2_pad1_b3", conv_shape(3, 2, 11, 13, 5, 3, 3, 2, 2, 1, 1)},
+        ConvCase{"k5_stride2_pad2_b2", conv_shape(2, 3, 19, 17, 3, 5, 5, 2, 2, 2, 2)},
+        ConvCase{"k5_no_pad_b1", conv_shape(1, 2, 9, 11, 3, 5, 5, 1, 1, 0, 0)},
+        ConvCase{"k1_pointwise_b1", conv_shape(1, 5, 7, 9, 6, 1, 1, 1, 1, 0, 0)},
+        ConvCase{"k1_pointwise_b3", conv_shape(3, 4, 5, 3, 2, 1, 1, 1, 1, 0, 0)},
+        ConvCase{"k1_stride2_b3", conv_shape(3, 4, 9, 11, 2, 1, 1, 2, 2, 0, 0)},
+        ConvCase{"k1_pad1_b2", conv_shape(2, 3, 5, 6, 2, 1, 1, 1, 1, 1, 1)},
+        ConvCase{"k5x3_stride3x1_pad2x0_b2", conv_shape(2, 2, 12, 5, 3, 5, 3, 3, 1, 2, 0)},
+        ConvCase{"k3_on_1x1_input_b2", conv_shape(2, 2, 1, 1, 3, 3, 3, 1, 1, 1, 1)},
+        ConvCase{"k4_stride3_pad1_floor_b2", conv_shape(2, 2, 10, 8, 2, 4, 4, 3, 3, 1, 1)},
+        // Large enough that im2col and col2im take their threaded path.
+        ConvCase{"k5_same_28x28_b2", conv_shape(2, 1, 28, 28, 8, 5, 5, 1, 1, 2, 2)}),
+    conv_case_name);
+
+class ConvBackward : public ::testing::TestWithParam<ConvCase> {};
+
+// J = sum(y * r) for a fixed random r, so dJ/dy = r. J is linear in each of W, b and x, so a
+// large step h = 0.5 leaves only float rounding of y: about (n_k + 2) * 2^-24 * |W x| per
+// output, summed over at most a few hundred outputs and divided by 2h = 1, well under the
+// stated atol = 2e-3, rtol = 1e-3.
+TEST_P(ConvBackward, MatchesFiniteDifferences) {
+    const ConvShape s = GetParam().shape;
+    std::mt19937 rng(static_cast<unsigned>(x_size(s) + 101 * s.n_weights()));
+    auto x = randn(x_size(s), rng), W = randn(s.n_weights(), rng, 0.5f), b = randn(s.c_out, rng);
+    const auto r = randn(y_size(s), rng);
+    std::vector<float> ws(cpu::conv2d_workspace_floats(s)), y(y_size(s));
+    auto J = [&]() {
+        cpu::conv2d_forward(s, x.data(), W.data(), b.data(), y.data(), ws.data());
+        return weighted_sum(y, r);
+    };
+    const float poison = std::numeric_limits<float>::quiet_NaN();  // outputs must be overwritten
+    std::vector<float> dW(W.size(), poison), db(b.size(), poison), dx(x.size(), poison);
+    cpu::conv2d_backward(s, x.data(), W.data(), r.data(), dW.data(), db.data(), dx.data(), ws.data());
+    const double h = 0.5, atol = 2e-3, rtol = 1e-3;
+    EXPECT_TRUE(matches_finite_differences(W, dW, J, h, atol, rtol)) << "dL_dW";
+    EXPECT_TRUE(matches_finite_differences(b, db, J, h, atol, rtol)) << "dL_db";
+    EXPECT_TRUE(matches_finite_differences(x, dx, J, h, atol, rtol)) << "dL_dx";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, ConvBackward,
+    ::testing::Values(ConvCase{"k3_stride2_pad1_b1", conv_shape(1, 2, 9, 7, 3, 3, 3, 2, 2, 1, 1)},
+                      ConvCase{"k5_stride2_pad2_b1", conv_shape(1, 3, 11, 9, 2, 5, 5, 2, 2, 2, 2)},
+                      ConvCase{"k3x2_stride2x3_pad1x0_b1", conv_shape(1, 2, 7, 10, 3, 3, 2, 2, 3, 1, 0)},
+                      ConvCase{"k3_same_b1", conv_shape(1, 3, 5, 7, 2, 3, 3, 1, 1, 1, 1)},
+                      ConvCase{"k1_pointwise_b1", conv_shape(1, 3, 5, 7, 4, 1, 1, 1, 1, 0, 0)},
+                      ConvCase{"k1_stride2_b1", conv_shape(1, 3, 7, 5, 2, 1, 1, 2, 2, 0, 0)},
+                      ConvCase{"k3_stride2_pad1_b3", conv_shape(3, 2, 7, 9, 2, 3, 3, 2, 2, 1, 1)},
+                      ConvCase{"k1_pointwise_b3", conv_shape(3, 2, 3, 5, 3, 1, 1, 1, 1, 0, 0)}),
+    conv_case_name);
+
+// With accumulate, dL_dW and dL_db add to what is there (two steps: dy1 then dy2 must equal one
+// step on dy1 + dy2, as the gradient is linear in dy) and dL_dx is still overwritten. Tolerance
+// 1e-5 * (|a| + |b|) + 1e-6 covers the extra roundings of summing in another order.
+TEST(ConvBackwardAccumulate, AddsToWeightAndBiasGradients) {
+    for (const ConvShape& s : {conv_shape(2, 2, 9, 7, 3, 3, 3, 2, 2, 1, 1), conv_shape(2, 3, 4, 5, 2, 1, 1, 1, 1, 0, 0)}) {
+        std::mt19937 rng(99);
+        const auto x = randn(x_size(s), rng), W = randn(s.n_weights(), rng, 0.5f);
+        const auto dy1 = randn(y_size(s), rng), dy2 = randn(y_size(s), rng);
+        std::vector<float> dy12(dy1.size());
+        for (std::size_t i = 0; i < dy1.size(); ++i) dy12[i] = dy1[i] + dy2[i];
+        std::vector<float> ws(cpu::conv2d_workspace_floats(s));
+
+        const auto prior_W = randn(s.n_weights(), rng), prior_b = randn(s.c_out, rng);
+        std::vector<float> dW = prior_W, db = prior_b, dx(x.size(), 12345.0f);
+        cpu::conv2d_backward(s, x.data(), W.data(), dy1.data(), dW.data(), db.data(), dx.data(), ws.data(), true);
+        cpu::conv2d_backward(s, x.data(), W.data(), dy2.data(), dW.data(), db.data(), dx.data(), ws.data(), true);
+
+        // References: one step on dy1 + dy2 for dL_dW and dL_db, the dy2 step alone for dL_dx.
+        std::vector<float> dW12(dW.size()), db12(db.size()), dW2(dW.size()), db2(db.size()), dx2(x.size());
+        cpu::conv2d_backward(s, x.data(), W.data(), dy12.data(), dW12.data(), db12.data(), nullptr, ws.data());
+        cpu::conv2d_backward(s, x.data(), W.data(), dy2.data(), dW2.data(), db2.data(), dx2.data(), ws.data());
+
+        for (std::size_t i = 0; i < dW.size(); ++i)
+            ASSERT_NEAR(dW[i], static_cast<double>(prior_W[i]) + dW12[i],
+                        1e-5 * (std::fabs(prior_W[i]) + std::fabs(dW12[i])) + 1e-6)
+                << "dL_dW " << i;
+        for (std::size_t i = 0; i < db.size(); ++i)
+            ASSERT_NEAR(db[i], static_cast<double>(prior_b[i]) + db12[i],
+                        1e-5 * (std::fabs(prior_b[i]) + std::fabs(db12[i])) + 1e-6)
+                << "dL_db " << i;
+        // dx belongs to the last call only (dy2), whatever accumulate says.
+        for (std::size_t i = 0; i < dx.size(); ++i) ASSERT_EQ(dx[i], dx2[i]) << "dL_dx " << i;
+        EXPECT_TRUE(any_nonzero(dW12));
+        EXPECT_TRUE(any_nonzero(dx2));
+    }
+}
+
+// The batch sums of dL_dW and dL_db are the sums of per-sample gradients, and each sample's
+// dL_dx is that sample's own (tolerance 1e-5 * sum of |per-sample terms| + 1e-6).
+TEST(ConvBackwardBatch, EqualsSumOfPerSampleGradients) {
+    const ConvShape s = conv_shape(3, 2, 8, 9, 3, 3, 3, 2, 2, 1, 1);
+    ConvShape one = s;
+    one.batch = 1;
+    std::mt19937 rng(5);
+    const auto x = randn(x_size(s), rng), W = randn(s.n_weights(), rng, 0.5f), dy = randn(y_size(s), rng);
+    std::vector<float> ws(cpu::conv2d_workspace_floats(s));
+    std::vector<float> dW(W.size()), db(s.c_out), dx(x.size());
+    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW.data(), db.data(), dx.data(), ws.data());
+
+    std::vector<double> sum_W(W.size()), mag_W(W.size()), sum_b(s.c_out), mag_b(s.c_out);
+    std::vector<float> dW1(W.size()), db1(s.c_out), dx1(x_size(one));
+    for (std::size_t n = 0; n < s.batch; ++n) {
+        cpu::conv2d_backward(one, x.data() + n * x_size(one), W.data(), dy.data() + n * y_size(one), dW1.data(),
+                             db1.data(), dx1.data(), ws.data());
+        for (std::size_t i = 0; i < W.size(); ++i) {
+            sum_W[i] += dW1[i];
+            mag_W[i] += std::fabs(dW1[i]);
+        }
+        for (std::size_t i = 0; i < s.c_out; ++i) {
+            sum_b[i] += db1[i];
+            mag_b[i] += std::fabs(db1[i]);
+        }
+        for (std::size_t i = 0; i < dx1.size(); ++i)
+            ASSERT_NEAR(dx[n * x_size(one) + i], dx1[i], 1e-5 * std::fabs(dx1[i]) + 1e-6) << "sample " << n;
+    }
+    for (std::size_t i = 0; i < W.size(); ++i) ASSERT_NEAR(dW[i], sum_W[i], 1e-5 * mag_W[i] + 1e-6) << "dL_dW " << i;
+    for (std::size_t i = 0; i < s.c_out; ++i) ASSERT_NEAR(db[i], sum_b[i], 1e-5 * mag_b[i] + 1e-6) << "dL_db " << i;
+}
+
+// The weight gradient sums over the batch in a fixed order: repeated calls agree bitwise, and
+// skipping dL_dx changes nothing else. The shape is large enough for the threaded paths.
+TEST(ConvBackwardBatch, IsReproducible) {
+    const ConvShape s = conv_shape(4, 3, 28, 28, 8, 5, 5, 1, 1, 2, 2);
+    std::mt19937 rng(8);
+    const auto x = randn(x_size(s), rng), W = randn(s.n_weights(), rng, 0.2f), dy = randn(y_size(s), rng);
+    std::vector<float> ws(cpu::conv2d_workspace_floats(s));
+    std::vector<float> dW_a(W.size()), db_a(s.c_out), dx_a(x.size()), dW_b(W.size()), db_b(s.c_out),
+        dx_b(x.size());
+    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW_a.data(), db_a.data(), dx_a.data(), ws.data());
+    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW_b.data(), db_b.data(), dx_b.data(), ws.data());
+    EXPECT_EQ(dW_a, dW_b);
+    EXPECT_EQ(db_a, db_b);
+    EXPECT_EQ(dx_a, dx_b);
+    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW_b.data(), db_b.data(), nullptr, ws.data());
+    EXPECT_EQ(dW_a, dW_b);
+    EXPECT_EQ(db_a, db_b);
+    EXPECT_TRUE(any_nonzero(dW_a));
+}
+
+TEST(ConvBackwardBatch, EmptyBatchZeroesOrKeepsGradients) {
+    ConvShape s = conv_shape(0, 2, 5, 5, 3, 3, 3, 1, 1, 1, 1);
+    std::vector<float> W(s.n_weights(), 1.0f), dW(W.size(), 7.0f), db(s.c_out, 7.0f);
+    std::vector<float> ws(cpu::conv2d_workspace_floats(s));
+    cpu::conv2d_backward(s, nullptr, W.data(), nullptr, dW.data(), db.data(), nullptr, ws.data(), true);
+    EXPECT_EQ(dW, std::vector<float>(W.size(), 7.0f));
+    EXPECT_EQ(db, std::vector<float>(s.c_out, 7.0f));
+    cpu::conv2d_backward(s, nullptr, W.data(), nullptr, dW.data(), db.data(), nullptr, ws.data());
+    EXPECT_EQ(dW, std::vector<float>(W.size(), 0.0f));
+    EXPECT_EQ(db, std::vector<float>(s.c_out, 0.0f));
+}
+
+// ---- pooling -----------------------------------------------------------------------------------------
+
+namespace {
+
+PoolShape pool_shape(std::size_t batch, std::size_t channels, std::size_t h_in, std::size_t w_in, std::size_t kh,
+                     std::size_t kw, std::size_t stride_h, std::size_t stride_w, std::size_t pad_h, std::size_t pad_w) {
+    PoolShape s;
+    s.batch = batch;
+    s.channels = channels;
+    s.h_in = h_in;
+    s.w_in = w_in;
+    s.kh = kh;
+    s.kw = kw;
+    s.stride_h = stride_h;
+    s.stride_w = stride_w;
+    s.pad_h = pad_h;
+    s.pad_w = pad_w;
+    return s;
+}
+
+std::size_t x_size(const PoolShape& s) { return s.batch * s.channels * s.h_in * s.w_in; }
+std::size_t y_size(const PoolShape& s) { return s.batch * s.channels * s.h_out() * s.w_out(); }
+
+// Calls visit(plane, oy, ox, iy, ix) for every input position inside the window of every output,
+// in row-major window order; padded positions are not visited.
+template <class Visit>
+void for_each_window_tap(const PoolShape& s, Visit visit) {
+    for (std::size_t p = 0; p < s.batch * s.channels; ++p)
+        for (std::size_t oy = 0; oy < s.h_out(); ++oy)
+            for (std::size_t ox = 0; ox < s.w_out(); ++ox)
+                for (std::size_t i = 0; i < s.kh; ++i)
+                    for (std::size_t j = 0; j < s.kw; ++j) {
+                        const long iy = static_cast<long>(oy * s.stride_h + i) - static_cast<long>(s.pad_h);
+                        const long ix = static_cast<long>(ox * s.stride_w + j) - static_cast<long>(s.pad_w);
+                        if (iy >= 0 && ix >= 0 && iy < static_cast<long>(s.h_in) && ix < static_cast<long>(s.w_in))
+                            visit(p, oy, ox, static_cast<std::size_t>(iy), static_cast<std::size_t>(ix));
+                    }
+}
+
+std::vector<double> maxpool_reference(const PoolShape& s, const std::vector<float>& x) {
+    std::vector<double> y(y_size(s), -std::numeric_limits<double>::infinity());
+    for_each_window_tap(s, [&](std::size_t p, std::size_t oy, std::size_t ox, std::size_t iy, std::size_t ix) {
+        double& out = y[(p * s.h_out() + oy) * s.w_out() + ox];
+        out = std::max(out, static_cast<double>(x[(p * s.h_in + iy) * s.w_in + ix]));
+    });
+    return y;
+}
+
+// abs_mean receives sum |x| / (kh*kw) per output, the scale of its rounding error.
+std::vector<double> avgpool_reference(const PoolShape& s, const std::vector<float>& x, std::vector<double>& abs_mean) {
+    std::vector<double> y(y_size(s), 0.0);
+    abs_mean.assign(y.size(), 0.0);
+    const double area = static_cast<double>(s.kh * s.kw);
+    for_each_window_tap(s, [&](std::size_t p, std::size_t oy, std::size_t ox, std::size_t iy, std::size_t ix) {
+        const std::size_t o = (p * s.h_out() + oy) * s.w_out() + ox;
+        const double v = x[(p * s.h_in + iy) * s.w_in + ix];
+        y[o] += v / area;
+        abs_mean[o] += std::fabs(v) / area;
+    });
+    return y;
+}
+
+struct PoolCase {
+    std::string name;
+    PoolShape shape;
+};
+
+std::string pool_case_name(const ::testing::TestParamInfo<PoolCase>& info) { return info.param.name; }
+void PrintTo(const PoolCase& c, std::ostream* os) { *os << c.name; }
+
+}  // namespace
+
+class Pool : public ::testing::TestWithParam<PoolCase> {};
+
+// Max selects an input, so it must equal the reference exactly. Mostly negative inputs (mean
+// -1) make a padded position counted as 0 win visibly.
+TEST_P(Pool, MaxForwardMatchesNaiveReference) {
+    const PoolShape s = GetParam().shape;
+    std::mt19937 rng(static_cast<unsigned>(x_size(s) + 1));
+    auto x = randn(x_size(s), rng);
+    for (auto& v : x) v -= 1.0f;
+    std::vector<float> y(y_size(s), std::numeric_limits<float>::quiet_NaN());
+    cpu::maxpool2d_forward(s, x.data(), y.data());
+    const auto ref = maxpool_reference(s, x);
+    for (std::size_t i = 0; i < y.size(); ++i) ASSERT_EQ(static_cast<double>(y[i]), ref[i]) << "output " << i;
+    EXPECT_TRUE(any_nonzero(y));
+}
+
+// A float sum of kh*kw terms and one division: within (kh*kw + 1) * 2^-24 * sum |x| / (kh*kw).
+TEST_P(Pool, AvgForwardMatchesNaiveReference) {
+    const PoolShape s = GetParam().shape;
+    std::mt19937 rng(static_cast<unsigned>(x_size(s) + 2));
+    const auto x = randn(x_size(s), rng);
+    std::vector<float> y(y_size(s), std::numeric_limits<float>::quiet_NaN());
+    cpu::avgpool2d_forward(s, x.data(), y.data());
+    std::vector<double> mag;
+    const auto ref = avgpool_reference(s, x, mag);
+    const double rel = static_cast<double>(s.kh * s.kw + 1) * kUnit;
+    for (std::size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], rel * mag[i]) << "output " << i;
+    EXPECT_TRUE(any_nonzero(y));
+}
+
+// Distinct inputs 0.01 apart and h = 1e-3: no argmax changes under the step, each output moves
+// by exactly the step of its winning input, so the differences are exact up to double rounding
+// (atol 1e-5, rtol 1e-5).
+TEST_P(Pool, MaxBackwardMatchesFiniteDifferences) {
+    const PoolShape s = GetParam().shape;
+    std::mt19937 rng(static_cast<unsigned>(x_size(s) + 3));
+    auto x = distinct_values(x_size(s), rng);
+    const auto r = randn(y_size(s), rng);
+    std::vector<float> y(y_size(s)), dx(x.size(), std::numeric_limits<float>::quiet_NaN());
+    cpu::maxpool2d_forward(s, x.data(), y.data());
+    cpu::maxpool2d_backward(s, x.data(), y.data(), r.data(), dx.data());
+    auto J = [&]() {
+        cpu::maxpool2d_forward(s, x.data(), y.data());
+        return weighted_sum(y, r);
+    };
+    EXPECT_TRUE(matches_finite_differences(x, dx, J, 1e-3, 1e-5, 1e-5, 300));
+}
+
+// Linear, so h = 0.5; float rounding of y over the outputs stays well under atol = 1e-4,
+// rtol = 1e-4.
+TEST_P(Pool, AvgBackwardMatchesFiniteDifferences) {
+    const PoolShape s = GetParam().shape;
+    std::mt19937 rng(static_cast<unsigned>(x_size(s) + 4));
+    auto x = randn(x_size(s), rng);
+    const auto r = randn(y_size(s), rng);
+    std::vector<float> y(y_size(s)), dx(x.size(), std::numeric_limits<float>::quiet_NaN());
+    cpu::avgpool2d_backward(s, r.data(), dx.data());
+    auto J = [&]() {
+        cpu::avgpool2d_forward(s, x.data(), y.data());
+        return weighted_sum(y, r);
+    };
+    EXPECT_TRUE(matches_finite_differences(x, dx, J, 0.5, 1e-4, 1e-4, 300));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, Pool,
+    ::testing::Values(
+        // name, shape: batch, channels, h_in, w_in, kh, kw, stride_h, stride_w, pad_h, pad_w
+        PoolCase{"k2_stride2_odd_floor", pool_shape(2, 3, 7, 7, 2, 2, 2, 2, 0, 0)},
+        PoolCase{"k3_stride2_pad1", pool_shape(1, 2, 9, 11, 3, 3, 2, 2, 1, 1)},
+        PoolCase{"k3_stride1_pad1", pool_shape(2, 1, 8, 7, 3, 3, 1, 1, 1, 1)},
+        PoolCase{"k2_stride3_gaps", pool_shape(1, 3, 10, 9, 2, 2, 3, 3, 0, 0)},
+        PoolCase{"k3x2_stride2x1_pad1x0", pool_shape(2, 2, 11, 13, 3, 2, 2, 1, 1, 0)},
+        PoolCase{"k5_stride1_pad2", pool_shape(1, 2, 5, 5, 5, 5, 1, 1, 2, 2)},
+        PoolCase{"k3_pad1_on_1x1_input", pool_shape(3, 1, 1, 1, 3, 3, 1, 1, 1, 1)},
+        PoolCase{"k4_stride3_pad2", pool_shape(1, 1, 13, 10, 4, 4, 3, 3, 2, 2)},
+        // Large enough for the threaded loop over planes.
+        PoolCase{"k2_stride2_28x28_threaded", pool_shape(2, 16, 28, 28, 2, 2, 2, 2, 0, 0)}),
+    pool_case_name);
+
+// Equal maxima in a window: the first in row-major order gets the whole gradient, also where
+// overlapping windows (stride 1) share tied positions.
+TEST(MaxPoolTies, FirstMaximumInRowMajorOrderGetsTheGradient) {
+    {
+        const PoolShape s = pool_shape(1, 1, 4, 4, 2, 2, 2, 2, 0, 0);
+        // clang-format off
+        const std::vector<float> x = {5, 5, 1, 3,
+                                      5, 5, 3, 2,
+                                      0, 0, 4, 1,
+                                      7, 7, 2, 4};
+        // clang-format on
+        const std::vector<float> dy = {1, 2, 4, 8};
+        std::vector<float> y(4), dx(16, -1.0f);
+        cpu::maxpool2d_forward(s, x.data(), y.data());
+        EXPECT_EQ(y, (std::vector<float>{5, 3, 7, 4}));
+        cpu::maxpool2d_backward(s, x.data(), y.data(), dy.data(), dx.data());
+        // clang-format off
+        EXPECT_EQ(dx, (std::vector<float>{1, 0, 0, 2,
+                                          0, 0, 0, 0,
+                                          0, 0, 8, 0,
+                                          4, 0, 0, 0}));
+        // clang-format on
+    }
+    {
+        // 3x3 input of equal values, 2x2 windows at stride 1: every window's first position wins.
+        const PoolShape s = pool_shape(1, 1, 3, 3, 2, 2, 1, 1, 0, 0);
+        const std::vector<float> x(9, 2.0f), dy = {1, 2, 4, 8};
+        std::vector<float> y(4), dx(9, -1.0f);
+        cpu::maxpool2d_forward(s, x.data(), y.data());
+        cpu::maxpool2d_backward(s, x.data(), y.data(), dy.data(), dx.data());
+        EXPECT_EQ(dx, (std::vector<float>{1, 2, 0, 4, 8, 0, 0, 0, 0}));
+    }
+}
+
+// All inputs negative with padding 1: a padded position counted as 0 would win every border
+// window. The maxima must be real inputs and the gradient must land on real inputs only.
+TEST(MaxPoolPadding, PaddedPositionsNeverWin) {
+    const PoolShape s = pool_shape(1, 1, 3, 3, 3, 3, 2, 2, 1, 1);  // 2x2 outputs, all at borders
+    const std::vector<float> x = {-9, -8, -7, -6, -5, -4, -3, -2, -1};
+    const std::vector<float> dy = {1, 2, 4, 8};
+    std::vector<float> y(4), dx(9);
+    cpu::maxpool2d_forward(s, x.data(), y.data());
+    EXPECT_EQ(y, (std::vector<float>{-5, -4, -2, -1}));
+    cpu::maxpool2d_backward(s, x.data(), y.data(), dy.data(), dx.data());
+    EXPECT_EQ(dx, (std::vector<float>{0, 0, 0, 0, 1, 2, 0, 4, 8}));
+
+    // A window whose real inputs are all -infinity still outputs -infinity and routes its
+    // gradient to its first real position.
+    const PoolShape s1 = pool_shape(1, 1, 1, 2, 3, 3, 1, 1, 1, 1);
+    const float inf = std::numeric_limits<float>::infinity();
+    const std::vector<float> x1 = {-inf, -inf}, dy1 = {1, 2};
+    std::vector<float> y1(2), dx1(2);
+    cpu::maxpool2d_forward(s1, x1.data(), y1.data());
+    EXPECT_EQ(y1, (std::vector<float>{-inf, -inf}));
+    cpu::maxpool2d_backward(s1, x1.data(), y1.data(), dy1.data(), dx1.data());
+    EXPECT_EQ(dx1, (std::vector<float>{3, 0}));
+}
+
+TEST(MaxPoolNan, NanWinsItsWindow) {
+    const PoolShape s = pool_shape(1, 1, 2, 4, 2, 2, 2, 2, 0, 0);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const std::vector<float> x = {1, nan, 1, 2, 9, 3, 3, 0}, dy = {1, 2};
+    std::vector<float> y(2), dx(8);
+    cpu::maxpool2d_forward(s, x.data(), y.data());
+    EXPECT_TRUE(std::isnan(y[0]));
+    EXPECT_EQ(y[1], 3.0f);
+    cpu::maxpool2d_backward(s, x.data(), y.data(), dy.data(), dx.data());
+    EXPECT_EQ(dx, (std::vector<float>{0, 1, 0, 0, 0, 0, 2, 0}));
+}
+
+// Padding counts in the divisor: a corner window of a 3x3 pool with padding 1 averages 4 real
+// inputs over 9 positions. Dyadic sums make the expected values exact up to one division.
+TEST(AvgPoolPadding, DividesByFullWindowArea) {
+    const PoolShape s = pool_shape(1, 1, 2, 2, 3, 3, 1, 1, 1, 1);  // 2x2 outputs, each sees all 4 inputs
+    const std::vector<float> x = {1, 2, 4, 8}, dy = {9, 18, 27, 36};
+    std::vector<float> y(4), dx(4);
+    cpu::avgpool2d_forward(s, x.data(), y.data());
+    EXPECT_EQ(y, std::vector<float>(4, 15.0f / 9.0f));
+    cpu::avgpool2d_backward(s, dy.data(), dx.data());
+    EXPECT_EQ(dx, std::vector<float>(4, 1.0f + 2.0f + 3.0f + 4.0f));
+}
