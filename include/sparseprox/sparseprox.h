@@ -6,5 +6,6 @@
 #include "sparseprox/error.h"
 #include "sparseprox/model.h"
 #include "sparseprox/safetensors.h"
+#include "sparseprox/search.h"
 #include "sparseprox/train.h"
 #include "sparseprox/version.h"

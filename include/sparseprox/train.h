@@ -42,6 +42,7 @@ struct TrainOptions {
     Device device;
     float lr = 0.1f;                  // eta
     std::vector<float> lambdas{0.f};  // one value, or one per weight layer
+    float weight_decay = 0.0f;        // l2 on the weights (g + wd*w), for the l2 baseline; 0: off
     std::size_t batch_size = 0;       // 0: full batch
     std::size_t epochs = 0;           // stop after this many epochs (0: no epoch limit)
     std::size_t steps = 0;            // stop after this many steps (0: no step limit)
@@ -53,8 +54,8 @@ struct TrainOptions {
     std::size_t eval_batch = 4096;    // rows per forward pass when evaluating
     std::function<void(const Progress&)> on_progress;
 
-    // Throws on lr <= 0 or not finite, a negative or NaN lambda, a lambda list of the wrong
-    // length, or neither epochs nor steps given.
+    // Throws on lr <= 0 or not finite, a negative or NaN lambda or weight decay, a lambda list of
+    // the wrong length, or neither epochs nor steps given.
     void validate(const ModelSpec& spec) const;
 };
 

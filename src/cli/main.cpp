@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/search_command.h"
 #include "cli/train_command.h"
 #include "sparseprox/sparseprox.h"
 
@@ -17,6 +18,11 @@ int main(int argc, char** argv) {
     CLI::App* train_cmd = app.add_subcommand("train", "train a network by proximal SGD (Algorithm 3)");
     cli::add_train_flags(*train_cmd, train_flags);
 
+    cli::SearchFlags search_flags;
+    CLI::App* search_cmd =
+        app.add_subcommand("search", "choose lambda (or one lambda per layer) for a target NNZ (Algorithms 1 and 2)");
+    cli::add_search_flags(*search_cmd, search_flags);
+
     CLI::App* devices_cmd = app.add_subcommand("devices", "list the devices this build can use");
 
     try {
@@ -26,6 +32,7 @@ int main(int argc, char** argv) {
     }
     try {
         if (*train_cmd) return cli::run_train(train_flags);
+        if (*search_cmd) return cli::run_search(search_flags);
         if (*devices_cmd) {
             std::printf("%s\n", describe_device(Device{}).c_str());
             const int n = cuda_device_count();

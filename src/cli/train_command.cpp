@@ -5,27 +5,27 @@
 #include <iostream>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
-
 #include "cli/options.h"
 #include "core/atomic_file.h"
-#include "sparseprox/sparseprox.h"
 
 namespace sparseprox {
 namespace cli {
 
-void add_train_flags(CLI::App& app, TrainFlags& f) {
+void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda) {
     app.add_option("--data", f.data, "mackey-glass (embedded), libsvm:PATH or idx:DIR")->capture_default_str();
     app.add_option("--model", f.model,
                    "dense:6-128-128-64-1[:activation] or a JSON model file "
                    "(default: dense:6-128-128-64-1 for regression, dense:784-300-100-10 for images)");
     app.add_option("--device", f.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
     app.add_option("--lr", f.lr, "learning rate eta")->capture_default_str();
-    app.add_option("--lambda", f.lambda, "l1 strength: one value, or one per weight layer separated by commas")
+    if (with_lambda)
+        app.add_option("--lambda", f.lambda, "l1 strength: one value, or one per weight layer separated by commas")
+            ->capture_default_str();
+    app.add_option("--weight-decay", f.weight_decay, "l2 weight decay on the weights (the l2 baseline; 0: off)")
         ->capture_default_str();
     app.add_option("--batch", f.batch, "mini-batch size or 'full' (default: full for regression, 128 otherwise)");
-    app.add_option("--epochs", f.epochs, "epochs to run (default 5 for classification)");
-    app.add_option("--steps", f.steps, "steps to run (default 5000 for regression)");
+    app.add_option("--epochs", f.epochs, "epochs per run (default 5 for classification)");
+    app.add_option("--steps", f.steps, "steps per run (default 5000 for regression)");
     app.add_option("--seed", f.seed, "seed of the initialization and the batch order")->capture_default_str();
     app.add_option("--target-nnz", f.target_nnz,
                    "stop at the first step in the band: a total NNZ, or one count per weight layer");
@@ -44,13 +44,15 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
     app.add_flag("--quiet,-q", f.quiet, "print only the summary");
 }
 
-namespace {
-
 std::string join(const std::vector<std::size_t>& v) {
     std::string s;
     for (std::size_t i = 0; i < v.size(); ++i) s += (i ? " " : "") + std::to_string(v[i]);
     return s;
 }
+
+nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+namespace {
 
 PixelScale parse_pixel_scale(const std::string& s) {
     if (s == "symmetric") return PixelScale::symmetric;
@@ -59,36 +61,38 @@ PixelScale parse_pixel_scale(const std::string& s) {
     throw Error("--pixel-scale: '" + s + "' (expected symmetric, unit or raw)");
 }
 
-nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
-
 }  // namespace
 
-int run_train(const TrainFlags& f) {
+RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
+    RunSetup s;
     DataOptions dopt;
     dopt.libsvm_train_rows = f.train_rows;
     dopt.pixel_scale = parse_pixel_scale(f.pixel_scale);
-    const Device device = parse_device(f.device);
+    s.device = parse_device(f.device);
     if (!(f.tolerance >= 0 && f.tolerance < 1)) throw Error("--tolerance: " + std::to_string(f.tolerance) + " is outside [0, 1)");
+    if (!(std::isfinite(f.weight_decay) && f.weight_decay >= 0))
+        throw Error("--weight-decay: " + std::to_string(f.weight_decay) + " must be finite and >= 0");
 
-    DataSplit data = load_data(f.data, dopt);
-    const bool classification = data.train.task == Task::classification;
+    s.data = load_data(f.data, dopt);
+    s.classification = s.data.train.task == Task::classification;
     std::string model_text = f.model;
     if (model_text.empty())
-        model_text = classification ? "dense:" + std::to_string(data.train.n_features) + "-300-100-" +
-                                          std::to_string(data.train.n_outputs)
-                                    : "dense:" + std::to_string(data.train.n_features) + "-128-128-64-" +
-                                          std::to_string(data.train.n_outputs);
-    const ModelSpec spec = ModelSpec::parse(model_text);
+        model_text = s.classification ? "dense:" + std::to_string(s.data.train.n_features) + "-300-100-" +
+                                            std::to_string(s.data.train.n_outputs)
+                                      : "dense:" + std::to_string(s.data.train.n_features) + "-128-128-64-" +
+                                            std::to_string(s.data.train.n_outputs);
+    s.spec = ModelSpec::parse(model_text);
 
-    TrainOptions opt;
-    opt.device = device;
+    TrainOptions& opt = s.options;
+    opt.device = s.device;
     opt.lr = f.lr;
-    opt.lambdas = parse_float_list("--lambda", f.lambda);
-    opt.batch_size = f.batch.empty() ? (classification ? 128 : 0) : parse_batch(f.batch);
+    if (with_lambda) opt.lambdas = parse_float_list("--lambda", f.lambda);
+    opt.weight_decay = f.weight_decay;
+    opt.batch_size = f.batch.empty() ? (s.classification ? 128 : 0) : parse_batch(f.batch);
     opt.epochs = f.epochs;
     opt.steps = f.steps;
     if (opt.epochs == 0 && opt.steps == 0) {
-        if (classification) opt.epochs = 5;
+        if (s.classification) opt.epochs = 5;
         else opt.steps = 5000;
     }
     opt.seed = f.seed;
@@ -97,14 +101,7 @@ int run_train(const TrainFlags& f) {
     opt.stop.min_layers = f.min_layers;
     if (!f.loss.empty()) opt.loss = static_cast<int>(parse_loss(f.loss));
     opt.progress_seconds = f.quiet ? 0.0 : f.progress_seconds;
-    opt.validate(spec);
-
-    const Model init = Model::initialize(spec, f.seed);
-    const std::size_t n_weights = spec.n_weights();
-    std::printf("sparseprox %s: train %s on %s (%zu train / %zu test rows), %zu weights, device %s\n", version(),
-                spec.to_short().c_str(), f.data.c_str(), data.train.n_samples, data.test.n_samples, n_weights,
-                describe_device(device).c_str());
-    std::fflush(stdout);
+    const std::size_t n_weights = s.spec.n_weights();
     opt.on_progress = [n_weights](const Progress& p) {
         std::size_t total = 0;
         for (auto n : p.nnz) total += n;
@@ -113,10 +110,12 @@ int run_train(const TrainFlags& f) {
                     join(p.nnz).c_str(), p.samples_per_second, p.seconds);
         std::fflush(stdout);
     };
+    s.init = Model::initialize(s.spec, f.seed);
+    return s;
+}
 
-    TrainResult r = train(init, data.train, &data.test, opt);
-
-    // ---- summary ----
+void print_summary(const RunSetup& setup, const TrainResult& r) {
+    const std::size_t n_weights = setup.spec.n_weights();
     std::printf("\n%-10s %12s %10s %9s %12s\n", "layer", "weights", "nnz", "density", "lambda");
     const auto& segs = r.model.layout().segments;
     for (std::size_t l = 0; l < segs.size(); ++l)
@@ -126,57 +125,77 @@ int run_train(const TrainFlags& f) {
     std::printf("%-10s %12zu %10zu %8.3f%%\n", "total", n_weights, nnz_total,
                 100.0 * static_cast<double>(nnz_total) / static_cast<double>(n_weights));
     std::printf("steps %zu (%zu epochs started)%s, %.2f s, %.0f samples/s\n", r.steps, r.epochs_started,
-                opt.stop.enabled() ? (r.stopped_in_band ? ", stopped in band" : ", band NOT reached") : "",
+                setup.options.stop.enabled() ? (r.stopped_in_band ? ", stopped in band" : ", band NOT reached") : "",
                 r.wall_seconds, r.samples_per_second);
     std::printf("train loss %.6g, test loss %.6g", r.train_eval.loss, r.test_eval.loss);
-    if (classification) std::printf(", test accuracy %.2f%%", 100.0 * r.test_eval.accuracy);
+    if (setup.classification) std::printf(", test accuracy %.2f%%", 100.0 * r.test_eval.accuracy);
     std::printf("\n");
+}
 
+nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSetup& setup, const TrainResult& r) {
+    const TrainOptions& opt = setup.options;
+    const auto& segs = r.model.layout().segments;
+    nlohmann::json j;
+    j["command"] = command;
+    j["version"] = version();
+    j["device"] = describe_device(setup.device);
+    j["data"] = f.data;
+    j["model"] = setup.spec.to_short();
+    j["loss"] = to_string(opt.loss < 0 ? default_loss(setup.data.train.task) : static_cast<Loss>(opt.loss));
+    j["lr"] = f.lr;
+    j["weight_decay"] = opt.weight_decay;
+    j["batch"] = opt.batch_size == 0 ? nlohmann::json("full") : nlohmann::json(opt.batch_size);
+    j["seed"] = f.seed;
+    j["layers"] = nlohmann::json::array();
+    for (std::size_t l = 0; l < segs.size(); ++l)
+        j["layers"].push_back({{"name", "layers." + std::to_string(l)},
+                               {"shape", segs[l].weight_shape},
+                               {"n_weights", segs[l].n_weights},
+                               {"nnz", r.nnz[l]},
+                               {"lambda", r.lambdas[l]}});
+    j["nnz_total"] = r.model.nnz_total();
+    j["n_weights_total"] = setup.spec.n_weights();
+    j["target_nnz"] = opt.stop.targets;
+    j["tolerance"] = opt.stop.tolerance;
+    j["min_layers"] = opt.stop.min_layers;
+    j["train_loss"] = number_or_null(r.train_eval.loss);
+    j["test_loss"] = number_or_null(r.test_eval.loss);
+    j["train_accuracy"] = setup.classification ? number_or_null(r.train_eval.accuracy) : nlohmann::json(nullptr);
+    j["test_accuracy"] = setup.classification ? number_or_null(r.test_eval.accuracy) : nlohmann::json(nullptr);
+    j["steps"] = r.steps;
+    j["epochs_started"] = r.epochs_started;
+    j["stopped_in_band"] = r.stopped_in_band;
+    j["wall_seconds"] = r.wall_seconds;
+    j["samples_per_second"] = r.samples_per_second;
+    return j;
+}
+
+void save_run(const TrainFlags& f, const TrainResult& r) {
+    if (f.save.empty()) return;
     std::map<std::string, std::string> meta;
-    {
-        std::ostringstream lam;
-        for (std::size_t l = 0; l < r.lambdas.size(); ++l) lam << (l ? "," : "") << r.lambdas[l];
-        meta["lambda"] = lam.str();
-        meta["seed"] = std::to_string(f.seed);
-        meta["lr"] = std::to_string(f.lr);
-        meta["steps"] = std::to_string(r.steps);
-    }
-    if (!f.save.empty()) {
-        save_model(f.save, r.model, meta);
-        std::printf("saved model to %s\n", f.save.c_str());
-    }
+    std::ostringstream lam;
+    for (std::size_t l = 0; l < r.lambdas.size(); ++l) lam << (l ? "," : "") << r.lambdas[l];
+    meta["lambda"] = lam.str();
+    meta["seed"] = std::to_string(f.seed);
+    meta["lr"] = std::to_string(f.lr);
+    meta["steps"] = std::to_string(r.steps);
+    save_model(f.save, r.model, meta);
+    std::printf("saved model to %s\n", f.save.c_str());
+}
+
+int run_train(const TrainFlags& f) {
+    RunSetup setup = prepare_run(f, true);
+    setup.options.validate(setup.spec);
+    std::printf("sparseprox %s: train %s on %s (%zu train / %zu test rows), %zu weights, device %s\n", version(),
+                setup.spec.to_short().c_str(), f.data.c_str(), setup.data.train.n_samples,
+                setup.data.test.n_samples, setup.spec.n_weights(), describe_device(setup.device).c_str());
+    std::fflush(stdout);
+
+    const TrainResult r = train(setup.init, setup.data.train, &setup.data.test, setup.options);
+    print_summary(setup, r);
+    save_run(f, r);
     if (!f.report.empty()) {
-        nlohmann::json j;
-        j["command"] = "train";
-        j["version"] = version();
-        j["device"] = describe_device(device);
-        j["data"] = f.data;
-        j["model"] = spec.to_short();
-        j["loss"] = to_string(opt.loss < 0 ? default_loss(data.train.task) : static_cast<Loss>(opt.loss));
-        j["lr"] = f.lr;
-        j["batch"] = opt.batch_size == 0 ? nlohmann::json("full") : nlohmann::json(opt.batch_size);
-        j["seed"] = f.seed;
-        j["layers"] = nlohmann::json::array();
-        for (std::size_t l = 0; l < segs.size(); ++l)
-            j["layers"].push_back({{"name", "layers." + std::to_string(l)},
-                                   {"shape", segs[l].weight_shape},
-                                   {"n_weights", segs[l].n_weights},
-                                   {"nnz", r.nnz[l]},
-                                   {"lambda", r.lambdas[l]}});
-        j["nnz_total"] = nnz_total;
-        j["n_weights_total"] = n_weights;
-        j["target_nnz"] = opt.stop.targets;
-        j["tolerance"] = opt.stop.tolerance;
-        j["train_loss"] = number_or_null(r.train_eval.loss);
-        j["test_loss"] = number_or_null(r.test_eval.loss);
-        j["train_accuracy"] = classification ? number_or_null(r.train_eval.accuracy) : nlohmann::json(nullptr);
-        j["test_accuracy"] = classification ? number_or_null(r.test_eval.accuracy) : nlohmann::json(nullptr);
-        j["steps"] = r.steps;
-        j["epochs_started"] = r.epochs_started;
-        j["stopped_in_band"] = r.stopped_in_band;
-        j["wall_seconds"] = r.wall_seconds;
-        j["samples_per_second"] = r.samples_per_second;
-        write_file_atomic(f.report, j.dump(2) + "\n");
+        write_file_atomic(f.report, run_report("train", f, setup, r).dump(2) + "\n");
         std::printf("wrote report %s\n", f.report.c_str());
     }
     return 0;

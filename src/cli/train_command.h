@@ -1,4 +1,4 @@
-// `sparseprox train`: the flags, their defaults and the run.
+// `sparseprox train`: the flags, their defaults and the run; the pieces `search` shares.
 #pragma once
 
 #include <cstddef>
@@ -6,6 +6,9 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "sparseprox/sparseprox.h"
 
 namespace sparseprox {
 namespace cli {
@@ -16,6 +19,7 @@ struct TrainFlags {
     std::string device = "auto";
     float lr = 0.1f;
     std::string lambda = "1e-4";
+    float weight_decay = 0.0f;
     std::string batch;  // default: full for regression, 128 for classification
     std::size_t epochs = 0;
     std::size_t steps = 0;
@@ -32,8 +36,33 @@ struct TrainFlags {
     bool quiet = false;
 };
 
-void add_train_flags(CLI::App& app, TrainFlags& f);
+// with_lambda: `train` takes --lambda; `search` chooses lambda itself.
+void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda = true);
 int run_train(const TrainFlags& f);
+
+// What a run needs, from the flags: the data, the model, the options (progress printing
+// included) and the initialization.
+struct RunSetup {
+    DataSplit data;
+    ModelSpec spec;
+    TrainOptions options;
+    Device device;
+    bool classification = false;
+    Model init;
+};
+// Loads the data, parses the model and fills the options. Targets come from --target-nnz when
+// given; lambdas from --lambda when with_lambda.
+RunSetup prepare_run(const TrainFlags& f, bool with_lambda);
+
+// The per-layer table, the step count and the losses of a finished run.
+void print_summary(const RunSetup& setup, const TrainResult& r);
+// The report keys every command writes about one run.
+nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSetup& setup, const TrainResult& r);
+// --save: the model with its lambdas, seed and lr in the metadata.
+void save_run(const TrainFlags& f, const TrainResult& r);
+// A JSON number, or null for NaN and infinities.
+nlohmann::json number_or_null(double v);
+std::string join(const std::vector<std::size_t>& v);
 
 }  // namespace cli
 }  // namespace sparseprox

@@ -15,9 +15,18 @@
 
 #include "sparseprox/data.h"
 #include "sparseprox/model.h"
+#include "sparseprox/search.h"
 #include "sparseprox/train.h"
 
 namespace sparseprox {
+
+// A group of weight layers and an open interval: the lambda search asks for the entries |g| of
+// the group's weight gradients strictly inside (low, up).
+struct CandidateQuery {
+    std::vector<std::size_t> layers;  // weight-layer indices
+    float low = 0.0f;
+    float up = 0.0f;
+};
 
 struct EngineStatus {
     std::size_t steps_run = 0;      // steps enqueued and applied (frozen steps not counted)
@@ -33,10 +42,15 @@ public:
 
     virtual std::string device_name() const = 0;
 
-    virtual void set_params(const std::vector<float>& slab) = 0;  // layout as ParamLayout::of
+    // Layout as ParamLayout::of. Starts a new run: the step count, the loss accumulator and a
+    // previous stop are reset.
+    virtual void set_params(const std::vector<float>& slab) = 0;
     virtual std::vector<float> get_params() = 0;
     // lambdas: one per weight layer. Takes effect from the next step.
     virtual void set_hyper(float lr, const std::vector<float>& lambdas) = 0;
+    // l2 weight decay on the weights (not the biases): every step's weight gradient becomes
+    // g + wd * w before the proximal step. 0 (the default) disables it.
+    virtual void set_weight_decay(float wd) = 0;
     // Per-layer targets already expanded: targets.size() is 1 (total) or n_weight_layers;
     // empty disables the rule. Also clears a previous stop.
     virtual void set_stop_rule(const StopRule& rule) = 0;
@@ -55,6 +69,11 @@ public:
     virtual Evaluation evaluate(const Dataset& data, std::size_t chunk) = 0;
     // Full-data mean gradient of the loss w.r.t. all parameters (slab layout).
     virtual std::vector<float> gradient(const Dataset& data, std::size_t chunk) = 0;
+    // The full-data gradient of the current parameters, then for each query the count and lower
+    // median of its candidates (candidate_set over the query's layers). Only these scalars
+    // leave the device.
+    virtual std::vector<CandidateSet> gradient_candidates(const Dataset& data, std::size_t chunk,
+                                                          const std::vector<CandidateQuery>& queries) = 0;
 };
 
 std::unique_ptr<Engine> make_cpu_engine(const ModelSpec& spec, Loss loss);

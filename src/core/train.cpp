@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/engine.h"
+#include "core/train_loop.h"
 #include "sparseprox/error.h"
 
 namespace sparseprox {
@@ -72,10 +73,10 @@ void TrainOptions::validate(const ModelSpec& spec) const {
     for (float l : lambdas)
         if (!(std::isfinite(l) && l >= 0.0f)) throw Error("lambda " + std::to_string(l) + " must be finite and >= 0");
     if (epochs == 0 && steps == 0) throw Error("give a number of epochs or of steps (both are 0)");
+    if (!(std::isfinite(weight_decay) && weight_decay >= 0.0f))
+        throw Error("weight decay " + std::to_string(weight_decay) + " must be finite and >= 0");
     stop.validate(spec);
 }
-
-namespace {
 
 Loss resolve_loss(int loss, const Dataset& data) {
     const Loss l = loss < 0 ? default_loss(data.task) : static_cast<Loss>(loss);
@@ -97,6 +98,8 @@ void check_fits(const ModelSpec& spec, const Dataset& data) {
     if (data.n_samples == 0) throw Error("data set '" + data.name + "' is empty");
 }
 
+namespace {
+
 // Fisher-Yates with our own bounded draw: std::shuffle's result differs between standard
 // libraries, and the same seed must give the same batches everywhere.
 void shuffle(std::vector<std::uint32_t>& v, std::mt19937_64& rng) {
@@ -112,20 +115,27 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 }  // namespace
 
 TrainResult train(const Model& init, const Dataset& train_set, const Dataset* test_set, const TrainOptions& options) {
-    const auto t_start = Clock::now();
     const ModelSpec& spec = init.spec();
     options.validate(spec);
     check_fits(spec, train_set);
     if (test_set) check_fits(spec, *test_set);
-    const Loss loss = resolve_loss(options.loss, train_set);
+    auto engine = make_engine(options.device, spec, resolve_loss(options.loss, train_set));
+    return run_training(*engine, spec, init.slab(), train_set, test_set, options);
+}
 
+TrainResult run_training(Engine& eng, const ModelSpec& spec, const std::vector<float>& init_slab,
+                         const Dataset& train_set, const Dataset* test_set, const TrainOptions& options,
+                         const RunControl* control) {
+    const auto t_start = Clock::now();
+    options.validate(spec);
     const std::size_t n_layers = spec.n_weight_layers();
     std::vector<float> lambdas =
         options.lambdas.size() == 1 ? std::vector<float>(n_layers, options.lambdas[0]) : options.lambdas;
 
-    auto engine = make_engine(options.device, spec, loss);
-    engine->set_params(init.slab());
+    Engine* engine = &eng;
+    engine->set_params(init_slab);
     engine->set_hyper(options.lr, lambdas);
+    engine->set_weight_decay(options.weight_decay);
     engine->set_stop_rule(options.stop);
     engine->set_train_data(train_set);
 
@@ -142,7 +152,8 @@ TrainResult train(const Model& init, const Dataset& train_set, const Dataset* te
 
     // Poll often enough to stop soon after the band is hit, rarely enough that the device
     // queue stays full (each poll is one small device-to-host copy and a synchronization).
-    const std::size_t poll_every = options.record_nnz_history ? 1 : 32;
+    std::size_t poll_every = options.record_nnz_history ? 1 : 32;
+    if (control && control->poll_every > 0 && !options.record_nnz_history) poll_every = control->poll_every;
     std::mt19937_64 rng(options.seed ^ 0x9E3779B97F4A7C15ull);
     std::vector<std::uint32_t> order(n);
     for (std::size_t i = 0; i < n; ++i) order[i] = static_cast<std::uint32_t>(i);
@@ -192,6 +203,7 @@ TrainResult train(const Model& init, const Dataset& train_set, const Dataset* te
                 poll();
                 if (stopped) break;
                 report(false);
+                if (control && control->on_poll) control->on_poll(*engine, st);
             }
         }
     }

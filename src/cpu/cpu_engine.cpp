@@ -24,6 +24,9 @@ public:
             throw Error("parameter slab has " + std::to_string(slab.size()) + " floats, the model needs " +
                         std::to_string(layout_.slab_size));
         params_ = slab;
+        steps_ = 0;  // a new run starts
+        loss_sum_ = 0.0;
+        loss_count_ = 0;
         for (std::size_t l = 0; l < layout_.segments.size(); ++l)
             nnz_[l] = cpu::count_nonzero(params_.data() + layout_.segments[l].weight_offset,
                                          layout_.segments[l].n_weights);
@@ -37,6 +40,8 @@ public:
         lr_ = lr;
         lambdas_ = lambdas;
     }
+
+    void set_weight_decay(float wd) override { weight_decay_ = wd; }
 
     void set_stop_rule(const StopRule& rule) override {
         rule_ = rule;
@@ -65,6 +70,7 @@ public:
         const double loss_sum = loss_and_grad(batch_y_.data(), batch_labels_.data(), count,
                                               1.0f / static_cast<float>(count), true, nullptr);
         backward(batch_x_.data(), count, grads_.data());
+        cpu::add_weight_decay(grads_.data(), params_.data(), layout_, weight_decay_);
         cpu::prox_step(params_.data(), grads_.data(), layout_, lr_, lambdas_.data(), nnz_.data());
         ++steps_;
         loss_sum_ += loss_sum / static_cast<double>(count);
@@ -115,6 +121,15 @@ public:
             for (std::size_t i = 0; i < total.size(); ++i) total[i] += part[i];
         }
         return total;
+    }
+
+    std::vector<CandidateSet> gradient_candidates(const Dataset& data, std::size_t chunk,
+                                                  const std::vector<CandidateQuery>& queries) override {
+        const std::vector<float> g = gradient(data, chunk);
+        std::vector<CandidateSet> out;
+        for (const CandidateQuery& q : queries)
+            out.push_back(cpu::gradient_candidates(g.data(), layout_, q.layers, q.low, q.up));
+        return out;
     }
 
 private:
@@ -185,6 +200,7 @@ private:
     std::vector<float> params_, grads_;
     std::vector<float> lambdas_;
     float lr_ = 0.0f;
+    float weight_decay_ = 0.0f;
     StopRule rule_;
     bool stopped_ = false;
     std::vector<std::size_t> nnz_;

@@ -129,5 +129,25 @@ void prox_step(float* params, const float* grads, const ParamLayout& layout, flo
     }
 }
 
+void add_weight_decay(float* grads, const float* params, const ParamLayout& layout, float wd) {
+    if (wd == 0.0f) return;
+    for (const ParamSegment& s : layout.segments)
+        cblas_saxpy(static_cast<int>(s.n_weights), wd, params + s.weight_offset, 1, grads + s.weight_offset, 1);
+}
+
+CandidateSet gradient_candidates(const float* grads, const ParamLayout& layout, const std::vector<std::size_t>& layers,
+                                 float low, float up) {
+    std::vector<float> inside;
+    for (std::size_t l : layers) {
+        const ParamSegment& s = layout.segments.at(l);
+        const float* g = grads + s.weight_offset;
+        for (std::size_t i = 0; i < s.n_weights; ++i) {
+            const float a = std::fabs(g[i]);
+            if (a > low && a < up) inside.push_back(a);
+        }
+    }
+    return candidate_set(inside.data(), inside.size(), low, up);
+}
+
 }  // namespace cpu
 }  // namespace sparseprox

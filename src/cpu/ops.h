@@ -6,7 +6,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <vector>
+
 #include "sparseprox/model.h"
+#include "sparseprox/search.h"
 
 namespace sparseprox {
 namespace cpu {
@@ -40,6 +43,14 @@ double cross_entropy_loss(const float* logits, const std::int32_t* labels, std::
 // l afterwards. lambdas has one entry per segment.
 void prox_step(float* params, const float* grads, const ParamLayout& layout, float lr,
                const float* lambdas, std::size_t* nnz);
+
+// grads += wd * params over every weight segment (l2 weight decay; biases untouched).
+void add_weight_decay(float* grads, const float* params, const ParamLayout& layout, float wd);
+
+// candidate_set (search.h) over the weight gradients of the given layers of a gradient slab,
+// taken together.
+CandidateSet gradient_candidates(const float* grads, const ParamLayout& layout, const std::vector<std::size_t>& layers,
+                                 float low, float up);
 
 // Nonzero count of n floats.
 std::size_t count_nonzero(const float* x, std::size_t n);

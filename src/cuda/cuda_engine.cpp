@@ -86,6 +86,7 @@ public:
         ctx_.activate();
         params_.copy_from_host(slab.data(), slab.size(), ctx_.stream());
         prox_.count(params_.data(), ctx_.stream());
+        state_.fill_zero(ctx_.stream());  // a new run starts: step count, loss sums and stop flag
     }
 
     std::vector<float> get_params() override {
@@ -104,6 +105,8 @@ public:
         const std::vector<float> hyper = hyper_array(lr, lambdas.data(), n_layers_);
         hyper_.copy_from_host(hyper.data(), hyper.size(), ctx_.stream());
     }
+
+    void set_weight_decay(float wd) override { weight_decay_ = wd; }
 
     void set_stop_rule(const StopRule& rule) override {
         ctx_.activate();
@@ -130,6 +133,8 @@ public:
         if (data.n_samples > std::numeric_limits<std::uint32_t>::max())
             throw Error("set_train_data: " + std::to_string(data.n_samples) +
                         " rows exceed the 2^32 - 1 that a uint32 epoch order can index");
+        // The same, unchanged set again (every run of a lambda search): already on the device.
+        if (&data == train_host_ && data.x.data() == train_host_x_ && data.n_samples == n_train_) return;
         ctx_.activate();
         ctx_.synchronize();  // the old training set may still be read by queued steps
         const cudaStream_t s = ctx_.stream();
@@ -191,6 +196,7 @@ public:
         launch_sum(sample_loss_.data(), count, batch_loss_.data(), sum_temp_.data(), sum_temp_.bytes(), s);
         launch_accumulate_step_loss(batch_loss_.data(), count, state_.data(), s);
         backward(batch_x_.data(), count, false);
+        add_weight_decay(ctx_, grads_.data(), params_.data(), layout_, weight_decay_);
         prox_.step(params_.data(), grads_.data(), hyper_.data(), stop_flag(), s);
         launch_stop_rule(state_.data(), stop_config_.data(), stop_targets_.data(), prox_.layer_nnz(), s);
     }
@@ -254,6 +260,29 @@ public:
     }
 
     std::vector<float> gradient(const Dataset& data, std::size_t chunk) override {
+        full_gradient(data, chunk);
+        std::vector<float> out(layout_.slab_size);
+        grads_.copy_to_host(out.data(), out.size(), ctx_.stream());
+        ctx_.synchronize();
+        return out;
+    }
+
+    std::vector<CandidateSet> gradient_candidates(const Dataset& data, std::size_t chunk,
+                                                  const std::vector<CandidateQuery>& queries) override {
+        full_gradient(data, chunk);
+        std::size_t need = 0;
+        for (const ParamSegment& sg : layout_.segments) need += sg.n_weights;
+        if (candidate_scratch_.size() < need) candidate_scratch_.allocate(need);
+        std::vector<CandidateSet> out;
+        for (const CandidateQuery& q : queries)
+            out.push_back(cuda::gradient_candidates(ctx_, grads_.data(), layout_, q.layers, q.low, q.up,
+                                                    candidate_scratch_.data()));
+        return out;
+    }
+
+private:
+    // The full-data mean gradient of the current parameters into grads_ (queued).
+    void full_gradient(const Dataset& data, std::size_t chunk) {
         check_data(data, "gradient");
         chunk = std::max<std::size_t>(chunk, 1);
         ctx_.activate();
@@ -270,13 +299,8 @@ public:
             loss_and_grad(rows.y, rows.labels, m, scale, true, sample_loss_.data(), nullptr);
             backward(rows.x, m, true);
         }
-        std::vector<float> out(layout_.slab_size);
-        grads_.copy_to_host(out.data(), out.size(), s);
-        ctx_.synchronize();
-        return out;
     }
 
-private:
     struct OrderSlot {
         PinnedBuffer<std::uint32_t> host;
         Event copied;
@@ -427,6 +451,8 @@ private:
     ProxPlan prox_;
     DeviceBuffer<float> params_, grads_;            // (slab_size) each
     DeviceBuffer<float> hyper_;                     // [lr, lambda_0, ...]
+    float weight_decay_ = 0.0f;
+    DeviceBuffer<float> candidate_scratch_;         // (weights) the lambda search's candidates
     DeviceBuffer<StepState> state_;                 // (1)
     DeviceBuffer<StopConfig> stop_config_;          // (1)
     DeviceBuffer<unsigned long long> stop_targets_; // (n_targets)

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/activation.cuh"
+#include "kernels/candidates.cuh"
 #include "kernels/dense.cuh"
 #include "kernels/loss.cuh"
 #include "kernels/prox_step.cuh"
@@ -145,6 +146,23 @@ void prox_step_unfused(CudaContext& ctx, float* params, const float* grads, cons
         cuda::prox_step_unfused(params, grads, layout, hyper_device.data(), ctx.stream());
     ctx.synchronize();
     for (std::size_t l = 0; l < counts.size(); ++l) nnz[l] = counts[l];
+}
+
+void add_weight_decay(CudaContext& ctx, float* grads, const float* params, const ParamLayout& layout, float wd) {
+    if (wd == 0.0f) return;
+    for (const ParamSegment& s : layout.segments)
+        SPARSEPROX_CUDA_CHECK(cublasSaxpy(ctx.cublas(), blas_int(s.n_weights, "n_weights"), &wd,
+                                          params + s.weight_offset, 1, grads + s.weight_offset, 1));
+}
+
+CandidateSet gradient_candidates(CudaContext& ctx, const float* grads, const ParamLayout& layout,
+                                 const std::vector<std::size_t>& layers, float low, float up, float* scratch) {
+    std::vector<std::pair<std::size_t, std::size_t>> ranges;
+    for (std::size_t l : layers) {
+        const ParamSegment& s = layout.segments.at(l);
+        ranges.emplace_back(s.weight_offset, s.n_weights);
+    }
+    return select_candidates(grads, ranges, low, up, scratch, ctx.stream());
 }
 
 std::size_t count_nonzero(CudaContext& ctx, const float* x, std::size_t n) {

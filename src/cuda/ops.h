@@ -13,6 +13,7 @@
 #include "cuda/context.h"
 #include "cuda/step_state.h"
 #include "sparseprox/model.h"
+#include "sparseprox/search.h"
 
 namespace sparseprox {
 namespace cuda {
@@ -53,6 +54,15 @@ void prox_step(CudaContext& ctx, float* params, const float* grads, const ParamL
 // layer); same arguments and results. Synchronizes.
 void prox_step_unfused(CudaContext& ctx, float* params, const float* grads, const ParamLayout& layout, float lr,
                        const float* lambdas, std::size_t* nnz);
+
+// grads += wd * params over every weight segment (cublasSaxpy; biases untouched). Queued.
+void add_weight_decay(CudaContext& ctx, float* grads, const float* params, const ParamLayout& layout, float wd);
+
+// candidate_set (search.h) over the weight gradients of the given layers of a device gradient
+// slab, on the device (Thrust copy_if + sort); scratch holds at least the layers' weight count.
+// Only the count and the lower median reach the host. Synchronizes.
+CandidateSet gradient_candidates(CudaContext& ctx, const float* grads, const ParamLayout& layout,
+                                 const std::vector<std::size_t>& layers, float low, float up, float* scratch);
 
 // Nonzero count of n device floats. Synchronizes.
 std::size_t count_nonzero(CudaContext& ctx, const float* x, std::size_t n);

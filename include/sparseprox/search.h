@@ -1,0 +1,172 @@
+// SparseProx: choosing lambda for a target NNZ — Algorithm 1 (one lambda) and Algorithm 2 (one
+// lambda per layer) of method.md §4-5, plus two cheaper strategies.
+//
+// A search trains the same network several times (the "outer iterations"), each time with the
+// NNZ early stop of Algorithm 3 (train.h), and picks the next lambda from the history of
+// (lambda, NNZ) pairs and the full-data loss gradient of the network the last run returned.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "sparseprox/data.h"
+#include "sparseprox/model.h"
+#include "sparseprox/train.h"
+
+namespace sparseprox {
+
+// ---- the rules of Algorithms 1 and 2, as pure functions (one group of weights) ------------------
+
+// One finished run of a group: the lambda it used and the NNZ it returned.
+struct LambdaRecord {
+    float lambda = 0.0f;
+    std::size_t nnz = 0;
+};
+
+// The bracket of method.md §4 from a history, for target l*:
+//   n_lo = the largest NNZ <= l*, lambda_up  = the smallest lambda that gave n_lo;
+//   n_hi = the smallest NNZ >= l*, lambda_low = the largest lambda that gave n_hi.
+// When no run gave NNZ >= l*, lambda_low = 0 (has_low false); when none gave NNZ <= l*,
+// lambda_up = +infinity (has_up false).
+struct Bracket {
+    float lambda_low = 0.0f;
+    float lambda_up = std::numeric_limits<float>::infinity();
+    std::size_t n_hi = 0;  // valid when has_low
+    std::size_t n_lo = 0;  // valid when has_up
+    bool has_low = false;
+    bool has_up = false;
+};
+Bracket bracket_from_history(const std::vector<LambdaRecord>& history, std::size_t target);
+
+// The candidates C = { |g_i| : low < |g_i| < up } (strict on both sides) of n gradient entries:
+// their number and their lower median (for an even count the smaller middle value; 0 when C is
+// empty). NaN entries are never candidates.
+struct CandidateSet {
+    std::size_t count = 0;
+    float lower_median = 0.0f;
+};
+CandidateSet candidate_set(const float* grad, std::size_t n, float low, float up);
+
+enum class LambdaRule {
+    lambda0,    // run 0: the given (or computed) starting value
+    lambda1,    // run 1: the small value (1e-7 by default)
+    median,     // the lower median of the candidates
+    midpoint,   // no candidates: (lambda_low + lambda_up) / 2
+    expand,     // no run was sparse enough yet (no upper end): 10 x the largest lambda tried
+    adaptive,   // the adaptive strategy steered lambda during a run
+    fixed,      // the adaptive strategy's final phase at a fixed lambda
+};
+const char* to_string(LambdaRule r);
+
+struct LambdaChoice {
+    float lambda = 0.0f;
+    LambdaRule rule = LambdaRule::median;
+};
+// The next lambda from a bracket and the candidates inside it: the lower median, else the
+// midpoint; with no upper end (every run so far too dense) 10 x `largest_tried`.
+LambdaChoice next_lambda(const Bracket& bracket, const CandidateSet& candidates, float largest_tried);
+
+// ---- the search ----------------------------------------------------------------------------------
+
+enum class SearchStrategy {
+    paper,     // Algorithms 1/2 exactly: every run restarts from the initialization
+    warm,      // the same rules, each run starting from the weights of the closest run so far on
+               // the dense side (NNZ >= target in every group; the initialization until one exists)
+    adaptive,  // one run: lambda steered toward the target online, then a fixed-lambda phase
+};
+const char* to_string(SearchStrategy s);
+SearchStrategy parse_search_strategy(const std::string& name);  // paper, warm, adaptive
+
+// How the adaptive strategy moves lambda every `adapt_interval` steps (n: the group's current
+// NNZ, l*: its target, N: its weight count, a: adapt_rate):
+//   relative (default, a = 0.5): steer the count along an approach that halves its distance to
+//            the target every interval. With `ahead` = 2 n - n_prev (the count one interval
+//            ahead, from the last two polls) and `desired` = l* + (n - l*) / 2:
+//            lambda *= clamp((ahead / desired)^a, 1/(1 + a), 1 + a).
+//   sparsity (method.md §7, a = 1): lambda *= (1 + a |s - s*|) when n > l*, /= it when n < l*,
+//            with s = 1 - n/N the sparsity.
+enum class AdaptRule { relative, sparsity };
+const char* to_string(AdaptRule r);
+AdaptRule parse_adapt_rule(const std::string& name);
+
+// One outer iteration (a training run; for the adaptive strategy, one steering interval).
+struct SearchIteration {
+    std::size_t index = 0;
+    std::vector<float> lambdas;               // per weight layer, as used by this run
+    LambdaRule rule = LambdaRule::lambda0;    // how these lambdas were chosen (per-layer searches:
+    std::vector<LambdaRule> layer_rules;      //   the rule of each layer in layer_rules)
+    std::vector<std::size_t> n_candidates;    // per group, for median/midpoint choices
+    std::vector<std::size_t> nnz;             // per weight layer, of the network the run returned
+    std::size_t steps = 0;                    // steps of this run (interval)
+    std::size_t total_steps = 0;              // steps of the search so far, this one included
+    bool in_band = false;
+    double train_loss = 0.0;                  // NaN where not evaluated
+    double test_loss = 0.0;
+    double test_accuracy = -1.0;              // classification only
+    double seconds = 0.0;                     // wall time of this iteration
+    double elapsed_seconds = 0.0;             // since the search started
+};
+
+struct SearchOptions {
+    // The settings of every run: device, lr, batch, epochs/steps (the budget of one run), seed,
+    // loss, weight decay and the band (train.stop: one total target, or one per weight layer for
+    // Algorithm 2, with tolerance and min_layers). train.lambdas is ignored.
+    TrainOptions train;
+    SearchStrategy strategy = SearchStrategy::paper;
+    // lambda^(0): one value, or one per weight layer. Empty: computed (see compute_lambda_max).
+    std::vector<float> lambda0;
+    float lambda1 = 1e-7f;
+    std::size_t max_outer = 99;  // the most training runs (outer iterations), runs 0 and 1 included
+    // adaptive strategy
+    std::size_t adapt_interval = 200;  // steps between lambda updates (K)
+    double adapt_rate = 0.0;           // a (0: the rule's default, 0.5 relative, 1 sparsity)
+    AdaptRule adapt_rule = AdaptRule::relative;
+    // Called after every outer iteration (for progress output).
+    std::function<void(const SearchIteration&)> on_iteration;
+
+    // Throws on an empty or impossible band, a bad lambda0/lambda1, max_outer < 2 (paper, warm),
+    // adapt_interval 0 or a negative adapt_rate, plus everything TrainOptions::validate checks.
+    void validate(const ModelSpec& spec) const;
+};
+
+struct SearchResult {
+    TrainResult run;              // the run returned: the one in the band, else the closest one
+    bool reached = false;         // the band was hit
+    std::size_t best_iteration = 0;
+    std::vector<SearchIteration> iterations;
+    std::size_t outer_iterations = 0;  // training runs made
+    std::size_t total_steps = 0;       // training steps over all runs
+    std::vector<float> lambda_final;   // per weight layer, of the returned run
+    std::vector<float> lambda_start;   // per weight layer: lambda^(0) as given or computed
+    bool lambda_start_computed = false;
+    SearchStrategy strategy = SearchStrategy::paper;
+    double wall_seconds = 0.0;
+};
+
+class LambdaSearch {
+public:
+    explicit LambdaSearch(SearchOptions options);
+
+    // Searches lambda for `init` (every paper run restarts from it) on `train_set`; evaluates
+    // every run on `test_set` when it is not null. Never throws for a missed band: the result
+    // then has reached == false and holds the closest run.
+    SearchResult run(const Model& init, const Dataset& train_set, const Dataset* test_set) const;
+
+    const SearchOptions& options() const { return options_; }
+
+private:
+    SearchOptions options_;
+};
+
+// The computed starting bracket: per weight layer, ||grad_{W_l} L(0, b*)||_inf (method.md §2;
+// b*: the output bias fitted to the data, other biases as in `init`), the smallest lambda_l at
+// which W = 0 is stationary. For a network with more than one weight layer this is 0 for every
+// layer (W = 0 is always stationary there), so each layer falls back to ||grad_{W_l} L(W0, b0)||_inf
+// at the initialization: above it the first proximal steps can only shrink that layer's weights.
+std::vector<float> compute_lambda_max(const Model& init, const Dataset& train_set, const Device& device,
+                                      int loss = -1);
+
+}  // namespace sparseprox

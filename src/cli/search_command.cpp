@@ -1,0 +1,227 @@
+#include "cli/search_command.h"
+
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "cli/options.h"
+#include "core/atomic_file.h"
+
+namespace sparseprox {
+namespace cli {
+
+void add_search_flags(CLI::App& app, SearchFlags& f) {
+    add_train_flags(app, f.train, false);
+    app.add_option("--target-density", f.target_density,
+                   "target as a fraction of the weights: one value, or one per weight layer (instead of --target-nnz)");
+    app.add_option("--strategy", f.strategy,
+                   "paper (Algorithms 1/2: every run from the initialization), warm (each run from the closest "
+                   "dense-side run's weights) or adaptive (one run, lambda steered online)")
+        ->capture_default_str();
+    app.add_option("--lambda0", f.lambda0,
+                   "starting lambda (too few nonzeros): one value, or one per layer for per-layer targets "
+                   "(default: computed from the loss gradient)");
+    app.add_option("--lambda1", f.lambda1, "the second run's lambda (too many nonzeros)")->capture_default_str();
+    app.add_option("--max-outer", f.max_outer, "the most training runs (outer iterations), the first two included")
+        ->capture_default_str();
+    app.add_option("--adapt-interval", f.adapt_interval, "adaptive: steps between lambda updates")
+        ->capture_default_str();
+    app.add_option("--adapt-rate", f.adapt_rate, "adaptive: gain a of the update rule (0: 0.5 relative, 1 sparsity)")
+        ->capture_default_str();
+    app.add_option("--adapt-rule", f.adapt_rule,
+                   "adaptive: relative (steer the NNZ along a halving approach to the target) or sparsity "
+                   "(the rule of method.md section 7)")
+        ->capture_default_str();
+    app.add_option("--trace-csv", f.trace_csv, "write the search trace (one row per outer iteration) as CSV");
+}
+
+namespace {
+
+std::string fmt_lambdas(const std::vector<float>& v) {
+    std::ostringstream s;
+    bool same = true;
+    for (float x : v) same = same && x == v.front();
+    if (same && !v.empty()) {
+        s << v.front();
+        return s.str();
+    }
+    for (std::size_t i = 0; i < v.size(); ++i) s << (i ? "," : "") << v[i];
+    return s.str();
+}
+
+std::size_t total(const std::vector<std::size_t>& v) {
+    std::size_t t = 0;
+    for (auto n : v) t += n;
+    return t;
+}
+
+std::vector<std::size_t> density_targets(const std::string& text, const ModelSpec& spec) {
+    const std::vector<float> d = parse_float_list("--target-density", text);
+    for (float x : d)
+        if (!(x > 0.0f && x <= 1.0f))
+            throw Error("--target-density: " + std::to_string(x) + " is outside (0, 1]");
+    const ParamLayout layout = ParamLayout::of(spec);
+    std::vector<std::size_t> targets;
+    if (d.size() == 1) {
+        targets.push_back(std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(d[0] * spec.n_weights()))));
+    } else {
+        if (d.size() != layout.segments.size())
+            throw Error("--target-density: got " + std::to_string(d.size()) + " values but the model has " +
+                        std::to_string(layout.segments.size()) + " weight layers");
+        for (std::size_t l = 0; l < d.size(); ++l)
+            targets.push_back(std::max<std::size_t>(
+                1, static_cast<std::size_t>(std::llround(d[l] * static_cast<double>(layout.segments[l].n_weights)))));
+    }
+    return targets;
+}
+
+void write_csv(const std::string& path, const SearchResult& r, std::size_t n_layers) {
+    std::ostringstream c;
+    c << "iteration,rule";
+    for (std::size_t l = 0; l < n_layers; ++l) c << ",lambda_" << l;
+    c << ",nnz_total";
+    for (std::size_t l = 0; l < n_layers; ++l) c << ",nnz_" << l;
+    c << ",candidates,steps,total_steps,in_band,train_loss,test_loss,test_accuracy,seconds,elapsed_seconds\n";
+    auto num = [](double v) {
+        std::ostringstream s;
+        if (std::isfinite(v)) s.precision(9), s << v;
+        return s.str();
+    };
+    for (const SearchIteration& it : r.iterations) {
+        c << it.index << ',' << to_string(it.rule);
+        for (float x : it.lambdas) c << ',' << num(x);
+        c << ',' << total(it.nnz);
+        for (auto n : it.nnz) c << ',' << n;
+        c << ',' << total(it.n_candidates) << ',' << it.steps << ',' << it.total_steps << ','
+          << (it.in_band ? 1 : 0) << ',' << num(it.train_loss) << ',' << num(it.test_loss) << ','
+          << (it.test_accuracy >= 0 ? num(it.test_accuracy) : std::string()) << ',' << num(it.seconds) << ','
+          << num(it.elapsed_seconds) << '\n';
+    }
+    write_file_atomic(path, c.str());
+}
+
+nlohmann::json iteration_json(const SearchIteration& it, bool classification) {
+    nlohmann::json j;
+    j["iteration"] = it.index;
+    j["rule"] = to_string(it.rule);
+    if (!it.layer_rules.empty()) {
+        nlohmann::json rules = nlohmann::json::array();
+        for (LambdaRule r : it.layer_rules) rules.push_back(to_string(r));
+        j["layer_rules"] = rules;
+    }
+    j["lambda"] = it.lambdas;
+    j["candidates"] = it.n_candidates;
+    j["nnz"] = it.nnz;
+    j["nnz_total"] = total(it.nnz);
+    j["steps"] = it.steps;
+    j["total_steps"] = it.total_steps;
+    j["in_band"] = it.in_band;
+    j["train_loss"] = number_or_null(it.train_loss);
+    j["test_loss"] = number_or_null(it.test_loss);
+    j["test_accuracy"] = classification && it.test_accuracy >= 0 ? number_or_null(it.test_accuracy) : nlohmann::json(nullptr);
+    j["seconds"] = it.seconds;
+    j["elapsed_seconds"] = it.elapsed_seconds;
+    return j;
+}
+
+}  // namespace
+
+int run_search(const SearchFlags& f) {
+    RunSetup setup = prepare_run(f.train, false);
+    const bool have_nnz = !f.train.target_nnz.empty(), have_density = !f.target_density.empty();
+    if (have_nnz == have_density)
+        throw Error(have_nnz ? "give --target-nnz or --target-density, not both"
+                             : "a search needs a target: --target-nnz N (or one count per layer) or --target-density D");
+    if (have_density) setup.options.stop.targets = density_targets(f.target_density, setup.spec);
+
+    SearchOptions so;
+    so.train = setup.options;
+    so.strategy = parse_search_strategy(f.strategy);
+    if (!f.lambda0.empty()) so.lambda0 = parse_float_list("--lambda0", f.lambda0);
+    so.lambda1 = f.lambda1;
+    so.max_outer = f.max_outer;
+    so.adapt_interval = f.adapt_interval;
+    so.adapt_rate = f.adapt_rate;
+    so.adapt_rule = parse_adapt_rule(f.adapt_rule);
+    so.validate(setup.spec);
+
+    const std::size_t n_weights = setup.spec.n_weights();
+    const StopRule& band = so.train.stop;
+    std::printf("sparseprox %s: search (%s) %s on %s (%zu train / %zu test rows), %zu weights, device %s\n", version(),
+                to_string(so.strategy), setup.spec.to_short().c_str(), f.train.data.c_str(),
+                setup.data.train.n_samples, setup.data.test.n_samples, n_weights,
+                describe_device(setup.device).c_str());
+    std::printf("target NNZ %s (rho %g%s), %s per run\n", join(band.targets).c_str(), band.tolerance,
+                band.targets.size() > 1 ? (", at least " + std::to_string(band.min_layers ? band.min_layers
+                                                                                            : band.targets.size()) +
+                                           " layers in band").c_str()
+                                        : "",
+                so.train.steps ? (std::to_string(so.train.steps) + " steps").c_str()
+                               : (std::to_string(so.train.epochs) + " epochs").c_str());
+    std::fflush(stdout);
+    const bool adaptive = so.strategy == SearchStrategy::adaptive;
+    if (adaptive) so.train.on_progress = nullptr;  // the interval lines below say it all
+    const bool classification = setup.classification;
+    so.on_iteration = [&](const SearchIteration& it) {
+        if (adaptive && f.train.quiet) return;
+        std::printf("%s %zu [%s%s]  lambda %s  nnz %zu (%.2f%%) [%s]  steps %zu (total %zu)", adaptive ? "interval" : "run",
+                    it.index, to_string(it.rule),
+                    it.n_candidates.empty() ? "" : (", " + std::to_string(total(it.n_candidates)) + " candidates").c_str(),
+                    fmt_lambdas(it.lambdas).c_str(), total(it.nnz),
+                    100.0 * static_cast<double>(total(it.nnz)) / static_cast<double>(n_weights), join(it.nnz).c_str(),
+                    it.steps, it.total_steps);
+        if (std::isfinite(it.train_loss)) std::printf("  train %.5g", it.train_loss);
+        if (std::isfinite(it.test_loss)) std::printf("  test %.5g", it.test_loss);
+        if (classification && it.test_accuracy >= 0) std::printf("  acc %.2f%%", 100.0 * it.test_accuracy);
+        std::printf("%s  %.1fs\n", it.in_band ? "  IN BAND" : "", it.elapsed_seconds);
+        std::fflush(stdout);
+    };
+
+    const SearchResult r = LambdaSearch(so).run(setup.init, setup.data.train, &setup.data.test);
+
+    setup.options = so.train;
+    print_summary(setup, r.run);
+    if (r.reached)
+        std::printf("search (%s): band reached at iteration %zu after %zu run%s, %zu training steps in all, %.1f s\n",
+                    to_string(r.strategy), r.best_iteration, r.outer_iterations, r.outer_iterations == 1 ? "" : "s",
+                    r.total_steps, r.wall_seconds);
+    else
+        std::printf("search (%s): band NOT reached after %zu run%s (%zu training steps, %.1f s); returning the "
+                    "closest run, iteration %zu\n",
+                    to_string(r.strategy), r.outer_iterations, r.outer_iterations == 1 ? "" : "s", r.total_steps,
+                    r.wall_seconds, r.best_iteration);
+    std::printf("lambda %s\n", fmt_lambdas(r.lambda_final).c_str());
+
+    save_run(f.train, r.run);
+    if (!f.trace_csv.empty()) {
+        write_csv(f.trace_csv, r, setup.spec.n_weight_layers());
+        std::printf("wrote trace %s\n", f.trace_csv.c_str());
+    }
+    if (!f.train.report.empty()) {
+        nlohmann::json j = run_report("search", f.train, setup, r.run);
+        j["strategy"] = to_string(r.strategy);
+        j["reached"] = r.reached;
+        j["best_iteration"] = r.best_iteration;
+        j["lambda_final"] = r.lambda_final;
+        j["lambda_start"] = r.lambda_start;
+        j["lambda_start_computed"] = r.lambda_start_computed;
+        j["lambda1"] = so.lambda1;
+        j["max_outer"] = so.max_outer;
+        if (adaptive) {
+            j["adapt_interval"] = so.adapt_interval;
+            j["adapt_rate"] = so.adapt_rate;
+            j["adapt_rule"] = to_string(so.adapt_rule);
+        }
+        j["outer_iterations"] = r.outer_iterations;
+        j["total_steps"] = r.total_steps;
+        j["search_wall_seconds"] = r.wall_seconds;
+        j["search"] = nlohmann::json::array();
+        for (const SearchIteration& it : r.iterations) j["search"].push_back(iteration_json(it, classification));
+        write_file_atomic(f.train.report, j.dump(2) + "\n");
+        std::printf("wrote report %s\n", f.train.report.c_str());
+    }
+    return r.reached ? 0 : 3;
+}
+
+}  // namespace cli
+}  // namespace sparseprox

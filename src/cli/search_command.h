@@ -1,0 +1,32 @@
+// `sparseprox search`: choose lambda (or one lambda per layer) for a target NNZ.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/train_command.h"
+
+namespace sparseprox {
+namespace cli {
+
+struct SearchFlags {
+    TrainFlags train;
+    std::string target_density;  // one fraction, or one per weight layer
+    std::string strategy = "paper";
+    std::string lambda0;         // empty: computed from the gradient (method.md §2)
+    float lambda1 = 1e-7f;
+    std::size_t max_outer = 99;
+    std::size_t adapt_interval = 200;
+    double adapt_rate = 0.0;
+    std::string adapt_rule = "relative";
+    std::string trace_csv;
+};
+
+void add_search_flags(CLI::App& app, SearchFlags& f);
+// Exit status: 0 when the band was hit, 3 when it was not (the closest run is reported).
+int run_search(const SearchFlags& f);
+
+}  // namespace cli
+}  // namespace sparseprox

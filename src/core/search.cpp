@@ -1,0 +1,514 @@
+// The lambda search (method.md §4-5) and its two cheaper variants, on one engine that every run
+// reuses: the training set is uploaded once, and on CUDA the candidate filter and median of each
+// outer iteration are computed where the gradient lives (Engine::gradient_candidates).
+#include "sparseprox/search.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "core/engine.h"
+#include "core/train_loop.h"
+#include "sparseprox/error.h"
+
+namespace sparseprox {
+
+// ---- names ---------------------------------------------------------------------------------------
+
+const char* to_string(LambdaRule r) {
+    switch (r) {
+        case LambdaRule::lambda0: return "lambda0";
+        case LambdaRule::lambda1: return "lambda1";
+        case LambdaRule::median: return "median";
+        case LambdaRule::midpoint: return "midpoint";
+        case LambdaRule::expand: return "expand";
+        case LambdaRule::adaptive: return "adaptive";
+        case LambdaRule::fixed: return "fixed";
+    }
+    return "?";
+}
+
+const char* to_string(SearchStrategy s) {
+    switch (s) {
+        case SearchStrategy::paper: return "paper";
+        case SearchStrategy::warm: return "warm";
+        case SearchStrategy::adaptive: return "adaptive";
+    }
+    return "?";
+}
+
+SearchStrategy parse_search_strategy(const std::string& name) {
+    if (name == "paper") return SearchStrategy::paper;
+    if (name == "warm") return SearchStrategy::warm;
+    if (name == "adaptive") return SearchStrategy::adaptive;
+    throw Error("unknown search strategy '" + name + "' (expected paper, warm or adaptive)");
+}
+
+const char* to_string(AdaptRule r) { return r == AdaptRule::relative ? "relative" : "sparsity"; }
+
+AdaptRule parse_adapt_rule(const std::string& name) {
+    if (name == "relative") return AdaptRule::relative;
+    if (name == "sparsity") return AdaptRule::sparsity;
+    throw Error("unknown adaptive rule '" + name + "' (expected relative or sparsity)");
+}
+
+// ---- the rules -----------------------------------------------------------------------------------
+
+Bracket bracket_from_history(const std::vector<LambdaRecord>& history, std::size_t target) {
+    Bracket b;
+    for (const LambdaRecord& h : history) {
+        if (h.nnz <= target && (!b.has_up || h.nnz > b.n_lo || (h.nnz == b.n_lo && h.lambda < b.lambda_up))) {
+            b.has_up = true;
+            b.n_lo = h.nnz;
+            b.lambda_up = h.lambda;
+        }
+        if (h.nnz >= target && (!b.has_low || h.nnz < b.n_hi || (h.nnz == b.n_hi && h.lambda > b.lambda_low))) {
+            b.has_low = true;
+            b.n_hi = h.nnz;
+            b.lambda_low = h.lambda;
+        }
+    }
+    return b;
+}
+
+CandidateSet candidate_set(const float* grad, std::size_t n, float low, float up) {
+    std::vector<float> inside;
+    for (std::size_t i = 0; i < n; ++i) {
+        const float a = std::fabs(grad[i]);
+        if (a > low && a < up) inside.push_back(a);  // NaN fails both
+    }
+    CandidateSet c;
+    c.count = inside.size();
+    if (inside.empty()) return c;
+    const auto mid = inside.begin() + static_cast<std::ptrdiff_t>((inside.size() - 1) / 2);
+    std::nth_element(inside.begin(), mid, inside.end());
+    c.lower_median = *mid;
+    return c;
+}
+
+LambdaChoice next_lambda(const Bracket& bracket, const CandidateSet& candidates, float largest_tried) {
+    if (!bracket.has_up) return {largest_tried * 10.0f, LambdaRule::expand};
+    if (candidates.count > 0) return {candidates.lower_median, LambdaRule::median};
+    return {(bracket.lambda_low + bracket.lambda_up) / 2.0f, LambdaRule::midpoint};
+}
+
+// ---- options -------------------------------------------------------------------------------------
+
+namespace {
+
+// Algorithm 2 when the band has one target per weight layer (a model with one weight layer and
+// one target is Algorithm 1).
+bool per_layer_search(const SearchOptions& o) { return o.train.stop.targets.size() > 1; }
+
+}  // namespace
+
+void SearchOptions::validate(const ModelSpec& spec) const {
+    if (train.stop.targets.empty())
+        throw Error("a lambda search needs a target: a total NNZ, one NNZ per weight layer, or a density");
+    TrainOptions t = train;
+    t.lambdas = {0.0f};
+    t.validate(spec);  // the band, lr, budget, weight decay
+    const std::size_t n_layers = spec.n_weight_layers();
+    const bool per_layer = per_layer_search(*this);
+    if (!lambda0.empty()) {
+        if (lambda0.size() != 1 && !(per_layer && lambda0.size() == n_layers))
+            throw Error("lambda0: got " + std::to_string(lambda0.size()) + " values; give one" +
+                        (per_layer ? ", or one per weight layer (" + std::to_string(n_layers) + ")"
+                                   : std::string(" (a single-lambda search)")));
+        for (float l : lambda0)
+            if (!(std::isfinite(l) && l > 0.0f))
+                throw Error("lambda0 " + std::to_string(l) + " must be positive and finite");
+    }
+    if (!(std::isfinite(lambda1) && lambda1 > 0.0f))
+        throw Error("lambda1 " + std::to_string(lambda1) + " must be positive and finite");
+    if (strategy != SearchStrategy::adaptive && max_outer < 2)
+        throw Error("max_outer " + std::to_string(max_outer) +
+                    " is too small: the search needs at least its two starting runs");
+    if (strategy == SearchStrategy::adaptive) {
+        if (adapt_interval == 0) throw Error("adapt_interval must be at least 1 step");
+        if (!(std::isfinite(adapt_rate) && adapt_rate >= 0.0))
+            throw Error("adapt_rate " + std::to_string(adapt_rate) + " must be finite and >= 0 (0: the rule's default)");
+    }
+}
+
+LambdaSearch::LambdaSearch(SearchOptions options) : options_(std::move(options)) {}
+
+// ---- the computed starting bracket ---------------------------------------------------------------
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::vector<float> inf_norms(const std::vector<float>& g, const ParamLayout& layout) {
+    std::vector<float> out;
+    for (const ParamSegment& s : layout.segments) {
+        float m = 0.0f;
+        for (std::size_t i = 0; i < s.n_weights; ++i) m = std::max(m, std::fabs(g[s.weight_offset + i]));
+        out.push_back(m);
+    }
+    return out;
+}
+
+// The output bias that minimizes the loss when every weight is 0 (the network then outputs its
+// last bias for every input): the target mean (MSE) or the log class frequencies (cross-entropy).
+std::vector<float> fitted_output_bias(const Dataset& d, Loss loss) {
+    std::vector<double> acc(d.n_outputs, 0.0);
+    if (loss == Loss::mse) {
+        for (std::size_t r = 0; r < d.n_samples; ++r)
+            for (std::size_t c = 0; c < d.n_outputs; ++c) acc[c] += d.y[r * d.n_outputs + c];
+        std::vector<float> b(d.n_outputs);
+        for (std::size_t c = 0; c < d.n_outputs; ++c) b[c] = static_cast<float>(acc[c] / static_cast<double>(d.n_samples));
+        return b;
+    }
+    for (std::int32_t label : d.labels) acc[static_cast<std::size_t>(label)] += 1.0;
+    std::vector<float> b(d.n_outputs);
+    for (std::size_t c = 0; c < d.n_outputs; ++c)
+        b[c] = static_cast<float>(std::log(std::max(acc[c], 1e-3) / static_cast<double>(d.n_samples)));
+    return b;
+}
+
+std::vector<float> lambda_max_on(Engine& engine, const Model& init, const Dataset& data, Loss loss,
+                                 std::size_t chunk) {
+    const ParamLayout& layout = init.layout();
+    Model zero = init;
+    for (std::size_t l = 0; l < zero.n_weight_layers(); ++l)
+        std::fill_n(zero.weight(l), layout.segments[l].n_weights, 0.0f);
+    const std::vector<float> b = fitted_output_bias(data, loss);
+    const std::size_t last = zero.n_weight_layers() - 1;
+    std::copy(b.begin(), b.end(), zero.bias(last));
+    engine.set_params(zero.slab());
+    std::vector<float> lmax = inf_norms(engine.gradient(data, chunk), layout);
+    if (std::any_of(lmax.begin(), lmax.end(), [](float v) { return !(v > 0.0f); })) {
+        engine.set_params(init.slab());
+        const std::vector<float> at_init = inf_norms(engine.gradient(data, chunk), layout);
+        for (std::size_t l = 0; l < lmax.size(); ++l)
+            if (!(lmax[l] > 0.0f)) lmax[l] = at_init[l];
+    }
+    for (float& v : lmax)
+        if (!(v > 0.0f) || !std::isfinite(v)) v = 1.0f;  // a dead layer: any positive start will do
+    return lmax;
+}
+
+// How close a run came to the band: (layers in band, summed relative distance); larger first
+// component, then smaller second, is closer.
+std::pair<std::size_t, double> closeness(const StopRule& rule, const std::vector<std::size_t>& nnz) {
+    auto rel = [](double n, double t) { return std::fabs(n - t) / t; };
+    if (rule.targets.size() == 1) {
+        std::size_t total = 0;
+        for (auto n : nnz) total += n;
+        const double d = rel(static_cast<double>(total), static_cast<double>(rule.targets[0]));
+        return {d <= rule.tolerance ? 1 : 0, d};
+    }
+    std::size_t hits = 0;
+    double sum = 0.0;
+    for (std::size_t l = 0; l < rule.targets.size() && l < nnz.size(); ++l) {
+        const double d = rel(static_cast<double>(nnz[l]), static_cast<double>(rule.targets[l]));
+        hits += d <= rule.tolerance;
+        sum += d;
+    }
+    return {hits, sum};
+}
+
+bool closer(const std::pair<std::size_t, double>& a, const std::pair<std::size_t, double>& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+}
+
+// The search's groups of weight layers: one group of all layers (Algorithm 1) or one per layer
+// (Algorithm 2), each with its target.
+struct Groups {
+    std::vector<std::vector<std::size_t>> layers;
+    std::vector<std::size_t> targets;
+    std::vector<std::size_t> n_weights;
+
+    std::size_t size() const { return layers.size(); }
+    std::vector<float> expand(const std::vector<float>& group_lambdas, std::size_t n_layers) const {
+        std::vector<float> out(n_layers, 0.0f);
+        for (std::size_t j = 0; j < layers.size(); ++j)
+            for (std::size_t l : layers[j]) out[l] = group_lambdas[j];
+        return out;
+    }
+    std::size_t nnz_of(std::size_t j, const std::vector<std::size_t>& nnz) const {
+        std::size_t n = 0;
+        for (std::size_t l : layers[j]) n += nnz[l];
+        return n;
+    }
+};
+
+Groups make_groups(const ModelSpec& spec, const StopRule& rule) {
+    const ParamLayout layout = ParamLayout::of(spec);
+    Groups g;
+    const std::size_t n_layers = layout.segments.size();
+    if (rule.targets.size() == 1) {
+        std::vector<std::size_t> all(n_layers);
+        for (std::size_t l = 0; l < n_layers; ++l) all[l] = l;
+        g.layers.push_back(all);
+        g.targets.push_back(rule.targets[0]);
+        g.n_weights.push_back(spec.n_weights());
+    } else {
+        for (std::size_t l = 0; l < n_layers; ++l) {
+            g.layers.push_back({l});
+            g.targets.push_back(rule.targets[l]);
+            g.n_weights.push_back(layout.segments[l].n_weights);
+        }
+    }
+    return g;
+}
+
+SearchIteration record_run(std::size_t index, const TrainResult& r, const std::vector<float>& lambdas,
+                           LambdaRule rule, const std::vector<LambdaRule>& layer_rules,
+                           const std::vector<std::size_t>& n_candidates) {
+    SearchIteration it;
+    it.index = index;
+    it.lambdas = lambdas;
+    it.rule = rule;
+    it.layer_rules = layer_rules;
+    it.n_candidates = n_candidates;
+    it.nnz = r.nnz;
+    it.steps = r.steps;
+    it.in_band = r.stopped_in_band;
+    it.train_loss = r.train_eval.loss;
+    it.test_loss = r.test_eval.loss;
+    it.test_accuracy = r.test_eval.accuracy;
+    it.seconds = r.wall_seconds;
+    return it;
+}
+
+// The rule shown for an iteration: the common rule of its groups, or "median" when they differ
+// (the per-layer rules are listed separately).
+LambdaRule summary_rule(const std::vector<LambdaRule>& rules) {
+    for (LambdaRule r : rules)
+        if (r != rules.front()) return LambdaRule::median;
+    return rules.empty() ? LambdaRule::median : rules.front();
+}
+
+}  // namespace
+
+std::vector<float> compute_lambda_max(const Model& init, const Dataset& train_set, const Device& device, int loss) {
+    check_fits(init.spec(), train_set);
+    const Loss l = resolve_loss(loss, train_set);
+    auto engine = make_engine(device, init.spec(), l);
+    return lambda_max_on(*engine, init, train_set, l, 4096);
+}
+
+// ---- the search ----------------------------------------------------------------------------------
+
+SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, const Dataset* test_set) const {
+    const auto t_start = Clock::now();
+    const SearchOptions& o = options_;
+    const ModelSpec& spec = init.spec();
+    o.validate(spec);
+    check_fits(spec, train_set);
+    if (test_set) check_fits(spec, *test_set);
+    const Loss loss = resolve_loss(o.train.loss, train_set);
+    const std::size_t n_layers = spec.n_weight_layers();
+    const Groups groups = make_groups(spec, o.train.stop);
+    const std::size_t n_groups = groups.size();
+
+    auto engine = make_engine(o.train.device, spec, loss);
+
+    SearchResult result;
+    result.strategy = o.strategy;
+
+    // lambda^(0) per group: given, or computed (the largest layer value for a single lambda).
+    std::vector<float> start(n_groups);
+    if (o.lambda0.empty()) {
+        const std::vector<float> lmax = lambda_max_on(*engine, init, train_set, loss, o.train.eval_batch);
+        for (std::size_t j = 0; j < n_groups; ++j) {
+            float m = 0.0f;
+            for (std::size_t l : groups.layers[j]) m = std::max(m, lmax[l]);
+            start[j] = m;
+        }
+        result.lambda_start_computed = true;
+    } else {
+        for (std::size_t j = 0; j < n_groups; ++j) start[j] = o.lambda0.size() == 1 ? o.lambda0[0] : o.lambda0[j];
+    }
+    result.lambda_start = groups.expand(start, n_layers);
+
+    auto finish = [&](TrainResult best_run) {
+        result.run = std::move(best_run);
+        result.lambda_final = result.run.lambdas;
+        result.outer_iterations = o.strategy == SearchStrategy::adaptive ? 1 : result.iterations.size();
+        result.wall_seconds = seconds_since(t_start);
+        return result;
+    };
+    auto emit = [&](SearchIteration it) {
+        result.total_steps += it.steps;
+        it.total_steps = result.total_steps;
+        it.elapsed_seconds = seconds_since(t_start);
+        result.iterations.push_back(it);
+        if (o.on_iteration) o.on_iteration(result.iterations.back());
+    };
+
+    // ---- adaptive: one run, lambda steered every adapt_interval steps --------------------------
+    //
+    // The band's stop rule is armed for the whole run and lambda changes only between intervals,
+    // so the run ends at the first iterate in the band, a plain proximal step at the lambda of its
+    // interval (the final phase at fixed lambda; its length is the last trace entry's steps).
+    //
+    // At a fixed lambda the NNZ of a run from a dense start falls steadily, with a lag of hundreds
+    // of steps behind lambda; a rule that reacts to the current count only keeps raising lambda
+    // while the count is already falling fast, and overshoots: the units it kills come back
+    // slowly, if at all. The relative rule therefore steers on the count one interval ahead
+    // (extrapolated from the last two polls, `ahead`), and holds lambda while `ahead` says the
+    // count will reach the target by itself:
+    //   above the band: lambda *= clamp((ahead/l*)^a, 1, 1 + a)     (1 while ahead <= l*)
+    //   below the band: lambda *= clamp((ahead/l*)^a, 1/(1 + a), 1) (1 while ahead >= l*)
+    // The sparsity rule is method.md §7's, on the current count.
+    if (o.strategy == SearchStrategy::adaptive) {
+        std::vector<float> lam(n_groups);
+        for (std::size_t j = 0; j < n_groups; ++j)
+            lam[j] = o.lambda0.empty() ? std::sqrt(o.lambda1 * start[j]) : start[j];
+        constexpr double kApproach = 0.5;  // the distance to the target left after one interval
+        const double rate = o.adapt_rate > 0 ? o.adapt_rate : (o.adapt_rule == AdaptRule::relative ? 0.5 : 1.0);
+        const float lambda_floor = 1e-12f, lambda_ceiling = 1e3f;
+        std::vector<std::size_t> prev_nnz;
+        std::size_t last_poll_step = 0, index = 0;
+        LambdaRule current_rule = LambdaRule::adaptive;
+        auto t_interval = Clock::now();
+
+        auto update = [&](const std::vector<std::size_t>& nnz) {
+            bool changed = false;
+            for (std::size_t j = 0; j < n_groups; ++j) {
+                const double n = static_cast<double>(groups.nnz_of(j, nnz));
+                const double t = static_cast<double>(groups.targets[j]);
+                double f = 1.0;
+                if (o.adapt_rule == AdaptRule::relative) {
+                    const double before = prev_nnz.empty() ? n : static_cast<double>(groups.nnz_of(j, prev_nnz));
+                    const double ahead = std::max(0.0, 2.0 * n - before);
+                    const double desired = t + kApproach * (n - t);
+                    f = std::clamp(std::pow(std::max(ahead, 1.0) / desired, rate), 1.0 / (1.0 + rate), 1.0 + rate);
+                } else {
+                    const double N = static_cast<double>(groups.n_weights[j]);
+                    const double gap = 1.0 + rate * std::fabs(n - t) / N;  // |s - s*| = |n - t| / N
+                    f = n > t ? gap : (n < t ? 1.0 / gap : 1.0);
+                }
+                const float next = std::clamp(static_cast<float>(lam[j] * f), lambda_floor, lambda_ceiling);
+                changed = changed || next != lam[j];
+                lam[j] = next;
+            }
+            return changed;
+        };
+
+        TrainOptions run_opt = o.train;
+        run_opt.lambdas = groups.expand(lam, n_layers);
+        RunControl ctl;
+        ctl.poll_every = o.adapt_interval;
+        ctl.on_poll = [&](Engine& e, const EngineStatus& st) {
+            SearchIteration it;
+            it.index = index++;
+            it.lambdas = groups.expand(lam, n_layers);
+            it.rule = current_rule;
+            it.nnz = st.nnz;
+            it.steps = st.steps_run - last_poll_step;
+            last_poll_step = st.steps_run;
+            it.train_loss = st.loss_count ? st.loss_sum / static_cast<double>(st.loss_count)
+                                          : std::numeric_limits<double>::quiet_NaN();
+            it.test_loss = std::numeric_limits<double>::quiet_NaN();
+            it.seconds = seconds_since(t_interval);
+            t_interval = Clock::now();
+            emit(it);
+            const bool changed = update(st.nnz);
+            prev_nnz = st.nnz;
+            current_rule = changed ? LambdaRule::adaptive : LambdaRule::fixed;
+            if (changed) e.set_hyper(o.train.lr, groups.expand(lam, n_layers));
+        };
+        TrainResult r = run_training(*engine, spec, init.slab(), train_set, test_set, run_opt, &ctl);
+        r.lambdas = groups.expand(lam, n_layers);
+        // The last interval (ended by the stop, or by the budget).
+        SearchIteration it = record_run(index, r, r.lambdas, current_rule, {}, {});
+        it.steps = r.steps - last_poll_step;
+        it.seconds = seconds_since(t_interval);
+        emit(it);
+        result.reached = r.stopped_in_band;
+        result.best_iteration = index;
+        return finish(std::move(r));
+    }
+
+    // ---- paper / warm: Algorithms 1 and 2 ------------------------------------------------------
+    std::vector<std::vector<LambdaRecord>> history(n_groups);
+    std::vector<float> lam = start;
+    std::vector<LambdaRule> rules(n_groups, LambdaRule::lambda0);
+    std::vector<std::size_t> n_cand;
+    TrainResult best;
+    std::pair<std::size_t, double> best_close{0, std::numeric_limits<double>::infinity()};
+    bool have_best = false;
+    std::vector<float> from = init.slab();  // where the next warm run starts
+    double warm_score = std::numeric_limits<double>::infinity();
+
+    for (std::size_t k = 0; k < o.max_outer; ++k) {
+        if (k == 1) {
+            std::fill(lam.begin(), lam.end(), o.lambda1);
+            std::fill(rules.begin(), rules.end(), LambdaRule::lambda1);
+            n_cand.clear();
+        }
+        TrainOptions run_opt = o.train;
+        run_opt.lambdas = groups.expand(lam, n_layers);
+        TrainResult r = run_training(*engine, spec, o.strategy == SearchStrategy::warm ? from : init.slab(),
+                                     train_set, test_set, run_opt);
+        emit(record_run(k, r, run_opt.lambdas, summary_rule(rules), n_groups > 1 ? rules : std::vector<LambdaRule>{},
+                        n_cand));
+        for (std::size_t j = 0; j < n_groups; ++j) {
+            history[j].push_back({lam[j], groups.nnz_of(j, r.nnz)});
+        }
+        const auto close = closeness(o.train.stop, r.nnz);
+        const bool in_band = r.stopped_in_band;
+        if (o.strategy == SearchStrategy::warm) {
+            // The next run starts from the closest run on the dense side (NNZ >= target in every
+            // group): pruning further from there passes through the band; regrowing from a
+            // too-sparse network does not work (units that died stay dead).
+            bool dense_side = true;
+            double score = 0.0;
+            for (std::size_t j = 0; j < n_groups; ++j) {
+                const std::size_t n = groups.nnz_of(j, r.nnz);
+                dense_side = dense_side && n >= groups.targets[j];
+                score += static_cast<double>(n) / static_cast<double>(groups.targets[j]);
+            }
+            if (dense_side && score <= warm_score) {
+                warm_score = score;
+                from = r.model.slab();
+            }
+        }
+        if (!have_best || in_band || closer(close, best_close)) {
+            best_close = close;
+            result.best_iteration = k;
+            best = std::move(r);
+            have_best = true;
+        }
+        if (in_band) {
+            result.reached = true;
+            break;
+        }
+        if (k == 0 || k + 1 >= o.max_outer) continue;  // run 1 uses lambda1; no run after the last
+
+        // The next lambdas, from the gradient of the network this run returned (still on the engine).
+        std::vector<Bracket> brackets(n_groups);
+        std::vector<CandidateQuery> queries;
+        std::vector<std::size_t> query_of(n_groups, n_groups);
+        for (std::size_t j = 0; j < n_groups; ++j) {
+            brackets[j] = bracket_from_history(history[j], groups.targets[j]);
+            if (brackets[j].has_up) {
+                query_of[j] = queries.size();
+                queries.push_back({groups.layers[j], brackets[j].lambda_low, brackets[j].lambda_up});
+            }
+        }
+        const std::vector<CandidateSet> cands =
+            queries.empty() ? std::vector<CandidateSet>{}
+                            : engine->gradient_candidates(train_set, o.train.eval_batch, queries);
+        n_cand.assign(n_groups, 0);
+        for (std::size_t j = 0; j < n_groups; ++j) {
+            const CandidateSet c = query_of[j] < n_groups ? cands[query_of[j]] : CandidateSet{};
+            n_cand[j] = c.count;
+            float largest_j = 0.0f;
+            for (const LambdaRecord& h : history[j]) largest_j = std::max(largest_j, h.lambda);
+            const LambdaChoice choice = next_lambda(brackets[j], c, largest_j);
+            lam[j] = choice.lambda;
+            rules[j] = choice.rule;
+        }
+    }
+    return finish(std::move(best));
+}
+
+}  // namespace sparseprox

@@ -1,0 +1,33 @@
+// The training loop of Algorithm 3 on an existing engine, with hooks for the lambda search.
+// Internal: the public entry point is sparseprox::train (train.h).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <vector>
+
+#include "core/engine.h"
+#include "sparseprox/train.h"
+
+namespace sparseprox {
+
+struct RunControl {
+    // Poll the engine every this many steps (0: the default, 32; 1 when NNZ history is kept).
+    std::size_t poll_every = 0;
+    // Called after every poll that did not end the run, with the engine and its status. It may
+    // change the engine's lambdas or stop rule (they take effect from the next step).
+    std::function<void(Engine&, const EngineStatus&)> on_poll;
+};
+
+// Runs Algorithm 3 from `init_slab` on `engine` (whose model is `spec`) with `options`
+// (already validated by the caller or not: they are validated here), then evaluates the result.
+TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vector<float>& init_slab,
+                         const Dataset& train_set, const Dataset* test_set, const TrainOptions& options,
+                         const RunControl* control = nullptr);
+
+// Checks that a data set fits a model (features, outputs, not empty); throws naming both.
+void check_fits(const ModelSpec& spec, const Dataset& data);
+// The loss a run uses: options' loss, or the data set's default; throws on a mismatch.
+Loss resolve_loss(int loss, const Dataset& data);
+
+}  // namespace sparseprox
