@@ -82,10 +82,11 @@ SearchStrategy parse_search_strategy(const std::string& name);  // paper, warm, 
 
 // How the adaptive strategy moves lambda every `adapt_interval` steps (n: the group's current
 // NNZ, l*: its target, N: its weight count, a: adapt_rate):
-//   relative (default, a = 0.5): steer the count along an approach that halves its distance to
-//            the target every interval. With `ahead` = 2 n - n_prev (the count one interval
-//            ahead, from the last two polls) and `desired` = l* + (n - l*) / 2:
-//            lambda *= clamp((ahead / desired)^a, 1/(1 + a), 1 + a).
+//   relative (default, a = 0.5): steer the count along a schedule: over the ramp (R steps)
+//            the cubic of gradual magnitude pruning, desired(s) = l* + (N - l*)(1 - s/R)^3, after
+//            it desired = l* + (n - l*) / 2 (half the distance every interval). With `ahead` =
+//            2 n - n_prev (the count one interval ahead, from the last two polls):
+//            lambda *= clamp((ahead / desired(next poll))^a, 1/(1 + a), 1 + a).
 //   sparsity (method.md §7, a = 1): lambda *= (1 + a |s - s*|) when n > l*, /= it when n < l*,
 //            with s = 1 - n/N the sparsity.
 enum class AdaptRule { relative, sparsity };
@@ -120,10 +121,14 @@ struct SearchOptions {
     std::vector<float> lambda0;
     float lambda1 = 1e-7f;
     std::size_t max_outer = 99;  // the most training runs (outer iterations), runs 0 and 1 included
+    // false: run 0 ignores the band and trains its whole budget, as the authors' released code
+    // did in three of its four scripts (method.md §6). true: the band ends run 0 too (§4).
+    bool stop_run0 = true;
     // adaptive strategy
     std::size_t adapt_interval = 200;  // steps between lambda updates (K)
     double adapt_rate = 0.0;           // a (0: the rule's default, 0.5 relative, 1 sparsity)
     AdaptRule adapt_rule = AdaptRule::relative;
+    std::size_t adapt_ramp = 0;        // relative rule: schedule length in steps (0: half the budget)
     // Called after every outer iteration (for progress output).
     std::function<void(const SearchIteration&)> on_iteration;
 
@@ -142,6 +147,7 @@ struct SearchResult {
     std::vector<float> lambda_final;   // per weight layer, of the returned run
     std::vector<float> lambda_start;   // per weight layer: lambda^(0) as given or computed
     bool lambda_start_computed = false;
+    std::size_t adapt_ramp = 0;        // adaptive: the schedule length used
     SearchStrategy strategy = SearchStrategy::paper;
     double wall_seconds = 0.0;
 };

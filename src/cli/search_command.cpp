@@ -32,6 +32,12 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
                    "adaptive: relative (steer the NNZ along a halving approach to the target) or sparsity "
                    "(the rule of method.md section 7)")
         ->capture_default_str();
+    app.add_option("--adapt-ramp", f.adapt_ramp,
+                   "adaptive (relative rule): steps over which the NNZ schedule falls to the target "
+                   "(0: half the step budget)")
+        ->capture_default_str();
+    app.add_flag("--no-stop-run0", f.no_stop_run0,
+                 "run 0 ignores the band and trains its whole budget (the authors' released code)");
     app.add_option("--trace-csv", f.trace_csv, "write the search trace (one row per outer iteration) as CSV");
 }
 
@@ -143,6 +149,8 @@ int run_search(const SearchFlags& f) {
     so.adapt_interval = f.adapt_interval;
     so.adapt_rate = f.adapt_rate;
     so.adapt_rule = parse_adapt_rule(f.adapt_rule);
+    so.adapt_ramp = f.adapt_ramp;
+    so.stop_run0 = !f.no_stop_run0;
     so.validate(setup.spec);
 
     const std::size_t n_weights = setup.spec.n_weights();
@@ -207,10 +215,12 @@ int run_search(const SearchFlags& f) {
         j["lambda_start_computed"] = r.lambda_start_computed;
         j["lambda1"] = so.lambda1;
         j["max_outer"] = so.max_outer;
+        j["stop_run0"] = so.stop_run0;
         if (adaptive) {
             j["adapt_interval"] = so.adapt_interval;
             j["adapt_rate"] = so.adapt_rate;
             j["adapt_rule"] = to_string(so.adapt_rule);
+            j["adapt_ramp"] = r.adapt_ramp;
         }
         j["outer_iterations"] = r.outer_iterations;
         j["total_steps"] = r.total_steps;

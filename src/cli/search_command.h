@@ -21,6 +21,8 @@ struct SearchFlags {
     std::size_t adapt_interval = 200;
     double adapt_rate = 0.0;
     std::string adapt_rule = "relative";
+    std::size_t adapt_ramp = 0;
+    bool no_stop_run0 = false;
     std::string trace_csv;
 };
 

@@ -344,18 +344,20 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
 
     // ---- adaptive: one run, lambda steered every adapt_interval steps --------------------------
     //
-    // The band's stop rule is armed for the whole run and lambda changes only between intervals,
-    // so the run ends at the first iterate in the band, a plain proximal step at the lambda of its
-    // interval (the final phase at fixed lambda; its length is the last trace entry's steps).
+    // Lambda changes only between intervals and the band's stop rule is armed (for the relative
+    // rule from the end of its ramp), so the run ends at the first iterate in the band: a plain
+    // proximal step at the lambda of its interval (the final phase at fixed lambda; its length is
+    // the last trace entry's steps).
     //
-    // At a fixed lambda the NNZ of a run from a dense start falls steadily, with a lag of hundreds
-    // of steps behind lambda; a rule that reacts to the current count only keeps raising lambda
-    // while the count is already falling fast, and overshoots: the units it kills come back
-    // slowly, if at all. The relative rule therefore steers on the count one interval ahead
-    // (extrapolated from the last two polls, `ahead`), and holds lambda while `ahead` says the
-    // count will reach the target by itself:
-    //   above the band: lambda *= clamp((ahead/l*)^a, 1, 1 + a)     (1 while ahead <= l*)
-    //   below the band: lambda *= clamp((ahead/l*)^a, 1/(1 + a), 1) (1 while ahead >= l*)
+    // The relative rule steers the count along a schedule: the cubic of gradual magnitude
+    // pruning (method.md §7) from the dense count to l* over the ramp, then an approach that
+    // halves the distance to l* every interval. At a fixed lambda the NNZ falls with a lag of
+    // hundreds of steps behind lambda; a rule that reacts to the current count keeps raising
+    // lambda while the count is already falling fast, and overshoots: the units it kills come
+    // back slowly, if at all. So the rule compares the schedule's count at the next poll with
+    // the count extrapolated to it from the last two polls (`ahead`). A network pruned along the
+    // schedule keeps training while it thins out, and the band is met at the end of the ramp by
+    // a slowly moving count, which the per-step stop rule cannot jump over.
     // The sparsity rule is method.md §7's, on the current count.
     if (o.strategy == SearchStrategy::adaptive) {
         std::vector<float> lam(n_groups);
@@ -369,7 +371,18 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         LambdaRule current_rule = LambdaRule::adaptive;
         auto t_interval = Clock::now();
 
-        auto update = [&](const std::vector<std::size_t>& nnz) {
+        // The ramp: the schedule's length in steps (default: half the run's step budget).
+        std::size_t budget = o.train.steps;
+        if (o.train.epochs) {
+            const std::size_t n = train_set.n_samples;
+            const std::size_t batch = o.train.batch_size == 0 ? n : std::min(o.train.batch_size, n);
+            const std::size_t by_epochs = o.train.epochs * ((n + batch - 1) / batch);
+            budget = budget ? std::min(budget, by_epochs) : by_epochs;
+        }
+        const std::size_t ramp = std::max<std::size_t>(1, o.adapt_ramp ? o.adapt_ramp : budget / 2);
+        result.adapt_ramp = ramp;
+
+        auto update = [&](const std::vector<std::size_t>& nnz, std::size_t step) {
             bool changed = false;
             for (std::size_t j = 0; j < n_groups; ++j) {
                 const double n = static_cast<double>(groups.nnz_of(j, nnz));
@@ -378,7 +391,11 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
                 if (o.adapt_rule == AdaptRule::relative) {
                     const double before = prev_nnz.empty() ? n : static_cast<double>(groups.nnz_of(j, prev_nnz));
                     const double ahead = std::max(0.0, 2.0 * n - before);
-                    const double desired = t + kApproach * (n - t);
+                    const double next = static_cast<double>(step + o.adapt_interval);
+                    const double left = 1.0 - std::min(1.0, next / static_cast<double>(ramp));
+                    const double N = static_cast<double>(groups.n_weights[j]);
+                    const double desired =
+                        next < static_cast<double>(ramp) ? t + (N - t) * left * left * left : t + kApproach * (n - t);
                     f = std::clamp(std::pow(std::max(ahead, 1.0) / desired, rate), 1.0 / (1.0 + rate), 1.0 + rate);
                 } else {
                     const double N = static_cast<double>(groups.n_weights[j]);
@@ -394,6 +411,8 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
 
         TrainOptions run_opt = o.train;
         run_opt.lambdas = groups.expand(lam, n_layers);
+        bool armed = o.adapt_rule != AdaptRule::relative;  // the relative rule arms after its ramp
+        if (!armed) run_opt.stop = StopRule{};
         RunControl ctl;
         ctl.poll_every = o.adapt_interval;
         ctl.on_poll = [&](Engine& e, const EngineStatus& st) {
@@ -410,8 +429,12 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
             it.seconds = seconds_since(t_interval);
             t_interval = Clock::now();
             emit(it);
-            const bool changed = update(st.nnz);
+            const bool changed = update(st.nnz, st.steps_run);
             prev_nnz = st.nnz;
+            if (!armed && st.steps_run + o.adapt_interval > ramp) {
+                e.set_stop_rule(o.train.stop);  // the ramp is over: the band may end the run
+                armed = true;
+            }
             current_rule = changed ? LambdaRule::adaptive : LambdaRule::fixed;
             if (changed) e.set_hyper(o.train.lr, groups.expand(lam, n_layers));
         };
@@ -446,6 +469,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         }
         TrainOptions run_opt = o.train;
         run_opt.lambdas = groups.expand(lam, n_layers);
+        if (k == 0 && !o.stop_run0) run_opt.stop = StopRule{};  // the released code's behaviour
         TrainResult r = run_training(*engine, spec, o.strategy == SearchStrategy::warm ? from : init.slab(),
                                      train_set, test_set, run_opt);
         emit(record_run(k, r, run_opt.lambdas, summary_rule(rules), n_groups > 1 ? rules : std::vector<LambdaRule>{},
