@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -92,6 +93,80 @@ TEST(Cli, BadInputGivesClearErrors) {
         {"train --device cuda:7 --steps 1", "cuda:7"},
         {"train --tolerance 2 --steps 1", "--tolerance"},
         {"train --model dense:6-8-2 --steps 1", "2 outputs"},
+    };
+    for (const auto& c : cases) {
+        const CliRun r = run_cli(c.args);
+        EXPECT_NE(r.status, 0) << c.args;
+        EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
+        EXPECT_EQ(r.output.find("internal error"), std::string::npos) << c.args << "\n" << r.output;
+    }
+}
+
+TEST(Cli, SearchWritesTraceReportAndCsv) {
+    const fs::path dir = temp_dir() / "search";
+    fs::create_directories(dir);
+    const fs::path report = dir / "search.json", csv = dir / "search.csv";
+    const CliRun r = run_cli("search --device cpu --model dense:6-16-8-1 --steps 300 --target-nnz 60 --tolerance 0.05 "
+                             "--strategy warm --report " + report.string() + " --trace-csv " + csv.string() + " -q");
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("band reached"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("lambda "), std::string::npos) << r.output;
+    std::ifstream in(report);
+    const nlohmann::json j = nlohmann::json::parse(in);
+    EXPECT_EQ(j["command"], "search");
+    EXPECT_EQ(j["strategy"], "warm");
+    EXPECT_TRUE(j["reached"].get<bool>());
+    ASSERT_TRUE(j["search"].is_array());
+    EXPECT_EQ(j["search"].size(), j["outer_iterations"].get<std::size_t>());
+    std::size_t steps = 0;
+    for (const auto& it : j["search"]) {
+        for (const char* key : {"iteration", "rule", "lambda", "nnz", "steps", "train_loss", "test_loss", "test_accuracy",
+                                "seconds"})
+            EXPECT_TRUE(it.contains(key)) << key;
+        steps += it["steps"].get<std::size_t>();
+    }
+    EXPECT_EQ(steps, j["total_steps"].get<std::size_t>());
+    EXPECT_EQ(j["search"][0]["rule"], "lambda0");
+    EXPECT_EQ(j["lambda_final"].size(), 3u);
+    EXPECT_TRUE(j["lambda_start_computed"].get<bool>());
+    const double nnz = j["nnz_total"].get<double>();
+    EXPECT_LE(std::fabs(nnz - 60.0), 3.0);
+    // The CSV: a header and one row per outer iteration.
+    std::ifstream c(csv);
+    std::string header, line;
+    std::getline(c, header);
+    EXPECT_EQ(header.rfind("iteration,rule,lambda_0,lambda_1,lambda_2,nnz_total,nnz_0", 0), 0u) << header;
+    std::size_t rows = 0;
+    while (std::getline(c, line)) ++rows;
+    EXPECT_EQ(rows, j["search"].size());
+    fs::remove_all(dir);
+}
+
+TEST(Cli, SearchByDensityAndAMissedBandExitsWithThree) {
+    // One run of 5 steps cannot reach an exact count of 1 weight: exit status 3, closest run.
+    const CliRun miss = run_cli("search --device cpu --model dense:6-8-1 --steps 5 --target-density 0.02 "
+                                "--tolerance 0 --max-outer 2 -q");
+    EXPECT_EQ(miss.status, 3) << miss.output;
+    EXPECT_NE(miss.output.find("band NOT reached after 2 runs"), std::string::npos) << miss.output;
+}
+
+TEST(Cli, SearchRejectsImpossibleTargets) {
+    struct Case {
+        std::string args, needle;
+    };
+    const Case cases[] = {
+        {"search --steps 1", "needs a target"},
+        {"search --steps 1 --target-nnz 0", "target NNZ 0"},
+        {"search --steps 1 --target-nnz 99999999", "exceeds"},
+        {"search --steps 1 --target-nnz -3", "--target-nnz"},
+        {"search --steps 1 --target-nnz 10,10", "2 per-layer NNZ targets"},
+        {"search --steps 1 --target-nnz 100 --target-density 0.1", "not both"},
+        {"search --steps 1 --target-density 1.5", "--target-density"},
+        {"search --steps 1 --target-density 0.1,0.2", "2 values"},
+        {"search --steps 1 --target-nnz 100 --strategy greedy", "greedy"},
+        {"search --steps 1 --target-nnz 100 --lambda0 -1", "lambda0"},
+        {"search --steps 1 --target-nnz 100 --max-outer 1", "max_outer"},
+        {"search --steps 1 --target-nnz 100 --adapt-rule pid --strategy adaptive", "pid"},
     };
     for (const auto& c : cases) {
         const CliRun r = run_cli(c.args);

@@ -1,0 +1,437 @@
+// The lambda search (method.md §4-5): its rules on recorded histories, the Lasso oracle for the
+// whole search, per-layer bands on a small network, the cheaper strategies and bad targets.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "core/engine.h"
+#include "cpu/ops.h"
+#include "sparseprox/sparseprox.h"
+#include "test_util.h"
+
+using namespace sparseprox;
+using sparseprox::testing_util::throws_error_with;
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// ---- the bracket ----------------------------------------------------------------------------------
+
+TEST(Bracket, TakesTheClosestCountsOnEachSide) {
+    // target 100: n_lo = 90 (largest <= 100), n_hi = 120 (smallest >= 100)
+    const std::vector<LambdaRecord> h{{1e-3f, 5}, {1e-7f, 900}, {4e-4f, 90}, {2e-4f, 120}, {1e-4f, 300}};
+    const Bracket b = bracket_from_history(h, 100);
+    ASSERT_TRUE(b.has_up && b.has_low);
+    EXPECT_EQ(b.n_lo, 90u);
+    EXPECT_EQ(b.lambda_up, 4e-4f);
+    EXPECT_EQ(b.n_hi, 120u);
+    EXPECT_EQ(b.lambda_low, 2e-4f);
+}
+
+TEST(Bracket, TiesPickTheSmallestUpperAndTheLargestLowerLambda) {
+    // Three runs gave 90 (n_lo): lambda_up is the smallest of their lambdas. Two gave 120
+    // (n_hi): lambda_low is the largest of theirs.
+    const std::vector<LambdaRecord> h{{5e-4f, 90}, {3e-4f, 90}, {4e-4f, 90},
+                                      {1e-4f, 120}, {2e-4f, 120}, {1e-7f, 5000}};
+    const Bracket b = bracket_from_history(h, 100);
+    EXPECT_EQ(b.lambda_up, 3e-4f);
+    EXPECT_EQ(b.lambda_low, 2e-4f);
+}
+
+TEST(Bracket, ACountEqualToTheTargetIsOnBothSides) {
+    const std::vector<LambdaRecord> h{{3e-4f, 100}, {1e-3f, 10}, {1e-7f, 900}};
+    const Bracket b = bracket_from_history(h, 100);
+    EXPECT_EQ(b.n_lo, 100u);
+    EXPECT_EQ(b.n_hi, 100u);
+    EXPECT_EQ(b.lambda_up, 3e-4f);
+    EXPECT_EQ(b.lambda_low, 3e-4f);
+}
+
+TEST(Bracket, OneSidedHistories) {
+    const Bracket dense = bracket_from_history({{1e-3f, 500}, {1e-7f, 900}}, 100);
+    EXPECT_FALSE(dense.has_up);
+    EXPECT_TRUE(dense.has_low);
+    EXPECT_EQ(dense.lambda_up, kInf);
+    EXPECT_EQ(dense.lambda_low, 1e-3f);
+    const Bracket sparse = bracket_from_history({{1e-3f, 5}, {1e-7f, 50}}, 100);
+    EXPECT_TRUE(sparse.has_up);
+    EXPECT_FALSE(sparse.has_low);
+    EXPECT_EQ(sparse.lambda_low, 0.0f);
+    EXPECT_EQ(sparse.lambda_up, 1e-7f);
+}
+
+// ---- candidates and the next lambda --------------------------------------------------------------
+
+TEST(Candidates, StrictlyInsideAndTheLowerMedian) {
+    // |g| = 0.1 .. 0.9 and the interval (0.2, 0.8): 0.2 and 0.8 are excluded (strict).
+    const std::vector<float> g{0.1f, -0.2f, 0.3f, -0.4f, 0.5f, -0.6f, 0.7f, -0.8f, 0.9f};
+    const CandidateSet c = candidate_set(g.data(), g.size(), 0.2f, 0.8f);
+    EXPECT_EQ(c.count, 5u);  // 0.3 0.4 0.5 0.6 0.7
+    EXPECT_EQ(c.lower_median, 0.5f);
+    // An even count takes the smaller middle value: (0.2, 0.9) holds 0.3 .. 0.8, six values.
+    const CandidateSet even = candidate_set(g.data(), g.size(), 0.2f, 0.9f);
+    EXPECT_EQ(even.count, 6u);
+    EXPECT_EQ(even.lower_median, 0.5f);
+}
+
+TEST(Candidates, EmptyAndNanAndDuplicates) {
+    const std::vector<float> g{0.5f, 0.5f, std::nanf(""), -0.5f, 1.0f};
+    EXPECT_EQ(candidate_set(g.data(), g.size(), 0.5f, 1.0f).count, 0u);  // both ends excluded
+    const CandidateSet c = candidate_set(g.data(), g.size(), 0.4f, kInf);
+    EXPECT_EQ(c.count, 4u);  // NaN is never a candidate
+    EXPECT_EQ(c.lower_median, 0.5f);
+    EXPECT_EQ(candidate_set(g.data(), 0, 0.0f, 1.0f).count, 0u);
+}
+
+TEST(NextLambda, MedianThenMidpointThenExpand) {
+    Bracket b;
+    b.has_low = b.has_up = true;
+    b.lambda_low = 1e-4f;
+    b.lambda_up = 3e-4f;
+    const LambdaChoice m = next_lambda(b, CandidateSet{7, 2.5e-4f}, 3e-4f);
+    EXPECT_EQ(m.rule, LambdaRule::median);
+    EXPECT_EQ(m.lambda, 2.5e-4f);
+    const LambdaChoice mid = next_lambda(b, CandidateSet{}, 3e-4f);
+    EXPECT_EQ(mid.rule, LambdaRule::midpoint);
+    EXPECT_FLOAT_EQ(mid.lambda, 2e-4f);
+    // No lower end: the midpoint of (0, lambda_up).
+    Bracket no_low = b;
+    no_low.has_low = false;
+    no_low.lambda_low = 0.0f;
+    EXPECT_FLOAT_EQ(next_lambda(no_low, CandidateSet{}, 3e-4f).lambda, 1.5e-4f);
+    // No upper end (every run too dense): 10 x the largest lambda tried.
+    Bracket no_up = b;
+    no_up.has_up = false;
+    no_up.lambda_up = kInf;
+    const LambdaChoice e = next_lambda(no_up, CandidateSet{3, 1.0f}, 3e-4f);
+    EXPECT_EQ(e.rule, LambdaRule::expand);
+    EXPECT_FLOAT_EQ(e.lambda, 3e-3f);
+}
+
+TEST(SearchNames, ParseAndPrint) {
+    for (auto s : {SearchStrategy::paper, SearchStrategy::warm, SearchStrategy::adaptive})
+        EXPECT_EQ(parse_search_strategy(to_string(s)), s);
+    EXPECT_TRUE(throws_error_with([] { parse_search_strategy("greedy"); }, {"greedy", "paper, warm or adaptive"}));
+    EXPECT_EQ(parse_adapt_rule("sparsity"), AdaptRule::sparsity);
+    EXPECT_TRUE(throws_error_with([] { parse_adapt_rule("pid"); }, {"pid"}));
+}
+
+// The engine's candidate query equals candidate_set on the host gradient.
+TEST(Candidates, EngineQueryMatchesHostGradient) {
+    const ModelSpec spec = ModelSpec::parse("dense:3-7-2");
+    const Model m = Model::initialize(spec, 4);
+    Dataset d;
+    d.name = "tiny";
+    d.n_samples = 13;
+    d.n_features = 3;
+    d.n_outputs = 2;
+    std::mt19937 rng(1);
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    for (std::size_t i = 0; i < 39; ++i) d.x.push_back(g(rng));
+    for (std::size_t i = 0; i < 26; ++i) d.y.push_back(g(rng));
+    auto engine = make_cpu_engine(spec, Loss::mse);
+    engine->set_params(m.slab());
+    const std::vector<float> grad = engine->gradient(d, 5);
+    std::vector<float> all;
+    for (const ParamSegment& s : m.layout().segments)
+        all.insert(all.end(), grad.begin() + s.weight_offset, grad.begin() + s.weight_offset + s.n_weights);
+    std::vector<float> sorted(all.size());
+    std::transform(all.begin(), all.end(), sorted.begin(), [](float v) { return std::fabs(v); });
+    std::sort(sorted.begin(), sorted.end());
+    const float low = sorted[3], up = sorted[sorted.size() - 4];
+    const auto got = engine->gradient_candidates(d, 5, {{{0, 1}, low, up}, {{1}, 0.0f, kInf}});
+    const CandidateSet want = candidate_set(all.data(), all.size(), low, up);
+    EXPECT_EQ(got[0].count, want.count);
+    EXPECT_EQ(got[0].lower_median, want.lower_median);
+    const ParamSegment& s1 = m.layout().segments[1];
+    const CandidateSet want1 = candidate_set(grad.data() + s1.weight_offset, s1.n_weights, 0.0f, kInf);
+    EXPECT_EQ(got[1].count, want1.count);
+    EXPECT_EQ(got[1].lower_median, want1.lower_median);
+}
+
+// ---- the Lasso oracle --------------------------------------------------------------------------
+
+// An orthogonal design from a Sylvester-Hadamard matrix: p columns of +-1 that are orthogonal
+// to each other and to the constant column, so X^T X / N = I exactly. Then the Lasso
+// (1/N)||Xw + b - y||^2 + lambda ||w||_1 has the closed-form path w_i = S(z_i, lambda/2) with
+// z = X^T (y - mean y) / N: NNZ(lambda) = #{ i : 2|z_i| > lambda }. Proximal GD from w = 0 with
+// eta < 1 decouples per coordinate as well, so every run's first step already has the NNZ of its
+// lambda: a run hits an exact target iff its lambda lies in the interval of the exact path.
+Dataset hadamard_problem(std::size_t log2n, std::size_t p, std::uint32_t seed, std::vector<double>* z) {
+    const std::size_t n = std::size_t{1} << log2n;
+    Dataset d;
+    d.name = "hadamard-lasso";
+    d.task = Task::regression;
+    d.n_samples = n;
+    d.n_features = p;
+    d.n_outputs = 1;
+    d.x.resize(n * p);
+    for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t j = 0; j < p; ++j)  // column j + 1 of H_n: (-1)^popcount(i & (j + 1))
+            d.x[i * p + j] = __builtin_popcountll(i & (j + 1)) % 2 ? -1.0f : 1.0f;
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<float> beta(p);
+    for (std::size_t j = 0; j < p; ++j) beta[j] = u(rng) * (1.0f + static_cast<float>(j % 4));
+    d.y.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        float s = 0.25f;
+        for (std::size_t j = 0; j < p; ++j) s += d.x[i * p + j] * beta[j];
+        d.y[i] = s + 0.05f * u(rng);
+    }
+    double mean = 0.0;
+    for (float v : d.y) mean += v;
+    mean /= static_cast<double>(n);
+    z->assign(p, 0.0);
+    for (std::size_t j = 0; j < p; ++j) {
+        for (std::size_t i = 0; i < n; ++i) (*z)[j] += d.x[i * p + j] * (d.y[i] - mean);
+        (*z)[j] /= static_cast<double>(n);
+    }
+    return d;
+}
+
+class LassoSearch : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(LassoSearch, FindsALambdaInsideTheExactPathInterval) {
+    const std::size_t target = GetParam();
+    std::vector<double> z;
+    const Dataset d = hadamard_problem(7, 12, 11, &z);  // 128 rows, 12 features
+    // The exact path: NNZ(lambda) = target exactly for lambda in [2|z|_(target+1), 2|z|_(target)).
+    std::vector<double> a(z.size());
+    std::transform(z.begin(), z.end(), a.begin(), [](double v) { return 2.0 * std::fabs(v); });
+    std::sort(a.begin(), a.end(), std::greater<double>());
+    const double lo = a[target], hi = a[target - 1];
+    ASSERT_GT(hi - lo, 1e-3 * hi) << "the generated path has a degenerate interval";
+
+    const ModelSpec spec = ModelSpec::parse("dense:12-1");
+    const Model zero(spec);  // w = 0, b = 0
+    SearchOptions o;
+    o.train.device = Device{};
+    o.train.lr = 0.25f;
+    // Few steps per run: the nonzero weights' gradients then still spread above the run's lambda
+    // (after convergence they all sit at it and the median of the candidates creeps up from
+    // lambda1 in tiny steps); the count is already exact after the first step (see above).
+    o.train.steps = 4;
+    o.train.stop.targets = {target};
+    o.train.stop.tolerance = 0.0;  // the exact count
+    o.max_outer = 60;
+    const SearchResult r = LambdaSearch(o).run(zero, d, nullptr);
+    ASSERT_TRUE(r.reached) << "after " << r.outer_iterations << " runs; path interval [" << lo << ", " << hi << ")";
+    EXPECT_EQ(r.run.model.nnz_total(), target);
+    ASSERT_EQ(r.lambda_final.size(), 1u);
+    const double lambda = r.lambda_final[0];
+    EXPECT_GE(lambda, lo * (1 - 1e-5)) << "path interval [" << lo << ", " << hi << ")";
+    EXPECT_LT(lambda, hi * (1 + 1e-5)) << "path interval [" << lo << ", " << hi << ")";
+    // Every run's count is the exact path's count at its lambda (the oracle holds run by run).
+    for (const SearchIteration& it : r.iterations) {
+        const std::size_t exact = static_cast<std::size_t>(
+            std::count_if(a.begin(), a.end(), [&](double v) { return v > it.lambdas[0] * (1 + 1e-6); }));
+        const std::size_t exact_hi = static_cast<std::size_t>(
+            std::count_if(a.begin(), a.end(), [&](double v) { return v > it.lambdas[0] * (1 - 1e-6); }));
+        EXPECT_GE(it.nnz[0], exact) << "run " << it.index << " lambda " << it.lambdas[0];
+        EXPECT_LE(it.nnz[0], exact_hi) << "run " << it.index << " lambda " << it.lambdas[0];
+    }
+    // The computed start is the Lasso's lambda_max = max 2|z_i| (method.md §2): W = 0 there.
+    EXPECT_TRUE(r.lambda_start_computed);
+    EXPECT_NEAR(r.lambda_start[0], a[0], 1e-5 * a[0]);
+    EXPECT_LE(r.iterations[0].nnz[0], 1u);  // 0, or the first weight when the float rounding of
+                                             // lambda_max lets it pass (then target 1 is hit)
+    EXPECT_EQ(r.iterations[0].rule, LambdaRule::lambda0);
+    if (r.iterations.size() > 1) EXPECT_EQ(r.iterations[1].rule, LambdaRule::lambda1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Targets, LassoSearch, ::testing::Values(1, 3, 6, 11));
+
+// ---- networks ------------------------------------------------------------------------------------
+
+Dataset smooth_regression(std::size_t n, std::uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    Dataset d;
+    d.name = "smooth";
+    d.task = Task::regression;
+    d.n_samples = n;
+    d.n_features = 4;
+    d.n_outputs = 1;
+    for (std::size_t i = 0; i < n; ++i) {
+        float x[4];
+        for (float& v : x) v = u(rng);
+        d.x.insert(d.x.end(), x, x + 4);
+        d.y.push_back(std::sin(2.0f * x[0]) * x[1] + 0.5f * x[2] * x[2] - 0.3f * x[3]);
+    }
+    return d;
+}
+
+SearchOptions small_net_options() {
+    SearchOptions o;
+    o.train.device = Device{};
+    o.train.lr = 0.1f;
+    o.train.steps = 600;
+    o.train.progress_seconds = 0;
+    o.max_outer = 40;
+    return o;
+}
+
+TEST(NetworkSearch, PerLayerTargetsMeetEveryBand) {
+    const Dataset d = smooth_regression(256, 3);
+    const ModelSpec spec = ModelSpec::parse("dense:4-24-16-1");  // 96, 384, 16 weights
+    const Model init = Model::initialize(spec, 5);
+    SearchOptions o = small_net_options();
+    o.train.stop.targets = {40, 90, 8};
+    o.train.stop.tolerance = 0.1;
+    o.train.stop.min_layers = 0;  // all layers
+    const SearchResult r = LambdaSearch(o).run(init, d, nullptr);
+    ASSERT_TRUE(r.reached) << r.outer_iterations << " runs";
+    for (std::size_t l = 0; l < 3; ++l) {
+        const double n = static_cast<double>(r.run.nnz[l]), t = static_cast<double>(o.train.stop.targets[l]);
+        EXPECT_LE(std::fabs(n - t), 0.1 * t) << "layer " << l << " nnz " << n;
+    }
+    // One lambda per layer, each chosen by its own rule after the two starting runs.
+    ASSERT_EQ(r.lambda_final.size(), 3u);
+    if (r.iterations.size() > 2) EXPECT_EQ(r.iterations[2].layer_rules.size(), 3u);
+    // The search restarts every run from the initialization: a rerun of the returned lambdas
+    // from `init` with the same band gives the same network.
+    TrainOptions t = o.train;
+    t.lambdas = r.lambda_final;
+    const TrainResult again = train(init, d, nullptr, t);
+    EXPECT_EQ(again.nnz, r.run.nnz);
+    EXPECT_EQ(again.model.slab(), r.run.model.slab());
+    std::size_t steps = 0;
+    for (const SearchIteration& it : r.iterations) steps += it.steps;
+    EXPECT_EQ(steps, r.total_steps);
+    EXPECT_EQ(r.outer_iterations, r.iterations.size());
+}
+
+TEST(NetworkSearch, WarmAndAdaptiveReachTheSingleTarget) {
+    const Dataset d = smooth_regression(256, 7);
+    const ModelSpec spec = ModelSpec::parse("dense:4-24-16-1");
+    const Model init = Model::initialize(spec, 9);
+    for (SearchStrategy s : {SearchStrategy::paper, SearchStrategy::warm, SearchStrategy::adaptive}) {
+        SearchOptions o = small_net_options();
+        o.strategy = s;
+        o.train.steps = 3000;
+        o.train.stop.targets = {120};
+        o.train.stop.tolerance = 0.02;
+        o.adapt_interval = 50;
+        const SearchResult r = LambdaSearch(o).run(init, d, nullptr);
+        ASSERT_TRUE(r.reached) << to_string(s) << ": " << r.total_steps << " steps";
+        EXPECT_LE(std::fabs(static_cast<double>(r.run.model.nnz_total()) - 120.0), 0.02 * 120) << to_string(s);
+        EXPECT_TRUE(r.run.stopped_in_band) << to_string(s);
+        if (s == SearchStrategy::adaptive) {
+            EXPECT_EQ(r.outer_iterations, 1u);
+            // The final interval ran at the lambda the result reports, which is the last one set.
+            EXPECT_EQ(r.iterations.back().lambdas, r.lambda_final);
+            EXPECT_EQ(r.total_steps, r.run.steps);
+        }
+    }
+}
+
+TEST(NetworkSearch, MissedBandReturnsTheClosestRun) {
+    const Dataset d = smooth_regression(128, 2);
+    const ModelSpec spec = ModelSpec::parse("dense:4-8-1");
+    const Model init = Model::initialize(spec, 1);
+    SearchOptions o = small_net_options();
+    o.train.steps = 50;
+    o.train.stop.targets = {17};
+    o.train.stop.tolerance = 0.0;
+    o.max_outer = 3;
+    const SearchResult r = LambdaSearch(o).run(init, d, nullptr);
+    EXPECT_EQ(r.outer_iterations, 3u);
+    if (!r.reached) {
+        double best = 1e9;
+        for (const SearchIteration& it : r.iterations) {
+            std::size_t n = 0;
+            for (auto v : it.nnz) n += v;
+            best = std::min(best, std::fabs(static_cast<double>(n) - 17.0));
+        }
+        EXPECT_EQ(std::fabs(static_cast<double>(r.run.model.nnz_total()) - 17.0), best);
+    }
+}
+
+// ---- bad targets and options -------------------------------------------------------------------
+
+TEST(SearchOptionsValidate, ImpossibleTargetsAndBadOptions) {
+    const ModelSpec spec = ModelSpec::parse("dense:4-8-1");  // 32 + 8 weights
+    SearchOptions o = small_net_options();
+    auto check = [&](const SearchOptions& opt, std::initializer_list<std::string> parts) {
+        return throws_error_with([&] { opt.validate(spec); }, parts);
+    };
+    EXPECT_TRUE(check(o, {"needs a target"}));
+    o.train.stop.targets = {0};
+    EXPECT_TRUE(check(o, {"target NNZ 0"}));
+    o.train.stop.targets = {41};
+    EXPECT_TRUE(check(o, {"41", "40 weights"}));
+    o.train.stop.targets = {5, 5, 5};
+    EXPECT_TRUE(check(o, {"3 per-layer", "2 weight layers"}));
+    o.train.stop.targets = {20, 9};
+    EXPECT_TRUE(check(o, {"9", "layer 1", "8 weights"}));
+    o.train.stop.targets = {20};
+    o.lambda0 = {1e-3f, 1e-3f};
+    EXPECT_TRUE(check(o, {"lambda0", "2 values"}));
+    o.lambda0 = {-1.0f};
+    EXPECT_TRUE(check(o, {"lambda0", "positive"}));
+    o.lambda0 = {};
+    o.lambda1 = 0.0f;
+    EXPECT_TRUE(check(o, {"lambda1"}));
+    o.lambda1 = 1e-7f;
+    o.max_outer = 1;
+    EXPECT_TRUE(check(o, {"max_outer 1"}));
+    o.max_outer = 5;
+    o.strategy = SearchStrategy::adaptive;
+    o.adapt_interval = 0;
+    EXPECT_TRUE(check(o, {"adapt_interval"}));
+    o.adapt_interval = 10;
+    o.adapt_rate = std::nan("");
+    EXPECT_TRUE(check(o, {"adapt_rate"}));
+    o.adapt_rate = 0;
+    o.train.stop.tolerance = 1.5;
+    EXPECT_TRUE(check(o, {"tolerance"}));
+    o.train.stop.tolerance = 0.01;
+    EXPECT_NO_THROW(o.validate(spec));
+    // A per-layer search takes one lambda0 per layer.
+    o.train.stop.targets = {10, 4};
+    o.lambda0 = {1e-3f, 2e-3f};
+    EXPECT_NO_THROW(o.validate(spec));
+}
+
+// ---- weight decay --------------------------------------------------------------------------------
+
+TEST(WeightDecay, AddsDecayToWeightGradientsOnly) {
+    const ModelSpec spec = ModelSpec::parse("dense:3-4-2");
+    const Model m = Model::initialize(spec, 2);
+    std::vector<float> g(m.layout().slab_size, 0.5f);
+    cpu::add_weight_decay(g.data(), m.slab().data(), m.layout(), 0.25f);
+    for (const ParamSegment& s : m.layout().segments) {
+        for (std::size_t i = 0; i < s.n_weights; ++i)
+            EXPECT_EQ(g[s.weight_offset + i], 0.5f + 0.25f * m.slab()[s.weight_offset + i]);
+        for (std::size_t i = 0; i < s.n_bias; ++i) EXPECT_EQ(g[s.bias_offset + i], 0.5f);
+    }
+}
+
+TEST(WeightDecay, ShrinksTheWeightsOfATrainedNetwork) {
+    const Dataset d = smooth_regression(128, 4);
+    const Model init = Model::initialize(ModelSpec::parse("dense:4-16-1"), 3);
+    TrainOptions t;
+    t.lr = 0.1f;
+    t.steps = 300;
+    t.progress_seconds = 0;
+    const TrainResult plain = train(init, d, nullptr, t);
+    t.weight_decay = 0.05f;
+    const TrainResult decayed = train(init, d, nullptr, t);
+    auto norm = [](const TrainResult& r) {
+        double s = 0;
+        for (std::size_t l = 0; l < r.model.n_weight_layers(); ++l)
+            for (std::size_t i = 0; i < r.model.layout().segments[l].n_weights; ++i)
+                s += double(r.model.weight(l)[i]) * r.model.weight(l)[i];
+        return s;
+    };
+    EXPECT_LT(norm(decayed), 0.9 * norm(plain));
+    t.weight_decay = -1.0f;
+    EXPECT_TRUE(throws_error_with([&] { train(init, d, nullptr, t); }, {"weight decay"}));
+}
+
+}  // namespace
