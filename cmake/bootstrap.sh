@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-step set-up on a fresh Debian 12 machine with the CUDA toolkit:
-#   bash cmake/bootstrap.sh main [train flags...]   build, then train on the embedded default
+#   bash cmake/bootstrap.sh main [search flags...]  build, then search lambda on the embedded default
 #   bash cmake/bootstrap.sh test                    build, then run the whole test suite
 # Missing Debian packages are installed first (as root, or through sudo). The build goes to
 # ./build (override with SPARSEPROX_BUILD_DIR); extra CMake flags come from SPARSEPROX_CMAKE_ARGS.
@@ -9,7 +9,7 @@ set -euo pipefail
 mode=${1:-}
 case "$mode" in
   main|test) shift ;;
-  *) echo "usage: bash cmake/bootstrap.sh main|test [sparseprox train flags]" >&2; exit 2 ;;
+  *) echo "usage: bash cmake/bootstrap.sh main|test [sparseprox search flags]" >&2; exit 2 ;;
 esac
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,7 +39,13 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release ${SPARSEPROX_CM
 cmake --build "$build" -j "$jobs"
 
 if [ "$mode" = main ]; then
-  exec "$build/sparseprox" train "$@"
+  # The main job: choose lambda for 2000 nonzero weights (7.9%) of the regression network on the
+  # embedded Mackey-Glass series, by the adaptive strategy (one run). Flags given after `main`
+  # replace these defaults.
+  if [ $# -eq 0 ]; then
+    set -- --target-nnz 2000 --tolerance 0.001 --strategy adaptive --steps 10000
+  fi
+  exec "$build/sparseprox" search "$@"
 else
   exec ctest --test-dir "$build" --output-on-failure -j "$jobs"
 fi

@@ -1,0 +1,1 @@
+build/sparseprox search --data libsvm:../shared/data/mackey-glass/mg_scale.txt --model dense:6-128-128-64-1 --lr 0.1 --batch full --steps 50000 --device cpu --progress-seconds 0 --target-nnz 2000 --tolerance 0.001 --strategy paper --lambda0 1e-3 --lambda1 1e-7 --max-outer 99 --trace-csv docs/results/regression/single-paper-cpu.csv
