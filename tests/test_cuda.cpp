@@ -30,44 +30,14 @@
 #include "cuda/context.h"
 #include "cuda/ops.h"
 #include "sparseprox/sparseprox.h"
+#include "cuda_test_util.h"
 
 using namespace sparseprox;
-
-#define SKIP_WITHOUT_CUDA()                                  \
-    do {                                                     \
-        if (cuda_device_count() == 0) {                      \
-            std::string why_;                                \
-            detail::cuda_device_count_impl(&why_);           \
-            GTEST_SKIP() << "no CUDA device: " << why_;      \
-        }                                                    \
-    } while (0)
+using namespace sparseprox::testing_util;
 
 namespace {
 
 const std::vector<std::size_t> kSizes = {1, 19, 111, 300};
-
-template <class T>
-cuda::DeviceBuffer<T> upload(cuda::CudaContext& ctx, const std::vector<T>& v) {
-    cuda::DeviceBuffer<T> d(v.size());
-    d.copy_from_host(v.data(), v.size(), ctx.stream());
-    return d;
-}
-
-template <class T>
-std::vector<T> download(cuda::CudaContext& ctx, const cuda::DeviceBuffer<T>& d) {
-    std::vector<T> v(d.size());
-    d.copy_to_host(v.data(), v.size(), ctx.stream());
-    ctx.synchronize();
-    return v;
-}
-
-std::vector<float> uniform(std::size_t n, std::uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> u(lo, hi);
-    std::vector<float> v(n);
-    for (float& x : v) x = u(rng);
-    return v;
-}
 
 // k / 2^shift with 1 <= |k| <= k_max: sums and products of a few of them are exact in float.
 std::vector<float> dyadic(std::size_t n, std::uint32_t seed, int k_max, int shift) {

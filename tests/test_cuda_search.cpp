@@ -22,17 +22,10 @@
 #include "cuda/context.h"
 #include "cuda/ops.h"
 #include "sparseprox/sparseprox.h"
+#include "cuda_test_util.h"
 
 using namespace sparseprox;
-
-#define SKIP_WITHOUT_CUDA()                                  \
-    do {                                                     \
-        if (cuda_device_count() == 0) {                      \
-            std::string why_;                                \
-            detail::cuda_device_count_impl(&why_);           \
-            GTEST_SKIP() << "no CUDA device: " << why_;      \
-        }                                                    \
-    } while (0)
+using namespace sparseprox::testing_util;
 
 namespace {
 
