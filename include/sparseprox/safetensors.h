@@ -31,8 +31,9 @@ struct TensorFile {
 void write_safetensors(const std::string& path, const TensorFile& file);
 TensorFile read_safetensors(const std::string& path);
 
-// A model as tensors layers.<i>.weight (n_out, n_in) and layers.<i>.bias (n_out), i counting
-// weight layers from 0, with metadata "format" = "sparseprox", "architecture" = the model JSON,
+// A model as tensors layers.<i>.weight and layers.<i>.bias, i counting weight layers from 0: a
+// dense layer's weight is (n_out, n_in) as PyTorch's Linear, a conv2d layer's (c_out, c_in, kh,
+// kw) as PyTorch's Conv2d, the bias (n_out) or (c_out); with metadata "format" = "sparseprox", "architecture" = the model JSON,
 // and whatever `metadata` adds (the trainer adds "lambda", "seed", "lr"); `metadata` may not
 // use the keys "format" or "architecture".
 void save_model(const std::string& path, const Model& model,

@@ -14,7 +14,7 @@ namespace cli {
 void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda) {
     app.add_option("--data", f.data, "mackey-glass (embedded), libsvm:PATH or idx:DIR")->capture_default_str();
     app.add_option("--model", f.model,
-                   "dense:6-128-128-64-1[:activation] or a JSON model file "
+                   "a preset (cnn8, lenet5, lenet300100), dense:6-128-128-64-1[:activation] or a JSON model file "
                    "(default: dense:6-128-128-64-1 for regression, dense:784-300-100-10 for images)");
     app.add_option("--device", f.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
     app.add_option("--lr", f.lr, "learning rate eta")->capture_default_str();

@@ -34,15 +34,13 @@ void StopRule::validate(const ModelSpec& spec) const {
     if (targets.size() != n_layers)
         throw Error("got " + std::to_string(targets.size()) + " per-layer NNZ targets but the model has " +
                     std::to_string(n_layers) + " weight layers");
-    std::size_t l = 0;
-    for (const auto& layer : spec.layers) {
-        if (layer.kind != LayerKind::dense) continue;
-        const std::size_t n = layer.n_in * layer.n_out;
+    const ParamLayout layout = ParamLayout::of(spec);
+    for (std::size_t l = 0; l < layout.segments.size(); ++l) {
+        const std::size_t n = layout.segments[l].n_weights;
         if (targets[l] == 0) throw Error("target NNZ of layer " + std::to_string(l) + " is 0: it must be at least 1");
         if (targets[l] > n)
             throw Error("target NNZ " + std::to_string(targets[l]) + " of layer " + std::to_string(l) +
                         " exceeds its " + std::to_string(n) + " weights");
-        ++l;
     }
     if (min_layers > n_layers)
         throw Error("min_layers " + std::to_string(min_layers) + " exceeds the " + std::to_string(n_layers) +

@@ -1,9 +1,12 @@
-// The CPU engine: Algorithm 3's step on the host, through the operations of cpu/ops.h.
+// The CPU engine: Algorithm 3's step on the host, through the operations of cpu/ops.h and
+// cpu/conv_ops.h. A batch is (batch, n) rows between layers; for image layers each row is the
+// sample's NCHW tensor, so flatten moves no data.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "core/engine.h"
+#include "cpu/conv_ops.h"
 #include "cpu/ops.h"
 #include "sparseprox/error.h"
 
@@ -15,7 +18,27 @@ public:
     CpuEngine(const ModelSpec& spec, Loss loss)
         : spec_(spec), loss_(loss), layout_(ParamLayout::of(spec)), params_(layout_.slab_size, 0.0f),
           grads_(layout_.slab_size, 0.0f), lambdas_(layout_.segments.size(), 0.0f),
-          nnz_(layout_.segments.size(), 0) {}
+          nnz_(layout_.segments.size(), 0) {
+        spec_.validate();
+        std::size_t row_floats = spec_.n_inputs, workspace = 0, max_width = spec_.n_inputs;
+        bool image_layers = false;
+        for (std::size_t k = 0; k < spec_.layers.size(); ++k) {
+            const LayerSpec& l = spec_.layers[k];
+            if (l.has_weights() && k < first_weight_layer_) first_weight_layer_ = k;
+            if (l.kind != LayerKind::flatten) row_floats += l.n_out;
+            max_width = std::max({max_width, l.n_in, l.n_out});
+            if (l.kind == LayerKind::conv2d) workspace = std::max(workspace, cpu::conv2d_workspace_floats(conv_shape(l, 1)));
+            image_layers |= l.kind == LayerKind::conv2d || l.kind == LayerKind::maxpool2d ||
+                            l.kind == LayerKind::avgpool2d;
+        }
+        row_floats += 2 * max_width;  // delta_ and delta_prev_
+        workspace_.resize(workspace);
+        // Rows per forward pass of evaluate() and gradient(): the caller's chunk, capped for
+        // models with image layers so that a pass holds at most kPassBytes of activations (CNN8
+        // keeps ~0.6 MB per row: 4096 rows would be 2.5 GB). A pass boundary only moves where
+        // partial sums are split. Dense-only models keep the caller's chunk exactly.
+        if (image_layers) max_pass_rows_ = std::max<std::size_t>(1, kPassBytes / (sizeof(float) * row_floats));
+    }
 
     std::string device_name() const override { return "cpu"; }
 
@@ -91,7 +114,7 @@ public:
     }
 
     Evaluation evaluate(const Dataset& data, std::size_t chunk) override {
-        chunk = std::max<std::size_t>(chunk, 1);
+        chunk = std::min(std::max<std::size_t>(chunk, 1), max_pass_rows_);
         double sum = 0.0;
         std::size_t correct = 0;
         for (std::size_t first = 0; first < data.n_samples; first += chunk) {
@@ -109,7 +132,7 @@ public:
     }
 
     std::vector<float> gradient(const Dataset& data, std::size_t chunk) override {
-        chunk = std::max<std::size_t>(chunk, 1);
+        chunk = std::min(std::max<std::size_t>(chunk, 1), max_pass_rows_);
         std::vector<float> total(layout_.slab_size, 0.0f), part(layout_.slab_size, 0.0f);
         const float scale = 1.0f / static_cast<float>(std::max<std::size_t>(data.n_samples, 1));
         for (std::size_t first = 0; first < data.n_samples; first += chunk) {
@@ -140,59 +163,134 @@ private:
         return d.task == Task::classification ? d.labels.data() + first : nullptr;
     }
 
-    // acts_[k] is the output of layer k, (batch, width_k); the input is kept by the caller.
+    static cpu::ConvShape conv_shape(const LayerSpec& l, std::size_t batch) {
+        cpu::ConvShape c;
+        c.batch = batch;
+        c.c_in = l.in_shape.channels;
+        c.h_in = l.in_shape.height;
+        c.w_in = l.in_shape.width;
+        c.c_out = l.out_shape.channels;
+        c.kh = l.kh;
+        c.kw = l.kw;
+        c.stride_h = l.stride_h;
+        c.stride_w = l.stride_w;
+        c.pad_h = l.pad_h;
+        c.pad_w = l.pad_w;
+        return c;
+    }
+
+    static cpu::PoolShape pool_shape(const LayerSpec& l, std::size_t batch) {
+        cpu::PoolShape p;
+        p.batch = batch;
+        p.channels = l.in_shape.channels;
+        p.h_in = l.in_shape.height;
+        p.w_in = l.in_shape.width;
+        p.kh = l.kh;
+        p.kw = l.kw;
+        p.stride_h = l.stride_h;
+        p.stride_w = l.stride_w;
+        p.pad_h = l.pad_h;
+        p.pad_w = l.pad_w;
+        return p;
+    }
+
+    // outs_[k] is the output of layer k, (batch, n_out_k): acts_[k], or for a flatten layer its
+    // input (flatten moves no data). The input x is kept by the caller.
     void forward(const float* x, std::size_t batch) {
         acts_.resize(spec_.layers.size());
+        outs_.resize(spec_.layers.size());
         const float* in = x;
         std::size_t seg = 0;
         for (std::size_t k = 0; k < spec_.layers.size(); ++k) {
             const LayerSpec& l = spec_.layers[k];
-            acts_[k].resize(batch * l.n_out);
-            if (l.kind == LayerKind::dense) {
-                const ParamSegment& s = layout_.segments[seg++];
-                cpu::dense_forward(in, params_.data() + s.weight_offset, params_.data() + s.bias_offset,
-                                   acts_[k].data(), batch, l.n_in, l.n_out);
-            } else {
-                cpu::activation_forward(l.activation, in, acts_[k].data(), batch * l.n_out);
+            if (l.kind == LayerKind::flatten) {
+                outs_[k] = in;
+                continue;
             }
-            in = acts_[k].data();
+            acts_[k].resize(batch * l.n_out);
+            float* out = acts_[k].data();
+            switch (l.kind) {
+                case LayerKind::dense: {
+                    const ParamSegment& s = layout_.segments[seg++];
+                    cpu::dense_forward(in, params_.data() + s.weight_offset, params_.data() + s.bias_offset, out,
+                                       batch, l.n_in, l.n_out);
+                    break;
+                }
+                case LayerKind::conv2d: {
+                    const ParamSegment& s = layout_.segments[seg++];
+                    cpu::conv2d_forward(conv_shape(l, batch), in, params_.data() + s.weight_offset,
+                                        params_.data() + s.bias_offset, out, workspace_.data());
+                    break;
+                }
+                case LayerKind::maxpool2d: cpu::maxpool2d_forward(pool_shape(l, batch), in, out); break;
+                case LayerKind::avgpool2d: cpu::avgpool2d_forward(pool_shape(l, batch), in, out); break;
+                case LayerKind::activation: cpu::activation_forward(l.activation, in, out, batch * l.n_out); break;
+                case LayerKind::flatten: break;
+            }
+            outs_[k] = out;
+            in = out;
         }
     }
 
     // Loss summed over the batch; the gradient w.r.t. the network output goes to delta_.
     double loss_and_grad(const float* y, const std::int32_t* labels, std::size_t batch, float grad_scale,
                          bool want_grad, std::size_t* correct) {
-        const std::vector<float>& out = acts_.back();
+        const float* out = outs_.back();
         const std::size_t n_out = spec_.n_outputs();
         delta_.resize(batch * n_out);
         float* d = want_grad ? delta_.data() : nullptr;
         if (loss_ == Loss::mse) {
             if (!y) throw Error("MSE loss needs regression targets");
-            return cpu::mse_loss(out.data(), y, batch, n_out, grad_scale, d);
+            return cpu::mse_loss(out, y, batch, n_out, grad_scale, d);
         }
         if (!labels) throw Error("cross-entropy loss needs class labels");
-        return cpu::cross_entropy_loss(out.data(), labels, batch, n_out, grad_scale, d, correct);
+        return cpu::cross_entropy_loss(out, labels, batch, n_out, grad_scale, d, correct);
     }
 
-    // Back-propagates delta_ through every layer, writing parameter gradients into `grads`.
+    // Back-propagates delta_ through every layer, writing parameter gradients into `grads`. Stops
+    // at the first weight layer: nothing before it has parameters, so dL_dx is not needed there.
     void backward(const float* x, std::size_t batch, float* grads) {
         std::size_t seg = layout_.segments.size();
-        for (std::size_t k = spec_.layers.size(); k-- > 0;) {
+        for (std::size_t k = spec_.layers.size(); k-- > first_weight_layer_;) {
             const LayerSpec& l = spec_.layers[k];
-            const float* in = k == 0 ? x : acts_[k - 1].data();
-            if (l.kind == LayerKind::dense) {
-                const ParamSegment& s = layout_.segments[--seg];
-                delta_prev_.resize(batch * l.n_in);
-                cpu::dense_backward(in, params_.data() + s.weight_offset, delta_.data(), grads + s.weight_offset,
-                                    grads + s.bias_offset, k == 0 ? nullptr : delta_prev_.data(), batch, l.n_in,
-                                    l.n_out);
-                if (k > 0) std::swap(delta_, delta_prev_);
-            } else {
-                cpu::activation_backward(l.activation, in, acts_[k].data(), delta_.data(), delta_.data(),
-                                         batch * l.n_out);
+            const float* in = k == 0 ? x : outs_[k - 1];
+            const bool want_dx = k > first_weight_layer_;
+            switch (l.kind) {
+                case LayerKind::dense: {
+                    const ParamSegment& s = layout_.segments[--seg];
+                    delta_prev_.resize(batch * l.n_in);
+                    cpu::dense_backward(in, params_.data() + s.weight_offset, delta_.data(), grads + s.weight_offset,
+                                        grads + s.bias_offset, want_dx ? delta_prev_.data() : nullptr, batch, l.n_in,
+                                        l.n_out);
+                    break;
+                }
+                case LayerKind::conv2d: {
+                    const ParamSegment& s = layout_.segments[--seg];
+                    delta_prev_.resize(batch * l.n_in);
+                    cpu::conv2d_backward(conv_shape(l, batch), in, params_.data() + s.weight_offset, delta_.data(),
+                                         grads + s.weight_offset, grads + s.bias_offset,
+                                         want_dx ? delta_prev_.data() : nullptr, workspace_.data());
+                    break;
+                }
+                case LayerKind::maxpool2d:
+                    delta_prev_.resize(batch * l.n_in);
+                    cpu::maxpool2d_backward(pool_shape(l, batch), in, outs_[k], delta_.data(), delta_prev_.data());
+                    break;
+                case LayerKind::avgpool2d:
+                    delta_prev_.resize(batch * l.n_in);
+                    cpu::avgpool2d_backward(pool_shape(l, batch), delta_.data(), delta_prev_.data());
+                    break;
+                case LayerKind::activation:
+                    cpu::activation_backward(l.activation, in, outs_[k], delta_.data(), delta_.data(),
+                                             batch * l.n_out);
+                    continue;  // in place
+                case LayerKind::flatten: continue;  // the same rows, read as (batch, c*h*w)
             }
+            if (want_dx) std::swap(delta_, delta_prev_);
         }
     }
+
+    static constexpr std::size_t kPassBytes = std::size_t{512} << 20;
 
     ModelSpec spec_;
     Loss loss_;
@@ -211,8 +309,12 @@ private:
     std::vector<std::uint32_t> order_;
     std::vector<float> batch_x_, batch_y_;
     std::vector<std::int32_t> batch_labels_;
-    std::vector<std::vector<float>> acts_;
+    std::vector<std::vector<float>> acts_;  // per layer (batch, n_out); empty for flatten layers
+    std::vector<const float*> outs_;        // per layer: its output rows
     std::vector<float> delta_, delta_prev_;
+    std::vector<float> workspace_;          // conv2d im2col, one sample of the largest conv layer
+    std::size_t first_weight_layer_ = std::numeric_limits<std::size_t>::max();
+    std::size_t max_pass_rows_ = std::numeric_limits<std::size_t>::max();
 };
 
 }  // namespace

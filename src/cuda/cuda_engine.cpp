@@ -7,6 +7,10 @@
 // rule, the step counter, the loss accumulator and the stop flag all live on the device. The
 // host reads them only in status(), which the trainer calls every few dozen steps.
 //
+// Image layers (conv2d, max/avg pooling) run through the cuDNN twins of cuda/cudnn_ops.h; a
+// flatten layer moves no data (its output is its input, read as (batch, c*h*w) rows). A model
+// with image layers needs a build with cuDNN: the engine checks at construction.
+//
 // The stop flag: the stop-rule kernel sets it after the first step whose NNZ is in the band.
 // Every later step still runs its forward and backward passes (the host does not know yet), but
 // the loss accumulator and the fused prox kernel test the flag and change nothing, so the
@@ -23,6 +27,7 @@
 #include "core/engine.h"
 #include "cuda/common.h"
 #include "cuda/context.h"
+#include "cuda/cudnn_ops.h"
 #include "cuda/ops.h"
 #include "cuda/step_state.h"
 #include "kernels/gather.cuh"
@@ -48,9 +53,27 @@ public:
         : spec_(spec), loss_(loss), layout_(ParamLayout::of(spec)), n_layers_(layout_.segments.size()),
           ctx_(device_index), prox_(layout_, ctx_.stream()) {
         if (spec_.layers.empty()) throw Error("CUDA engine: the model has no layers");
+        spec_.validate();
         const cudaStream_t s = ctx_.stream();
         max_width_ = spec_.n_inputs;
-        for (const LayerSpec& l : spec_.layers) max_width_ = std::max({max_width_, l.n_in, l.n_out});
+        bool image_layers = false;
+        for (std::size_t k = 0; k < spec_.layers.size(); ++k) {
+            const LayerSpec& l = spec_.layers[k];
+            max_width_ = std::max({max_width_, l.n_in, l.n_out});
+            if (l.has_weights() && k < first_weight_layer_) first_weight_layer_ = k;
+            image_layers |= l.kind == LayerKind::conv2d || l.kind == LayerKind::maxpool2d ||
+                            l.kind == LayerKind::avgpool2d;
+        }
+        if (image_layers) {
+            // Created now rather than at the first step: a build without cuDNN, or a cuDNN that
+            // cannot start, fails here with the reason instead of in the middle of a run.
+            try {
+                ctx_.cudnn();
+            } catch (const Error& e) {
+                throw Error("cuda:" + std::to_string(device_index) +
+                            ": the model has conv2d/pooling layers, which need cuDNN: " + e.what());
+            }
+        }
         params_.allocate(layout_.slab_size);
         params_.fill_zero(s);
         grads_.allocate(layout_.slab_size);
@@ -373,7 +396,8 @@ private:
         batch_y_.allocate(loss_ == Loss::mse ? rows * n_out : 0);
         batch_labels_.allocate(loss_ == Loss::cross_entropy ? rows : 0);
         acts_.resize(spec_.layers.size());
-        for (std::size_t k = 0; k < spec_.layers.size(); ++k) acts_[k].allocate(rows * spec_.layers[k].n_out);
+        for (std::size_t k = 0; k < spec_.layers.size(); ++k)  // flatten layers output their input
+            acts_[k].allocate(spec_.layers[k].kind == LayerKind::flatten ? 0 : rows * spec_.layers[k].n_out);
         delta_.allocate(rows * max_width_);
         delta_prev_.allocate(rows * max_width_);
         sample_loss_.allocate(rows);
@@ -390,20 +414,69 @@ private:
         eval_temp_.allocate(cub_temp_size(sum_temp_bytes(n)));
     }
 
-    // acts_[k] is the output of layer k, (batch, width_k); the input x is the caller's.
+    static cpu::ConvShape conv_shape(const LayerSpec& l, std::size_t batch) {
+        cpu::ConvShape c;
+        c.batch = batch;
+        c.c_in = l.in_shape.channels;
+        c.h_in = l.in_shape.height;
+        c.w_in = l.in_shape.width;
+        c.c_out = l.out_shape.channels;
+        c.kh = l.kh;
+        c.kw = l.kw;
+        c.stride_h = l.stride_h;
+        c.stride_w = l.stride_w;
+        c.pad_h = l.pad_h;
+        c.pad_w = l.pad_w;
+        return c;
+    }
+
+    static cpu::PoolShape pool_shape(const LayerSpec& l, std::size_t batch) {
+        cpu::PoolShape p;
+        p.batch = batch;
+        p.channels = l.in_shape.channels;
+        p.h_in = l.in_shape.height;
+        p.w_in = l.in_shape.width;
+        p.kh = l.kh;
+        p.kw = l.kw;
+        p.stride_h = l.stride_h;
+        p.stride_w = l.stride_w;
+        p.pad_h = l.pad_h;
+        p.pad_w = l.pad_w;
+        return p;
+    }
+
+    // outs_[k] is the output of layer k, (batch, n_out_k): acts_[k], or for a flatten layer its
+    // input. The input x is the caller's.
     void forward(const float* x, std::size_t batch) {
+        outs_.resize(spec_.layers.size());
         const float* in = x;
         std::size_t seg = 0;
         for (std::size_t k = 0; k < spec_.layers.size(); ++k) {
             const LayerSpec& l = spec_.layers[k];
-            float* out = acts_[k].data();
-            if (l.kind == LayerKind::dense) {
-                const ParamSegment& sg = layout_.segments[seg++];
-                dense_forward(ctx_, in, params_.data() + sg.weight_offset, params_.data() + sg.bias_offset, out, batch,
-                              l.n_in, l.n_out);
-            } else {
-                activation_forward(ctx_, l.activation, in, out, batch * l.n_out);
+            if (l.kind == LayerKind::flatten) {
+                outs_[k] = in;
+                continue;
             }
+            float* out = acts_[k].data();
+            switch (l.kind) {
+                case LayerKind::dense: {
+                    const ParamSegment& sg = layout_.segments[seg++];
+                    dense_forward(ctx_, in, params_.data() + sg.weight_offset, params_.data() + sg.bias_offset, out,
+                                  batch, l.n_in, l.n_out);
+                    break;
+                }
+                case LayerKind::conv2d: {
+                    const ParamSegment& sg = layout_.segments[seg++];
+                    conv2d_forward(ctx_, conv_shape(l, batch), in, params_.data() + sg.weight_offset,
+                                   params_.data() + sg.bias_offset, out);
+                    break;
+                }
+                case LayerKind::maxpool2d: maxpool2d_forward(ctx_, pool_shape(l, batch), in, out); break;
+                case LayerKind::avgpool2d: avgpool2d_forward(ctx_, pool_shape(l, batch), in, out); break;
+                case LayerKind::activation: activation_forward(ctx_, l.activation, in, out, batch * l.n_out); break;
+                case LayerKind::flatten: break;
+            }
+            outs_[k] = out;
             in = out;
         }
     }
@@ -411,7 +484,7 @@ private:
     // Per-sample losses into sample_loss; the gradient w.r.t. the network output into delta_.
     void loss_and_grad(const float* y, const std::int32_t* labels, std::size_t batch, float grad_scale, bool want_grad,
                        double* sample_loss, std::uint32_t* sample_correct) {
-        const float* out = acts_.back().data();
+        const float* out = outs_.back();
         const std::size_t n_out = spec_.n_outputs();
         float* d = want_grad ? delta_.data() : nullptr;
         if (loss_ == Loss::mse)
@@ -421,23 +494,41 @@ private:
                                       ctx_.stream());
     }
 
-    // Back-propagates delta_ through every layer into grads_ (added to it with accumulate).
+    // Back-propagates delta_ through every layer into grads_ (added to it with accumulate). Stops
+    // at the first weight layer: nothing before it has parameters, so dL_dx is not needed there.
     void backward(const float* x, std::size_t batch, bool accumulate) {
         float* delta = delta_.data();
         float* delta_prev = delta_prev_.data();
         std::size_t seg = n_layers_;
-        for (std::size_t k = spec_.layers.size(); k-- > 0;) {
+        for (std::size_t k = spec_.layers.size(); k-- > first_weight_layer_;) {
             const LayerSpec& l = spec_.layers[k];
-            const float* in = k == 0 ? x : acts_[k - 1].data();
-            if (l.kind == LayerKind::dense) {
-                const ParamSegment& sg = layout_.segments[--seg];
-                dense_backward(ctx_, in, params_.data() + sg.weight_offset, delta, grads_.data() + sg.weight_offset,
-                               grads_.data() + sg.bias_offset, k == 0 ? nullptr : delta_prev, batch, l.n_in, l.n_out,
-                               accumulate);
-                if (k > 0) std::swap(delta, delta_prev);
-            } else {
-                activation_backward(ctx_, l.activation, in, acts_[k].data(), delta, delta, batch * l.n_out);
+            const float* in = k == 0 ? x : outs_[k - 1];
+            const bool want_dx = k > first_weight_layer_;
+            switch (l.kind) {
+                case LayerKind::dense: {
+                    const ParamSegment& sg = layout_.segments[--seg];
+                    dense_backward(ctx_, in, params_.data() + sg.weight_offset, delta,
+                                   grads_.data() + sg.weight_offset, grads_.data() + sg.bias_offset,
+                                   want_dx ? delta_prev : nullptr, batch, l.n_in, l.n_out, accumulate);
+                    break;
+                }
+                case LayerKind::conv2d: {
+                    const ParamSegment& sg = layout_.segments[--seg];
+                    conv2d_backward(ctx_, conv_shape(l, batch), in, params_.data() + sg.weight_offset, delta,
+                                    grads_.data() + sg.weight_offset, grads_.data() + sg.bias_offset,
+                                    want_dx ? delta_prev : nullptr, accumulate);
+                    break;
+                }
+                case LayerKind::maxpool2d:
+                    maxpool2d_backward(ctx_, pool_shape(l, batch), in, outs_[k], delta, delta_prev);
+                    break;
+                case LayerKind::avgpool2d: avgpool2d_backward(ctx_, pool_shape(l, batch), delta, delta_prev); break;
+                case LayerKind::activation:
+                    activation_backward(ctx_, l.activation, in, outs_[k], delta, delta, batch * l.n_out);
+                    continue;  // in place
+                case LayerKind::flatten: continue;  // the same rows, read as (batch, c*h*w)
             }
+            if (want_dx) std::swap(delta, delta_prev);
         }
     }
 
@@ -446,6 +537,7 @@ private:
     ParamLayout layout_;
     std::size_t n_layers_ = 0;  // weight layers
     std::size_t max_width_ = 0;
+    std::size_t first_weight_layer_ = std::numeric_limits<std::size_t>::max();  // index into spec_.layers
 
     CudaContext ctx_;  // before every device member: built first, destroyed last
     ProxPlan prox_;
@@ -472,7 +564,8 @@ private:
     std::size_t capacity_ = 0;                      // rows the batch buffers hold
     DeviceBuffer<float> batch_x_, batch_y_;         // (rows, n_in), (rows, n_out)
     DeviceBuffer<std::int32_t> batch_labels_;       // (rows)
-    std::vector<DeviceBuffer<float>> acts_;         // per layer (rows, width_k)
+    std::vector<DeviceBuffer<float>> acts_;         // per layer (rows, n_out_k); empty for flatten
+    std::vector<const float*> outs_;                // per layer: its output rows (set by forward)
     DeviceBuffer<float> delta_, delta_prev_;        // (rows, max_width)
     DeviceBuffer<double> sample_loss_;              // (rows)
     DeviceBuffer<unsigned char> sum_temp_;

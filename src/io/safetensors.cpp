@@ -253,15 +253,17 @@ void save_model(const std::string& path, const Model& model, const std::map<std:
     for (std::size_t i = 0; i < segments.size(); ++i) {
         const ParamSegment& seg = segments[i];
         const LayerSpec& layer = spec.layers.at(seg.layer);
-        if (seg.n_weights != layer.n_out * layer.n_in || seg.n_bias != layer.n_out)
+        // (n_out, n_in) for dense layers, (c_out, c_in, kh, kw) for conv2d, as PyTorch stores them.
+        const std::vector<std::size_t> w_shape = layer.weight_shape();
+        std::size_t w_count = 0;
+        if (w_shape != seg.weight_shape || !element_count(w_shape, w_count) || w_count != seg.n_weights ||
+            seg.n_bias != layer.n_bias())
             throw Error("cannot save model to '" + path + "': weight layer " + std::to_string(i) +
-                        " has a parameter layout that does not match its " + std::to_string(layer.n_out) + "x" +
-                        std::to_string(layer.n_in) + " shape");
+                        " has a parameter layout that does not match its " + shape_text(w_shape) + " shape");
         const std::string prefix = "layers." + std::to_string(i) + ".";
         // Built by constructor: assigning a braced list here trips a GCC 12 -Wnonnull false positive.
-        Tensor w{std::vector<std::size_t>{layer.n_out, layer.n_in},
-                 std::vector<float>(model.weight(i), model.weight(i) + seg.n_weights)};
-        Tensor b{std::vector<std::size_t>{layer.n_out}, std::vector<float>(model.bias(i), model.bias(i) + seg.n_bias)};
+        Tensor w{w_shape, std::vector<float>(model.weight(i), model.weight(i) + seg.n_weights)};
+        Tensor b{std::vector<std::size_t>{seg.n_bias}, std::vector<float>(model.bias(i), model.bias(i) + seg.n_bias)};
         file.tensors.emplace(prefix + "weight", std::move(w));
         file.tensors.emplace(prefix + "bias", std::move(b));
     }
@@ -297,8 +299,8 @@ Model load_model(const std::string& path, std::map<std::string, std::string>* me
     for (std::size_t i = 0; i < segments.size(); ++i) {
         const LayerSpec& layer = spec.layers.at(segments[i].layer);
         const std::string prefix = "layers." + std::to_string(i) + ".";
-        take(prefix + "weight", {layer.n_out, layer.n_in}, model.weight(i));
-        take(prefix + "bias", {layer.n_out}, model.bias(i));
+        take(prefix + "weight", layer.weight_shape(), model.weight(i));
+        take(prefix + "bias", {layer.n_bias()}, model.bias(i));
     }
     if (used != file.tensors.size()) {
         for (const auto& [name, t] : file.tensors) {
