@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -49,6 +51,40 @@ inline std::vector<float> uniform(std::size_t n, std::uint32_t seed, float lo = 
     std::vector<float> v(n);
     for (float& x : v) x = u(rng);
     return v;
+}
+
+// Bitwise equality of two float vectors, with the first difference in the message.
+inline bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+inline ::testing::AssertionResult bitwise_equal(const std::vector<float>& got, const std::vector<float>& ref) {
+    if (got.size() != ref.size())
+        return ::testing::AssertionFailure() << "sizes differ: " << got.size() << " vs " << ref.size();
+    std::size_t bad = 0, first = 0;
+    for (std::size_t i = 0; i < got.size(); ++i)
+        if (!same_bits(got[i], ref[i]) && bad++ == 0) first = i;
+    if (bad == 0) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << bad << " of " << got.size() << " values differ; first at " << first
+                                         << ": got " << got[first] << ", expected " << ref[first];
+}
+
+// |got - ref| <= atol + rtol |ref| everywhere, with the count, worst error and first miss.
+inline ::testing::AssertionResult all_close(const std::vector<float>& got, const std::vector<float>& ref, double atol,
+                                     double rtol) {
+    if (got.size() != ref.size())
+        return ::testing::AssertionFailure() << "sizes differ: " << got.size() << " vs " << ref.size();
+    std::size_t bad = 0, first = 0;
+    double worst = 0.0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        const double err = std::fabs(static_cast<double>(got[i]) - ref[i]);
+        if (!(err <= atol + rtol * std::fabs(ref[i]))) {
+            if (bad++ == 0) first = i;
+            worst = std::max(worst, err);
+        }
+    }
+    if (bad == 0) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << bad << " of " << got.size() << " values outside " << atol << " + " << rtol
+                                         << "|ref| (worst error " << worst << "); first at " << first << ": got "
+                                         << got[first] << ", expected " << ref[first];
 }
 
 }  // namespace testing_util

@@ -51,38 +51,6 @@ std::vector<float> dyadic(std::size_t n, std::uint32_t seed, int k_max, int shif
     return v;
 }
 
-bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
-
-::testing::AssertionResult bitwise_equal(const std::vector<float>& got, const std::vector<float>& ref) {
-    if (got.size() != ref.size())
-        return ::testing::AssertionFailure() << "sizes differ: " << got.size() << " vs " << ref.size();
-    std::size_t bad = 0, first = 0;
-    for (std::size_t i = 0; i < got.size(); ++i)
-        if (!same_bits(got[i], ref[i]) && bad++ == 0) first = i;
-    if (bad == 0) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << bad << " of " << got.size() << " values differ; first at " << first
-                                         << ": got " << got[first] << ", expected " << ref[first];
-}
-
-::testing::AssertionResult all_close(const std::vector<float>& got, const std::vector<float>& ref, double atol,
-                                     double rtol) {
-    if (got.size() != ref.size())
-        return ::testing::AssertionFailure() << "sizes differ: " << got.size() << " vs " << ref.size();
-    std::size_t bad = 0, first = 0;
-    double worst = 0.0;
-    for (std::size_t i = 0; i < got.size(); ++i) {
-        const double err = std::fabs(static_cast<double>(got[i]) - ref[i]);
-        if (!(err <= atol + rtol * std::fabs(ref[i]))) {
-            if (bad++ == 0) first = i;
-            worst = std::max(worst, err);
-        }
-    }
-    if (bad == 0) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << bad << " of " << got.size() << " values outside " << atol << " + " << rtol
-                                         << "|ref| (worst error " << worst << "); first at " << first << ": got "
-                                         << got[first] << ", expected " << ref[first];
-}
-
 bool any_nonzero(const std::vector<float>& v) {
     return std::any_of(v.begin(), v.end(), [](float x) { return x != 0.0f; });
 }

@@ -29,18 +29,11 @@
 #include "core/backend_query.h"
 #include "core/engine.h"
 #include "sparseprox/sparseprox.h"
+#include "cuda_test_util.h"
 #include "test_util.h"
 
 using namespace sparseprox;
-
-#define SKIP_WITHOUT_CUDA()                                  \
-    do {                                                     \
-        if (cuda_device_count() == 0) {                      \
-            std::string why_;                                \
-            detail::cuda_device_count_impl(&why_);           \
-            GTEST_SKIP() << "no CUDA device: " << why_;      \
-        }                                                    \
-    } while (0)
+using namespace sparseprox::testing_util;
 
 namespace {
 
@@ -70,25 +63,6 @@ Dataset random_images(std::size_t n, std::size_t n_features, std::size_t n_class
         d.labels[r] = static_cast<std::int32_t>(best);
     }
     return d;
-}
-
-::testing::AssertionResult all_close(const std::vector<float>& got, const std::vector<float>& ref, double atol,
-                                     double rtol) {
-    if (got.size() != ref.size())
-        return ::testing::AssertionFailure() << "sizes differ: " << got.size() << " vs " << ref.size();
-    std::size_t bad = 0, first = 0;
-    double worst = 0.0;
-    for (std::size_t i = 0; i < got.size(); ++i) {
-        const double err = std::fabs(static_cast<double>(got[i]) - ref[i]);
-        if (!(err <= atol + rtol * std::fabs(ref[i]))) {
-            if (bad++ == 0) first = i;
-            worst = std::max(worst, err);
-        }
-    }
-    if (bad == 0) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << bad << " of " << got.size() << " values outside " << atol << " + " << rtol
-                                         << "|ref| (worst error " << worst << "); first at " << first << ": got "
-                                         << got[first] << ", expected " << ref[first];
 }
 
 bool any_nonzero(const std::vector<float>& v) {

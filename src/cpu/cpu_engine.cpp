@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/engine.h"
+#include "core/layer_shapes.h"
 #include "cpu/conv_ops.h"
 #include "cpu/ops.h"
 #include "sparseprox/error.h"
@@ -161,37 +162,6 @@ private:
     }
     static const std::int32_t* labels_of(const Dataset& d, std::size_t first) {
         return d.task == Task::classification ? d.labels.data() + first : nullptr;
-    }
-
-    static cpu::ConvShape conv_shape(const LayerSpec& l, std::size_t batch) {
-        cpu::ConvShape c;
-        c.batch = batch;
-        c.c_in = l.in_shape.channels;
-        c.h_in = l.in_shape.height;
-        c.w_in = l.in_shape.width;
-        c.c_out = l.out_shape.channels;
-        c.kh = l.kh;
-        c.kw = l.kw;
-        c.stride_h = l.stride_h;
-        c.stride_w = l.stride_w;
-        c.pad_h = l.pad_h;
-        c.pad_w = l.pad_w;
-        return c;
-    }
-
-    static cpu::PoolShape pool_shape(const LayerSpec& l, std::size_t batch) {
-        cpu::PoolShape p;
-        p.batch = batch;
-        p.channels = l.in_shape.channels;
-        p.h_in = l.in_shape.height;
-        p.w_in = l.in_shape.width;
-        p.kh = l.kh;
-        p.kw = l.kw;
-        p.stride_h = l.stride_h;
-        p.stride_w = l.stride_w;
-        p.pad_h = l.pad_h;
-        p.pad_w = l.pad_w;
-        return p;
     }
 
     // outs_[k] is the output of layer k, (batch, n_out_k): acts_[k], or for a flatten layer its

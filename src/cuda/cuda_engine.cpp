@@ -25,6 +25,7 @@
 
 #include "core/backend_query.h"
 #include "core/engine.h"
+#include "core/layer_shapes.h"
 #include "cuda/common.h"
 #include "cuda/context.h"
 #include "cuda/cudnn_ops.h"
@@ -412,37 +413,6 @@ private:
         eval_loss_.allocate(n);
         eval_correct_.allocate(loss_ == Loss::cross_entropy ? n : 0);
         eval_temp_.allocate(cub_temp_size(sum_temp_bytes(n)));
-    }
-
-    static cpu::ConvShape conv_shape(const LayerSpec& l, std::size_t batch) {
-        cpu::ConvShape c;
-        c.batch = batch;
-        c.c_in = l.in_shape.channels;
-        c.h_in = l.in_shape.height;
-        c.w_in = l.in_shape.width;
-        c.c_out = l.out_shape.channels;
-        c.kh = l.kh;
-        c.kw = l.kw;
-        c.stride_h = l.stride_h;
-        c.stride_w = l.stride_w;
-        c.pad_h = l.pad_h;
-        c.pad_w = l.pad_w;
-        return c;
-    }
-
-    static cpu::PoolShape pool_shape(const LayerSpec& l, std::size_t batch) {
-        cpu::PoolShape p;
-        p.batch = batch;
-        p.channels = l.in_shape.channels;
-        p.h_in = l.in_shape.height;
-        p.w_in = l.in_shape.width;
-        p.kh = l.kh;
-        p.kw = l.kw;
-        p.stride_h = l.stride_h;
-        p.stride_w = l.stride_w;
-        p.pad_h = l.pad_h;
-        p.pad_w = l.pad_w;
-        return p;
     }
 
     // outs_[k] is the output of layer k, (batch, n_out_k): acts_[k], or for a flatten layer its
