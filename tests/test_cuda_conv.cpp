@@ -73,21 +73,9 @@ bool any_nonzero(const std::vector<float>& v) {
 }
 
 cpu::ConvShape conv_shape(std::size_t batch, std::size_t c_in, std::size_t h_in, std::size_t w_in, std::size_t c_out,
-                          std::size_t kh, std::size_t kw, std::size_t stride_h, std::size_t stride_w, std::size_t pad_h,
-                          std::size_t pad_w) {
-    cpu::ConvShape s;
-    s.batch = batch;
-    s.c_in = c_in;
-    s.h_in = h_in;
-    s.w_in = w_in;
-    s.c_out = c_out;
-    s.kh = kh;
-    s.kw = kw;
-    s.stride_h = stride_h;
-    s.stride_w = stride_w;
-    s.pad_h = pad_h;
-    s.pad_w = pad_w;
-    return s;
+                     std::size_t kh, std::size_t kw, std::size_t stride_h, std::size_t stride_w, std::size_t pad_h,
+                     std::size_t pad_w) {
+    return cpu::ConvShape{batch, c_in, h_in, w_in, c_out, kh, kw, stride_h, stride_w, pad_h, pad_w};
 }
 
 // Odd sizes, padding, strides 1 to 3, batch 1 and > 1, 1x1 and rectangular kernels, a kernel
