@@ -330,6 +330,52 @@ TEST(NetworkSearch, WarmAndAdaptiveReachTheSingleTarget) {
     }
 }
 
+TEST(NetworkSearch, RunZeroCanIgnoreTheBand) {
+    const Dataset d = smooth_regression(256, 7);
+    const Model init = Model::initialize(ModelSpec::parse("dense:4-24-16-1"), 9);
+    SearchOptions o = small_net_options();
+    o.train.steps = 800;
+    o.train.stop.targets = {120};
+    o.train.stop.tolerance = 0.05;
+    o.lambda0 = {5e-2f};  // far too large: run 0 prunes through the band on its way down
+    o.max_outer = 2;
+    const SearchResult exact = LambdaSearch(o).run(init, d, nullptr);
+    o.stop_run0 = false;
+    const SearchResult released = LambdaSearch(o).run(init, d, nullptr);
+    // Without the stop, run 0 always spends its whole budget and is never "in band".
+    EXPECT_EQ(released.iterations[0].steps, 800u);
+    EXPECT_FALSE(released.iterations[0].in_band);
+    // With it, a run 0 that met the band ends the search there.
+    ASSERT_TRUE(exact.iterations[0].in_band);
+    EXPECT_LT(exact.iterations[0].steps, 800u);
+    EXPECT_TRUE(exact.reached);
+    EXPECT_EQ(exact.outer_iterations, 1u);
+}
+
+TEST(NetworkSearch, AdaptiveArmsTheBandAfterItsRamp) {
+    const Dataset d = smooth_regression(256, 7);
+    const Model init = Model::initialize(ModelSpec::parse("dense:4-24-16-1"), 9);
+    SearchOptions o = small_net_options();
+    o.strategy = SearchStrategy::adaptive;
+    o.train.steps = 4000;
+    o.train.stop.targets = {120};
+    o.train.stop.tolerance = 0.02;
+    o.adapt_interval = 50;
+    SearchResult r = LambdaSearch(o).run(init, d, nullptr);
+    EXPECT_EQ(r.adapt_ramp, 2000u);  // default: half the budget
+    ASSERT_TRUE(r.reached);
+    EXPECT_GT(r.total_steps, 2000u - 50u);
+    o.adapt_ramp = 600;
+    r = LambdaSearch(o).run(init, d, nullptr);
+    EXPECT_EQ(r.adapt_ramp, 600u);
+    ASSERT_TRUE(r.reached);
+    EXPECT_GT(r.total_steps, 600u - 50u);
+    // The trace: one entry per interval, steps adding up to the run's.
+    std::size_t steps = 0;
+    for (const SearchIteration& it : r.iterations) steps += it.steps;
+    EXPECT_EQ(steps, r.total_steps);
+}
+
 TEST(NetworkSearch, MissedBandReturnsTheClosestRun) {
     const Dataset d = smooth_regression(128, 2);
     const ModelSpec spec = ModelSpec::parse("dense:4-8-1");
