@@ -1,0 +1,1 @@
+build/sparseprox search --data idx:../shared/data/mnist --model cnn8 --lr 0.1 --batch 128 --epochs 5 --device cpu --progress-seconds 30 --target-nnz 250,8000,13000,20000,4200 --tolerance 0.1 --strategy adaptive --adapt-interval 50 --trace-csv docs/results/mnist/multi-adaptive-cpu.csv --save docs/results/mnist/multi-adaptive-cpu.safetensors

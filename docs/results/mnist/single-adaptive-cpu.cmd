@@ -1,0 +1,1 @@
+build/sparseprox search --data idx:../shared/data/mnist --model cnn8 --lr 0.1 --batch 128 --epochs 5 --device cpu --progress-seconds 30 --target-nnz 50000 --tolerance 0.001 --strategy adaptive --adapt-interval 50 --trace-csv docs/results/mnist/single-adaptive-cpu.csv --save docs/results/mnist/single-adaptive-cpu.safetensors
