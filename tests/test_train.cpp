@@ -84,6 +84,9 @@ TEST(EarlyStop, ReturnsTheFirstInBandIterate) {
     const TrainResult stopped = train(init, data.train, nullptr, stop_opt);
     EXPECT_TRUE(stopped.stopped_in_band);
     EXPECT_EQ(stopped.steps, first);
+    // Full batch: one step per epoch, and the epochs counted are those of applied steps (the
+    // trainer polls every 32 steps and queues frozen steps until it notices the stop).
+    EXPECT_EQ(stopped.epochs_started, first);
 
     // The returned weights are exactly those after `first` steps.
     TrainOptions exact = opt;

@@ -70,7 +70,7 @@ struct TrainResult {
     std::vector<float> lambdas;  // one per weight layer
     std::vector<std::size_t> nnz;
     std::size_t steps = 0;       // steps whose update is in the returned model
-    std::size_t epochs_started = 0;
+    std::size_t epochs_started = 0;  // epochs that hold at least one applied step
     bool stopped_in_band = false;
     double wall_seconds = 0.0;
     double samples_per_second = 0.0;

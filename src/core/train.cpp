@@ -211,7 +211,8 @@ TrainResult run_training(Engine& eng, const ModelSpec& spec, const std::vector<f
 
     result.steps = st.steps_run;
     result.stopped_in_band = st.stopped;
-    result.epochs_started = epoch;
+    // Epochs that hold an applied step (the host may have queued frozen steps past the stop).
+    result.epochs_started = std::min(epoch, (result.steps + steps_per_epoch - 1) / steps_per_epoch);
     result.model = Model(spec);
     result.model.slab() = engine->get_params();
     result.nnz = result.model.nnz();
