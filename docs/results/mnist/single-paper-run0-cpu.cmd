@@ -1,0 +1,1 @@
+build/sparseprox search --data idx:../shared/data/mnist --model cnn8 --lr 0.1 --batch 128 --epochs 3 --device cpu --progress-seconds 60 --target-nnz 50000 --tolerance 0.001 --strategy paper --lambda0 1e-2 --lambda1 1e-7 --max-outer 29 --no-stop-run0 --trace-csv docs/results/mnist/single-paper-run0-cpu.csv --save docs/results/mnist/single-paper-run0-cpu.safetensors
