@@ -1,5 +1,5 @@
-// Losses of a batch, one thread per sample, with the formulas and operation order of the CPU
-// twins (cpu::mse_loss, cpu::cross_entropy_loss):
+// Losses of a batch, one thread per sample, through the per-row formulas of core/elementwise.h
+// that the CPU twins (cpu::mse_loss, cpu::cross_entropy_loss) use too:
 //   MSE:  per sample sum_j (p - t)^2 accumulated in double (each square is exact in double);
 //         gradient 2 (p - t) * grad_scale, bit-identical to the CPU.
 //   CE:   log-sum-exp shifted by the row max, in float as on the CPU; expf/logf of the CUDA
@@ -20,6 +20,7 @@
 #include <limits>
 #include <string>
 
+#include "core/elementwise.h"
 #include "cuda/common.h"
 
 namespace sparseprox {
@@ -33,16 +34,9 @@ __global__ void mse_loss_kernel(const float* __restrict__ pred, const float* __r
                                 std::uint64_t n_out, float grad_scale, float* __restrict__ dL_dpred,
                                 double* __restrict__ sample_loss) {
     for (std::uint64_t r = blockIdx.x * std::uint64_t{blockDim.x} + threadIdx.x; r < batch;
-         r += std::uint64_t{gridDim.x} * blockDim.x) {
-        double sum = 0.0;
-        for (std::uint64_t j = 0; j < n_out; ++j) {
-            const std::uint64_t i = r * n_out + j;
-            const float d = pred[i] - target[i];
-            sum += static_cast<double>(d) * d;
-            if (dL_dpred) dL_dpred[i] = 2.0f * d * grad_scale;
-        }
-        sample_loss[r] = sum;
-    }
+         r += std::uint64_t{gridDim.x} * blockDim.x)
+        sample_loss[r] = ew::squared_error_row(pred + r * n_out, target + r * n_out, n_out, grad_scale,
+                                               dL_dpred ? dL_dpred + r * n_out : nullptr);
 }
 
 __global__ void cross_entropy_loss_kernel(const float* __restrict__ logits, const std::int32_t* __restrict__ labels,
@@ -51,24 +45,12 @@ __global__ void cross_entropy_loss_kernel(const float* __restrict__ logits, cons
                                           std::uint32_t* __restrict__ sample_correct) {
     for (std::uint64_t r = blockIdx.x * std::uint64_t{blockDim.x} + threadIdx.x; r < batch;
          r += std::uint64_t{gridDim.x} * blockDim.x) {
-        const float* z = logits + r * n_classes;
-        std::uint64_t arg = 0;
-        for (std::uint64_t c = 1; c < n_classes; ++c)
-            if (z[c] > z[arg]) arg = c;
-        const float zmax = z[arg];
-        float denom = 0.0f;
-        for (std::uint64_t c = 0; c < n_classes; ++c) denom += expf(z[c] - zmax);
-        const float log_denom = logf(denom);
         const auto label = static_cast<std::uint64_t>(labels[r]);
-        sample_loss[r] = static_cast<double>(log_denom - (z[label] - zmax));
+        std::uint64_t arg = 0;
+        sample_loss[r] = static_cast<double>(ew::cross_entropy_row(
+            logits + r * n_classes, label, n_classes, grad_scale, dL_dlogits ? dL_dlogits + r * n_classes : nullptr,
+            &arg));
         if (sample_correct) sample_correct[r] = arg == label ? 1u : 0u;
-        if (dL_dlogits) {
-            float* g = dL_dlogits + r * n_classes;
-            for (std::uint64_t c = 0; c < n_classes; ++c) {
-                const float p = expf(z[c] - zmax - log_denom);
-                g[c] = (p - (c == label ? 1.0f : 0.0f)) * grad_scale;
-            }
-        }
     }
 }
 

@@ -62,5 +62,39 @@ SP_HD float act_derivative(int kind, float x, float y) {
     }
 }
 
+// ---- per-sample losses (one row of a batch) ------------------------------------------------------
+
+// sum_j (pred_j - target_j)^2 over n outputs, accumulated in double (each square is exact there);
+// g (may be null) receives 2 (pred - target) * grad_scale.
+SP_HD double squared_error_row(const float* pred, const float* target, std::uint64_t n, float grad_scale, float* g) {
+    double sum = 0.0;
+    for (std::uint64_t j = 0; j < n; ++j) {
+        const float d = pred[j] - target[j];
+        sum += static_cast<double>(d) * d;
+        if (g) g[j] = 2.0f * d * grad_scale;
+    }
+    return sum;
+}
+
+// -log softmax(z)[label] over n logits, the log-sum-exp shifted by the row max, in float. g (may
+// be null) receives (softmax - onehot) * grad_scale; *argmax the first maximal logit.
+SP_HD float cross_entropy_row(const float* z, std::uint64_t label, std::uint64_t n, float grad_scale, float* g,
+                              std::uint64_t* argmax) {
+    std::uint64_t arg = 0;
+    for (std::uint64_t c = 1; c < n; ++c)
+        if (z[c] > z[arg]) arg = c;
+    const float zmax = z[arg];
+    float denom = 0.0f;
+    for (std::uint64_t c = 0; c < n; ++c) denom += expf(z[c] - zmax);
+    const float log_denom = logf(denom);
+    if (g)
+        for (std::uint64_t c = 0; c < n; ++c) {
+            const float p = expf(z[c] - zmax - log_denom);
+            g[c] = (p - (c == label ? 1.0f : 0.0f)) * grad_scale;
+        }
+    *argmax = arg;
+    return log_denom - (z[label] - zmax);
+}
+
 }  // namespace ew
 }  // namespace sparseprox

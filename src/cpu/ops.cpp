@@ -66,11 +66,9 @@ void activation_backward(Activation a, const float* x, const float* y, const flo
 double mse_loss(const float* pred, const float* target, std::size_t batch, std::size_t n_out, float grad_scale,
                 float* dL_dpred) {
     double sum = 0.0;
-    for (std::size_t i = 0; i < batch * n_out; ++i) {
-        const float d = pred[i] - target[i];
-        sum += static_cast<double>(d) * d;
-        if (dL_dpred) dL_dpred[i] = 2.0f * d * grad_scale;
-    }
+    for (std::size_t r = 0; r < batch; ++r)
+        sum += ew::squared_error_row(pred + r * n_out, target + r * n_out, n_out, grad_scale,
+                                     dL_dpred ? dL_dpred + r * n_out : nullptr);
     return sum;
 }
 
@@ -79,23 +77,11 @@ double cross_entropy_loss(const float* logits, const std::int32_t* labels, std::
     double sum = 0.0;
     std::size_t correct = 0;
     for (std::size_t r = 0; r < batch; ++r) {
-        const float* z = logits + r * n_classes;
-        std::size_t arg = 0;
-        for (std::size_t c = 1; c < n_classes; ++c)
-            if (z[c] > z[arg]) arg = c;
-        const float zmax = z[arg];
-        float denom = 0.0f;
-        for (std::size_t c = 0; c < n_classes; ++c) denom += expf(z[c] - zmax);
-        const float log_denom = logf(denom);
-        const auto label = static_cast<std::size_t>(labels[r]);
-        sum += static_cast<double>(log_denom - (z[label] - zmax));
-        if (arg == label) ++correct;
-        if (dL_dlogits) {
-            for (std::size_t c = 0; c < n_classes; ++c) {
-                const float p = expf(z[c] - zmax - log_denom);
-                dL_dlogits[r * n_classes + c] = (p - (c == label ? 1.0f : 0.0f)) * grad_scale;
-            }
-        }
+        const auto label = static_cast<std::uint64_t>(labels[r]);
+        std::uint64_t arg = 0;
+        sum += static_cast<double>(ew::cross_entropy_row(logits + r * n_classes, label, n_classes, grad_scale,
+                                                         dL_dlogits ? dL_dlogits + r * n_classes : nullptr, &arg));
+        correct += arg == label;
     }
     if (n_correct) *n_correct = correct;
     return sum;
