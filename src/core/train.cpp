@@ -121,7 +121,7 @@ TrainResult train(const Model& init, const Dataset& train_set, const Dataset* te
     return run_training(*engine, spec, init.slab(), train_set, test_set, options);
 }
 
-TrainResult run_training(Engine& eng, const ModelSpec& spec, const std::vector<float>& init_slab,
+TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vector<float>& init_slab,
                          const Dataset& train_set, const Dataset* test_set, const TrainOptions& options,
                          const RunControl* control) {
     const auto t_start = Clock::now();
@@ -130,12 +130,11 @@ TrainResult run_training(Engine& eng, const ModelSpec& spec, const std::vector<f
     std::vector<float> lambdas =
         options.lambdas.size() == 1 ? std::vector<float>(n_layers, options.lambdas[0]) : options.lambdas;
 
-    Engine* engine = &eng;
-    engine->set_params(init_slab);
-    engine->set_hyper(options.lr, lambdas);
-    engine->set_weight_decay(options.weight_decay);
-    engine->set_stop_rule(options.stop);
-    engine->set_train_data(train_set);
+    engine.set_params(init_slab);
+    engine.set_hyper(options.lr, lambdas);
+    engine.set_weight_decay(options.weight_decay);
+    engine.set_stop_rule(options.stop);
+    engine.set_train_data(train_set);
 
     const std::size_t n = train_set.n_samples;
     const std::size_t batch = options.batch_size == 0 ? n : std::min(options.batch_size, n);
@@ -145,7 +144,7 @@ TrainResult run_training(Engine& eng, const ModelSpec& spec, const std::vector<f
     if (options.epochs) max_steps = std::min(max_steps, options.epochs * steps_per_epoch);
 
     TrainResult result;
-    result.device = engine->device_name();
+    result.device = engine.device_name();
     result.lambdas = lambdas;
 
     // Poll often enough to stop soon after the band is hit, rarely enough that the device
@@ -181,7 +180,7 @@ TrainResult run_training(Engine& eng, const ModelSpec& spec, const std::vector<f
         report_samples = samples;
     };
     auto poll = [&]() {
-        st = engine->status();
+        st = engine.status();
         report_loss_sum += st.loss_sum;
         report_loss_count += st.loss_count;
         if (options.record_nnz_history) result.nnz_history.push_back(st.nnz);
@@ -191,17 +190,17 @@ TrainResult run_training(Engine& eng, const ModelSpec& spec, const std::vector<f
     while (step < max_steps && !stopped) {
         ++epoch;
         if (batch < n) shuffle(order, rng);
-        engine->set_order(order);
+        engine.set_order(order);
         for (std::size_t first = 0; first < n && step < max_steps; first += batch) {
             const std::size_t count = std::min(batch, n - first);
-            engine->step(first, count);
+            engine.step(first, count);
             ++step;
             samples += count;
             if (step % poll_every == 0) {
                 poll();
                 if (stopped) break;
                 report(false);
-                if (control && control->on_poll) control->on_poll(*engine, st);
+                if (control && control->on_poll) control->on_poll(engine, st);
             }
         }
     }
@@ -214,13 +213,13 @@ TrainResult run_training(Engine& eng, const ModelSpec& spec, const std::vector<f
     // Epochs that hold an applied step (the host may have queued frozen steps past the stop).
     result.epochs_started = std::min(epoch, (result.steps + steps_per_epoch - 1) / steps_per_epoch);
     result.model = Model(spec);
-    result.model.slab() = engine->get_params();
+    result.model.slab() = engine.get_params();
     result.nnz = result.model.nnz();
     const std::size_t applied_samples =
         std::min(samples, result.steps * batch);  // rows whose step was applied
     result.samples_per_second = train_seconds > 0 ? static_cast<double>(applied_samples) / train_seconds : 0.0;
-    result.train_eval = engine->evaluate(train_set, options.eval_batch);
-    if (test_set) result.test_eval = engine->evaluate(*test_set, options.eval_batch);
+    result.train_eval = engine.evaluate(train_set, options.eval_batch);
+    if (test_set) result.test_eval = engine.evaluate(*test_set, options.eval_batch);
     else result.test_eval.loss = std::numeric_limits<double>::quiet_NaN();
     result.wall_seconds = seconds_since(t_start);
     return result;
