@@ -105,20 +105,8 @@ std::size_t x_size(const cpu::ConvShape& s) { return s.batch * s.c_in * s.h_in *
 std::size_t y_size(const cpu::ConvShape& s) { return s.batch * s.c_out * s.h_out() * s.w_out(); }
 
 cpu::PoolShape pool_shape(std::size_t batch, std::size_t channels, std::size_t h_in, std::size_t w_in, std::size_t kh,
-                          std::size_t kw, std::size_t stride_h, std::size_t stride_w, std::size_t pad_h,
-                          std::size_t pad_w) {
-    cpu::PoolShape s;
-    s.batch = batch;
-    s.channels = channels;
-    s.h_in = h_in;
-    s.w_in = w_in;
-    s.kh = kh;
-    s.kw = kw;
-    s.stride_h = stride_h;
-    s.stride_w = stride_w;
-    s.pad_h = pad_h;
-    s.pad_w = pad_w;
-    return s;
+                     std::size_t kw, std::size_t stride_h, std::size_t stride_w, std::size_t pad_h, std::size_t pad_w) {
+    return cpu::PoolShape{batch, channels, h_in, w_in, kh, kw, stride_h, stride_w, pad_h, pad_w};
 }
 
 const std::vector<cpu::PoolShape>& pool_shapes() {

@@ -24,12 +24,7 @@ BASE="--data idx:$DATA/mnist --model cnn8 --lr 0.1 --batch 128 --device $DEVICE 
 SINGLE="--target-nnz 50000 --tolerance 0.001"
 MULTI="--target-nnz 250,8000,13000,20000,4200 --tolerance 0.1"
 
-job() {  # name, command...
-    local name=$1; shift
-    echo "$*" > "$OUT/$name.cmd"
-    "$@" --report "$OUT/$name.json" > "$OUT/$name.log" 2>&1 || true
-    echo "done $name"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 search() {
     local name=$1; shift
     job "$name" "$SPARSEPROX" search $BASE "$@" --trace-csv "$OUT/$name.csv" --save "$OUT/$name.safetensors"

@@ -19,12 +19,7 @@ COMMON="--data libsvm:$DATA/mackey-glass/mg_scale.txt --model dense:6-128-128-64
 SINGLE="--target-nnz 2000 --tolerance 0.001"
 MULTI="--target-nnz 650,1200,1000,45 --tolerance 0.05 --min-layers 3"
 
-job() {  # name, command...
-    local name=$1; shift
-    echo "$*" > "$OUT/$name.cmd"
-    "$@" --report "$OUT/$name.json" > "$OUT/$name.log" 2>&1 || true
-    echo "done $name"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 search() { local name=$1; shift; job "$name" "$SPARSEPROX" search $COMMON "$@" --trace-csv "$OUT/$name.csv"; }
 
 lane_a() {
