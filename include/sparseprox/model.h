@@ -151,6 +151,9 @@ public:
     std::size_t nnz(std::size_t i) const;    // exact nonzero weights of weight layer i
     std::vector<std::size_t> nnz() const;     // per weight layer
     std::size_t nnz_total() const;
+    // Per weight layer: the units still connected, i.e. the input neurons (dense: columns of W)
+    // or output filters (conv) with at least one nonzero weight.
+    std::vector<std::size_t> alive_units() const;
 
 private:
     ModelSpec spec_;

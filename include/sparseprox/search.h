@@ -58,6 +58,7 @@ enum class LambdaRule {
     expand,     // no run was sparse enough yet (no upper end): 10 x the largest lambda tried
     adaptive,   // the adaptive strategy steered lambda during a run
     fixed,      // the adaptive strategy's final phase at a fixed lambda
+    geometric,  // methods other than l1: sqrt(lambda_low * lambda_up), lambda_up / 10 when low is 0
 };
 const char* to_string(LambdaRule r);
 

@@ -38,8 +38,59 @@ struct Progress {
     double seconds = 0.0;
 };
 
+// The sparsifier a run trains with (method.md §3 and §7). Every method's saved model holds plain
+// dense-shaped weights with exact zeros; its NNZ is the count of those nonzeros, and the NNZ
+// early stop (StopRule) applies to that count.
+enum class Method {
+    l1,     // proximal SGD with soft-thresholding by eta*lambda_l (Algorithm 3)
+    l0,     // hard-concrete gates with the expected-L0 penalty lambda_l * E[#nonzero gated weights]
+    spred,  // w = u (.) v with weight decay (lambda_l / 2)(|u|^2 + |v|^2), read out with a threshold
+    gmp,    // gradual magnitude pruning to the StopRule targets on the cubic schedule
+};
+const char* method_name(Method m);
+// "l1", "l0", "spred" or "gmp"; throws naming the value otherwise.
+Method parse_method(const std::string& name);
+
+struct L0Options {
+    // Gate granularity: false, one gate per weight; true, group gates (the input neurons of dense
+    // layers, the output filters of conv layers), as in the reference code.
+    bool group = false;
+    float beta = 2.0f / 3.0f;  // hard-concrete temperature
+    float gamma = -0.1f;       // stretch interval (gamma, zeta); gamma < 0 < 1 < zeta
+    float zeta = 1.1f;
+    float drop_init = 0.5f;        // initial log alpha = log((1-p)/p) ...
+    float drop_init_first = 0.2f;  // ... with this p for the first weight layer
+    // The gate parameters log alpha are trained with Adam (beta1 0.9, beta2 0.999, eps 1e-8) at
+    // this step size; the weights with the run's SGD step lr.
+    float gate_lr = 0.01f;
+};
+
+struct SpredOptions {
+    // Read-out: a weight u*v with |u*v| <= threshold counts (and is saved) as an exact zero.
+    float threshold = 1e-3f;
+};
+
+struct GmpOptions {
+    // The schedule in fractions of the run's step budget: pruning starts at begin, reaches the
+    // targets at end and the mask stays fixed afterwards.
+    double begin = 0.1;
+    double end = 0.75;
+    std::size_t interval = 0;  // steps between pruning events (Delta t); 0: 1/50 of the ramp, >= 1
+    // One total target: false prunes the smallest magnitudes over all layers together (global),
+    // true prunes every layer to the same density. Per-layer targets always prune per layer.
+    bool per_layer = false;
+};
+
+struct MethodOptions {
+    Method method = Method::l1;
+    L0Options l0;
+    SpredOptions spred;
+    GmpOptions gmp;
+};
+
 struct TrainOptions {
     Device device;
+    MethodOptions method;             // l1 by default; lambdas mean the chosen method's strength
     float lr = 0.1f;                  // eta
     std::vector<float> lambdas{0.f};  // one value, or one per weight layer
     float weight_decay = 0.0f;        // l2 on the weights (g + wd*w), for the l2 baseline; 0: off
@@ -47,7 +98,13 @@ struct TrainOptions {
     std::size_t epochs = 0;           // stop after this many epochs (0: no epoch limit)
     std::size_t steps = 0;            // stop after this many steps (0: no step limit)
     std::uint64_t seed = 0;           // mini-batch order (the model's initialization is separate)
+    // The NNZ band of the early stop. With Method::gmp the targets are the pruning schedule's
+    // final NNZ instead, and the run trains its whole budget.
     StopRule stop;
+    // When the band ends the run early: train the rest of the budget with the sparsity pattern
+    // of the in-band step fixed (masked SGD on the surviving weights, no penalty), so the NNZ
+    // stays at the in-band count. Off by default (Algorithm 3 returns the in-band iterate).
+    bool finetune = false;
     int loss = -1;                    // -1: from the task (MSE / cross-entropy), else a Loss value
     double progress_seconds = 5.0;    // report progress at most this often (<= 0: never)
     bool record_nnz_history = false;  // keep NNZ per layer after every step (slow on CUDA)
@@ -55,8 +112,10 @@ struct TrainOptions {
     std::function<void(const Progress&)> on_progress;
 
     // Throws on lr <= 0 or not finite, a negative or NaN lambda or weight decay, a lambda list of
-    // the wrong length, or neither epochs nor steps given.
+    // the wrong length, neither epochs nor steps given, out-of-range method options, or gmp
+    // without targets.
     void validate(const ModelSpec& spec) const;
+    void validate_method(const ModelSpec& spec) const;  // the method part of validate()
 };
 
 struct Evaluation {
@@ -69,9 +128,12 @@ struct TrainResult {
     std::string device;
     std::vector<float> lambdas;  // one per weight layer
     std::vector<std::size_t> nnz;
-    std::size_t steps = 0;       // steps whose update is in the returned model
+    std::vector<std::size_t> alive;  // per weight layer: Model::alive_units of the returned model
+    Method method = Method::l1;
+    std::size_t steps = 0;       // steps whose update is in the returned model (fine-tuning included)
+    std::size_t finetune_steps = 0;  // of which after the in-band step, with the pattern fixed
     std::size_t epochs_started = 0;  // epochs that hold at least one applied step
-    bool stopped_in_band = false;
+    bool stopped_in_band = false;  // gmp: the final NNZ lies in the band of the targets
     double wall_seconds = 0.0;
     double samples_per_second = 0.0;
     Evaluation train_eval;

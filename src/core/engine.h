@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/sparsify.h"
 #include "sparseprox/data.h"
 #include "sparseprox/model.h"
 #include "sparseprox/search.h"
@@ -42,11 +43,19 @@ public:
 
     virtual std::string device_name() const = 0;
 
+    // The method of the coming runs (core/sparsify.h); Method::l1 until called. Takes effect at
+    // the next set_params.
+    virtual void set_method(const sparsify::MethodConfig& config) = 0;
     // Layout as ParamLayout::of. Starts a new run: the step count, the loss accumulator and a
-    // previous stop are reset.
+    // previous stop are reset, and the method's own parameters are initialized from the slab
+    // (l0: theta = slab, log alpha from the drop rates, Adam moments 0; spred: the balanced split;
+    // gmp: the nonzero weights kept, exact zeros pruned).
     virtual void set_params(const std::vector<float>& slab) = 0;
+    // The exported parameters: dense-shaped weights with exact zeros (for l1 and gmp the
+    // parameters themselves). evaluate() and gradient() use these too.
     virtual std::vector<float> get_params() = 0;
-    // lambdas: one per weight layer. Takes effect from the next step.
+    // lambdas: one per weight layer, the strength of the method's penalty (ignored by gmp).
+    // Takes effect from the next step.
     virtual void set_hyper(float lr, const std::vector<float>& lambdas) = 0;
     // l2 weight decay on the weights (not the biases): every step's weight gradient becomes
     // g + wd * w before the proximal step. 0 (the default) disables it.

@@ -595,4 +595,27 @@ std::size_t Model::nnz_total() const {
     return n;
 }
 
+std::vector<std::size_t> Model::alive_units() const {
+    std::vector<std::size_t> out;
+    for (std::size_t l = 0; l < n_weight_layers(); ++l) {
+        const ParamSegment& s = layout_.segments[l];
+        const float* w = slab_.data() + s.weight_offset;
+        const std::size_t rows = s.weight_shape[0];
+        const std::size_t cols = s.n_weights / rows;
+        std::size_t alive = 0;
+        if (spec_.layers[s.layer].kind == LayerKind::conv2d) {  // output filters: rows
+            for (std::size_t r = 0; r < rows; ++r)
+                alive += std::any_of(w + r * cols, w + (r + 1) * cols, [](float v) { return v != 0.0f; });
+        } else {  // input neurons: columns
+            for (std::size_t c = 0; c < cols; ++c) {
+                bool any = false;
+                for (std::size_t r = 0; r < rows && !any; ++r) any = w[r * cols + c] != 0.0f;
+                alive += any;
+            }
+        }
+        out.push_back(alive);
+    }
+    return out;
+}
+
 }  // namespace sparseprox

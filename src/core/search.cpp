@@ -23,6 +23,7 @@ const char* to_string(LambdaRule r) {
         case LambdaRule::lambda1: return "lambda1";
         case LambdaRule::median: return "median";
         case LambdaRule::midpoint: return "midpoint";
+        case LambdaRule::geometric: return "geometric";
         case LambdaRule::expand: return "expand";
         case LambdaRule::adaptive: return "adaptive";
         case LambdaRule::fixed: return "fixed";
@@ -342,6 +343,24 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         if (o.on_iteration) o.on_iteration(result.iterations.back());
     };
 
+    // ---- gmp: the pruning schedule reaches the targets itself; one run ------------------------
+    if (o.train.method.method == Method::gmp) {
+        TrainOptions run_opt = o.train;
+        run_opt.lambdas = std::vector<float>(n_layers, 0.0f);
+        TrainResult r = run_training(*engine, spec, init.slab(), train_set, test_set, run_opt);
+        SearchIteration it = record_run(0, r, r.lambdas, LambdaRule::fixed, {}, {});
+        const auto close = closeness(o.train.stop, r.nnz);
+        const std::size_t need = o.train.stop.targets.size() == 1
+                                     ? 1
+                                     : (o.train.stop.min_layers ? o.train.stop.min_layers : o.train.stop.targets.size());
+        it.in_band = close.first >= need;
+        emit(it);
+        result.reached = it.in_band;
+        r.stopped_in_band = it.in_band;
+        result.best_iteration = 0;
+        return finish(std::move(r));
+    }
+
     // ---- adaptive: one run, lambda steered every adapt_interval steps --------------------------
     //
     // Lambda changes only between intervals and the band's stop rule is armed (for the relative
@@ -518,16 +537,25 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
                 queries.push_back({groups.layers[j], brackets[j].lambda_low, brackets[j].lambda_up});
             }
         }
+        // The candidates |dL/dw| bracket lambda only for the l1 penalty; the other methods take
+        // the bracket's midpoint (or expand it).
+        if (o.train.method.method != Method::l1) queries.clear();
         const std::vector<CandidateSet> cands =
             queries.empty() ? std::vector<CandidateSet>{}
                             : engine->gradient_candidates(train_set, o.train.eval_batch, queries);
         n_cand.assign(n_groups, 0);
         for (std::size_t j = 0; j < n_groups; ++j) {
-            const CandidateSet c = query_of[j] < n_groups ? cands[query_of[j]] : CandidateSet{};
+            const CandidateSet c = query_of[j] < cands.size() ? cands[query_of[j]] : CandidateSet{};
             n_cand[j] = c.count;
             float largest_j = 0.0f;
             for (const LambdaRecord& h : history[j]) largest_j = std::max(largest_j, h.lambda);
-            const LambdaChoice choice = next_lambda(brackets[j], c, largest_j);
+            LambdaChoice choice = next_lambda(brackets[j], c, largest_j);
+            if (o.train.method.method != Method::l1 && choice.rule == LambdaRule::midpoint) {
+                // No candidate rule for these penalties, and lambda spans decades: bisect in log.
+                const Bracket& b = brackets[j];
+                choice = {b.lambda_low > 0.0f ? std::sqrt(b.lambda_low * b.lambda_up) : b.lambda_up / 10.0f,
+                          LambdaRule::geometric};
+            }
             lam[j] = choice.lambda;
             rules[j] = choice.rule;
         }

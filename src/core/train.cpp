@@ -74,6 +74,42 @@ void TrainOptions::validate(const ModelSpec& spec) const {
     if (!(std::isfinite(weight_decay) && weight_decay >= 0.0f))
         throw Error("weight decay " + std::to_string(weight_decay) + " must be finite and >= 0");
     stop.validate(spec);
+    validate_method(spec);
+}
+
+void TrainOptions::validate_method(const ModelSpec& spec) const {
+    (void)spec;
+    auto positive = [](float v) { return std::isfinite(v) && v > 0.0f; };
+    switch (method.method) {
+        case Method::l1: return;
+        case Method::l0: {
+            const L0Options& o = method.l0;
+            if (!positive(o.beta)) throw Error("l0: beta " + std::to_string(o.beta) + " must be positive and finite");
+            if (!(std::isfinite(o.gamma) && o.gamma < 0.0f))
+                throw Error("l0: gamma " + std::to_string(o.gamma) + " must be negative (the stretch interval starts below 0)");
+            if (!(std::isfinite(o.zeta) && o.zeta > 1.0f))
+                throw Error("l0: zeta " + std::to_string(o.zeta) + " must be above 1 (the stretch interval ends above 1)");
+            for (float p : {o.drop_init, o.drop_init_first})
+                if (!(p > 0.0f && p < 1.0f)) throw Error("l0: initial drop rate " + std::to_string(p) + " must lie in (0, 1)");
+            if (!positive(o.gate_lr)) throw Error("l0: gate learning rate " + std::to_string(o.gate_lr) + " must be positive and finite");
+            return;
+        }
+        case Method::spred:
+            if (!(std::isfinite(method.spred.threshold) && method.spred.threshold >= 0.0f))
+                throw Error("spred: read-out threshold " + std::to_string(method.spred.threshold) + " must be finite and >= 0");
+            return;
+        case Method::gmp: {
+            const GmpOptions& g = method.gmp;
+            if (!stop.enabled())
+                throw Error("gmp needs a target NNZ (the pruning schedule's end point): give a total or per-layer target");
+            if (!(g.begin >= 0.0 && g.begin < g.end && g.end <= 1.0))
+                throw Error("gmp: schedule begin " + std::to_string(g.begin) + " and end " + std::to_string(g.end) +
+                            " must satisfy 0 <= begin < end <= 1 (fractions of the step budget)");
+            if (stop.targets.size() > 1 && stop.min_layers != 0 && stop.min_layers != stop.targets.size())
+                throw Error("gmp prunes every layer to its target: min_layers does not apply");
+            return;
+        }
+    }
 }
 
 Loss resolve_loss(int loss, const Dataset& data) {
@@ -108,6 +144,11 @@ void shuffle(std::vector<std::uint32_t>& v, std::mt19937_64& rng) {
 }
 
 using Clock = std::chrono::steady_clock;
+
+// Epochs holding at least one of `applied` steps.
+std::size_t epochs_holding(std::size_t applied, std::size_t steps_per_epoch) {
+    return (applied + steps_per_epoch - 1) / steps_per_epoch;
+}
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 }  // namespace
@@ -130,18 +171,21 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
     std::vector<float> lambdas =
         options.lambdas.size() == 1 ? std::vector<float>(n_layers, options.lambdas[0]) : options.lambdas;
 
-    engine.set_params(init_slab);
-    engine.set_hyper(options.lr, lambdas);
-    engine.set_weight_decay(options.weight_decay);
-    engine.set_stop_rule(options.stop);
-    engine.set_train_data(train_set);
-
     const std::size_t n = train_set.n_samples;
     const std::size_t batch = options.batch_size == 0 ? n : std::min(options.batch_size, n);
     const std::size_t steps_per_epoch = (n + batch - 1) / batch;
     std::size_t max_steps = std::numeric_limits<std::size_t>::max();
     if (options.steps) max_steps = options.steps;
     if (options.epochs) max_steps = std::min(max_steps, options.epochs * steps_per_epoch);
+
+    // gmp reaches its targets by the schedule and trains the whole budget: no early stop.
+    const bool gmp = options.method.method == Method::gmp;
+    engine.set_method(sparsify::make_method_config(options, spec, max_steps));
+    engine.set_params(init_slab);
+    engine.set_hyper(options.lr, lambdas);
+    engine.set_weight_decay(options.weight_decay);
+    engine.set_stop_rule(gmp ? StopRule{} : options.stop);
+    engine.set_train_data(train_set);
 
     TrainResult result;
     result.device = engine.device_name();
@@ -187,34 +231,62 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
         stopped = st.stopped;
     };
 
-    while (step < max_steps && !stopped) {
-        ++epoch;
-        if (batch < n) shuffle(order, rng);
-        engine.set_order(order);
-        for (std::size_t first = 0; first < n && step < max_steps; first += batch) {
-            const std::size_t count = std::min(batch, n - first);
-            engine.step(first, count);
-            ++step;
-            samples += count;
-            if (step % poll_every == 0) {
-                poll();
-                if (stopped) break;
-                report(false);
-                if (control && control->on_poll) control->on_poll(engine, st);
+    // Steps until `limit` enqueued steps or a stop; `control` only in the main phase.
+    auto run_steps = [&](std::size_t limit, const RunControl* ctl) {
+        while (step < limit && !stopped) {
+            ++epoch;
+            if (batch < n) shuffle(order, rng);
+            engine.set_order(order);
+            for (std::size_t first = 0; first < n && step < limit; first += batch) {
+                const std::size_t count = std::min(batch, n - first);
+                engine.step(first, count);
+                ++step;
+                samples += count;
+                if (step % poll_every == 0) {
+                    poll();
+                    if (stopped) break;
+                    report(false);
+                    if (ctl && ctl->on_poll) ctl->on_poll(engine, st);
+                }
             }
         }
+        if (step % poll_every != 0 || step == 0) poll();
+    };
+    run_steps(max_steps, control);
+    std::size_t applied = st.steps_run;
+    result.stopped_in_band = st.stopped;
+    if (gmp) result.stopped_in_band = options.stop.holds(st.nnz);  // the schedule's end point
+
+    // Fine-tuning: the rest of the budget with the sparsity pattern of the in-band step fixed
+    // (masked SGD, no penalty: gmp's machinery without a schedule).
+    if (options.finetune && st.stopped && applied < max_steps) {
+        const std::vector<float> at_stop = engine.get_params();
+        sparsify::MethodConfig fixed;
+        fixed.method = Method::gmp;  // no targets: no pruning events, the mask stays as it is
+        engine.set_method(fixed);
+        engine.set_params(at_stop);
+        engine.set_hyper(options.lr, std::vector<float>(n_layers, 0.0f));
+        engine.set_stop_rule(StopRule{});
+        step = 0;
+        stopped = false;
+        epoch = 0;  // the fine-tuning epochs are counted from here
+        const std::size_t before = epochs_holding(applied, steps_per_epoch);
+        run_steps(max_steps - applied, nullptr);
+        result.finetune_steps = st.steps_run;
+        applied += st.steps_run;
+        epoch = before + epoch;
     }
-    if (step % poll_every != 0 || step == 0) poll();
     const double train_seconds = seconds_since(t_start);
     report(options.progress_seconds > 0);
 
-    result.steps = st.steps_run;
-    result.stopped_in_band = st.stopped;
+    result.steps = applied;
     // Epochs that hold an applied step (the host may have queued frozen steps past the stop).
     result.epochs_started = std::min(epoch, (result.steps + steps_per_epoch - 1) / steps_per_epoch);
     result.model = Model(spec);
     result.model.slab() = engine.get_params();
     result.nnz = result.model.nnz();
+    result.alive = result.model.alive_units();
+    result.method = options.method.method;
     const std::size_t applied_samples =
         std::min(samples, result.steps * batch);  // rows whose step was applied
     result.samples_per_second = train_seconds > 0 ? static_cast<double>(applied_samples) / train_seconds : 0.0;
@@ -228,6 +300,7 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
 Evaluation evaluate(const Model& model, const Dataset& data, const Device& device, int loss) {
     check_fits(model.spec(), data);
     auto engine = make_engine(device, model.spec(), resolve_loss(loss, data));
+    engine->set_method(sparsify::MethodConfig{});
     engine->set_params(model.slab());
     return engine->evaluate(data, 4096);
 }
@@ -235,6 +308,7 @@ Evaluation evaluate(const Model& model, const Dataset& data, const Device& devic
 std::vector<float> loss_gradient(const Model& model, const Dataset& data, const Device& device, int loss) {
     check_fits(model.spec(), data);
     auto engine = make_engine(device, model.spec(), resolve_loss(loss, data));
+    engine->set_method(sparsify::MethodConfig{});
     engine->set_params(model.slab());
     return engine->gradient(data, 4096);
 }

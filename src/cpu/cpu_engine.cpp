@@ -9,6 +9,7 @@
 #include "core/layer_shapes.h"
 #include "cpu/conv_ops.h"
 #include "cpu/ops.h"
+#include "cpu/sparsify.h"
 #include "sparseprox/error.h"
 
 namespace sparseprox {
@@ -43,17 +44,42 @@ public:
 
     std::string device_name() const override { return "cpu"; }
 
+    void set_method(const sparsify::MethodConfig& config) override {
+        method_ = config;
+        if (method_.method == Method::l0) gates_ = sparsify::GateLayout::of(spec_, layout_, method_.l0);
+    }
+
     void set_params(const std::vector<float>& slab) override {
         if (slab.size() != layout_.slab_size)
             throw Error("parameter slab has " + std::to_string(slab.size()) + " floats, the model needs " +
                         std::to_string(layout_.slab_size));
-        params_ = slab;
         steps_ = 0;  // a new run starts
         loss_sum_ = 0.0;
         loss_count_ = 0;
-        for (std::size_t l = 0; l < layout_.segments.size(); ++l)
-            nnz_[l] = cpu::count_nonzero(params_.data() + layout_.segments[l].weight_offset,
-                                         layout_.segments[l].n_weights);
+        params_ = slab;
+        switch (method_.method) {
+            case Method::l1: break;
+            case Method::l0:
+                master_ = slab;
+                log_alpha_.assign(gates_.n_gates, 0.0f);
+                for (const sparsify::GateSegment& g : gates_.segments)
+                    std::fill_n(log_alpha_.begin() + static_cast<std::ptrdiff_t>(g.gate_offset), g.n_gates, g.log_alpha0);
+                adam_m_.assign(gates_.n_gates, 0.0f);
+                adam_v_.assign(gates_.n_gates, 0.0f);
+                break;
+            case Method::spred:
+                master_.assign(layout_.slab_size, 0.0f);
+                aux_.assign(layout_.slab_size, 0.0f);
+                cpu::spred_split(slab.data(), layout_, master_.data(), aux_.data());
+                break;
+            case Method::gmp:  // weights that are exact zeros start pruned (all are kept from a random init)
+                mask_.assign(layout_.slab_size, 1);
+                for (const ParamSegment& seg : layout_.segments)
+                    for (std::size_t i = 0; i < seg.n_weights; ++i)
+                        mask_[seg.weight_offset + i] = slab[seg.weight_offset + i] != 0.0f ? 1 : 0;
+                break;
+        }
+        export_params();
     }
     std::vector<float> get_params() override { return params_; }
 
@@ -90,12 +116,41 @@ public:
             if (d.task == Task::regression) std::copy_n(d.y.data() + row * no, no, batch_y_.data() + r * no);
             else batch_labels_[r] = d.labels[row];
         }
+        // params_ holds the exported weights between steps; l0 and spred train at effective ones.
+        if (method_.method == Method::l0)
+            cpu::l0_effective(master_.data(), log_alpha_.data(), gates_, layout_, method_.hc, method_.seed, steps_,
+                              params_.data());
+        else if (method_.method == Method::spred)
+            cpu::spred_effective(master_.data(), aux_.data(), layout_, params_.data());
         forward(batch_x_.data(), count);
         const double loss_sum = loss_and_grad(batch_y_.data(), batch_labels_.data(), count,
                                               1.0f / static_cast<float>(count), true, nullptr);
         backward(batch_x_.data(), count, grads_.data());
         cpu::add_weight_decay(grads_.data(), params_.data(), layout_, weight_decay_);
-        cpu::prox_step(params_.data(), grads_.data(), layout_, lr_, lambdas_.data(), nnz_.data());
+        switch (method_.method) {
+            case Method::l1:
+                cpu::prox_step(params_.data(), grads_.data(), layout_, lr_, lambdas_.data(), nnz_.data());
+                break;
+            case Method::l0:
+                cpu::l0_update(master_.data(), log_alpha_.data(), adam_m_.data(), adam_v_.data(), grads_.data(), gates_,
+                               layout_, method_.hc, method_.seed, steps_, lr_, lambdas_.data(),
+                               sparsify::adam_step(method_.l0.gate_lr, steps_ + 1));
+                export_params();
+                break;
+            case Method::spred:
+                cpu::spred_update(master_.data(), aux_.data(), grads_.data(), layout_, lr_, lambdas_.data());
+                export_params();
+                break;
+            case Method::gmp: {
+                cpu::masked_sgd(params_.data(), grads_.data(), mask_.data(), layout_, lr_, nnz_.data());
+                const std::vector<std::size_t> keep = sparsify::gmp_keep(method_, layout_, steps_ + 1);
+                if (!keep.empty()) {
+                    cpu::gmp_prune(params_.data(), mask_.data(), layout_, keep);
+                    export_params();
+                }
+                break;
+            }
+        }
         ++steps_;
         loss_sum_ += loss_sum / static_cast<double>(count);
         ++loss_count_;
@@ -157,6 +212,24 @@ public:
     }
 
 private:
+    // params_ and nnz_ from the method's own parameters.
+    void export_params() {
+        switch (method_.method) {
+            case Method::l0:
+                cpu::l0_export(master_.data(), log_alpha_.data(), gates_, layout_, method_.hc, params_.data(), nnz_.data());
+                return;
+            case Method::spred:
+                cpu::spred_export(master_.data(), aux_.data(), layout_, method_.threshold, params_.data(), nnz_.data());
+                return;
+            case Method::l1:
+            case Method::gmp:
+                for (std::size_t l = 0; l < layout_.segments.size(); ++l)
+                    nnz_[l] = cpu::count_nonzero(params_.data() + layout_.segments[l].weight_offset,
+                                                 layout_.segments[l].n_weights);
+                return;
+        }
+    }
+
     static const float* targets_of(const Dataset& d, std::size_t first) {
         return d.task == Task::regression ? d.y.data() + first * d.n_outputs : nullptr;
     }
@@ -267,6 +340,12 @@ private:
     ParamLayout layout_;
     std::vector<float> params_, grads_;
     std::vector<float> lambdas_;
+    sparsify::MethodConfig method_;
+    sparsify::GateLayout gates_;                 // l0
+    std::vector<float> master_;                  // l0: theta; spred: u (slab layout)
+    std::vector<float> aux_;                     // spred: v (slab layout)
+    std::vector<float> log_alpha_, adam_m_, adam_v_;  // l0: per gate
+    std::vector<std::uint8_t> mask_;             // gmp: 1 = kept (slab layout)
     float lr_ = 0.0f;
     float weight_decay_ = 0.0f;
     StopRule rule_;

@@ -15,6 +15,17 @@
 // Every later step still runs its forward and backward passes (the host does not know yet), but
 // the loss accumulator and the fused prox kernel test the flag and change nothing, so the
 // parameters read back are those of the first in-band step and the step count stops there.
+//
+// The other methods (core/sparsify.h) run through the kernels of kernels/sparsify.cu, mirroring
+// cpu/cpu_engine.cpp: params_ holds the exported weights between steps (what get_params,
+// evaluate and gradient see, and what the stop rule counts); l0 and spred overwrite it with the
+// effective weights before the forward pass and export again after their update. Every one of
+// these kernels tests the stop flag too (the effective-weight kernels included, so a frozen
+// params_ keeps the exported weights). The l0 gate noise and Adam's step number come from the
+// host's count of steps queued since set_params: until the stop flag is set every queued step
+// is applied, so it equals the device's count (set_stop_rule, which can clear a stop, re-reads
+// the device count); after the stop nothing changes whatever the count. GMP's pruning steps are
+// sparsify::gmp_keep of that count, decided on the host.
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -34,6 +45,7 @@
 #include "kernels/gather.cuh"
 #include "kernels/loss.cuh"
 #include "kernels/prox_step.cuh"
+#include "kernels/sparsify.cuh"
 #include "sparseprox/error.h"
 
 namespace sparseprox {
@@ -52,7 +64,7 @@ class CudaEngine final : public Engine {
 public:
     CudaEngine(const ModelSpec& spec, Loss loss, int device_index)
         : spec_(spec), loss_(loss), layout_(ParamLayout::of(spec)), n_layers_(layout_.segments.size()),
-          ctx_(device_index), prox_(layout_, ctx_.stream()) {
+          ctx_(device_index), prox_(layout_, ctx_.stream()), sparsify_(layout_, ctx_.stream()) {
         if (spec_.layers.empty()) throw Error("CUDA engine: the model has no layers");
         spec_.validate();
         const cudaStream_t s = ctx_.stream();
@@ -103,14 +115,62 @@ public:
 
     std::string device_name() const override { return "cuda:" + std::to_string(ctx_.device()); }
 
+    void set_method(const sparsify::MethodConfig& config) override { next_method_ = config; }
+
     void set_params(const std::vector<float>& slab) override {
         if (slab.size() != layout_.slab_size)
             throw Error("parameter slab has " + std::to_string(slab.size()) + " floats, the model needs " +
                         std::to_string(layout_.slab_size));
         ctx_.activate();
-        params_.copy_from_host(slab.data(), slab.size(), ctx_.stream());
-        prox_.count(params_.data(), ctx_.stream());
-        state_.fill_zero(ctx_.stream());  // a new run starts: step count, loss sums and stop flag
+        const cudaStream_t s = ctx_.stream();
+        params_.copy_from_host(slab.data(), slab.size(), s);
+        method_ = next_method_;
+        steps_queued_ = 0;
+        // The method's own parameters from the slab, then params_ and the NNZ from them (the
+        // export here is unconditional: the stop flag of the previous run is cleared below).
+        switch (method_.method) {
+            case Method::l1: prox_.count(params_.data(), s); break;
+            case Method::l0: {
+                gates_ = sparsify::GateLayout::of(spec_, layout_, method_.l0);
+                sparsify_.set_gates(gates_, s);
+                ensure_size(master_, layout_.slab_size);
+                SPARSEPROX_CUDA_CHECK(cudaMemcpyAsync(master_.data(), params_.data(), params_.bytes(),
+                                                      cudaMemcpyDeviceToDevice, s));
+                std::vector<float> log_alpha(gates_.n_gates, 0.0f);
+                for (const sparsify::GateSegment& g : gates_.segments)
+                    std::fill_n(log_alpha.begin() + static_cast<std::ptrdiff_t>(g.gate_offset), g.n_gates, g.log_alpha0);
+                ensure_size(log_alpha_, gates_.n_gates);
+                ensure_size(adam_m_, gates_.n_gates);
+                ensure_size(adam_v_, gates_.n_gates);
+                log_alpha_.copy_from_host(log_alpha.data(), log_alpha.size(), s);
+                adam_m_.fill_zero(s);
+                adam_v_.fill_zero(s);
+                sparsify_.l0_export(master_.data(), log_alpha_.data(), method_.hc, params_.data(), nullptr, s);
+                break;
+            }
+            case Method::spred:
+                ensure_size(master_, layout_.slab_size);
+                ensure_size(aux_, layout_.slab_size);
+                master_.fill_zero(s);
+                aux_.fill_zero(s);
+                sparsify_.spred_split(params_.data(), master_.data(), aux_.data(), s);
+                sparsify_.spred_export(master_.data(), aux_.data(), method_.threshold, params_.data(), nullptr, s);
+                break;
+            case Method::gmp:
+                // Weights that are exact zeros start pruned (all are kept from a random init).
+                ensure_size(mask_, layout_.slab_size);
+                if (!mask_.empty()) {
+                    std::vector<std::uint8_t> keep(layout_.slab_size, 1);
+                    for (const ParamSegment& seg : layout_.segments)
+                        for (std::size_t i = 0; i < seg.n_weights; ++i)
+                            keep[seg.weight_offset + i] = slab[seg.weight_offset + i] != 0.0f ? 1 : 0;
+                    mask_.copy_from_host(keep.data(), keep.size(), s);
+                    SPARSEPROX_CUDA_CHECK(cudaStreamSynchronize(s));  // `keep` is a local
+                }
+                sparsify_.count(params_.data(), s);
+                break;
+        }
+        state_.fill_zero(s);  // a new run starts: step count, loss sums and stop flag
     }
 
     std::vector<float> get_params() override {
@@ -149,6 +209,13 @@ public:
             stop_targets_.copy_from_host(targets.data(), targets.size(), s);
         }
         stop_config_.copy_from_host(&config, 1, s);
+        if (method_.method != Method::l1) {
+            // Clearing a stop lets steps apply again: they must continue from the applied count,
+            // not from the steps queued while frozen (see the file comment).
+            state_.copy_to_host(state_host_.data(), 1, s);
+            ctx_.synchronize();
+            steps_queued_ = static_cast<std::size_t>(state_host_[0].steps);
+        }
         SPARSEPROX_CUDA_CHECK(cudaMemsetAsync(stop_flag(), 0, sizeof(std::int32_t), s));  // clears a previous stop
     }
 
@@ -214,6 +281,15 @@ public:
         if (loss_ == Loss::mse) launch_gather_rows(train_y_.data(), n_out, rows, count, batch_y_.data(), s);
         else launch_gather_rows(train_labels_.data(), 1, rows, count, batch_labels_.data(), s);
 
+        // params_ holds the exported weights between steps; l0 and spred train at effective ones.
+        const std::int32_t* stop = stop_flag();
+        const std::uint64_t step_index = steps_queued_;  // applied steps before this one (file comment)
+        if (method_.method == Method::l0)
+            sparsify_.l0_effective(master_.data(), log_alpha_.data(), method_.hc, method_.seed, step_index,
+                                   params_.data(), stop, s);
+        else if (method_.method == Method::spred)
+            sparsify_.spred_effective(master_.data(), aux_.data(), params_.data(), stop, s);
+
         forward(batch_x_.data(), count);
         loss_and_grad(batch_y_.data(), batch_labels_.data(), count, 1.0f / static_cast<float>(count), true,
                       sample_loss_.data(), nullptr);
@@ -221,8 +297,27 @@ public:
         launch_accumulate_step_loss(batch_loss_.data(), count, state_.data(), s);
         backward(batch_x_.data(), count, false);
         add_weight_decay(ctx_, grads_.data(), params_.data(), layout_, weight_decay_);
-        prox_.step(params_.data(), grads_.data(), hyper_.data(), stop_flag(), s);
-        launch_stop_rule(state_.data(), stop_config_.data(), stop_targets_.data(), prox_.layer_nnz(), s);
+        switch (method_.method) {
+            case Method::l1: prox_.step(params_.data(), grads_.data(), hyper_.data(), stop, s); break;
+            case Method::l0:
+                sparsify_.l0_update(master_.data(), log_alpha_.data(), adam_m_.data(), adam_v_.data(), grads_.data(),
+                                    method_.hc, method_.seed, step_index, hyper_.data(),
+                                    sparsify::adam_step(method_.l0.gate_lr, step_index + 1), stop, s);
+                sparsify_.l0_export(master_.data(), log_alpha_.data(), method_.hc, params_.data(), stop, s);
+                break;
+            case Method::spred:
+                sparsify_.spred_update(master_.data(), aux_.data(), grads_.data(), hyper_.data(), stop, s);
+                sparsify_.spred_export(master_.data(), aux_.data(), method_.threshold, params_.data(), stop, s);
+                break;
+            case Method::gmp: {
+                sparsify_.masked_sgd(params_.data(), grads_.data(), mask_.data(), hyper_.data(), stop, s);
+                const std::vector<std::size_t> keep = sparsify::gmp_keep(method_, layout_, step_index + 1);
+                if (!keep.empty()) sparsify_.gmp_prune(params_.data(), mask_.data(), keep, stop, s);
+                break;
+            }
+        }
+        launch_stop_rule(state_.data(), stop_config_.data(), stop_targets_.data(), layer_nnz(), s);
+        ++steps_queued_;
     }
 
     EngineStatus status() override {
@@ -230,7 +325,7 @@ public:
         const cudaStream_t s = ctx_.stream();
         state_.copy_to_host(state_host_.data(), 1, s);
         if (n_layers_ > 0)
-            SPARSEPROX_CUDA_CHECK(cudaMemcpyAsync(nnz_host_.data(), prox_.layer_nnz(),
+            SPARSEPROX_CUDA_CHECK(cudaMemcpyAsync(nnz_host_.data(), layer_nnz(),
                                                   n_layers_ * sizeof(unsigned long long), cudaMemcpyDeviceToHost, s));
         ctx_.synchronize();
         // Reset the loss accumulator; queued after the copy, before any later step.
@@ -337,6 +432,20 @@ private:
         const float* y = nullptr;
         const std::int32_t* labels = nullptr;
     };
+
+    // The per-layer NNZ of params_ that the stop rule and status() read.
+    const unsigned long long* layer_nnz() const {
+        return method_.method == Method::l1 ? prox_.layer_nnz() : sparsify_.layer_nnz();
+    }
+
+    // Buffers of the method's state: (re)allocated only when their size changes (a new method or
+    // gate layout); queued work of the previous run may still use the old ones.
+    template <class T>
+    void ensure_size(DeviceBuffer<T>& buffer, std::size_t n) {
+        if (buffer.size() == n) return;
+        ctx_.synchronize();
+        buffer.allocate(n);
+    }
 
     std::int32_t* stop_flag() {
         return reinterpret_cast<std::int32_t*>(reinterpret_cast<unsigned char*>(state_.data()) +
@@ -511,7 +620,16 @@ private:
 
     CudaContext ctx_;  // before every device member: built first, destroyed last
     ProxPlan prox_;
+    SparsifyPlan sparsify_;                         // l0, spred and gmp kernels' tables and counts
     DeviceBuffer<float> params_, grads_;            // (slab_size) each
+    sparsify::MethodConfig next_method_;            // set_method: for the next set_params
+    sparsify::MethodConfig method_;                 // the method of the current run
+    sparsify::GateLayout gates_;                    // l0
+    DeviceBuffer<float> master_;                    // l0: theta; spred: u (slab layout)
+    DeviceBuffer<float> aux_;                       // spred: v (slab layout)
+    DeviceBuffer<float> log_alpha_, adam_m_, adam_v_;  // l0: (n_gates) each
+    DeviceBuffer<std::uint8_t> mask_;               // gmp: 1 = kept (slab layout)
+    std::size_t steps_queued_ = 0;                  // steps queued since set_params (file comment)
     DeviceBuffer<float> hyper_;                     // [lr, lambda_0, ...]
     float weight_decay_ = 0.0f;
     DeviceBuffer<float> candidate_scratch_;         // (weights) the lambda search's candidates
