@@ -3,6 +3,8 @@
 
     python3 scripts/results_table.py summary REPORT.json...     one row per report
     python3 scripts/results_table.py trace REPORT.json          one row per outer iteration
+    python3 scripts/results_table.py compare REPORT.json...     the sparsifier comparison: method,
+                                                                NNZ, units alive, accuracy, time
 
 The numbers are copied from the reports, so a results page built with this script matches the
 runs it cites.
@@ -78,11 +80,49 @@ def trace(path):
               f"{'yes' if t['in_band'] else ''} |")
 
 
+def compare(paths):
+    print("| method | target | reached | NNZ total | NNZ per layer | units alive per layer | test accuracy | "
+          "epochs | train time | device |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for p in paths:
+        r = load(p)
+        method = r.get("method", "l1")
+        opts = r.get("method_options") or {}
+        if method == "l0" and opts.get("group"):
+            method = "l0 (group gates)"
+        if r.get("command") == "train" and not r.get("target_nnz"):
+            method = "dense" if all(l["lambda"] == 0 for l in r["layers"]) else method
+        target = r.get("target_nnz") or []
+        if len(target) == 1:
+            target_s = f"{target[0]:,} ({100.0 * target[0] / r['n_weights_total']:.1f}%) ±{100 * r['tolerance']:g}%"
+        elif target:
+            target_s = ", ".join(map(str, target))
+        else:
+            target_s = "—"
+        if r.get("command") == "search":
+            reached = "yes" if r.get("reached") else "**no**"
+            wall = r.get("search_wall_seconds")
+        else:
+            reached = "—" if not target else ("yes" if r.get("stopped_in_band") else "**no**")
+            wall = r.get("wall_seconds")
+        total = r["nnz_total"]
+        pct = 100.0 * total / r["n_weights_total"]
+        nnz = ", ".join(str(l["nnz"]) for l in r["layers"])
+        alive = ", ".join(str(l.get("alive_units", "—")) for l in r["layers"])
+        acc = r.get("test_accuracy")
+        acc_s = f"{100 * acc:.2f}%" if acc is not None else fmt(r.get("test_loss"), ".5f")
+        epochs = r.get("epochs_started")
+        print(f"| {method} | {target_s} | {reached} | {total:,} ({pct:.2f}%) | {nnz} | {alive} | {acc_s} | "
+              f"{epochs} | {wall:.0f} s | {r.get('device', '')} |")
+
+
 def main():
-    if len(sys.argv) < 3 or sys.argv[1] not in ("summary", "trace"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("summary", "trace", "compare"):
         sys.exit(__doc__)
     if sys.argv[1] == "summary":
         summary(sys.argv[2:])
+    elif sys.argv[1] == "compare":
+        compare(sys.argv[2:])
     else:
         for p in sys.argv[2:]:
             trace(p)

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -93,6 +94,12 @@ TEST(Cli, BadInputGivesClearErrors) {
         {"train --device cuda:7 --steps 1", "cuda:7"},
         {"train --tolerance 2 --steps 1", "--tolerance"},
         {"train --model dense:6-8-2 --steps 1", "2 outputs"},
+        {"train --method l2 --steps 1", "unknown method 'l2'"},
+        {"train --method gmp --steps 1", "gmp needs a target NNZ"},
+        {"train --method gmp --target-nnz 50 --gmp-begin 0.9 --gmp-end 0.2 --steps 1", "begin 0.9"},
+        {"train --method l0 --l0-drop-init 0 --steps 1", "drop rate 0"},
+        {"train --method spred --spred-threshold nan --steps 1", "threshold"},
+        {"train --init /no/such/model.safetensors --steps 1", "/no/such/model.safetensors"},
     };
     for (const auto& c : cases) {
         const CliRun r = run_cli(c.args);
@@ -174,4 +181,74 @@ TEST(Cli, SearchRejectsImpossibleTargets) {
         EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
         EXPECT_EQ(r.output.find("internal error"), std::string::npos) << c.args << "\n" << r.output;
     }
+}
+
+TEST(Cli, EveryMethodTrainsAndReportsIt) {
+    const fs::path dir = temp_dir();
+    struct Case {
+        std::string method, flags;
+    };
+    const Case cases[] = {{"l1", "--lambda 1e-3"},
+                          {"l0", "--lambda 1e-3"},
+                          {"spred", "--lambda 1e-3 --lr 0.5"},
+                          {"gmp", "--target-nnz 60 --tolerance 0.01"}};
+    for (const Case& c : cases) {
+        const fs::path report = dir / (c.method + ".json"), model = dir / (c.method + ".safetensors");
+        const CliRun r = run_cli("train --device cpu --steps 300 --model dense:6-16-8-1 -q --method " + c.method + " " +
+                                 c.flags + " --report " + report.string() + " --save " + model.string());
+        ASSERT_EQ(r.status, 0) << c.method << "\n" << r.output;
+        EXPECT_NE(r.output.find("(" + c.method + ")"), std::string::npos) << r.output;
+        std::ifstream in(report);
+        const nlohmann::json j = nlohmann::json::parse(in);
+        EXPECT_EQ(j["method"], c.method);
+        EXPECT_TRUE(j["method_options"].is_object());
+        EXPECT_TRUE(j["layers"][0].contains("alive_units"));
+        // The saved model holds exact zeros: its count is the reported one.
+        std::map<std::string, std::string> meta;
+        const sparseprox::Model m = sparseprox::load_model(model.string(), &meta);
+        EXPECT_EQ(m.nnz_total(), j["nnz_total"].get<std::size_t>()) << c.method;
+        EXPECT_EQ(meta["method"], c.method);
+        if (c.method == "gmp") EXPECT_EQ(m.nnz_total(), 60u);
+    }
+    fs::remove_all(dir);
+}
+
+TEST(Cli, InitStartsFromASavedModel) {
+    const fs::path dir = temp_dir();
+    const fs::path first = dir / "first.safetensors", second = dir / "second.json";
+    ASSERT_EQ(run_cli("train --device cpu --steps 200 --lambda 1e-3 --model dense:6-16-8-1 -q --save " + first.string())
+                  .status,
+              0);
+    // One negligible step (eta 1e-9; eta*lambda = 1e-9 keeps zeros at zero): the saved model comes back.
+    const CliRun r = run_cli("train --device cpu --steps 1 --lr 1e-9 --lambda 1 --model dense:6-16-8-1 -q --init " +
+                             first.string() + " --report " + second.string());
+    ASSERT_EQ(r.status, 0) << r.output;
+    std::ifstream in(second);
+    const nlohmann::json j = nlohmann::json::parse(in);
+    const sparseprox::Model m = sparseprox::load_model(first.string());
+    EXPECT_EQ(j["nnz_total"].get<std::size_t>(), m.nnz_total());
+    EXPECT_LT(j["test_loss"].get<double>(), 0.2);
+    const CliRun bad = run_cli("train --device cpu --steps 1 --model dense:6-8-1 --init " + first.string());
+    EXPECT_NE(bad.status, 0);
+    EXPECT_NE(bad.output.find(first.string()), std::string::npos) << bad.output;
+    EXPECT_NE(bad.output.find("dense:6-8-1"), std::string::npos) << bad.output;
+    fs::remove_all(dir);
+}
+
+TEST(Cli, SearchWithTheOtherMethods) {
+    const fs::path dir = temp_dir();
+    const fs::path report = dir / "l0.json";
+    const CliRun r = run_cli("search --device cpu --model dense:6-16-8-1 --steps 1500 --target-nnz 60 --tolerance 0.05 "
+                             "--method gmp -q --report " + report.string());
+    ASSERT_EQ(r.status, 0) << r.output;
+    std::ifstream in(report);
+    const nlohmann::json j = nlohmann::json::parse(in);
+    EXPECT_EQ(j["method"], "gmp");
+    EXPECT_EQ(j["outer_iterations"].get<std::size_t>(), 1u);
+    EXPECT_EQ(j["nnz_total"].get<std::size_t>(), 60u);
+    const CliRun a = run_cli("search --device cpu --model dense:6-16-8-1 --steps 1500 --target-nnz 60 --tolerance 0.05 "
+                             "--method spred --lr 0.5 --strategy adaptive --adapt-interval 50 -q");
+    EXPECT_EQ(a.status, 0) << a.output;
+    EXPECT_NE(a.output.find("search (spred, adaptive)"), std::string::npos) << a.output;
+    fs::remove_all(dir);
 }

@@ -155,8 +155,8 @@ int run_search(const SearchFlags& f) {
 
     const std::size_t n_weights = setup.spec.n_weights();
     const StopRule& band = so.train.stop;
-    std::printf("sparseprox %s: search (%s) %s on %s (%zu train / %zu test rows), %zu weights, device %s\n", version(),
-                to_string(so.strategy), setup.spec.to_short().c_str(), f.train.data.c_str(),
+    std::printf("sparseprox %s: search (%s, %s) %s on %s (%zu train / %zu test rows), %zu weights, device %s\n",
+                version(), method_name(so.train.method.method), to_string(so.strategy), setup.spec.to_short().c_str(), f.train.data.c_str(),
                 setup.data.train.n_samples, setup.data.test.n_samples, n_weights,
                 describe_device(setup.device).c_str());
     std::printf("target NNZ %s (rho %g%s), %s per run\n", join(band.targets).c_str(), band.tolerance,

@@ -19,7 +19,8 @@ void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda) {
     app.add_option("--device", f.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
     app.add_option("--lr", f.lr, "learning rate eta")->capture_default_str();
     if (with_lambda)
-        app.add_option("--lambda", f.lambda, "l1 strength: one value, or one per weight layer separated by commas")
+        app.add_option("--lambda", f.lambda, "penalty strength (l1: the l1 weight; l0: the expected-L0 weight; spred: the weight decay; gmp: "
+                       "unused): one value, or one per weight layer separated by commas")
             ->capture_default_str();
     app.add_option("--weight-decay", f.weight_decay, "l2 weight decay on the weights (the l2 baseline; 0: off)")
         ->capture_default_str();
@@ -42,6 +43,35 @@ void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda) {
     app.add_option("--progress-seconds", f.progress_seconds, "seconds between progress lines (0: none)")
         ->capture_default_str();
     app.add_flag("--quiet,-q", f.quiet, "print only the summary");
+    app.add_flag("--finetune", f.finetune,
+                 "after an early stop in the band, train the rest of the budget with the sparsity pattern fixed "
+                 "(masked SGD, no penalty)");
+    app.add_option("--init", f.init,
+                   "start from this safetensors model (same architecture) instead of the seeded initialization");
+    app.add_option("--method", f.method,
+                   "sparsifier: l1 (proximal, the default), l0 (hard-concrete gates), spred (w = u*v with weight "
+                   "decay) or gmp (gradual magnitude pruning to --target-nnz)")
+        ->capture_default_str();
+    app.add_flag("--l0-group", f.l0_group,
+                 "l0: one gate per input neuron of dense layers and per output filter of conv layers "
+                 "(default: one gate per weight)");
+    app.add_option("--l0-gate-lr", f.l0_gate_lr, "l0: Adam step size of the gate parameters log alpha")
+        ->capture_default_str();
+    app.add_option("--l0-drop-init", f.l0_drop_init, "l0: initial drop rate p of the gates (log alpha = log((1-p)/p))")
+        ->capture_default_str();
+    app.add_option("--l0-drop-init-first", f.l0_drop_init_first, "l0: initial drop rate of the first layer's gates")
+        ->capture_default_str();
+    app.add_option("--spred-threshold", f.spred_threshold,
+                   "spred: weights with |u*v| at or below this read out as exact zeros")
+        ->capture_default_str();
+    app.add_option("--gmp-begin", f.gmp_begin, "gmp: pruning starts at this fraction of the step budget")
+        ->capture_default_str();
+    app.add_option("--gmp-end", f.gmp_end, "gmp: the target is reached at this fraction of the step budget")
+        ->capture_default_str();
+    app.add_option("--gmp-interval", f.gmp_interval, "gmp: steps between pruning events (0: 1/50 of the ramp)")
+        ->capture_default_str();
+    app.add_flag("--gmp-per-layer", f.gmp_per_layer,
+                 "gmp with one total target: prune every layer to the same density (default: global magnitude)");
 }
 
 std::string join(const std::vector<std::size_t>& v) {
@@ -96,8 +126,20 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
         else opt.steps = 5000;
     }
     opt.seed = f.seed;
+    MethodOptions& m = opt.method;
+    m.method = parse_method(f.method);
+    m.l0.group = f.l0_group;
+    m.l0.gate_lr = f.l0_gate_lr;
+    m.l0.drop_init = f.l0_drop_init;
+    m.l0.drop_init_first = f.l0_drop_init_first;
+    m.spred.threshold = f.spred_threshold;
+    m.gmp.begin = f.gmp_begin;
+    m.gmp.end = f.gmp_end;
+    m.gmp.interval = f.gmp_interval;
+    m.gmp.per_layer = f.gmp_per_layer;
     if (!f.target_nnz.empty()) opt.stop.targets = parse_count_list("--target-nnz", f.target_nnz);
     opt.stop.tolerance = f.tolerance;
+    opt.finetune = f.finetune;
     opt.stop.min_layers = f.min_layers;
     if (!f.loss.empty()) opt.loss = static_cast<int>(parse_loss(f.loss));
     opt.progress_seconds = f.quiet ? 0.0 : f.progress_seconds;
@@ -110,7 +152,16 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
                     join(p.nnz).c_str(), p.samples_per_second, p.seconds);
         std::fflush(stdout);
     };
-    s.init = Model::initialize(s.spec, f.seed);
+    if (f.init.empty()) {
+        s.init = Model::initialize(s.spec, f.seed);
+    } else {
+        const Model loaded = load_model(f.init);
+        if (loaded.spec().to_short() != s.spec.to_short() || loaded.slab().size() != ParamLayout::of(s.spec).slab_size)
+            throw Error("--init: model file '" + f.init + "' holds " + loaded.spec().to_short() + " but the run trains " +
+                        s.spec.to_short());
+        s.init = Model(s.spec);  // the run's spec (names, activations) with the file's parameters
+        s.init.slab() = loaded.slab();
+    }
     return s;
 }
 
@@ -124,9 +175,14 @@ void print_summary(const RunSetup& setup, const TrainResult& r) {
     const std::size_t nnz_total = r.model.nnz_total();
     std::printf("%-10s %12zu %10zu %8.3f%%\n", "total", n_weights, nnz_total,
                 100.0 * static_cast<double>(nnz_total) / static_cast<double>(n_weights));
-    std::printf("steps %zu (%zu epochs started)%s, %.2f s, %.0f samples/s\n", r.steps, r.epochs_started,
-                setup.options.stop.enabled() ? (r.stopped_in_band ? ", stopped in band" : ", band NOT reached") : "",
-                r.wall_seconds, r.samples_per_second);
+    const bool gmp = setup.options.method.method == Method::gmp;
+    std::printf("steps %zu (%zu epochs started)%s", r.steps, r.epochs_started,
+                setup.options.stop.enabled()
+                    ? (r.stopped_in_band ? (gmp ? ", target reached" : ", stopped in band")
+                                         : (gmp ? ", target NOT reached" : ", band NOT reached"))
+                    : "");
+    if (r.finetune_steps) std::printf(", of which %zu fine-tuning with the pattern fixed", r.finetune_steps);
+    std::printf(", %.2f s, %.0f samples/s\n", r.wall_seconds, r.samples_per_second);
     std::printf("train loss %.6g, test loss %.6g", r.train_eval.loss, r.test_eval.loss);
     if (setup.classification) std::printf(", test accuracy %.2f%%", 100.0 * r.test_eval.accuracy);
     std::printf("\n");
@@ -146,12 +202,31 @@ nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSet
     j["weight_decay"] = opt.weight_decay;
     j["batch"] = opt.batch_size == 0 ? nlohmann::json("full") : nlohmann::json(opt.batch_size);
     j["seed"] = f.seed;
+    j["init"] = f.init.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.init);
+    j["method"] = method_name(opt.method.method);
+    switch (opt.method.method) {
+        case Method::l1: j["method_options"] = nlohmann::json::object(); break;
+        case Method::l0:
+            j["method_options"] = {{"group", opt.method.l0.group},         {"gate_lr", opt.method.l0.gate_lr},
+                                   {"drop_init", opt.method.l0.drop_init}, {"drop_init_first", opt.method.l0.drop_init_first},
+                                   {"beta", opt.method.l0.beta},           {"gamma", opt.method.l0.gamma},
+                                   {"zeta", opt.method.l0.zeta}};
+            break;
+        case Method::spred: j["method_options"] = {{"threshold", opt.method.spred.threshold}}; break;
+        case Method::gmp:
+            j["method_options"] = {{"begin", opt.method.gmp.begin},
+                                   {"end", opt.method.gmp.end},
+                                   {"interval", opt.method.gmp.interval},
+                                   {"per_layer", opt.method.gmp.per_layer}};
+            break;
+    }
     j["layers"] = nlohmann::json::array();
     for (std::size_t l = 0; l < segs.size(); ++l)
         j["layers"].push_back({{"name", "layers." + std::to_string(l)},
                                {"shape", segs[l].weight_shape},
                                {"n_weights", segs[l].n_weights},
                                {"nnz", r.nnz[l]},
+                               {"alive_units", r.alive.size() > l ? r.alive[l] : 0},
                                {"lambda", r.lambdas[l]}});
     j["nnz_total"] = r.model.nnz_total();
     j["n_weights_total"] = setup.spec.n_weights();
@@ -163,6 +238,8 @@ nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSet
     j["train_accuracy"] = setup.classification ? number_or_null(r.train_eval.accuracy) : nlohmann::json(nullptr);
     j["test_accuracy"] = setup.classification ? number_or_null(r.test_eval.accuracy) : nlohmann::json(nullptr);
     j["steps"] = r.steps;
+    j["finetune"] = opt.finetune;
+    j["finetune_steps"] = r.finetune_steps;
     j["epochs_started"] = r.epochs_started;
     j["stopped_in_band"] = r.stopped_in_band;
     j["wall_seconds"] = r.wall_seconds;
@@ -176,6 +253,7 @@ void save_run(const TrainFlags& f, const TrainResult& r) {
     std::ostringstream lam;
     for (std::size_t l = 0; l < r.lambdas.size(); ++l) lam << (l ? "," : "") << r.lambdas[l];
     meta["lambda"] = lam.str();
+    meta["method"] = method_name(r.method);
     meta["seed"] = std::to_string(f.seed);
     meta["lr"] = std::to_string(f.lr);
     meta["steps"] = std::to_string(r.steps);
@@ -186,8 +264,8 @@ void save_run(const TrainFlags& f, const TrainResult& r) {
 int run_train(const TrainFlags& f) {
     RunSetup setup = prepare_run(f, true);
     setup.options.validate(setup.spec);
-    std::printf("sparseprox %s: train %s on %s (%zu train / %zu test rows), %zu weights, device %s\n", version(),
-                setup.spec.to_short().c_str(), f.data.c_str(), setup.data.train.n_samples,
+    std::printf("sparseprox %s: train %s (%s) on %s (%zu train / %zu test rows), %zu weights, device %s\n", version(),
+                setup.spec.to_short().c_str(), method_name(setup.options.method.method), f.data.c_str(), setup.data.train.n_samples,
                 setup.data.test.n_samples, setup.spec.n_weights(), describe_device(setup.device).c_str());
     std::fflush(stdout);
 

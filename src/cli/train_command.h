@@ -34,6 +34,19 @@ struct TrainFlags {
     std::string pixel_scale = "symmetric";
     double progress_seconds = 2.0;
     bool quiet = false;
+    bool finetune = false;
+    std::string init;  // start from this safetensors model instead of the seeded initialization
+    // the sparsifier and its options
+    std::string method = "l1";
+    bool l0_group = false;
+    float l0_gate_lr = 0.01f;
+    float l0_drop_init = 0.5f;
+    float l0_drop_init_first = 0.2f;
+    float spred_threshold = 1e-3f;
+    double gmp_begin = 0.1;
+    double gmp_end = 0.75;
+    std::size_t gmp_interval = 0;
+    bool gmp_per_layer = false;
 };
 
 // with_lambda: `train` takes --lambda; `search` chooses lambda itself.
