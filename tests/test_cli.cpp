@@ -100,6 +100,7 @@ TEST(Cli, BadInputGivesClearErrors) {
         {"train --method l0 --l0-drop-init 0 --steps 1", "drop rate 0"},
         {"train --method spred --spred-threshold nan --steps 1", "threshold"},
         {"train --init /no/such/model.safetensors --steps 1", "/no/such/model.safetensors"},
+        {"train --finetune --finetune-lr -1 --steps 1", "fine-tuning learning rate -1"},
     };
     for (const auto& c : cases) {
         const CliRun r = run_cli(c.args);

@@ -419,6 +419,12 @@ TEST(Methods, FinetuneKeepsTheInBandPatternForTheRestOfTheBudget) {
             for (std::size_t i = 0; i < layout.segments[l].n_weights; ++i)
                 EXPECT_EQ(ft.model.weight(l)[i] != 0.0f, stop.model.weight(l)[i] != 0.0f) << l << " " << i;
         EXPECT_LE(ft.train_eval.loss, stop.train_eval.loss) << method_name(m);
+        // The fine-tuning phase has its own step size: a negligible one leaves the in-band weights.
+        t.finetune_lr = 1e-12f;
+        const TrainResult still = train(init, d, nullptr, t);
+        EXPECT_EQ(still.steps, 3000u);
+        for (std::size_t i = 0; i < still.model.slab().size(); ++i)
+            EXPECT_NEAR(still.model.slab()[i], stop.model.slab()[i], 1e-6f) << method_name(m) << " " << i;
     }
 }
 

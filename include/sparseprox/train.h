@@ -105,6 +105,7 @@ struct TrainOptions {
     // of the in-band step fixed (masked SGD on the surviving weights, no penalty), so the NNZ
     // stays at the in-band count. Off by default (Algorithm 3 returns the in-band iterate).
     bool finetune = false;
+    float finetune_lr = 0.0f;  // the fine-tuning phase's SGD step (0: lr)
     int loss = -1;                    // -1: from the task (MSE / cross-entropy), else a Loss value
     double progress_seconds = 5.0;    // report progress at most this often (<= 0: never)
     bool record_nnz_history = false;  // keep NNZ per layer after every step (slow on CUDA)

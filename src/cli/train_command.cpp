@@ -46,6 +46,10 @@ void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda) {
     app.add_flag("--finetune", f.finetune,
                  "after an early stop in the band, train the rest of the budget with the sparsity pattern fixed "
                  "(masked SGD, no penalty)");
+    app.add_option("--finetune-lr", f.finetune_lr,
+                   "learning rate of the fine-tuning phase (0: --lr); spred's --lr is meant for its factors, "
+                   "the fine-tuning trains plain weights")
+        ->capture_default_str();
     app.add_option("--init", f.init,
                    "start from this safetensors model (same architecture) instead of the seeded initialization");
     app.add_option("--method", f.method,
@@ -140,6 +144,7 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     if (!f.target_nnz.empty()) opt.stop.targets = parse_count_list("--target-nnz", f.target_nnz);
     opt.stop.tolerance = f.tolerance;
     opt.finetune = f.finetune;
+    opt.finetune_lr = f.finetune_lr;
     opt.stop.min_layers = f.min_layers;
     if (!f.loss.empty()) opt.loss = static_cast<int>(parse_loss(f.loss));
     opt.progress_seconds = f.quiet ? 0.0 : f.progress_seconds;
@@ -239,6 +244,7 @@ nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSet
     j["test_accuracy"] = setup.classification ? number_or_null(r.test_eval.accuracy) : nlohmann::json(nullptr);
     j["steps"] = r.steps;
     j["finetune"] = opt.finetune;
+    j["finetune_lr"] = opt.finetune_lr > 0.0f ? opt.finetune_lr : opt.lr;
     j["finetune_steps"] = r.finetune_steps;
     j["epochs_started"] = r.epochs_started;
     j["stopped_in_band"] = r.stopped_in_band;

@@ -35,6 +35,7 @@ struct TrainFlags {
     double progress_seconds = 2.0;
     bool quiet = false;
     bool finetune = false;
+    float finetune_lr = 0.0f;
     std::string init;  // start from this safetensors model instead of the seeded initialization
     // the sparsifier and its options
     std::string method = "l1";

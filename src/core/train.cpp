@@ -74,6 +74,8 @@ void TrainOptions::validate(const ModelSpec& spec) const {
     if (!(std::isfinite(weight_decay) && weight_decay >= 0.0f))
         throw Error("weight decay " + std::to_string(weight_decay) + " must be finite and >= 0");
     stop.validate(spec);
+    if (!(std::isfinite(finetune_lr) && finetune_lr >= 0.0f))
+        throw Error("fine-tuning learning rate " + std::to_string(finetune_lr) + " must be finite and >= 0");
     validate_method(spec);
 }
 
@@ -200,6 +202,7 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
     for (std::size_t i = 0; i < n; ++i) order[i] = static_cast<std::uint32_t>(i);
 
     std::size_t step = 0, epoch = 0;
+    std::size_t step_offset = 0;  // applied steps before the fine-tuning phase (progress lines)
     bool stopped = false;
     auto t_report = Clock::now();
     double report_loss_sum = 0.0;
@@ -211,7 +214,7 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
             return;
         Progress p;
         p.epoch = epoch;
-        p.step = st.steps_run;
+        p.step = step_offset + st.steps_run;
         p.loss = report_loss_count ? report_loss_sum / static_cast<double>(report_loss_count)
                                    : std::numeric_limits<double>::quiet_NaN();
         p.nnz = st.nnz;
@@ -265,12 +268,14 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
         fixed.method = Method::gmp;  // no targets: no pruning events, the mask stays as it is
         engine.set_method(fixed);
         engine.set_params(at_stop);
-        engine.set_hyper(options.lr, std::vector<float>(n_layers, 0.0f));
+        engine.set_hyper(options.finetune_lr > 0.0f ? options.finetune_lr : options.lr,
+                         std::vector<float>(n_layers, 0.0f));
         engine.set_stop_rule(StopRule{});
         step = 0;
         stopped = false;
         epoch = 0;  // the fine-tuning epochs are counted from here
         const std::size_t before = epochs_holding(applied, steps_per_epoch);
+        step_offset = applied;
         run_steps(max_steps - applied, nullptr);
         result.finetune_steps = st.steps_run;
         applied += st.steps_run;
