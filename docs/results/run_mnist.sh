@@ -7,7 +7,8 @@
 #
 #   SPARSEPROX=build/sparseprox DATA=../shared/data OUT=docs/results/mnist \
 #     bash docs/results/run_mnist.sh cpu
-#   ADAPTIVE_EPOCHS=200 PAPER_EPOCHS=200 DENSE_EPOCHS=200 bash docs/results/run_mnist.sh cuda
+#   ADAPTIVE_EPOCHS=200 PAPER_EPOCHS=200 DENSE_EPOCHS=200 FINETUNE_EPOCHS=200 \
+#     bash docs/results/run_mnist.sh cuda
 #
 # Jobs run in two lanes at once with one OpenMP and one OpenBLAS thread each.
 set -euo pipefail
@@ -18,6 +19,7 @@ OUT=${OUT:-docs/results/mnist}
 ADAPTIVE_EPOCHS=${ADAPTIVE_EPOCHS:-5}
 PAPER_EPOCHS=${PAPER_EPOCHS:-3}
 DENSE_EPOCHS=${DENSE_EPOCHS:-5}
+FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-5}
 mkdir -p "$OUT"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 BASE="--data idx:$DATA/mnist --model cnn8 --lr 0.1 --batch 128 --device $DEVICE --progress-seconds 60"
@@ -45,6 +47,13 @@ lane_b() {
     # authors' released code (the exact rule would stop it on its way down through the band).
     search single-paper-run0-$DEVICE $SINGLE --epochs $PAPER_EPOCHS --strategy paper --lambda0 1e-2 \
         --lambda1 1e-7 --max-outer 29 --no-stop-run0
+    # The lambda that search found, run again with a longer budget and --finetune: the run stops
+    # at its first step in the band and trains the rest of the budget with that pattern fixed.
+    local lambda
+    lambda=$(python3 -c 'import json, sys; print(repr(json.load(open(sys.argv[1]))["lambda_final"][0]))' \
+        "$OUT/single-paper-run0-$DEVICE.json")
+    job single-paper-finetune-$DEVICE "$SPARSEPROX" train $BASE $SINGLE --lambda "$lambda" --finetune \
+        --epochs $FINETUNE_EPOCHS --save "$OUT/single-paper-finetune-$DEVICE.safetensors"
 }
 lane_a &
 lane_b &

@@ -1,0 +1,1 @@
+build/sparseprox train --data idx:../shared/data/mnist --model cnn8 --lr 0.1 --batch 128 --device cpu --progress-seconds 60 --lambda 0.0006862329319119453 --target-nnz 50000 --tolerance 0.001 --finetune --epochs 5 --save docs/results/mnist/single-paper-finetune-cpu.safetensors
