@@ -380,55 +380,12 @@ void thrust_checked(const char* what, F&& f) {
 }  // namespace
 
 SparsifyPlan::SparsifyPlan(const ParamLayout& layout, cudaStream_t stream)
-    : layout_(layout), n_layers_(layout.segments.size()) {
-    // The tiles of ProxPlan (cuda/ops.cpp): each inside one weight or one bias range.
-    std::vector<ProxTile> tiles;
-    std::vector<std::int32_t> begin(n_layers_), end(n_layers_);
-    auto add_range = [&tiles](std::size_t offset, std::size_t n, std::size_t layer, bool is_bias) {
-        for (std::size_t first = 0; first < n; first += kProxTileSize) {
-            ProxTile t;
-            t.begin = offset + first;
-            t.count = static_cast<std::uint32_t>(n - first < kProxTileSize ? n - first : kProxTileSize);
-            t.layer = static_cast<std::int32_t>(layer);
-            t.is_bias = is_bias ? 1 : 0;
-            tiles.push_back(t);
-        }
-    };
-    for (std::size_t l = 0; l < n_layers_; ++l) {
-        const ParamSegment& s = layout.segments[l];
-        begin[l] = static_cast<std::int32_t>(tiles.size());
-        add_range(s.weight_offset, s.n_weights, l, false);
-        end[l] = static_cast<std::int32_t>(tiles.size());
-        add_range(s.bias_offset, s.n_bias, l, true);
-        n_weights_ += s.n_weights;
-        if (tiles.size() > static_cast<std::size_t>(INT_MAX))
-            throw Error("parameter slab of " + std::to_string(layout.slab_size) + " floats: too many tiles");
-    }
-    n_tiles_ = tiles.size();
-    tiles_.allocate(n_tiles_);
-    tiles_.copy_from_host(tiles.data(), n_tiles_, stream);
-    tile_begin_.allocate(n_layers_);
-    tile_begin_.copy_from_host(begin.data(), n_layers_, stream);
-    tile_end_.allocate(n_layers_);
-    tile_end_.copy_from_host(end.data(), n_layers_, stream);
-    tile_nnz_.allocate(n_tiles_);
-    tile_nnz_.fill_zero(stream);
-    layer_nnz_.allocate(std::max<std::size_t>(n_layers_, 1));
-    layer_nnz_.fill_zero(stream);
-    temp_.allocate(cub_temp_size(layer_nnz_temp_bytes(n_layers_)));
+    : layout_(layout), n_layers_(layout.segments.size()), table_(layout, stream) {
+    for (const ParamSegment& s : layout.segments) n_weights_ += s.n_weights;
     gates_.allocate(std::max<std::size_t>(n_layers_, 1));
-    // The host vectors above are pageable: copy_from_host has staged them before returning.
 }
 
-void SparsifyPlan::sum_per_layer(cudaStream_t stream) {
-    launch_layer_nnz(tile_nnz_.data(), n_layers_, tile_begin_.data(), tile_end_.data(), layer_nnz_.data(),
-                     temp_.data(), temp_.bytes(), stream);
-}
-
-void SparsifyPlan::count(const float* params, cudaStream_t stream) {
-    launch_count_tiles(params, tiles_.data(), n_tiles_, tile_nnz_.data(), stream);
-    sum_per_layer(stream);
-}
+void SparsifyPlan::count(const float* params, cudaStream_t stream) { table_.count(params, stream); }
 
 // ---- l0 -------------------------------------------------------------------------------------------
 
@@ -451,10 +408,10 @@ void SparsifyPlan::set_gates(const sparsify::GateLayout& gates, cudaStream_t str
 void SparsifyPlan::l0_effective(const float* theta, const float* log_alpha, const gates::HardConcrete& hc,
                                 std::uint64_t seed, std::uint64_t step, float* eff, const std::int32_t* stop_flag,
                                 cudaStream_t stream) {
-    if (n_tiles_ == 0) return;
+    if (table_.n_tiles() == 0) return;
     if (gates_host_.size() != n_layers_) throw Error("SparsifyPlan::l0_effective: no gate segments (set_gates)");
-    l0_effective_kernel<<<static_cast<unsigned>(n_tiles_), kThreads, 0, stream>>>(
-        theta, log_alpha, tiles_.data(), gates_.data(), hc, seed, step, eff, stop_flag);
+    l0_effective_kernel<<<static_cast<unsigned>(table_.n_tiles()), kThreads, 0, stream>>>(
+        theta, log_alpha, table_.tiles(), gates_.data(), hc, seed, step, eff, stop_flag);
     SPARSEPROX_CHECK_LAUNCH();
 }
 
@@ -462,11 +419,11 @@ void SparsifyPlan::l0_update(float* theta, float* log_alpha, float* adam_m, floa
                              const gates::HardConcrete& hc, std::uint64_t seed, std::uint64_t step,
                              const float* hyper, const sparsify::AdamStep& adam, const std::int32_t* stop_flag,
                              cudaStream_t stream) {
-    if (n_tiles_ == 0) return;
+    if (table_.n_tiles() == 0) return;
     if (gates_host_.size() != n_layers_) throw Error("SparsifyPlan::l0_update: no gate segments (set_gates)");
     // Per-weight gates and all biases; the group layers' tiles return at once.
-    l0_update_tiles_kernel<<<static_cast<unsigned>(n_tiles_), kThreads, 0, stream>>>(
-        theta, log_alpha, adam_m, adam_v, grads, tiles_.data(), gates_.data(), hc, seed, step, hyper, adam, stop_flag);
+    l0_update_tiles_kernel<<<static_cast<unsigned>(table_.n_tiles()), kThreads, 0, stream>>>(
+        theta, log_alpha, adam_m, adam_v, grads, table_.tiles(), gates_.data(), hc, seed, step, hyper, adam, stop_flag);
     SPARSEPROX_CHECK_LAUNCH();
     for (std::size_t l = 0; l < n_layers_; ++l) {
         const GateSegment& g = gates_host_[l];
@@ -487,56 +444,56 @@ void SparsifyPlan::l0_update(float* theta, float* log_alpha, float* adam_m, floa
 
 void SparsifyPlan::l0_export(const float* theta, const float* log_alpha, const gates::HardConcrete& hc, float* out,
                              const std::int32_t* stop_flag, cudaStream_t stream) {
-    if (n_tiles_ == 0) return;
+    if (table_.n_tiles() == 0) return;
     if (gates_host_.size() != n_layers_) throw Error("SparsifyPlan::l0_export: no gate segments (set_gates)");
-    l0_export_kernel<<<static_cast<unsigned>(n_tiles_), kThreads, 0, stream>>>(
-        theta, log_alpha, tiles_.data(), gates_.data(), hc, out, stop_flag, tile_nnz_.data());
+    l0_export_kernel<<<static_cast<unsigned>(table_.n_tiles()), kThreads, 0, stream>>>(
+        theta, log_alpha, table_.tiles(), gates_.data(), hc, out, stop_flag, table_.tile_nnz());
     SPARSEPROX_CHECK_LAUNCH();
-    sum_per_layer(stream);
+    table_.sum_per_layer(stream);
 }
 
 // ---- spred ----------------------------------------------------------------------------------------
 
 void SparsifyPlan::spred_split(const float* w, float* u, float* v, cudaStream_t stream) {
-    if (n_tiles_ == 0) return;
-    spred_split_kernel<<<static_cast<unsigned>(n_tiles_), kThreads, 0, stream>>>(w, tiles_.data(), u, v);
+    if (table_.n_tiles() == 0) return;
+    spred_split_kernel<<<static_cast<unsigned>(table_.n_tiles()), kThreads, 0, stream>>>(w, table_.tiles(), u, v);
     SPARSEPROX_CHECK_LAUNCH();
 }
 
 void SparsifyPlan::spred_effective(const float* u, const float* v, float* eff, const std::int32_t* stop_flag,
                                    cudaStream_t stream) {
-    if (n_tiles_ == 0) return;
-    spred_effective_kernel<<<static_cast<unsigned>(n_tiles_), kThreads, 0, stream>>>(u, v, tiles_.data(), eff,
+    if (table_.n_tiles() == 0) return;
+    spred_effective_kernel<<<static_cast<unsigned>(table_.n_tiles()), kThreads, 0, stream>>>(u, v, table_.tiles(), eff,
                                                                                       stop_flag);
     SPARSEPROX_CHECK_LAUNCH();
 }
 
 void SparsifyPlan::spred_update(float* u, float* v, const float* grads, const float* hyper,
                                 const std::int32_t* stop_flag, cudaStream_t stream) {
-    if (n_tiles_ == 0) return;
-    spred_update_kernel<<<static_cast<unsigned>(n_tiles_), kThreads, 0, stream>>>(u, v, grads, tiles_.data(), hyper,
+    if (table_.n_tiles() == 0) return;
+    spred_update_kernel<<<static_cast<unsigned>(table_.n_tiles()), kThreads, 0, stream>>>(u, v, grads, table_.tiles(), hyper,
                                                                                    stop_flag);
     SPARSEPROX_CHECK_LAUNCH();
 }
 
 void SparsifyPlan::spred_export(const float* u, const float* v, float threshold, float* out,
                                 const std::int32_t* stop_flag, cudaStream_t stream) {
-    if (n_tiles_ == 0) return;
-    spred_export_kernel<<<static_cast<unsigned>(n_tiles_), kThreads, 0, stream>>>(
-        u, v, tiles_.data(), threshold, out, stop_flag, tile_nnz_.data());
+    if (table_.n_tiles() == 0) return;
+    spred_export_kernel<<<static_cast<unsigned>(table_.n_tiles()), kThreads, 0, stream>>>(
+        u, v, table_.tiles(), threshold, out, stop_flag, table_.tile_nnz());
     SPARSEPROX_CHECK_LAUNCH();
-    sum_per_layer(stream);
+    table_.sum_per_layer(stream);
 }
 
 // ---- gmp ------------------------------------------------------------------------------------------
 
 void SparsifyPlan::masked_sgd(float* w, const float* grads, const std::uint8_t* mask, const float* hyper,
                               const std::int32_t* stop_flag, cudaStream_t stream) {
-    if (n_tiles_ == 0) return;
-    masked_sgd_kernel<<<static_cast<unsigned>(n_tiles_), kThreads, 0, stream>>>(w, grads, mask, tiles_.data(), hyper,
-                                                                                 stop_flag, tile_nnz_.data());
+    if (table_.n_tiles() == 0) return;
+    masked_sgd_kernel<<<static_cast<unsigned>(table_.n_tiles()), kThreads, 0, stream>>>(w, grads, mask, table_.tiles(), hyper,
+                                                                                 stop_flag, table_.tile_nnz());
     SPARSEPROX_CHECK_LAUNCH();
-    sum_per_layer(stream);
+    table_.sum_per_layer(stream);
 }
 
 void SparsifyPlan::gmp_prune(float* w, std::uint8_t* mask, const std::vector<std::size_t>& keep,

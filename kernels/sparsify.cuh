@@ -2,10 +2,10 @@
 // cpu/sparsify.h: the same formulas (core/sparsify.h, core/gates.h), on device slabs laid out by
 // ParamLayout. Plain C++ declarations.
 //
-// SparsifyPlan holds the device tables of one layout, built once (like ProxPlan): the tiles of
-// the fused per-element kernels (one block per tile, kProxTileSize elements inside one weight or
-// bias range), the per-layer tile ranges, the per-tile and per-layer nonzero counts, the gate
-// segments of L0 training and the GMP sort scratch. Every operation queues its work on `stream`
+// SparsifyPlan holds the device tables of one layout, built once: the tile table it shares with
+// ProxPlan (cuda/tile_table.h: one block per tile of kProxTileSize elements inside one weight or
+// bias range, per-tile and per-layer nonzero counts), the gate segments of L0 training and the
+// GMP sort scratch. Every operation queues its work on `stream`
 // and returns at once, except gmp_prune (Thrust's sort synchronizes the stream).
 //
 // The stop flag: every operation of a training step takes the engine's device stop flag (may be
@@ -22,6 +22,7 @@
 #include "core/sparsify.h"
 #include "cuda/common.h"
 #include "cuda/step_state.h"
+#include "cuda/tile_table.h"
 #include "sparseprox/model.h"
 
 namespace sparseprox {
@@ -32,11 +33,11 @@ public:
     SparsifyPlan(const ParamLayout& layout, cudaStream_t stream);
 
     std::size_t n_layers() const { return n_layers_; }
-    std::size_t n_tiles() const { return n_tiles_; }
+    std::size_t n_tiles() const { return table_.n_tiles(); }
 
     // Device array (n_layers) of nonzero weights per layer, written by the *_export operations,
     // masked_sgd, gmp_prune and count.
-    const unsigned long long* layer_nnz() const { return layer_nnz_.data(); }
+    const unsigned long long* layer_nnz() const { return table_.layer_nnz(); }
     // Queues a count of the weights of `params` into layer_nnz().
     void count(const float* params, cudaStream_t stream);
 
@@ -81,18 +82,10 @@ public:
                    const std::int32_t* stop_flag, cudaStream_t stream);
 
 private:
-    void sum_per_layer(cudaStream_t stream);
-
     ParamLayout layout_;
     std::size_t n_layers_ = 0;
-    std::size_t n_tiles_ = 0;
     std::size_t n_weights_ = 0;                   // weights of all layers (no biases, no padding)
-    DeviceBuffer<ProxTile> tiles_;                // (n_tiles)
-    DeviceBuffer<std::int32_t> tile_begin_;       // (n_layers) first weight tile of each layer
-    DeviceBuffer<std::int32_t> tile_end_;         // (n_layers) one past its last weight tile
-    DeviceBuffer<std::uint32_t> tile_nnz_;        // (n_tiles)
-    DeviceBuffer<unsigned long long> layer_nnz_;  // (n_layers)
-    DeviceBuffer<unsigned char> temp_;            // CUB segmented-sum temp storage
+    TileTable table_;                             // the tiles and the per-tile / per-layer counts
     std::vector<sparsify::GateSegment> gates_host_;
     DeviceBuffer<sparsify::GateSegment> gates_;   // (n_layers)
     DeviceBuffer<std::uint32_t> sort_keys_;       // (n_weights) gmp: |w| as bits

@@ -171,57 +171,15 @@ std::size_t count_nonzero(CudaContext& ctx, const float* x, std::size_t n) {
 
 // ---- ProxPlan ------------------------------------------------------------------------------------
 
-ProxPlan::ProxPlan(const ParamLayout& layout, cudaStream_t stream) : n_layers_(layout.segments.size()) {
-    std::vector<ProxTile> tiles;
-    std::vector<std::int32_t> begin(n_layers_), end(n_layers_);
-    auto add_range = [&tiles](std::size_t offset, std::size_t n, std::size_t layer, bool is_bias) {
-        for (std::size_t first = 0; first < n; first += kProxTileSize) {
-            ProxTile t;
-            t.begin = offset + first;
-            t.count = static_cast<std::uint32_t>(n - first < kProxTileSize ? n - first : kProxTileSize);
-            t.layer = static_cast<std::int32_t>(layer);
-            t.is_bias = is_bias ? 1 : 0;
-            tiles.push_back(t);
-        }
-    };
-    for (std::size_t l = 0; l < n_layers_; ++l) {
-        const ParamSegment& s = layout.segments[l];
-        begin[l] = static_cast<std::int32_t>(tiles.size());
-        add_range(s.weight_offset, s.n_weights, l, false);
-        end[l] = static_cast<std::int32_t>(tiles.size());
-        add_range(s.bias_offset, s.n_bias, l, true);
-        if (tiles.size() > static_cast<std::size_t>(INT_MAX))
-            throw Error("parameter slab of " + std::to_string(layout.slab_size) + " floats: too many prox tiles");
-    }
-    n_tiles_ = tiles.size();
-    tiles_.allocate(n_tiles_);
-    tiles_.copy_from_host(tiles.data(), n_tiles_, stream);
-    tile_begin_.allocate(n_layers_);
-    tile_begin_.copy_from_host(begin.data(), n_layers_, stream);
-    tile_end_.allocate(n_layers_);
-    tile_end_.copy_from_host(end.data(), n_layers_, stream);
-    tile_nnz_.allocate(n_tiles_);
-    tile_nnz_.fill_zero(stream);
-    layer_nnz_.allocate(n_layers_);
-    layer_nnz_.fill_zero(stream);
-    temp_.allocate(cub_temp_size(layer_nnz_temp_bytes(n_layers_)));
-}
+ProxPlan::ProxPlan(const ParamLayout& layout, cudaStream_t stream) : table_(layout, stream) {}
 
 void ProxPlan::step(float* params, const float* grads, const float* hyper, const std::int32_t* stop_flag,
                     cudaStream_t stream) {
-    launch_prox_step(params, grads, tiles_.data(), n_tiles_, hyper, stop_flag, tile_nnz_.data(), stream);
-    sum_per_layer(stream);
+    launch_prox_step(params, grads, table_.tiles(), table_.n_tiles(), hyper, stop_flag, table_.tile_nnz(), stream);
+    table_.sum_per_layer(stream);
 }
 
-void ProxPlan::count(const float* params, cudaStream_t stream) {
-    launch_count_tiles(params, tiles_.data(), n_tiles_, tile_nnz_.data(), stream);
-    sum_per_layer(stream);
-}
-
-void ProxPlan::sum_per_layer(cudaStream_t stream) {
-    launch_layer_nnz(tile_nnz_.data(), n_layers_, tile_begin_.data(), tile_end_.data(), layer_nnz_.data(),
-                     temp_.data(), temp_.bytes(), stream);
-}
+void ProxPlan::count(const float* params, cudaStream_t stream) { table_.count(params, stream); }
 
 }  // namespace cuda
 }  // namespace sparseprox

@@ -12,6 +12,7 @@
 #include "cuda/common.h"
 #include "cuda/context.h"
 #include "cuda/step_state.h"
+#include "cuda/tile_table.h"
 #include "sparseprox/model.h"
 #include "sparseprox/search.h"
 
@@ -71,14 +72,13 @@ std::size_t count_nonzero(CudaContext& ctx, const float* x, std::size_t n);
 // the fused step reads.
 std::vector<float> hyper_array(float lr, const float* lambdas, std::size_t n_layers);
 
-// The device tables of the fused step for one layout, built once: the tiles, the per-layer tile
-// ranges, the per-tile and per-layer counts and CUB's temp storage for the segmented sum.
+// The fused l1 step over the tile table of one layout (cuda/tile_table.h), built once.
 class ProxPlan {
 public:
     ProxPlan(const ParamLayout& layout, cudaStream_t stream);
 
-    std::size_t n_layers() const { return n_layers_; }
-    std::size_t n_tiles() const { return n_tiles_; }
+    std::size_t n_layers() const { return table_.n_layers(); }
+    std::size_t n_tiles() const { return table_.n_tiles(); }
 
     // Queues the fused step and the per-layer count into layer_nnz(). hyper: device array as
     // hyper_array. stop_flag: device int (may be null); when nonzero the step changes nothing
@@ -88,19 +88,10 @@ public:
     // Queues a count of the current weights into layer_nnz() (after parameters are uploaded).
     void count(const float* params, cudaStream_t stream);
     // Device array (n_layers) of nonzero weights per layer.
-    const unsigned long long* layer_nnz() const { return layer_nnz_.data(); }
+    const unsigned long long* layer_nnz() const { return table_.layer_nnz(); }
 
 private:
-    void sum_per_layer(cudaStream_t stream);
-
-    std::size_t n_layers_ = 0;
-    std::size_t n_tiles_ = 0;
-    DeviceBuffer<ProxTile> tiles_;               // (n_tiles)
-    DeviceBuffer<std::int32_t> tile_begin_;      // (n_layers) first weight tile of each layer
-    DeviceBuffer<std::int32_t> tile_end_;        // (n_layers) one past its last weight tile
-    DeviceBuffer<std::uint32_t> tile_nnz_;       // (n_tiles)
-    DeviceBuffer<unsigned long long> layer_nnz_; // (n_layers)
-    DeviceBuffer<unsigned char> temp_;           // CUB segmented-sum temp storage
+    TileTable table_;
 };
 
 }  // namespace cuda
