@@ -8,7 +8,8 @@
 //     pass, a threshold pass and a thrust::count_if per layer) and the CPU twin (chrono).
 // (b) Training throughput through the public train() API on every available device: the
 //     6-128-128-64-1 regression net on the embedded Mackey-Glass data (full batch) and the
-//     784-300-100-10 MLP on MNIST, batch 128 (from --data-dir; skipped when absent). Each run is
+//     784-300-100-10 MLP on MNIST, batch 128 (from --data-dir; skipped when absent), the MLP with
+//     every sparsifier (l1, l0 with per-weight and group gates, spred, gmp). Each run is
 //     preceded by a short warm-up run; samples/s is TrainResult::samples_per_second (training
 //     time including engine setup, excluding the final evaluation).
 //
@@ -257,6 +258,7 @@ json bench_training(const std::string& workload, const Model& init, const Datase
     std::size_t nnz = 0;
     for (std::size_t v : r.nnz) nnz += v;
     return {{"workload", workload},
+            {"method", method_name(opt.method.method)},
             {"device", device.to_string()},
             {"steps", r.steps},
             {"batch", opt.batch_size == 0 ? data.n_samples : opt.batch_size},
@@ -351,8 +353,25 @@ int main(int argc, char** argv) {
             t.lambdas = {1e-4f};
             t.batch_size = 128;
             t.seed = 1;
-            run("mnist dense:784-300-100-10 batch 128", Model::initialize(ModelSpec::parse("dense:784-300-100-10"), 1),
-                mnist.train, t, opt.quick ? 20 : 200, opt.quick ? 200 : 2 * 469);
+            const Model mlp = Model::initialize(ModelSpec::parse("dense:784-300-100-10"), 1);
+            run("mnist dense:784-300-100-10 batch 128", mlp, mnist.train, t, opt.quick ? 20 : 200,
+                opt.quick ? 200 : 2 * 469);
+            // The other sparsifiers on the same workload: the cost of their extra per-step work.
+            struct MethodRow {
+                const char* name;
+                Method method;
+                bool group;
+            };
+            for (const MethodRow& m : {MethodRow{"l0", Method::l0, false}, MethodRow{"l0 group gates", Method::l0, true},
+                                       MethodRow{"spred", Method::spred, false}, MethodRow{"gmp", Method::gmp, false}}) {
+                TrainOptions tm = t;
+                tm.method.method = m.method;
+                tm.method.l0.group = m.group;
+                tm.lambdas = {m.method == Method::l0 ? 2e-5f : 1e-4f};
+                if (m.method == Method::gmp) tm.stop.targets = {13310};  // 5% at the end of the schedule
+                run(std::string("mnist dense:784-300-100-10 batch 128, ") + m.name, mlp, mnist.train, tm,
+                    opt.quick ? 20 : 200, opt.quick ? 200 : 2 * 469);
+            }
         } else {
             std::printf("  mnist: skipped (no folder %s; give --data-dir)\n", mnist_dir.c_str());
             out["training_skipped"] = "mnist: no folder " + mnist_dir;

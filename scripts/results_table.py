@@ -82,8 +82,8 @@ def trace(path):
 
 def compare(paths):
     print("| method | target | reached | NNZ total | NNZ per layer | units alive per layer | test accuracy | "
-          "epochs | train time | device |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "epochs | runs | total time | device |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for p in paths:
         r = load(p)
         method = r.get("method", "l1")
@@ -102,9 +102,11 @@ def compare(paths):
         if r.get("command") == "search":
             reached = "yes" if r.get("reached") else "**no**"
             wall = r.get("search_wall_seconds")
+            runs = r.get("outer_iterations")
         else:
             reached = "—" if not target else ("yes" if r.get("stopped_in_band") else "**no**")
             wall = r.get("wall_seconds")
+            runs = 1
         total = r["nnz_total"]
         pct = 100.0 * total / r["n_weights_total"]
         nnz = ", ".join(str(l["nnz"]) for l in r["layers"])
@@ -113,7 +115,7 @@ def compare(paths):
         acc_s = f"{100 * acc:.2f}%" if acc is not None else fmt(r.get("test_loss"), ".5f")
         epochs = r.get("epochs_started")
         print(f"| {method} | {target_s} | {reached} | {total:,} ({pct:.2f}%) | {nnz} | {alive} | {acc_s} | "
-              f"{epochs} | {wall:.0f} s | {r.get('device', '')} |")
+              f"{epochs} | {runs} | {wall:.0f} s | {r.get('device', '')} |")
 
 
 def main():
