@@ -1,0 +1,1 @@
+build/sparseprox search --data idx:../shared/data/mnist --model lenet5 --pixel-scale unit --batch 128 --epochs 2 --device cpu --progress-seconds 0 --target-density 0.02 --tolerance 0.01 --max-outer 10 --method spred --lr 1 --lambda0 1e-2 --lambda1 1e-4 --no-stop-run0 --finetune --finetune-lr 0.1
