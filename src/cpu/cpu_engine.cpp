@@ -44,10 +44,7 @@ public:
 
     std::string device_name() const override { return "cpu"; }
 
-    void set_method(const sparsify::MethodConfig& config) override {
-        method_ = config;
-        if (method_.method == Method::l0) gates_ = sparsify::GateLayout::of(spec_, layout_, method_.l0);
-    }
+    void set_method(const sparsify::MethodConfig& config) override { next_method_ = config; }
 
     void set_params(const std::vector<float>& slab) override {
         if (slab.size() != layout_.slab_size)
@@ -57,6 +54,8 @@ public:
         loss_sum_ = 0.0;
         loss_count_ = 0;
         params_ = slab;
+        method_ = next_method_;  // set_method takes effect here, with the method's fresh state
+        if (method_.method == Method::l0) gates_ = sparsify::GateLayout::of(spec_, layout_, method_.l0);
         switch (method_.method) {
             case Method::l1: break;
             case Method::l0:
@@ -340,7 +339,8 @@ private:
     ParamLayout layout_;
     std::vector<float> params_, grads_;
     std::vector<float> lambdas_;
-    sparsify::MethodConfig method_;
+    sparsify::MethodConfig method_;               // the current run's method
+    sparsify::MethodConfig next_method_;          // set_method's, from the next set_params
     sparsify::GateLayout gates_;                 // l0
     std::vector<float> master_;                  // l0: theta; spred: u (slab layout)
     std::vector<float> aux_;                     // spred: v (slab layout)
