@@ -510,7 +510,7 @@ sparsify::MethodConfig l0_config(bool group, std::uint64_t seed, float margin) {
     options.method.l0.drop_init = drop;
     options.method.l0.drop_init_first = drop;
     options.seed = seed;
-    return sparsify::make_method_config(options, ModelSpec::parse("dense:2-1"), 100);
+    return sparsify::make_method_config(options, 100);
 }
 
 }  // namespace
@@ -539,11 +539,11 @@ TEST(CudaSparsifyEngine, SpredStepsMatchCpu) {
     options.method.method = Method::spred;
     options.method.spred.threshold = 0.01f;
     const ModelSpec spec = dense_spec();
-    EngineSetup setup{spec, random_regression(40, 19, 7, 5), sparsify::make_method_config(options, spec, 100),
+    EngineSetup setup{spec, random_regression(40, 19, 7, 5), sparsify::make_method_config(options, 100),
                       {1e-2f, 1e-3f}};
     expect_engines_agree(setup, 4, 1e-5, "spred");
     const ModelSpec conv = conv_dense_spec();
-    EngineSetup conv_setup{conv, random_regression(40, conv.n_inputs, 3, 6), sparsify::make_method_config(options, conv, 100),
+    EngineSetup conv_setup{conv, random_regression(40, conv.n_inputs, 3, 6), sparsify::make_method_config(options, 100),
                            std::vector<float>(conv.n_weight_layers(), 1e-2f)};
     expect_engines_agree(conv_setup, 3, 1e-5, "spred conv");
 }
@@ -558,7 +558,7 @@ TEST(CudaSparsifyEngine, GmpStepsWithPruningMatchCpu) {
         options.method.gmp.per_layer = per_layer;
         options.stop.targets = {n_total / 4};
         // A budget of 10 steps: pruning events at applied steps 1..8, one per step.
-        const sparsify::MethodConfig config = sparsify::make_method_config(options, spec, 10);
+        const sparsify::MethodConfig config = sparsify::make_method_config(options, 10);
         ASSERT_FALSE(sparsify::gmp_keep(config, ParamLayout::of(spec), 3).empty());
         EngineSetup setup{spec, random_regression(40, spec.n_inputs, 3, 7), config,
                           std::vector<float>(spec.n_weight_layers(), 0.0f)};
@@ -590,8 +590,8 @@ TEST(CudaSparsifyEngine, StopFreezesEveryMethod) {
     gmp.stop.targets = {n_total / 4};
     const std::vector<std::pair<std::string, sparsify::MethodConfig>> methods = {
         {"l0", l0_config(false, 8, 0.005f)},
-        {"spred", sparsify::make_method_config(spred, spec, 100)},
-        {"gmp", sparsify::make_method_config(gmp, spec, 10)},
+        {"spred", sparsify::make_method_config(spred, 100)},
+        {"gmp", sparsify::make_method_config(gmp, 10)},
     };
     const Dataset data = random_regression(48, 19, 7, 9);
     const Model init = Model::initialize(spec, 7);

@@ -253,7 +253,7 @@ TEST(Gmp, ScheduleKeepsTheCubicCounts) {
     t.method.gmp.end = 0.6;
     t.method.gmp.interval = 10;
     t.stop.targets = {30};
-    const sparsify::MethodConfig c = sparsify::make_method_config(t, spec, 200);
+    const sparsify::MethodConfig c = sparsify::make_method_config(t, 200);
     EXPECT_EQ(c.gmp_begin, 20u);
     EXPECT_EQ(c.gmp_end, 120u);
     EXPECT_TRUE(sparsify::gmp_keep(c, layout, 19).empty());
@@ -265,11 +265,11 @@ TEST(Gmp, ScheduleKeepsTheCubicCounts) {
     EXPECT_EQ(sparsify::gmp_keep(c, layout, 70), (std::vector<std::size_t>{64}));
     // Per layer with one total target: the same density in each layer.
     t.method.gmp.per_layer = true;
-    const sparsify::MethodConfig p = sparsify::make_method_config(t, spec, 200);
+    const sparsify::MethodConfig p = sparsify::make_method_config(t, 200);
     EXPECT_EQ(sparsify::gmp_keep(p, layout, 120), (std::vector<std::size_t>{20, 10}));
     // Per-layer targets.
     t.stop.targets = {50, 7};
-    const sparsify::MethodConfig q = sparsify::make_method_config(t, spec, 200);
+    const sparsify::MethodConfig q = sparsify::make_method_config(t, 200);
     EXPECT_EQ(sparsify::gmp_keep(q, layout, 120), (std::vector<std::size_t>{50, 7}));
 }
 

@@ -116,7 +116,7 @@ struct TrainOptions {
     // the wrong length, neither epochs nor steps given, out-of-range method options, or gmp
     // without targets.
     void validate(const ModelSpec& spec) const;
-    void validate_method(const ModelSpec& spec) const;  // the method part of validate()
+    void validate_method() const;  // the method part of validate()
 };
 
 struct Evaluation {

@@ -58,7 +58,7 @@ GateLayout GateLayout::of(const ModelSpec& spec, const ParamLayout& layout, cons
     return gl;
 }
 
-MethodConfig make_method_config(const TrainOptions& options, const ModelSpec& spec, std::size_t max_steps) {
+MethodConfig make_method_config(const TrainOptions& options, std::size_t max_steps) {
     MethodConfig c;
     c.method = options.method.method;
     c.l0 = options.method.l0;
@@ -74,9 +74,7 @@ MethodConfig make_method_config(const TrainOptions& options, const ModelSpec& sp
         const double budget = static_cast<double>(max_steps);
         c.gmp_begin = static_cast<std::size_t>(std::floor(g.begin * budget));
         c.gmp_end = std::max<std::size_t>(c.gmp_begin + 1, static_cast<std::size_t>(std::ceil(g.end * budget)));
-        c.gmp_end = std::max<std::size_t>(c.gmp_end, 1);
         c.gmp_interval = g.interval ? g.interval : std::max<std::size_t>(1, (c.gmp_end - c.gmp_begin) / 50);
-        (void)spec;
     }
     return c;
 }

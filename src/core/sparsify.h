@@ -74,7 +74,7 @@ struct MethodConfig {
 };
 
 // max_steps: the run's step budget (the GMP schedule is laid out on it).
-MethodConfig make_method_config(const TrainOptions& options, const ModelSpec& spec, std::size_t max_steps);
+MethodConfig make_method_config(const TrainOptions& options, std::size_t max_steps);
 
 // The weights to keep after applied step t (t >= 1), one count per pruning scope (one scope for
 // global pruning, else one per weight layer); empty when t is not a pruning step.

@@ -76,11 +76,10 @@ void TrainOptions::validate(const ModelSpec& spec) const {
     stop.validate(spec);
     if (!(std::isfinite(finetune_lr) && finetune_lr >= 0.0f))
         throw Error("fine-tuning learning rate " + std::to_string(finetune_lr) + " must be finite and >= 0");
-    validate_method(spec);
+    validate_method();
 }
 
-void TrainOptions::validate_method(const ModelSpec& spec) const {
-    (void)spec;
+void TrainOptions::validate_method() const {
     auto positive = [](float v) { return std::isfinite(v) && v > 0.0f; };
     switch (method.method) {
         case Method::l1: return;
@@ -182,7 +181,7 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
 
     // gmp reaches its targets by the schedule and trains the whole budget: no early stop.
     const bool gmp = options.method.method == Method::gmp;
-    engine.set_method(sparsify::make_method_config(options, spec, max_steps));
+    engine.set_method(sparsify::make_method_config(options, max_steps));
     engine.set_params(init_slab);
     engine.set_hyper(options.lr, lambdas);
     engine.set_weight_decay(options.weight_decay);
@@ -286,7 +285,7 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
 
     result.steps = applied;
     // Epochs that hold an applied step (the host may have queued frozen steps past the stop).
-    result.epochs_started = std::min(epoch, (result.steps + steps_per_epoch - 1) / steps_per_epoch);
+    result.epochs_started = std::min(epoch, epochs_holding(result.steps, steps_per_epoch));
     result.model = Model(spec);
     result.model.slab() = engine.get_params();
     result.nnz = result.model.nnz();
