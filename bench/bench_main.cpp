@@ -26,7 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
-#include "cpu/ops.h"
+#include "cpu/prox_step.h"
 #include "sparseprox/sparseprox.h"
 
 #if defined(SPARSEPROX_WITH_CUDA)
@@ -35,7 +35,7 @@
 #include "core/backend_query.h"
 #include "cuda/common.h"
 #include "cuda/context.h"
-#include "cuda/ops.h"
+#include "cuda/tile_table.h"
 #include "kernels/prox_step.cuh"
 #endif
 
@@ -213,10 +213,12 @@ std::vector<json> bench_cuda_prox(const ModelSpec& spec, int repeats) {
     params.copy_from_host(pattern(layout.slab_size, 1).data(), layout.slab_size, s);
     grads.copy_from_host(pattern(layout.slab_size, 2).data(), layout.slab_size, s);
     const std::vector<float> lambdas(layout.segments.size(), kBenchLambda);
-    const std::vector<float> hyper = cuda::hyper_array(kBenchLr, lambdas.data(), lambdas.size());
+    std::vector<float> hyper{kBenchLr};
+    hyper.insert(hyper.end(), lambdas.begin(), lambdas.end());
     cuda::DeviceBuffer<float> hyper_device(hyper.size());
     hyper_device.copy_from_host(hyper.data(), hyper.size(), s);
-    cuda::ProxPlan plan(layout, s);
+    cuda::TileTable table(layout, s);
+    cuda::DeviceBuffer<std::uint64_t> layer_nnz(std::max<std::size_t>(layout.segments.size(), 1));
     cuda::DeviceBuffer<unsigned char> copy_src(copy_bytes), copy_dst(copy_bytes);
     SPARSEPROX_CUDA_CHECK(cudaMemsetAsync(copy_src.data(), 1, copy_bytes, s));
     ctx.synchronize();
@@ -227,10 +229,14 @@ std::vector<json> bench_cuda_prox(const ModelSpec& spec, int repeats) {
         SPARSEPROX_CUDA_CHECK(cudaMemcpyAsync(copy_dst.data(), copy_src.data(), copy_bytes, cudaMemcpyDeviceToDevice, s));
     });
     const double t_fused = median_ms(events, s, warmup, repeats, [&] {
-        plan.step(params.data(), grads.data(), hyper_device.data(), nullptr, s);
+        const cuda::SlabTiles t = table.tiles();
+        cuda::launch_prox_step(params.data(), grads.data(), t.tiles, t.n_tiles, hyper_device.data(), nullptr,
+                               t.tile_nnz, s);
+        table.sum_per_layer(layer_nnz.data(), s);
     });
     const double t_unfused = median_ms(events, s, warmup, repeats, [&] {
-        cuda::prox_step_unfused(params.data(), grads.data(), layout, hyper_device.data(), s);
+        cuda::launch_prox_step_unfused(params.data(), grads.data(), layout, hyper_device.data(), s);
+        table.count(params.data(), layer_nnz.data(), s);
     });
 
     const double bytes = kBytesPerParam * static_cast<double>(n);

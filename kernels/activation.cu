@@ -10,7 +10,7 @@
 #include <cstdint>
 
 #include "core/elementwise.h"
-#include "cuda/common.h"
+#include "kernels/common.cuh"
 
 namespace sparseprox {
 namespace cuda {

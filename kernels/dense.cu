@@ -1,4 +1,6 @@
-// Helper kernels of a dense layer y = x W^T + b (the GEMMs are cuBLAS):
+// The dense layer y = x W^T + b on the device: the GEMMs through cuBLAS (row-major through the
+// transposition identity: a row-major (r, c) matrix is its column-major transpose; FP32 math,
+// never TF32, so results stay within float32 summation error of the CPU twin), and two kernels:
 //   broadcast_bias: y[r][j] = b[j]        4 bytes written per element (+ b, cached)
 //   bias_grad:      dL_db[j] = sum_r dL_dy[r][j]   4 bytes read per element
 // bias_grad gives one thread per column and adds the rows in order, exactly like the CPU twin,
@@ -7,9 +9,11 @@
 // few microseconds), with eight loads issued ahead of their adds to hide the memory latency.
 #include "kernels/dense.cuh"
 
+#include <climits>
 #include <cstdint>
+#include <string>
 
-#include "cuda/common.h"
+#include "kernels/common.cuh"
 
 namespace sparseprox {
 namespace cuda {
@@ -46,6 +50,12 @@ __global__ void bias_grad_kernel(const float* __restrict__ dL_dy, float* __restr
     dL_db[j] = accumulate ? dL_db[j] + sum : sum;
 }
 
+int blas_int(std::size_t n, const char* what) {
+    if (n > static_cast<std::size_t>(INT_MAX))
+        throw Error(std::string("cuBLAS dimension ") + what + " = " + std::to_string(n) + " exceeds INT_MAX");
+    return static_cast<int>(n);
+}
+
 }  // namespace
 
 void launch_broadcast_bias(const float* b, float* y, std::size_t batch, std::size_t n_out, cudaStream_t stream) {
@@ -61,6 +71,41 @@ void launch_bias_grad(const float* dL_dy, float* dL_db, std::size_t batch, std::
     const auto blocks = static_cast<unsigned>((n_out + kBiasGradThreads - 1) / kBiasGradThreads);
     bias_grad_kernel<<<blocks, kBiasGradThreads, 0, stream>>>(dL_dy, dL_db, batch, n_out, accumulate);
     SPARSEPROX_CHECK_LAUNCH();
+}
+
+void dense_forward(cublasHandle_t handle, const float* x, const float* W, const float* b, float* y, std::size_t batch,
+                   std::size_t n_in, std::size_t n_out, cudaStream_t stream) {
+    if (batch == 0 || n_out == 0) return;
+    launch_broadcast_bias(b, y, batch, n_out, stream);
+    if (n_in == 0) return;
+    // Column-major: y^T (n_out, batch) = W (n_out, n_in) x^T (n_in, batch) + y^T, where W is the
+    // transpose of the column-major (n_in, n_out) view of the row-major W.
+    const float one = 1.0f;
+    SPARSEPROX_CUDA_CHECK(cublasSgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, blas_int(n_out, "n_out"),
+                                      blas_int(batch, "batch"), blas_int(n_in, "n_in"), &one, W, blas_int(n_in, "n_in"),
+                                      x, blas_int(n_in, "n_in"), &one, y, blas_int(n_out, "n_out")));
+}
+
+void dense_backward(cublasHandle_t handle, const float* x, const float* W, const float* dL_dy, float* dL_dW,
+                    float* dL_db, float* dL_dx, std::size_t batch, std::size_t n_in, std::size_t n_out,
+                    cudaStream_t stream) {
+    if (n_out == 0 || n_in == 0) return;
+    if (batch == 0) {  // an empty batch contributes nothing; the CPU twin then writes zeros
+        SPARSEPROX_CUDA_CHECK(cudaMemsetAsync(dL_dW, 0, n_out * n_in * sizeof(float), stream));
+        SPARSEPROX_CUDA_CHECK(cudaMemsetAsync(dL_db, 0, n_out * sizeof(float), stream));
+        return;
+    }
+    const int m_in = blas_int(n_in, "n_in"), m_out = blas_int(n_out, "n_out"), m_batch = blas_int(batch, "batch");
+    const float one = 1.0f, zero = 0.0f;
+    // Column-major: dL_dW^T (n_in, n_out) = x^T (n_in, batch) * dL_dy (batch, n_out).
+    SPARSEPROX_CUDA_CHECK(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_T, m_in, m_out, m_batch, &one, x, m_in, dL_dy,
+                                      m_out, &zero, dL_dW, m_in));
+    launch_bias_grad(dL_dy, dL_db, batch, n_out, false, stream);
+    if (dL_dx) {
+        // Column-major: dL_dx^T (n_in, batch) = W^T (n_in, n_out) * dL_dy^T (n_out, batch).
+        SPARSEPROX_CUDA_CHECK(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, m_in, m_batch, m_out, &one, W, m_in,
+                                          dL_dy, m_out, &zero, dL_dx, m_in));
+    }
 }
 
 }  // namespace cuda

@@ -4,7 +4,7 @@
 // coalesced within a row.
 #include "kernels/gather.cuh"
 
-#include "cuda/common.h"
+#include "kernels/common.cuh"
 
 namespace sparseprox {
 namespace cuda {

@@ -21,7 +21,7 @@
 #include <string>
 
 #include "core/elementwise.h"
-#include "cuda/common.h"
+#include "kernels/common.cuh"
 
 namespace sparseprox {
 namespace cuda {
@@ -94,7 +94,7 @@ std::size_t sum_temp_bytes(std::size_t n) {
     SPARSEPROX_CUDA_CHECK(cub::DeviceReduce::Sum(nullptr, bytes_double, static_cast<const double*>(nullptr),
                                                  static_cast<double*>(nullptr), items));
     SPARSEPROX_CUDA_CHECK(cub::DeviceReduce::Sum(nullptr, bytes_count, static_cast<const std::uint32_t*>(nullptr),
-                                                 static_cast<unsigned long long*>(nullptr), items));
+                                                 static_cast<std::uint64_t*>(nullptr), items));
     return std::max(bytes_double, bytes_count);
 }
 
@@ -103,7 +103,7 @@ void launch_sum(const double* x, std::size_t n, double* out, void* temp, std::si
     SPARSEPROX_CHECK_LAUNCH();
 }
 
-void launch_sum(const std::uint32_t* x, std::size_t n, unsigned long long* out, void* temp, std::size_t temp_bytes,
+void launch_sum(const std::uint32_t* x, std::size_t n, std::uint64_t* out, void* temp, std::size_t temp_bytes,
                 cudaStream_t stream) {
     SPARSEPROX_CUDA_CHECK(cub::DeviceReduce::Sum(temp, temp_bytes, x, out, item_count(n), stream));
     SPARSEPROX_CHECK_LAUNCH();

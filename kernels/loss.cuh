@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "cuda/step_state.h"
+#include "core/records.h"
 
 namespace sparseprox {
 namespace cuda {
@@ -27,7 +27,7 @@ void launch_cross_entropy_loss(const float* logits, const std::int32_t* labels, 
 // both overloads), allocated once by the caller.
 std::size_t sum_temp_bytes(std::size_t n);
 void launch_sum(const double* x, std::size_t n, double* out, void* temp, std::size_t temp_bytes, cudaStream_t stream);
-void launch_sum(const std::uint32_t* x, std::size_t n, unsigned long long* out, void* temp, std::size_t temp_bytes,
+void launch_sum(const std::uint32_t* x, std::size_t n, std::uint64_t* out, void* temp, std::size_t temp_bytes,
                 cudaStream_t stream);
 
 // Unless state->stopped: state->loss_sum += *batch_loss / batch and ++state->loss_count (one

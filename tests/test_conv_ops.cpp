@@ -15,8 +15,6 @@
 #include "cpu/conv_ops.h"
 
 using namespace sparseprox;
-using cpu::ConvShape;
-using cpu::PoolShape;
 
 namespace {
 

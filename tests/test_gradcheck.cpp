@@ -7,7 +7,12 @@
 #include <random>
 #include <tuple>
 
-#include "cpu/ops.h"
+#include "cpu/activation.h"
+#include "cpu/axpy.h"
+#include "cpu/count.h"
+#include "cpu/dense.h"
+#include "cpu/loss.h"
+#include "cpu/prox_step.h"
 #include "sparseprox/sparseprox.h"
 
 using namespace sparseprox;

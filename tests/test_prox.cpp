@@ -6,7 +6,12 @@
 #include <random>
 
 #include "core/elementwise.h"
-#include "cpu/ops.h"
+#include "cpu/activation.h"
+#include "cpu/axpy.h"
+#include "cpu/count.h"
+#include "cpu/dense.h"
+#include "cpu/loss.h"
+#include "cpu/prox_step.h"
 
 using namespace sparseprox;
 

@@ -8,7 +8,12 @@
 #include <random>
 
 #include "core/engine.h"
-#include "cpu/ops.h"
+#include "cpu/activation.h"
+#include "cpu/axpy.h"
+#include "cpu/count.h"
+#include "cpu/dense.h"
+#include "cpu/loss.h"
+#include "cpu/prox_step.h"
 #include "sparseprox/sparseprox.h"
 #include "test_util.h"
 

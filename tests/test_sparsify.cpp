@@ -10,7 +10,9 @@
 
 #include "core/engine.h"
 #include "core/sparsify.h"
-#include "cpu/sparsify.h"
+#include "cpu/gmp.h"
+#include "cpu/l0_gates.h"
+#include "cpu/spred.h"
 #include "sparseprox/sparseprox.h"
 #include "test_util.h"
 

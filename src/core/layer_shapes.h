@@ -1,16 +1,41 @@
-// The shapes the convolution and pooling operations (cpu/conv_ops.h and their cuDNN twins)
-// take, read off a layer of the model spec. Shared by both engines.
+// The shapes the convolution and pooling operations of both backends take, and how they are
+// read off a layer of the model spec.
 #pragma once
 
 #include <cstddef>
 
-#include "cpu/conv_ops.h"
 #include "sparseprox/model.h"
 
 namespace sparseprox {
 
-inline cpu::ConvShape conv_shape(const LayerSpec& l, std::size_t batch) {
-    cpu::ConvShape c;
+// A convolution over a batch of NCHW tensors (cross-correlation, zero padding, floor-mode output).
+struct ConvShape {
+    std::size_t batch = 1;
+    std::size_t c_in = 1, h_in = 1, w_in = 1;
+    std::size_t c_out = 1, kh = 1, kw = 1;
+    std::size_t stride_h = 1, stride_w = 1;
+    std::size_t pad_h = 0, pad_w = 0;
+
+    std::size_t h_out() const { return (h_in + 2 * pad_h - kh) / stride_h + 1; }
+    std::size_t w_out() const { return (w_in + 2 * pad_w - kw) / stride_w + 1; }
+    std::size_t n_weights() const { return c_out * c_in * kh * kw; }
+};
+
+// Max or average pooling over a batch of NCHW tensors.
+struct PoolShape {
+    std::size_t batch = 1;
+    std::size_t channels = 1, h_in = 1, w_in = 1;
+    std::size_t kh = 2, kw = 2;
+    std::size_t stride_h = 2, stride_w = 2;
+    std::size_t pad_h = 0, pad_w = 0;
+
+    std::size_t h_out() const { return (h_in + 2 * pad_h - kh) / stride_h + 1; }
+    std::size_t w_out() const { return (w_in + 2 * pad_w - kw) / stride_w + 1; }
+};
+
+
+inline ConvShape conv_shape(const LayerSpec& l, std::size_t batch) {
+    ConvShape c;
     c.batch = batch;
     c.c_in = l.in_shape.channels;
     c.h_in = l.in_shape.height;
@@ -25,8 +50,8 @@ inline cpu::ConvShape conv_shape(const LayerSpec& l, std::size_t batch) {
     return c;
 }
 
-inline cpu::PoolShape pool_shape(const LayerSpec& l, std::size_t batch) {
-    cpu::PoolShape p;
+inline PoolShape pool_shape(const LayerSpec& l, std::size_t batch) {
+    PoolShape p;
     p.batch = batch;
     p.channels = l.in_shape.channels;
     p.h_in = l.in_shape.height;

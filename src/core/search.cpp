@@ -9,6 +9,7 @@
 #include <limits>
 #include <utility>
 
+#include "core/band.h"
 #include "core/engine.h"
 #include "core/train_loop.h"
 #include "sparseprox/error.h"
@@ -201,14 +202,13 @@ std::pair<std::size_t, double> closeness(const StopRule& rule, const std::vector
         std::size_t total = 0;
         for (auto n : nnz) total += n;
         const double d = rel(static_cast<double>(total), static_cast<double>(rule.targets[0]));
-        return {d <= rule.tolerance ? 1 : 0, d};
+        return {in_band(total, rule.targets[0], rule.tolerance) ? 1 : 0, d};
     }
     std::size_t hits = 0;
     double sum = 0.0;
     for (std::size_t l = 0; l < rule.targets.size() && l < nnz.size(); ++l) {
-        const double d = rel(static_cast<double>(nnz[l]), static_cast<double>(rule.targets[l]));
-        hits += d <= rule.tolerance;
-        sum += d;
+        sum += rel(static_cast<double>(nnz[l]), static_cast<double>(rule.targets[l]));
+        hits += in_band(nnz[l], rule.targets[l], rule.tolerance);
     }
     return {hits, sum};
 }
@@ -385,13 +385,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         auto t_interval = Clock::now();
 
         // The ramp: the schedule's length in steps (default: half the run's step budget).
-        std::size_t budget = o.train.steps;
-        if (o.train.epochs) {
-            const std::size_t n = train_set.n_samples;
-            const std::size_t batch = o.train.batch_size == 0 ? n : std::min(o.train.batch_size, n);
-            const std::size_t by_epochs = o.train.epochs * ((n + batch - 1) / batch);
-            budget = budget ? std::min(budget, by_epochs) : by_epochs;
-        }
+        const std::size_t budget = step_budget(o.train, train_set.n_samples);
         const std::size_t ramp = std::max<std::size_t>(1, o.adapt_ramp ? o.adapt_ramp : budget / 2);
         result.adapt_ramp = ramp;
 

@@ -20,34 +20,12 @@
 
 #include "core/elementwise.h"
 #include "core/gates.h"
+#include "core/records.h"
 #include "sparseprox/model.h"
 #include "sparseprox/train.h"
 
 namespace sparseprox {
 namespace sparsify {
-
-// How a layer's weights map to its gates.
-enum GateMap : std::int32_t {
-    kPerWeight = 0,  // gate = weight index
-    kColumn = 1,     // dense (n_out x n_in), one gate per input neuron: gate = index % n_in
-    kBlock = 2,      // conv (c_out x c_in x kh x kw), one gate per output filter: gate = index / (c_in kh kw)
-};
-
-// One weight layer's gates; a plain struct, copied to the device as is.
-struct GateSegment {
-    std::uint64_t weight_offset = 0;  // slab offset of the layer's weights
-    std::uint64_t n_weights = 0;
-    std::uint64_t gate_offset = 0;    // index of the layer's first gate among all gates
-    std::uint64_t n_gates = 0;
-    std::uint64_t per_gate = 0;       // weights one gate controls
-    std::uint64_t divisor = 1;        // n_in (kColumn) or c_in kh kw (kBlock); 1 for kPerWeight
-    std::int32_t map = kPerWeight;
-    float log_alpha0 = 0.0f;          // initial log alpha
-};
-
-SP_HD std::uint64_t gate_of(const GateSegment& g, std::uint64_t local) {
-    return g.map == kPerWeight ? local : (g.map == kColumn ? local % g.divisor : local / g.divisor);
-}
 
 struct GateLayout {
     std::vector<GateSegment> segments;  // one per weight layer

@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "core/band.h"
 #include "core/engine.h"
 #include "core/train_loop.h"
 #include "sparseprox/error.h"
@@ -48,18 +49,25 @@ void StopRule::validate(const ModelSpec& spec) const {
 }
 
 bool StopRule::holds(const std::vector<std::size_t>& nnz) const {
-    if (targets.empty()) return false;
-    auto in_band = [this](double n, double t) { return std::fabs(n - t) <= tolerance * t; };
-    if (targets.size() == 1) {
-        std::size_t total = 0;
-        for (auto n : nnz) total += n;
-        return in_band(static_cast<double>(total), static_cast<double>(targets[0]));
-    }
-    std::size_t hits = 0;
-    for (std::size_t l = 0; l < targets.size() && l < nnz.size(); ++l)
-        hits += in_band(static_cast<double>(nnz[l]), static_cast<double>(targets[l]));
-    const std::size_t need = min_layers == 0 ? targets.size() : min_layers;
-    return hits >= need;
+    return band_holds(stop_config(*this, nnz.size()), targets, nnz);
+}
+
+StopConfig stop_config(const StopRule& rule, std::size_t n_layers) {
+    StopConfig c;
+    c.n_targets = static_cast<std::uint32_t>(rule.targets.size());
+    c.n_layers = static_cast<std::uint32_t>(n_layers);
+    c.min_layers = rule.min_layers;
+    c.tolerance = rule.tolerance;
+    return c;
+}
+
+std::size_t step_budget(const TrainOptions& options, std::size_t n_samples) {
+    const std::size_t batch = options.batch_size == 0 ? n_samples : std::min(options.batch_size, n_samples);
+    const std::size_t steps_per_epoch = batch == 0 ? 0 : (n_samples + batch - 1) / batch;
+    std::size_t max_steps = std::numeric_limits<std::size_t>::max();
+    if (options.steps) max_steps = options.steps;
+    if (options.epochs) max_steps = std::min(max_steps, options.epochs * steps_per_epoch);
+    return max_steps;
 }
 
 void TrainOptions::validate(const ModelSpec& spec) const {
@@ -175,9 +183,7 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
     const std::size_t n = train_set.n_samples;
     const std::size_t batch = options.batch_size == 0 ? n : std::min(options.batch_size, n);
     const std::size_t steps_per_epoch = (n + batch - 1) / batch;
-    std::size_t max_steps = std::numeric_limits<std::size_t>::max();
-    if (options.steps) max_steps = options.steps;
-    if (options.epochs) max_steps = std::min(max_steps, options.epochs * steps_per_epoch);
+    const std::size_t max_steps = step_budget(options, n);
 
     // gmp reaches its targets by the schedule and trains the whole budget: no early stop.
     const bool gmp = options.method.method == Method::gmp;

@@ -6,6 +6,7 @@
 #include <functional>
 #include <vector>
 
+#include "core/band.h"
 #include "core/engine.h"
 #include "sparseprox/train.h"
 
@@ -24,6 +25,12 @@ struct RunControl {
 TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vector<float>& init_slab,
                          const Dataset& train_set, const Dataset* test_set, const TrainOptions& options,
                          const RunControl* control = nullptr);
+
+// The step budget of one run on n_samples training rows: the smaller of options.steps and
+// options.epochs epochs (either may be 0: no limit of that kind).
+std::size_t step_budget(const TrainOptions& options, std::size_t n_samples);
+// The rule's record for the stop-rule operation, over n_layers per-layer counts.
+StopConfig stop_config(const StopRule& rule, std::size_t n_layers);
 
 // Checks that a data set fits a model (features, outputs, not empty); throws naming both.
 void check_fits(const ModelSpec& spec, const Dataset& data);

@@ -7,20 +7,10 @@
 
 #include <cstddef>
 
+#include "core/layer_shapes.h"
+
 namespace sparseprox {
 namespace cpu {
-
-struct ConvShape {
-    std::size_t batch = 1;
-    std::size_t c_in = 1, h_in = 1, w_in = 1;
-    std::size_t c_out = 1, kh = 1, kw = 1;
-    std::size_t stride_h = 1, stride_w = 1;
-    std::size_t pad_h = 0, pad_w = 0;
-
-    std::size_t h_out() const { return (h_in + 2 * pad_h - kh) / stride_h + 1; }
-    std::size_t w_out() const { return (w_in + 2 * pad_w - kw) / stride_w + 1; }
-    std::size_t n_weights() const { return c_out * c_in * kh * kw; }
-};
 
 // Floats of scratch memory conv2d_forward / conv2d_backward need (the im2col matrix of one
 // sample: c_in*kh*kw rows by h_out*w_out columns).
@@ -36,17 +26,6 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* W, const fl
 // overwritten.
 void conv2d_backward(const ConvShape& s, const float* x, const float* W, const float* dL_dy, float* dL_dW,
                      float* dL_db, float* dL_dx, float* workspace, bool accumulate = false);
-
-struct PoolShape {
-    std::size_t batch = 1;
-    std::size_t channels = 1, h_in = 1, w_in = 1;
-    std::size_t kh = 2, kw = 2;
-    std::size_t stride_h = 2, stride_w = 2;
-    std::size_t pad_h = 0, pad_w = 0;
-
-    std::size_t h_out() const { return (h_in + 2 * pad_h - kh) / stride_h + 1; }
-    std::size_t w_out() const { return (w_in + 2 * pad_w - kw) / stride_w + 1; }
-};
 
 // Max over each window; padded positions never win (they count as -infinity). Ties: the first
 // maximum in row-major window order receives the gradient. A NaN in a window is its maximum, so

@@ -1,5 +1,5 @@
-// CUDA backend basics: the one check macro, launch checks and owned device/pinned memory.
-// Plain C++ (no CUDA-only syntax), so g++ translation units and the tests can include it.
+// CUDA backend host code: owned device and pinned memory and events (the check macro and the
+// launch helpers are kernels/common.cuh). Plain C++, so g++ translation units can include it.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -10,42 +10,11 @@
 #include <string>
 #include <utility>
 
+#include "kernels/common.cuh"
 #include "sparseprox/error.h"
 
 namespace sparseprox {
 namespace cuda {
-
-// Throw sparseprox::Error with "<call> failed: <status name> (<status text>) at file:line".
-// Defined in common.cpp; one overload per library status type (a cudnnStatus_t overload goes
-// beside these, in the translation unit that includes cudnn.h).
-[[noreturn]] void throw_status(const char* call, const char* status_name, const char* status_text,
-                               const char* file, int line);
-
-inline void check_status(cudaError_t status, const char* call, const char* file, int line) {
-    if (status != cudaSuccess) throw_status(call, cudaGetErrorName(status), cudaGetErrorString(status), file, line);
-}
-void check_status(cublasStatus_t status, const char* call, const char* file, int line);
-
-// After a kernel launch: the launch error, and in SPARSEPROX_SYNC_DEBUG builds the kernel's own
-// error too (synchronizing the device so the failure points at its kernel).
-inline void check_launch(const char* file, int line) {
-    check_status(cudaGetLastError(), "kernel launch", file, line);
-#if defined(SPARSEPROX_SYNC_DEBUG)
-    check_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize after kernel launch", file, line);
-#endif
-}
-
-// Blocks for a 1-D grid-stride loop over n elements: enough to fill any current GPU, capped so
-// that the block count stays a plain int (the loops use 64-bit indices).
-inline unsigned grid_size(std::size_t n, unsigned threads) {
-    constexpr std::size_t kMaxBlocks = std::size_t{1} << 20;
-    const std::size_t blocks = (n + threads - 1) / threads;
-    return static_cast<unsigned>(blocks < kMaxBlocks ? blocks : kMaxBlocks);
-}
-
-// CUB treats a null temp-storage pointer as "report the size and do nothing": never hand it a
-// zero-byte (null) allocation.
-inline std::size_t cub_temp_size(std::size_t bytes) { return bytes < 16 ? 16 : bytes; }
 
 // One owned allocation (move-only), from `Memory::allocate` and given back by `Memory::free`.
 // The two kinds below differ only in where the memory lives and in the copies they offer.
@@ -195,8 +164,3 @@ private:
 
 }  // namespace cuda
 }  // namespace sparseprox
-
-// Checks a cudaError_t or cublasStatus_t expression; throws sparseprox::Error naming the call.
-#define SPARSEPROX_CUDA_CHECK(expr) ::sparseprox::cuda::check_status((expr), #expr, __FILE__, __LINE__)
-// Checks the kernel launch just made (and, with SPARSEPROX_SYNC_DEBUG, its execution).
-#define SPARSEPROX_CHECK_LAUNCH() ::sparseprox::cuda::check_launch(__FILE__, __LINE__)

@@ -70,24 +70,24 @@ using PoolDesc = Owned<cudnnPoolingDescriptor_t, cudnnDestroyPoolingDescriptor>;
 using ConvKey = std::array<std::size_t, 11>;
 using PoolKey = std::array<std::size_t, 11>;  // the ten shape fields and the pooling mode
 
-ConvKey conv_key(const cpu::ConvShape& s) {
+ConvKey conv_key(const ConvShape& s) {
     return {s.batch, s.c_in, s.h_in, s.w_in, s.c_out, s.kh, s.kw, s.stride_h, s.stride_w, s.pad_h, s.pad_w};
 }
 
-PoolKey pool_key(const cpu::PoolShape& s, cudnnPoolingMode_t mode) {
+PoolKey pool_key(const PoolShape& s, cudnnPoolingMode_t mode) {
     return {s.batch,    s.channels, s.h_in,  s.w_in,  s.kh, s.kw, s.stride_h,
             s.stride_w, s.pad_h,    s.pad_w, static_cast<std::size_t>(mode)};
 }
 
 std::string dims(std::size_t h, std::size_t w) { return std::to_string(h) + "x" + std::to_string(w); }
 
-std::string describe(const cpu::ConvShape& s) {
+std::string describe(const ConvShape& s) {
     return "convolution (batch " + std::to_string(s.batch) + ", c_in " + std::to_string(s.c_in) + ", input " +
            dims(s.h_in, s.w_in) + ", c_out " + std::to_string(s.c_out) + ", kernel " + dims(s.kh, s.kw) +
            ", stride " + dims(s.stride_h, s.stride_w) + ", pad " + dims(s.pad_h, s.pad_w) + ")";
 }
 
-std::string describe(const cpu::PoolShape& s) {
+std::string describe(const PoolShape& s) {
     return "pooling (batch " + std::to_string(s.batch) + ", channels " + std::to_string(s.channels) + ", input " +
            dims(s.h_in, s.w_in) + ", window " + dims(s.kh, s.kw) + ", stride " + dims(s.stride_h, s.stride_w) +
            ", pad " + dims(s.pad_h, s.pad_w) + ")";
@@ -175,8 +175,8 @@ struct Cudnn::Impl {
     std::map<ConvKey, std::unique_ptr<ConvPlan>> conv_plans;
     std::map<PoolKey, std::unique_ptr<PoolPlan>> pool_plans;
 
-    ConvPlan& conv_plan(const cpu::ConvShape& s);
-    PoolPlan& pool_plan(const cpu::PoolShape& s, cudnnPoolingMode_t mode);
+    ConvPlan& conv_plan(const ConvShape& s);
+    PoolPlan& pool_plan(const PoolShape& s, cudnnPoolingMode_t mode);
     void reserve_workspace(std::size_t bytes);
     // The workspace for one call (null when the algorithm needs none).
     void* workspace_for(std::size_t bytes) { return bytes == 0 ? nullptr : workspace.data(); }
@@ -190,7 +190,7 @@ void Cudnn::Impl::reserve_workspace(std::size_t bytes) {
     workspace.allocate(bytes);
 }
 
-ConvPlan& Cudnn::Impl::conv_plan(const cpu::ConvShape& s) {
+ConvPlan& Cudnn::Impl::conv_plan(const ConvShape& s) {
     const ConvKey key = conv_key(s);
     if (const auto it = conv_plans.find(key); it != conv_plans.end()) return *it->second;
 
@@ -278,7 +278,7 @@ ConvPlan& Cudnn::Impl::conv_plan(const cpu::ConvShape& s) {
     return *conv_plans.emplace(key, std::move(p)).first->second;
 }
 
-PoolPlan& Cudnn::Impl::pool_plan(const cpu::PoolShape& s, cudnnPoolingMode_t mode) {
+PoolPlan& Cudnn::Impl::pool_plan(const PoolShape& s, cudnnPoolingMode_t mode) {
     const PoolKey key = pool_key(s, mode);
     if (const auto it = pool_plans.find(key); it != pool_plans.end()) return *it->second;
 
@@ -310,7 +310,7 @@ Cudnn::Cudnn(cudaStream_t stream) : impl_(std::make_unique<Impl>()) {
 
 Cudnn::~Cudnn() = default;
 
-const Cudnn::ConvPlanInfo& Cudnn::conv_plan(const cpu::ConvShape& s) { return impl_->conv_plan(s).info; }
+const Cudnn::ConvPlanInfo& Cudnn::conv_plan(const ConvShape& s) { return impl_->conv_plan(s).info; }
 
 std::size_t Cudnn::cached_plans() const { return impl_->conv_plans.size() + impl_->pool_plans.size(); }
 
@@ -318,7 +318,7 @@ std::size_t Cudnn::workspace_bytes() const { return impl_->workspace.bytes(); }
 
 // ---- convolution ---------------------------------------------------------------------------------
 
-void conv2d_forward(CudaContext& ctx, const cpu::ConvShape& s, const float* x, const float* W, const float* b,
+void conv2d_forward(CudaContext& ctx, const ConvShape& s, const float* x, const float* W, const float* b,
                     float* y) {
     if (s.batch == 0) return;
     Cudnn::Impl& cd = ctx.cudnn().impl();
@@ -331,7 +331,7 @@ void conv2d_forward(CudaContext& ctx, const cpu::ConvShape& s, const float* x, c
     SPARSEPROX_CUDA_CHECK(cudnnAddTensor(cd.handle.get(), &one, p.bias.get(), b, &one, p.y.get(), y));
 }
 
-void conv2d_backward(CudaContext& ctx, const cpu::ConvShape& s, const float* x, const float* W, const float* dL_dy,
+void conv2d_backward(CudaContext& ctx, const ConvShape& s, const float* x, const float* W, const float* dL_dy,
                      float* dL_dW, float* dL_db, float* dL_dx, bool accumulate) {
     if (s.batch == 0) {  // an empty batch contributes nothing; the CPU twin then writes zeros
         if (!accumulate) {
@@ -361,7 +361,7 @@ void conv2d_backward(CudaContext& ctx, const cpu::ConvShape& s, const float* x, 
 
 namespace {
 
-void pool_forward(CudaContext& ctx, const cpu::PoolShape& s, cudnnPoolingMode_t mode, const float* x, float* y) {
+void pool_forward(CudaContext& ctx, const PoolShape& s, cudnnPoolingMode_t mode, const float* x, float* y) {
     if (s.batch == 0) return;
     Cudnn::Impl& cd = ctx.cudnn().impl();
     const PoolPlan& p = cd.pool_plan(s, mode);
@@ -369,7 +369,7 @@ void pool_forward(CudaContext& ctx, const cpu::PoolShape& s, cudnnPoolingMode_t 
     SPARSEPROX_CUDA_CHECK(cudnnPoolingForward(cd.handle.get(), p.pool.get(), &one, p.x.get(), x, &zero, p.y.get(), y));
 }
 
-void pool_backward(CudaContext& ctx, const cpu::PoolShape& s, cudnnPoolingMode_t mode, const float* x,
+void pool_backward(CudaContext& ctx, const PoolShape& s, cudnnPoolingMode_t mode, const float* x,
                    const float* y, const float* dL_dy, float* dL_dx) {
     if (s.batch == 0) return;
     Cudnn::Impl& cd = ctx.cudnn().impl();
@@ -381,23 +381,24 @@ void pool_backward(CudaContext& ctx, const cpu::PoolShape& s, cudnnPoolingMode_t
 
 }  // namespace
 
-void maxpool2d_forward(CudaContext& ctx, const cpu::PoolShape& s, const float* x, float* y) {
+void maxpool2d_forward(CudaContext& ctx, const PoolShape& s, const float* x, float* y) {
     pool_forward(ctx, s, CUDNN_POOLING_MAX_DETERMINISTIC, x, y);
 }
 
-void maxpool2d_backward(CudaContext& ctx, const cpu::PoolShape& s, const float* x, const float* y,
+void maxpool2d_backward(CudaContext& ctx, const PoolShape& s, const float* x, const float* y,
                         const float* dL_dy, float* dL_dx) {
     pool_backward(ctx, s, CUDNN_POOLING_MAX_DETERMINISTIC, x, y, dL_dy, dL_dx);
 }
 
-void avgpool2d_forward(CudaContext& ctx, const cpu::PoolShape& s, const float* x, float* y) {
+void avgpool2d_forward(CudaContext& ctx, const PoolShape& s, const float* x, float* y) {
     pool_forward(ctx, s, CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING, x, y);
 }
 
-void avgpool2d_backward(CudaContext& ctx, const cpu::PoolShape& s, const float* dL_dy, float* dL_dx) {
-    // The average's gradient depends on dL_dy alone, but cudnnPoolingBackward takes y and x too:
-    // pass dL_dy and dL_dx, valid device buffers of those shapes, which averaging never reads.
-    pool_backward(ctx, s, CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING, dL_dx, dL_dy, dL_dy, dL_dx);
+void avgpool2d_backward(CudaContext& ctx, const PoolShape& s, const float* x, const float* y, const float* dL_dy,
+                        float* dL_dx) {
+    // The average's gradient depends on dL_dy alone, but cudnnPoolingBackward's contract names
+    // the forward pass's x and y: pass the real buffers.
+    pool_backward(ctx, s, CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING, x, y, dL_dy, dL_dx);
 }
 
 #else  // !SPARSEPROX_WITH_CUDNN
@@ -413,27 +414,27 @@ struct Cudnn::Impl {};
 
 Cudnn::Cudnn(cudaStream_t) { no_cudnn("cuda::Cudnn"); }
 Cudnn::~Cudnn() = default;
-const Cudnn::ConvPlanInfo& Cudnn::conv_plan(const cpu::ConvShape&) { no_cudnn("cuda::Cudnn::conv_plan"); }
+const Cudnn::ConvPlanInfo& Cudnn::conv_plan(const ConvShape&) { no_cudnn("cuda::Cudnn::conv_plan"); }
 std::size_t Cudnn::cached_plans() const { return 0; }
 std::size_t Cudnn::workspace_bytes() const { return 0; }
 
-void conv2d_forward(CudaContext&, const cpu::ConvShape&, const float*, const float*, const float*, float*) {
+void conv2d_forward(CudaContext&, const ConvShape&, const float*, const float*, const float*, float*) {
     no_cudnn("cuda::conv2d_forward");
 }
-void conv2d_backward(CudaContext&, const cpu::ConvShape&, const float*, const float*, const float*, float*, float*,
+void conv2d_backward(CudaContext&, const ConvShape&, const float*, const float*, const float*, float*, float*,
                      float*, bool) {
     no_cudnn("cuda::conv2d_backward");
 }
-void maxpool2d_forward(CudaContext&, const cpu::PoolShape&, const float*, float*) {
+void maxpool2d_forward(CudaContext&, const PoolShape&, const float*, float*) {
     no_cudnn("cuda::maxpool2d_forward");
 }
-void maxpool2d_backward(CudaContext&, const cpu::PoolShape&, const float*, const float*, const float*, float*) {
+void maxpool2d_backward(CudaContext&, const PoolShape&, const float*, const float*, const float*, float*) {
     no_cudnn("cuda::maxpool2d_backward");
 }
-void avgpool2d_forward(CudaContext&, const cpu::PoolShape&, const float*, float*) {
+void avgpool2d_forward(CudaContext&, const PoolShape&, const float*, float*) {
     no_cudnn("cuda::avgpool2d_forward");
 }
-void avgpool2d_backward(CudaContext&, const cpu::PoolShape&, const float*, float*) {
+void avgpool2d_backward(CudaContext&, const PoolShape&, const float*, const float*, const float*, float*) {
     no_cudnn("cuda::avgpool2d_backward");
 }
 

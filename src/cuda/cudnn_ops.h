@@ -1,4 +1,4 @@
-// cuDNN twins of cpu/conv_ops.h: the same names, arguments and formulas on device pointers, with
+// cuDNN twins of src/cpu/conv_ops.h: the same names, arguments and formulas on device pointers, with
 // the context first and no workspace argument (the context owns cuDNN's). NCHW float32,
 // contiguous; a cross-correlation as in PyTorch; floor-mode output sizes. Every function queues
 // its work on ctx.stream() and returns without synchronizing; gradients are overwritten unless
@@ -35,7 +35,7 @@
 #include <cstddef>
 #include <memory>
 
-#include "cpu/conv_ops.h"
+#include "core/layer_shapes.h"
 #include "cuda/context.h"
 
 namespace sparseprox {
@@ -71,7 +71,7 @@ public:
     // object. Throws sparseprox::Error for an invalid shape (a zero size, batch included: the
     // operations below return before planning an empty batch; a kernel larger than the padded
     // input; a dimension over INT_MAX) or a failing cuDNN call.
-    const ConvPlanInfo& conv_plan(const cpu::ConvShape& s);
+    const ConvPlanInfo& conv_plan(const ConvShape& s);
     // Plans held: one per distinct convolution shape plus one per distinct (pooling shape, mode).
     std::size_t cached_plans() const;
     // Bytes of the shared workspace now allocated.
@@ -87,24 +87,25 @@ private:
 
 // y (batch, c_out, h_out, w_out) = W * x + b, for x (batch, c_in, h_in, w_in), W (c_out, c_in,
 // kh, kw), b (c_out). cudnnConvolutionForward, then the bias through cudnnAddTensor.
-void conv2d_forward(CudaContext& ctx, const cpu::ConvShape& s, const float* x, const float* W, const float* b,
+void conv2d_forward(CudaContext& ctx, const ConvShape& s, const float* x, const float* W, const float* b,
                     float* y);
 
 // dL_dW (c_out, c_in, kh, kw) and dL_db (c_out) summed over the batch (cudnnConvolutionBackward
 // Filter / Bias, beta = 1 with accumulate); dL_dx (batch, c_in, h_in, w_in) skipped when null
 // and always overwritten (cudnnConvolutionBackwardData). W is read only for dL_dx.
-void conv2d_backward(CudaContext& ctx, const cpu::ConvShape& s, const float* x, const float* W, const float* dL_dy,
+void conv2d_backward(CudaContext& ctx, const ConvShape& s, const float* x, const float* W, const float* dL_dy,
                      float* dL_dW, float* dL_db, float* dL_dx, bool accumulate = false);
 
 // CUDNN_POOLING_MAX_DETERMINISTIC: padded positions never win, and each window's gradient goes
 // to its first maximum, as on the CPU. NaN inputs are not propagated (CUDNN_NOT_PROPAGATE_NAN).
-void maxpool2d_forward(CudaContext& ctx, const cpu::PoolShape& s, const float* x, float* y);
-void maxpool2d_backward(CudaContext& ctx, const cpu::PoolShape& s, const float* x, const float* y,
+void maxpool2d_forward(CudaContext& ctx, const PoolShape& s, const float* x, float* y);
+void maxpool2d_backward(CudaContext& ctx, const PoolShape& s, const float* x, const float* y,
                         const float* dL_dy, float* dL_dx);
 
 // CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING: divides by kh*kw, padded positions included.
-void avgpool2d_forward(CudaContext& ctx, const cpu::PoolShape& s, const float* x, float* y);
-void avgpool2d_backward(CudaContext& ctx, const cpu::PoolShape& s, const float* dL_dy, float* dL_dx);
+void avgpool2d_forward(CudaContext& ctx, const PoolShape& s, const float* x, float* y);
+void avgpool2d_backward(CudaContext& ctx, const PoolShape& s, const float* x, const float* y, const float* dL_dy,
+                        float* dL_dx);
 
 }  // namespace cuda
 }  // namespace sparseprox

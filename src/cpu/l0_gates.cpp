@@ -1,30 +1,15 @@
-// CPU operations of the l0, spred and gmp methods (cpu/sparsify.h).
-#include "cpu/sparsify.h"
+// The CPU operations of L0 training with hard-concrete gates (Louizos et al. 2018; docs/method.md §7).
+#include "cpu/l0_gates.h"
 
-#include <algorithm>
-#include <cmath>
-#include <numeric>
+#include <vector>
 
 #include "core/elementwise.h"
+#include "core/gates.h"
+#include "cpu/parallel.h"
+#include "cpu/slab.h"
 
 namespace sparseprox {
 namespace cpu {
-namespace {
-
-using idx = long long;  // OpenMP loop index
-constexpr std::size_t kParallelMin = 1 << 14;
-
-void sgd_biases(float* params, const float* grads, const ParamSegment& s, float lr) {
-    for (std::size_t i = 0; i < s.n_bias; ++i)
-        params[s.bias_offset + i] = ew::sgd(params[s.bias_offset + i], grads[s.bias_offset + i], lr);
-}
-
-void copy_biases(const float* from, const ParamLayout& layout, float* to) {
-    for (const ParamSegment& s : layout.segments)
-        std::copy_n(from + s.bias_offset, s.n_bias, to + s.bias_offset);
-}
-
-}  // namespace
 
 void l0_effective(const float* theta, const float* log_alpha, const sparsify::GateLayout& gl,
                   const ParamLayout& layout, const gates::HardConcrete& hc, std::uint64_t seed, std::uint64_t step,
@@ -119,103 +104,6 @@ void l0_export(const float* theta, const float* log_alpha, const sparsify::GateL
         nnz[l] = count;
     }
     copy_biases(theta, layout, out);
-}
-
-void spred_split(const float* w, const ParamLayout& layout, float* u, float* v) {
-    for (const ParamSegment& s : layout.segments) {
-        for (std::size_t i = 0; i < s.n_weights; ++i) {
-            u[s.weight_offset + i] = sparsify::spred_split_u(w[s.weight_offset + i]);
-            v[s.weight_offset + i] = sparsify::spred_split_v(w[s.weight_offset + i]);
-        }
-    }
-    copy_biases(w, layout, u);
-}
-
-void spred_effective(const float* u, const float* v, const ParamLayout& layout, float* eff) {
-    for (const ParamSegment& s : layout.segments) {
-        const float* a = u + s.weight_offset;
-        const float* b = v + s.weight_offset;
-        float* e = eff + s.weight_offset;
-#pragma omp parallel for schedule(static) if (s.n_weights >= kParallelMin)
-        for (idx i = 0; i < static_cast<idx>(s.n_weights); ++i) e[i] = a[i] * b[i];
-    }
-    copy_biases(u, layout, eff);
-}
-
-void spred_update(float* u, float* v, const float* grads, const ParamLayout& layout, float lr, const float* lambdas) {
-    for (std::size_t l = 0; l < layout.segments.size(); ++l) {
-        const ParamSegment& s = layout.segments[l];
-        float* a = u + s.weight_offset;
-        float* b = v + s.weight_offset;
-        const float* g = grads + s.weight_offset;
-        const float lambda = lambdas[l];
-#pragma omp parallel for schedule(static) if (s.n_weights >= kParallelMin)
-        for (idx i = 0; i < static_cast<idx>(s.n_weights); ++i) sparsify::spred_step(a[i], b[i], g[i], lr, lambda);
-        sgd_biases(u, grads, s, lr);
-    }
-}
-
-void spred_export(const float* u, const float* v, const ParamLayout& layout, float threshold, float* out,
-                  std::size_t* nnz) {
-    for (std::size_t l = 0; l < layout.segments.size(); ++l) {
-        const ParamSegment& s = layout.segments[l];
-        std::size_t count = 0;
-        for (std::size_t i = 0; i < s.n_weights; ++i) {
-            const float w = sparsify::spred_readout(u[s.weight_offset + i], v[s.weight_offset + i], threshold);
-            out[s.weight_offset + i] = w;
-            count += w != 0.0f;
-        }
-        nnz[l] = count;
-    }
-    copy_biases(u, layout, out);
-}
-
-void masked_sgd(float* w, const float* grads, const std::uint8_t* mask, const ParamLayout& layout, float lr,
-                std::size_t* nnz) {
-    for (std::size_t l = 0; l < layout.segments.size(); ++l) {
-        const ParamSegment& s = layout.segments[l];
-        float* p = w + s.weight_offset;
-        const float* g = grads + s.weight_offset;
-        const std::uint8_t* m = mask + s.weight_offset;
-        std::size_t count = 0;
-#pragma omp parallel for reduction(+ : count) schedule(static) if (s.n_weights >= kParallelMin)
-        for (idx i = 0; i < static_cast<idx>(s.n_weights); ++i) {
-            const float v = m[i] ? ew::sgd(p[i], g[i], lr) : 0.0f;
-            p[i] = v;
-            count += v != 0.0f;
-        }
-        nnz[l] = count;
-        sgd_biases(w, grads, s, lr);
-    }
-}
-
-void gmp_prune(float* w, std::uint8_t* mask, const ParamLayout& layout, const std::vector<std::size_t>& keep) {
-    auto prune = [&](const std::vector<std::size_t>& layers, std::size_t k) {
-        std::vector<std::uint64_t> order;
-        for (std::size_t l : layers) {
-            const ParamSegment& s = layout.segments[l];
-            for (std::size_t i = 0; i < s.n_weights; ++i) order.push_back(s.weight_offset + i);
-        }
-        k = std::min(k, order.size());
-        // Larger |w| first; among equal magnitudes the lower slab index first.
-        auto before = [w](std::uint64_t a, std::uint64_t b) {
-            const float x = std::fabs(w[a]), y = std::fabs(w[b]);
-            return x > y || (x == y && a < b);
-        };
-        if (k < order.size()) std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(), before);
-        for (std::size_t j = 0; j < order.size(); ++j) {
-            const bool kept = j < k;
-            mask[order[j]] = kept ? 1 : 0;
-            if (!kept) w[order[j]] = 0.0f;
-        }
-    };
-    if (keep.size() == 1 && layout.segments.size() != 1) {
-        std::vector<std::size_t> all(layout.segments.size());
-        std::iota(all.begin(), all.end(), std::size_t{0});
-        prune(all, keep[0]);
-    } else {
-        for (std::size_t l = 0; l < keep.size() && l < layout.segments.size(); ++l) prune({l}, keep[l]);
-    }
 }
 
 }  // namespace cpu

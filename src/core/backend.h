@@ -1,0 +1,264 @@
+// The operations a backend supplies to the shared network (core/network.h): memory, data
+// staging, status polling and one virtual function per operation. The network walks the layers
+// and runs every method's step once, for every backend, through this table; a backend never
+// sees a layer kind or a method.
+//
+// Pointers: every pointer an operation takes is backend memory (host memory for the CPU,
+// device memory for CUDA) from allocate(), from the staging calls or offsets into either; host
+// values are passed by value or by const reference. The caller never dereferences backend
+// memory: it moves data in and out with upload() and download().
+//
+// Ordering: operations run in the order they are called (a CUDA backend queues them on one
+// stream and returns at once); upload() lets the caller reuse its source as soon as it returns,
+// download() and the operations that return host values wait for everything queued before them.
+//
+// The stop flag: the update operations of a training step take `stop`, a pointer to
+// StepState::stopped (may be null). When it is nonzero they write nothing, so the parameters,
+// the method's state and the per-layer counts stay those of the last applied step however
+// late the host notices (core/engine.h).
+//
+// Each operation is implemented once per backend, as kernels/<op>.cu(h) and src/cpu/<op>.cpp,
+// and every one of them is compared with the CPU by the backend-parity harness
+// (tests/test_parity.cpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/gates.h"
+#include "core/layer_shapes.h"
+#include "core/records.h"
+#include "core/sparsify.h"
+#include "sparseprox/data.h"
+#include "sparseprox/model.h"
+#include "sparseprox/search.h"
+
+namespace sparseprox {
+
+// Rows of a data set in backend memory: y for regression, labels for classification (the other
+// is null).
+struct StagedRows {
+    const float* x = nullptr;              // (rows, n_features)
+    const float* y = nullptr;              // (rows, n_outputs)
+    const std::int32_t* labels = nullptr;  // (rows)
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+
+    // "cpu", "cuda:0", ...
+    virtual std::string name() const = 0;
+
+    // ---- memory ----------------------------------------------------------------------------------
+    virtual void* allocate(std::size_t bytes) = 0;  // throws sparseprox::Error naming the size
+    virtual void deallocate(void* p) noexcept = 0;
+    virtual void upload(void* dst, const void* src, std::size_t bytes) = 0;
+    virtual void download(void* dst, const void* src, std::size_t bytes) = 0;  // waits
+    virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;
+    virtual void fill_zero(void* p, std::size_t bytes) = 0;
+    virtual void synchronize() = 0;  // waits for all queued work; rethrows its errors
+
+    // ---- data staging ------------------------------------------------------------------------------
+    // The whole data set, kept until the next call (the training set of a run): the CPU points
+    // into `data` itself, CUDA uploads it once (the same unchanged object again is not re-sent).
+    virtual StagedRows stage_dataset(const Dataset& data) = 0;
+    // Rows [first, first + n) of any data set, valid until the next stage_rows call.
+    virtual StagedRows stage_rows(const Dataset& data, std::size_t first, std::size_t n) = 0;
+    // An epoch's row order (indices into the staged data set), valid until the next call.
+    virtual const std::uint32_t* stage_order(const std::vector<std::uint32_t>& order) = 0;
+
+    // ---- status polling -----------------------------------------------------------------------------
+    // True when the run is known to be stopped without waiting for queued work (the CPU reads the
+    // flag; CUDA answers false and lets the frozen kernels skip the step).
+    virtual bool known_stopped(const StepState* state) = 0;
+
+    // Called once by a network whose model has conv2d or pooling layers: throws, naming the
+    // reason, when this backend cannot run them (CUDA without cuDNN), so the failure comes at
+    // construction rather than in the middle of a run.
+    virtual void require_image_ops() {}
+
+    // ---- gather ---------------------------------------------------------------------------------------
+    // dst[r][c] = src[rows[r]][c]: src (any, n_cols), dst (n_rows, n_cols).
+    virtual void gather_rows(const float* src, std::size_t n_cols, const std::uint32_t* rows, std::size_t n_rows,
+                             float* dst) = 0;
+    virtual void gather_labels(const std::int32_t* src, const std::uint32_t* rows, std::size_t n_rows,
+                               std::int32_t* dst) = 0;
+
+    // ---- dense ------------------------------------------------------------------------------------------
+    // y = x W^T + b: x (batch, n_in), W (n_out, n_in), b (n_out), y (batch, n_out).
+    virtual void dense_forward(const float* x, const float* W, const float* b, float* y, std::size_t batch,
+                               std::size_t n_in, std::size_t n_out) = 0;
+    // dL_dW = dL_dy^T x, dL_db = column sums of dL_dy (rows in order), dL_dx = dL_dy W (skipped
+    // when null). All overwritten.
+    virtual void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db,
+                                float* dL_dx, std::size_t batch, std::size_t n_in, std::size_t n_out) = 0;
+
+    // ---- conv2d, pool2d (NCHW; core/layer_shapes.h) ------------------------------------------------
+    virtual void conv2d_forward(const ConvShape& s, const float* x, const float* W, const float* b, float* y) = 0;
+    // dL_dW, dL_db summed over the batch; dL_dx skipped when null. All overwritten.
+    virtual void conv2d_backward(const ConvShape& s, const float* x, const float* W, const float* dL_dy,
+                                 float* dL_dW, float* dL_db, float* dL_dx) = 0;
+    virtual void maxpool2d_forward(const PoolShape& s, const float* x, float* y) = 0;
+    virtual void maxpool2d_backward(const PoolShape& s, const float* x, const float* y, const float* dL_dy,
+                                    float* dL_dx) = 0;
+    virtual void avgpool2d_forward(const PoolShape& s, const float* x, float* y) = 0;
+    virtual void avgpool2d_backward(const PoolShape& s, const float* x, const float* y, const float* dL_dy,
+                                    float* dL_dx) = 0;
+
+    // ---- activation ----------------------------------------------------------------------------------
+    virtual void activation_forward(Activation a, const float* x, float* y, std::size_t n) = 0;
+    // dL_dx = dL_dy * f'(x) given y = f(x); dL_dx may alias dL_dy.
+    virtual void activation_backward(Activation a, const float* x, const float* y, const float* dL_dy,
+                                     float* dL_dx, std::size_t n) = 0;
+
+    // ---- loss ------------------------------------------------------------------------------------------
+    // Per sample: sample_loss[r] = ||pred_r - target_r||^2 (double); dL_dpred = 2 (pred - target)
+    // grad_scale when not null.
+    virtual void mse_loss(const float* pred, const float* target, std::size_t batch, std::size_t n_out,
+                          float grad_scale, float* dL_dpred, double* sample_loss) = 0;
+    // Per sample: -log softmax(logits_r)[label_r]; dL_dlogits = (softmax - onehot) grad_scale when
+    // not null; sample_correct[r] = argmax == label (first max wins) when not null.
+    virtual void cross_entropy_loss(const float* logits, const std::int32_t* labels, std::size_t batch,
+                                    std::size_t n_classes, float grad_scale, float* dL_dlogits, double* sample_loss,
+                                    std::uint32_t* sample_correct) = 0;
+    // *out = sum of x[0, n). The CPU adds in index order; CUDA's tree order is deterministic.
+    virtual void sum(const double* x, std::size_t n, double* out) = 0;
+    virtual void sum(const std::uint32_t* x, std::size_t n, std::uint64_t* out) = 0;
+    // Unless state->stopped: state->loss_sum += *batch_loss / batch, ++state->loss_count.
+    virtual void accumulate_step_loss(const double* batch_loss, std::size_t batch, StepState* state) = 0;
+
+    // ---- axpy --------------------------------------------------------------------------------------------
+    // y += a x over n floats (BLAS saxpy: the weight decay and the full-data gradient's chunks).
+    virtual void axpy(float a, const float* x, float* y, std::size_t n) = 0;
+
+    // ---- slab operations: parameter slabs laid out by `layout` ------------------------------------------
+    // hyper = [lr, lambda_0, ..., lambda_{L-1}] in backend memory; layer_nnz (L) receives the
+    // nonzero weights of every layer after the operation.
+    virtual void count_nonzero(const float* params, const ParamLayout& layout, std::uint64_t* layer_nnz) = 0;
+    // The fused l1 step: weights S_{lr lambda_l}(w - lr g), biases w - lr g, counted.
+    virtual void prox_step(float* params, const float* grads, const ParamLayout& layout, const float* hyper,
+                           const std::int32_t* stop, std::uint64_t* layer_nnz) = 0;
+    // The same step in separate passes (an SGD pass, a threshold pass, a count per layer): the
+    // benchmark's reference for what the fusion saves.
+    virtual void prox_step_unfused(float* params, const float* grads, const ParamLayout& layout,
+                                   const float* hyper, std::uint64_t* layer_nnz) = 0;
+    // Unless state->stopped: counts the step and sets state->stopped when band_holds (core/band.h)
+    // for layer_nnz. targets: config->n_targets entries.
+    virtual void stop_rule(StepState* state, const StopConfig* config, const std::uint64_t* targets,
+                           const std::uint64_t* layer_nnz) = 0;
+    // candidate_set (search.h) over |g| of the given layers' weight gradients, taken together.
+    // Only the count and the lower median come back. Waits.
+    virtual CandidateSet gradient_candidates(const float* grads, const ParamLayout& layout,
+                                             const std::vector<std::size_t>& layers, float low, float up) = 0;
+
+    // ---- l0 gates (core/sparsify.h) -------------------------------------------------------------------
+    // eff = theta * sample_gate(gate_noise(seed, step, gate), log_alpha[gate]) per weight; biases copied.
+    virtual void l0_effective(const float* theta, const float* log_alpha, const sparsify::GateLayout& gates,
+                              const ParamLayout& layout, const gates::HardConcrete& hc, std::uint64_t seed,
+                              std::uint64_t step, float* eff, const std::int32_t* stop) = 0;
+    // theta_w -= lr g z, biases -= lr g, and an Adam step on each log alpha.
+    virtual void l0_update(float* theta, float* log_alpha, float* adam_m, float* adam_v, const float* grads,
+                           const sparsify::GateLayout& gates, const ParamLayout& layout,
+                           const gates::HardConcrete& hc, std::uint64_t seed, std::uint64_t step,
+                           const float* hyper, const sparsify::AdamStep& adam, const std::int32_t* stop) = 0;
+    // out = theta * test_gate(log_alpha) (biases copied), counted.
+    virtual void l0_export(const float* theta, const float* log_alpha, const sparsify::GateLayout& gates,
+                           const ParamLayout& layout, const gates::HardConcrete& hc, float* out,
+                           const std::int32_t* stop, std::uint64_t* layer_nnz) = 0;
+
+    // ---- spred ---------------------------------------------------------------------------------------------
+    // u, v from w by the balanced split (biases to u).
+    virtual void spred_split(const float* w, const ParamLayout& layout, float* u, float* v) = 0;
+    virtual void spred_effective(const float* u, const float* v, const ParamLayout& layout, float* eff,
+                                 const std::int32_t* stop) = 0;
+    virtual void spred_update(float* u, float* v, const float* grads, const ParamLayout& layout, const float* hyper,
+                              const std::int32_t* stop) = 0;
+    virtual void spred_export(const float* u, const float* v, const ParamLayout& layout, float threshold, float* out,
+                              const std::int32_t* stop, std::uint64_t* layer_nnz) = 0;
+
+    // ---- gmp -----------------------------------------------------------------------------------------------
+    // w = mask ? w - lr g : 0 on the weights, plain SGD on the biases, counted.
+    virtual void masked_sgd(float* w, const float* grads, const std::uint8_t* mask, const ParamLayout& layout,
+                            const float* hyper, const std::int32_t* stop, std::uint64_t* layer_nnz) = 0;
+    // Keeps the keep[k] largest |w| of each scope (all layers together when keep has one entry,
+    // else layer by layer; ties to the lower slab index), zeroes the rest in w and mask, counted.
+    virtual void gmp_prune(float* w, std::uint8_t* mask, const ParamLayout& layout,
+                           const std::vector<std::size_t>& keep, const std::int32_t* stop,
+                           std::uint64_t* layer_nnz) = 0;
+};
+
+// The CPU backend (src/cpu/cpu_backend.cpp).
+std::unique_ptr<Backend> make_cpu_backend();
+// The CUDA backend on device `index` (src/cuda/cuda_backend.cpp); throws sparseprox::Error naming
+// the reason when CUDA is not compiled in or the device is not usable.
+std::unique_ptr<Backend> make_cuda_backend(int index);
+
+// n elements of T in one backend's memory (move-only; the backend must outlive it).
+template <class T>
+class Buffer {
+public:
+    Buffer() = default;
+    Buffer(Backend& backend, std::size_t n) { allocate(backend, n); }
+    ~Buffer() { release(); }
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+    Buffer(Buffer&& o) noexcept
+        : backend_(std::exchange(o.backend_, nullptr)), data_(std::exchange(o.data_, nullptr)),
+          size_(std::exchange(o.size_, 0)) {}
+    Buffer& operator=(Buffer&& o) noexcept {
+        if (this != &o) {
+            release();
+            backend_ = std::exchange(o.backend_, nullptr);
+            data_ = std::exchange(o.data_, nullptr);
+            size_ = std::exchange(o.size_, 0);
+        }
+        return *this;
+    }
+
+    // Drops the old contents; n == 0 frees.
+    void allocate(Backend& backend, std::size_t n) {
+        release();
+        backend_ = &backend;
+        if (n == 0) return;
+        data_ = static_cast<T*>(backend.allocate(n * sizeof(T)));
+        size_ = n;
+    }
+    // The whole buffer zeroed (queued).
+    void zero() {
+        if (size_) backend_->fill_zero(data_, size_ * sizeof(T));
+    }
+    void upload(const T* src, std::size_t n, std::size_t offset = 0) {
+        if (n) backend_->upload(data_ + offset, src, n * sizeof(T));
+    }
+    void download(T* dst, std::size_t n, std::size_t offset = 0) const {
+        if (n) backend_->download(dst, data_ + offset, n * sizeof(T));
+    }
+    std::vector<T> to_host() const {
+        std::vector<T> v(size_);
+        download(v.data(), size_);
+        return v;
+    }
+
+    T* data() { return data_; }
+    const T* data() const { return data_; }
+    std::size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+
+private:
+    void release() noexcept {
+        if (data_ && backend_) backend_->deallocate(data_);
+        data_ = nullptr;
+        size_ = 0;
+    }
+
+    Backend* backend_ = nullptr;
+    T* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+}  // namespace sparseprox

@@ -1,0 +1,21 @@
+// Element-wise activations on the CPU over the shared formulas of core/elementwise.h, the
+// oracle of kernels/activation.cu.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "sparseprox/model.h"
+
+namespace sparseprox {
+namespace cpu {
+
+void activation_forward(Activation a, const float* x, float* y, std::size_t n);
+
+void activation_forward(Activation a, const float* x, float* y, std::size_t n);
+// dL_dx = dL_dy * f'(x) (given y = f(x) too). dL_dx may alias dL_dy.
+void activation_backward(Activation a, const float* x, const float* y, const float* dL_dy,
+                         float* dL_dx, std::size_t n);
+
+}  // namespace cpu
+}  // namespace sparseprox

@@ -1,0 +1,22 @@
+// The dense layer on the CPU (OpenBLAS sgemm), the oracle of kernels/dense.cu. Matrices are
+// row-major; a batch of activations is (batch, features). Gradients are overwritten.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "sparseprox/model.h"
+
+namespace sparseprox {
+namespace cpu {
+
+// y = x W^T + b.  x (batch, n_in), W (n_out, n_in), b (n_out), y (batch, n_out).
+void dense_forward(const float* x, const float* W, const float* b, float* y, std::size_t batch,
+                   std::size_t n_in, std::size_t n_out);
+
+// dL_dW = dL_dy^T x, dL_db = column sums of dL_dy, dL_dx = dL_dy W (skipped when null).
+void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db,
+                    float* dL_dx, std::size_t batch, std::size_t n_in, std::size_t n_out);
+
+}  // namespace cpu
+}  // namespace sparseprox
