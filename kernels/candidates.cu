@@ -1,4 +1,4 @@
-// The candidate filter and lower median of the lambda search (method.md §4), on the device with
+// The candidate filter and lower median of the lambda search (docs/method.md §4), on the device with
 // Thrust: one copy_if of |g| per weight range into a scratch array, one sort of what passed, one
 // element copied back. The gradient itself never leaves the device; per call two scalars do.
 // Sizes are small (at most the weight count, ~7e5 for CNN8), so sorting is cheaper than a

@@ -1,4 +1,4 @@
-// The fused proximal SGD step over a whole parameter slab (method.md §3), in one pass:
+// The fused proximal SGD step over a whole parameter slab (docs/method.md §3), in one pass:
 //   weights of layer l:  w <- S_{lr*lambda_l}(w - lr*g)   (ew::prox_sgd), nonzeros counted
 //   biases:              b <- b - lr*g                     (ew::sgd)
 // Napkin math: per element read w and g, write w = 12 bytes for ~4 flops, so the kernel is

@@ -1,4 +1,4 @@
-// The l0, spred and gmp operations on the device (method.md §7), twins of cpu/sparsify.cpp with
+// The l0, spred and gmp operations on the device (docs/method.md §7), twins of cpu/sparsify.cpp with
 // the per-element formulas of core/sparsify.h and core/gates.h:
 //   l0     effective w = theta z (z the hard-concrete sample of the step's counter noise),
 //          update (theta SGD, gate gradient, Adam on log alpha), export theta test_gate(log alpha)
