@@ -12,7 +12,7 @@
 namespace sparseprox {
 namespace cuda {
 
-// The candidates of method.md §4 on the device: |g| of the slab ranges [offset, offset + n) of
+// The candidates of docs/method.md §4 on the device: |g| of the slab ranges [offset, offset + n) of
 // `grads` that lie strictly inside (low, up) are gathered into `scratch` (room for every entry
 // of the ranges), sorted there, and only their count and lower median come back to the host.
 // Synchronizes.

@@ -1,4 +1,4 @@
-// A network with no hidden layer and MSE loss is the Lasso (method.md §2): trained to
+// A network with no hidden layer and MSE loss is the Lasso (docs/method.md §2): trained to
 // convergence, Algorithm 3's iterate must satisfy the optimality conditions, and agree with an
 // independent coordinate-descent solver run in double precision.
 #include <gtest/gtest.h>

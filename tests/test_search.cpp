@@ -1,4 +1,4 @@
-// The lambda search (method.md §4-5): its rules on recorded histories, the Lasso oracle for the
+// The lambda search (docs/method.md §4-5): its rules on recorded histories, the Lasso oracle for the
 // whole search, per-layer bands on a small network, the cheaper strategies and bad targets.
 #include <gtest/gtest.h>
 
@@ -240,7 +240,7 @@ TEST_P(LassoSearch, FindsALambdaInsideTheExactPathInterval) {
         EXPECT_GE(it.nnz[0], exact) << "run " << it.index << " lambda " << it.lambdas[0];
         EXPECT_LE(it.nnz[0], exact_hi) << "run " << it.index << " lambda " << it.lambdas[0];
     }
-    // The computed start is the Lasso's lambda_max = max 2|z_i| (method.md §2): W = 0 there.
+    // The computed start is the Lasso's lambda_max = max 2|z_i| (docs/method.md §2): W = 0 there.
     EXPECT_TRUE(r.lambda_start_computed);
     EXPECT_NEAR(r.lambda_start[0], a[0], 1e-5 * a[0]);
     EXPECT_LE(r.iterations[0].nnz[0], 1u);  // 0, or the first weight when the float rounding of

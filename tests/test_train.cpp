@@ -231,7 +231,7 @@ TEST(ModelSpecTest, ParsesShortAndJsonForms) {
     const ModelSpec a = ModelSpec::parse("dense:6-128-128-64-1");
     EXPECT_EQ(a.n_inputs, 6u);
     EXPECT_EQ(a.n_weight_layers(), 4u);
-    EXPECT_EQ(a.n_weights(), 25408u);  // 768 + 16384 + 8192 + 64, as method.md §6
+    EXPECT_EQ(a.n_weights(), 25408u);  // 768 + 16384 + 8192 + 64, as docs/method.md §6
     EXPECT_EQ(a.to_short(), "dense:6-128-128-64-1");
     const ModelSpec b = ModelSpec::parse("dense:784-300-100-10:tanh");
     EXPECT_EQ(b.to_short(), "dense:784-300-100-10:tanh");

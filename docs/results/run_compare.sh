@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The sparsifier comparison (method.md §7): l1, l0, spred and gmp at the same target
+# The sparsifier comparison (docs/method.md §7): l1, l0, spred and gmp at the same target
 # NNZ (5% and 2% of the weights, ±1%) with the dense baseline beside them, on MNIST with
 # lenet300100 and lenet5 and on Fashion-MNIST with lenet5. Pixels in [0, 1], batch 128, SGD.
 #
@@ -62,7 +62,7 @@ set_of() {
 
 lane_a() {
     set_of mnist-lenet300100 mnist lenet300100 "$EPOCHS_MLP"
-    # L0 with group gates (input neurons), for the published structure of method.md §7
+    # L0 with group gates (input neurons), for the published structure of docs/method.md §7
     row "mnist-lenet300100-l0group-5pct-$DEVICE" mnist lenet300100 "$EPOCHS_MLP" 0.05 l0group
     set_of fashion-lenet5 fashion-mnist lenet5 "$EPOCHS_LENET5"
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the MNIST experiments of method.md §6 with CNN8: the single target 50,000 NNZ
+# Reproduces the MNIST experiments of docs/method.md §6 with CNN8: the single target 50,000 NNZ
 # (±0.1%), the multi targets (250, 8000, 13000, 20000, 4200) (±10%, all 5 layers) and the dense
 # baseline; SGD, eta 0.1, batch 128, pixels in [-1, 1]. The paper's budget is 200 epochs per
 # run; on a CPU the budgets below are reduced (and stated in mnist.md). Writes commands, logs,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the regression experiments of method.md §6 (Mackey-Glass mg_scale, dense
+# Reproduces the regression experiments of docs/method.md §6 (Mackey-Glass mg_scale, dense
 # 6-128-128-64-1, full-batch proximal GD, eta 0.1, 50,000 steps per run) with every search
 # strategy, plus the dense and l2 baselines. Writes reports, traces and logs to OUT.
 #
@@ -31,7 +31,7 @@ lane_b() {
     search multi-paper-$DEVICE $MULTI --strategy paper --lambda0 1e-3 --lambda1 1e-7 --max-outer 99
 }
 lane_c() {
-    # Run 0 trained to the end as in the authors' released code (method.md §6): the exact rule
+    # Run 0 trained to the end as in the authors' released code (docs/method.md §6): the exact rule
     # stops run 0 at lambda0 = 1e-3 after a few hundred steps, on a barely trained network.
     search single-paper-run0-$DEVICE $SINGLE --strategy paper --lambda0 1e-3 --lambda1 1e-7 --max-outer 99 --no-stop-run0
     search single-adaptive-$DEVICE $SINGLE --strategy adaptive

@@ -77,7 +77,7 @@ struct ModelSpec {
     std::vector<LayerSpec> layers;
 
     // Accepts, in this order:
-    //  - a preset name: "cnn8" (method.md §6: conv 1->32->64->128, 3x3 pad 1, each ReLU and
+    //  - a preset name: "cnn8" (docs/method.md §6: conv 1->32->64->128, 3x3 pad 1, each ReLU and
     //    2x2 max-pool, dense 1152->512->10 on 1x28x28), "lenet5" (LeNet-5-Caffe: conv 20 5x5,
     //    max-pool 2, conv 50 5x5, max-pool 2, dense 800->500->10 on 1x28x28) or "lenet300100"
     //    (dense:784-300-100-10);
@@ -132,7 +132,7 @@ public:
     Model() = default;
     explicit Model(ModelSpec spec);  // zero parameters
 
-    // Weights and biases ~ U(-1/sqrt(fan_in), +1/sqrt(fan_in)) from a fixed seed (method.md §3),
+    // Weights and biases ~ U(-1/sqrt(fan_in), +1/sqrt(fan_in)) from a fixed seed (docs/method.md §3),
     // fan_in = n_in for dense and c_in*kh*kw for conv2d layers (PyTorch's default bound); weight
     // layers in order, each its weights then its bias. Identical on every platform and backend.
     static Model initialize(const ModelSpec& spec, std::uint64_t seed);

@@ -1,5 +1,5 @@
 // SparseProx: choosing lambda for a target NNZ — Algorithm 1 (one lambda) and Algorithm 2 (one
-// lambda per layer) of method.md §4-5, plus two cheaper strategies.
+// lambda per layer) of docs/method.md §4-5, plus two cheaper strategies.
 //
 // A search trains the same network several times (the "outer iterations"), each time with the
 // NNZ early stop of Algorithm 3 (train.h), and picks the next lambda from the history of
@@ -26,7 +26,7 @@ struct LambdaRecord {
     std::size_t nnz = 0;
 };
 
-// The bracket of method.md §4 from a history, for target l*:
+// The bracket of docs/method.md §4 from a history, for target l*:
 //   n_lo = the largest NNZ <= l*, lambda_up  = the smallest lambda that gave n_lo;
 //   n_hi = the smallest NNZ >= l*, lambda_low = the largest lambda that gave n_hi.
 // When no run gave NNZ >= l*, lambda_low = 0 (has_low false); when none gave NNZ <= l*,
@@ -88,7 +88,7 @@ SearchStrategy parse_search_strategy(const std::string& name);  // paper, warm, 
 //            it desired = l* + (n - l*) / 2 (half the distance every interval). With `ahead` =
 //            2 n - n_prev (the count one interval ahead, from the last two polls):
 //            lambda *= clamp((ahead / desired(next poll))^a, 1/(1 + a), 1 + a).
-//   sparsity (method.md §7, a = 1): lambda *= (1 + a |s - s*|) when n > l*, /= it when n < l*,
+//   sparsity (docs/method.md §7, a = 1): lambda *= (1 + a |s - s*|) when n > l*, /= it when n < l*,
 //            with s = 1 - n/N the sparsity.
 enum class AdaptRule { relative, sparsity };
 const char* to_string(AdaptRule r);
@@ -123,7 +123,7 @@ struct SearchOptions {
     float lambda1 = 1e-7f;
     std::size_t max_outer = 99;  // the most training runs (outer iterations), runs 0 and 1 included
     // false: run 0 ignores the band and trains its whole budget, as the authors' released code
-    // did in three of its four scripts (method.md §6). true: the band ends run 0 too (§4).
+    // did in three of its four scripts (docs/method.md §6). true: the band ends run 0 too (§4).
     bool stop_run0 = true;
     // adaptive strategy
     std::size_t adapt_interval = 200;  // steps between lambda updates (K)
@@ -168,7 +168,7 @@ private:
     SearchOptions options_;
 };
 
-// The computed starting bracket: per weight layer, ||grad_{W_l} L(0, b*)||_inf (method.md §2;
+// The computed starting bracket: per weight layer, ||grad_{W_l} L(0, b*)||_inf (docs/method.md §2;
 // b*: the output bias fitted to the data, other biases as in `init`), the smallest lambda_l at
 // which W = 0 is stationary. For a network with more than one weight layer this is 0 for every
 // layer (W = 0 is always stationary there), so each layer falls back to ||grad_{W_l} L(W0, b0)||_inf

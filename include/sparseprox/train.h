@@ -38,7 +38,7 @@ struct Progress {
     double seconds = 0.0;
 };
 
-// The sparsifier a run trains with (method.md §3 and §7). Every method's saved model holds plain
+// The sparsifier a run trains with (docs/method.md §3 and §7). Every method's saved model holds plain
 // dense-shaped weights with exact zeros; its NNZ is the count of those nonzeros, and the NNZ
 // early stop (StopRule) applies to that count.
 enum class Method {

@@ -15,7 +15,7 @@ struct SearchFlags {
     TrainFlags train;
     std::string target_density;  // one fraction, or one per weight layer
     std::string strategy = "paper";
-    std::string lambda0;         // empty: computed from the gradient (method.md §2)
+    std::string lambda0;         // empty: computed from the gradient (docs/method.md §2)
     float lambda1 = 1e-7f;
     std::size_t max_outer = 99;
     std::size_t adapt_interval = 200;

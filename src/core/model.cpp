@@ -215,7 +215,7 @@ ModelSpec parse_dense_short(const std::string& text) {
     return spec;
 }
 
-// The presets as JSON model specs (method.md §6 and the LeNets of the related-methods papers).
+// The presets as JSON model specs (docs/method.md §6 and the LeNets of the related-methods papers).
 struct Preset {
     const char* name;
     const char* spec;

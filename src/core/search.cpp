@@ -1,4 +1,4 @@
-// The lambda search (method.md §4-5) and its two cheaper variants, on one engine that every run
+// The lambda search (docs/method.md §4-5) and its two cheaper variants, on one engine that every run
 // reuses: the training set is uploaded once, and on CUDA the candidate filter and median of each
 // outer iteration are computed where the gradient lives (Engine::gradient_candidates).
 #include "sparseprox/search.h"
@@ -363,7 +363,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
     // the last trace entry's steps).
     //
     // The relative rule steers the count along a schedule: the cubic of gradual magnitude
-    // pruning (method.md §7) from the dense count to l* over the ramp, then an approach that
+    // pruning (docs/method.md §7) from the dense count to l* over the ramp, then an approach that
     // halves the distance to l* every interval. At a fixed lambda the NNZ falls with a lag of
     // hundreds of steps behind lambda; a rule that reacts to the current count keeps raising
     // lambda while the count is already falling fast, and overshoots: the units it kills come
@@ -371,7 +371,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
     // the count extrapolated to it from the last two polls (`ahead`). A network pruned along the
     // schedule keeps training while it thins out, and the band is met at the end of the ramp by
     // a slowly moving count, which the per-step stop rule cannot jump over.
-    // The sparsity rule is method.md §7's, on the current count.
+    // The sparsity rule is docs/method.md §7's, on the current count.
     if (o.strategy == SearchStrategy::adaptive) {
         std::vector<float> lam(n_groups);
         for (std::size_t j = 0; j < n_groups; ++j)

@@ -1,4 +1,4 @@
-// The sparsifiers other than l1 (method.md §7) as the engines run them: the per-run
+// The sparsifiers other than l1 (docs/method.md §7) as the engines run them: the per-run
 // configuration, the gate layout of L0 training, the GMP pruning schedule, and the per-element
 // update formulas shared by the CPU loops (cpu/sparsify.cpp) and the CUDA kernels
 // (kernels/sparsify.cu), like core/elementwise.h for the l1 step.

@@ -1,4 +1,4 @@
-// Algorithm 3 (method.md §3) driven on any engine: the host only schedules batches, polls the
+// Algorithm 3 (docs/method.md §3) driven on any engine: the host only schedules batches, polls the
 // engine's status now and then and reports progress; the stop rule is evaluated by the engine
 // after every step.
 #include "sparseprox/train.h"
