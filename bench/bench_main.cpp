@@ -1,11 +1,12 @@
 // sparseprox_bench: measurements, not impressions (style.md item 11).
 //
-// (a) The fused prox step over N parameters (4 square dense layers, N = 1e5 .. --max-n): buffers
-//     allocated first, warm-up, then the median of --repeats timings taken with CUDA events on
-//     the working stream. Bytes per parameter: read w and g, write w = 12; GB/s from that, and
-//     its fraction of the measured device-to-device copy bandwidth (cudaMemcpyAsync moving the
-//     same 12 bytes per parameter: 6 read + 6 written). Beside it the unfused reference (an SGD
-//     pass, a threshold pass and a thrust::count_if per layer) and the CPU twin (chrono).
+// (a) The fused prox step over N parameters (4 square dense layers, N = 1e5 .. --max-n) on every
+//     backend, through the same operations the network calls: buffers allocated first, warm-up,
+//     then the median of --repeats timings (on CUDA each timing covers 10 queued steps closed by
+//     one synchronization). Bytes per parameter: read w and g, write w = 12; GB/s from that, and
+//     its fraction of the measured copy bandwidth of the same backend (a copy moving the same 12
+//     bytes per parameter: 6 read + 6 written). Beside it the unfused reference (an SGD pass, a
+//     threshold pass and a count per layer).
 // (b) Training throughput through the public train() API on every available device: the
 //     6-128-128-64-1 regression net on the embedded Mackey-Glass data (full batch) and the
 //     784-300-100-10 MLP on MNIST, batch 128 (from --data-dir; skipped when absent), the MLP with
@@ -20,24 +21,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
-#include "cpu/prox_step.h"
+#include "core/backend.h"
 #include "sparseprox/sparseprox.h"
-
-#if defined(SPARSEPROX_WITH_CUDA)
-#include <cuda_runtime_api.h>
-
-#include "core/backend_query.h"
-#include "cuda/common.h"
-#include "cuda/context.h"
-#include "cuda/tile_table.h"
-#include "kernels/prox_step.cuh"
-#endif
 
 using namespace sparseprox;
 using json = nlohmann::json;
@@ -134,124 +126,74 @@ std::vector<float> pattern(std::size_t n, std::uint32_t salt) {
 constexpr float kBenchLr = 1e-3f;
 constexpr float kBenchLambda = 1e-3f;
 
-json bench_cpu_prox(const ModelSpec& spec, int repeats) {
-    const ParamLayout layout = ParamLayout::of(spec);
-    const std::size_t n = n_params(layout);
-    std::vector<float> params = pattern(layout.slab_size, 1), grads = pattern(layout.slab_size, 2);
-    const std::vector<float> lambdas(layout.segments.size(), kBenchLambda);
-    std::vector<std::size_t> nnz(layout.segments.size());
-    using Clock = std::chrono::steady_clock;
-    cpu::prox_step(params.data(), grads.data(), layout, kBenchLr, lambdas.data(), nnz.data());  // warm-up
-    std::vector<double> ms;
-    const int r = n >= 10000000 ? std::min(repeats, 5) : repeats;  // ~0.1 s per step at 1e8 on a few cores
-    for (int i = 0; i < r; ++i) {
-        const auto t0 = Clock::now();
-        cpu::prox_step(params.data(), grads.data(), layout, kBenchLr, lambdas.data(), nnz.data());
-        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-    }
-    const double t = median(ms);
-    return {{"device", "cpu"}, {"variant", "cpu::prox_step"}, {"n_params", n}, {"repeats", r},
-            {"median_ms", t}, {"gb_per_s", kBytesPerParam * static_cast<double>(n) / (t * 1e6)}};
-}
-
-#if defined(SPARSEPROX_WITH_CUDA)
-
-class EventPair {
-public:
-    EventPair() {
-        SPARSEPROX_CUDA_CHECK(cudaEventCreate(&start_));
-        SPARSEPROX_CUDA_CHECK(cudaEventCreate(&stop_));
-    }
-    ~EventPair() {
-        cudaEventDestroy(start_);
-        cudaEventDestroy(stop_);
-    }
-    EventPair(const EventPair&) = delete;
-    EventPair& operator=(const EventPair&) = delete;
-
-    // Milliseconds between events recorded on `stream` around the work f queues.
-    template <class F>
-    double time_ms(cudaStream_t stream, F&& f) {
-        SPARSEPROX_CUDA_CHECK(cudaEventRecord(start_, stream));
-        f();
-        SPARSEPROX_CUDA_CHECK(cudaEventRecord(stop_, stream));
-        SPARSEPROX_CUDA_CHECK(cudaEventSynchronize(stop_));
-        float ms = 0.0f;
-        SPARSEPROX_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
-        return ms;
-    }
-
-private:
-    cudaEvent_t start_ = nullptr, stop_ = nullptr;
-};
-
+// Median milliseconds per call of f on `backend`: calls queued in groups of `group`, each group
+// closed by a synchronization (so an asynchronous backend is timed on its device, and the
+// synchronization is spread over the group), after `warmup` untimed groups.
 template <class F>
-double median_ms(EventPair& events, cudaStream_t stream, int warmup, int repeats, F&& f) {
-    for (int i = 0; i < warmup; ++i) events.time_ms(stream, f);
+double median_ms(Backend& backend, int warmup, int repeats, int group, F&& f) {
+    using Clock = std::chrono::steady_clock;
+    for (int i = 0; i < warmup; ++i) {
+        for (int k = 0; k < group; ++k) f();
+        backend.synchronize();
+    }
     std::vector<double> ms;
-    for (int i = 0; i < repeats; ++i) ms.push_back(events.time_ms(stream, f));
+    for (int i = 0; i < repeats; ++i) {
+        const auto t0 = Clock::now();
+        for (int k = 0; k < group; ++k) f();
+        backend.synchronize();
+        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / group);
+    }
     return median(ms);
 }
 
-// The three GPU figures for one size; an empty list (with a message) when memory is short.
-std::vector<json> bench_cuda_prox(const ModelSpec& spec, int repeats) {
+// The fused step, the unfused reference and a copy of the same bytes (the bandwidth ceiling) on
+// one backend; an empty list (with a message) when its memory is short.
+std::vector<json> bench_prox(Backend& backend, const ModelSpec& spec, int repeats) {
     const ParamLayout layout = ParamLayout::of(spec);
     const std::size_t n = n_params(layout);
-    const std::size_t copy_bytes = static_cast<std::size_t>(kBytesPerParam / 2.0 * static_cast<double>(n));
-    const std::size_t need = 2 * layout.slab_size * sizeof(float) + 2 * copy_bytes;
-    cuda::CudaContext ctx(0);
-    std::size_t free_bytes = 0, total_bytes = 0;
-    SPARSEPROX_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    if (need + (std::size_t{256} << 20) > free_bytes) {
-        std::printf("  cuda prox N=%zu: skipped (needs %.1f GiB, %.1f GiB free)\n", n, need / 1073741824.0,
-                    free_bytes / 1073741824.0);
-        return {};
+    const std::size_t copy_floats = static_cast<std::size_t>(kBytesPerParam / 2.0 / sizeof(float) * static_cast<double>(n));
+    std::vector<json> rows;
+    try {
+        // Allocate and fill everything before timing anything.
+        Buffer<float> params(backend, layout.slab_size), grads(backend, layout.slab_size);
+        params.upload(pattern(layout.slab_size, 1).data(), layout.slab_size);
+        grads.upload(pattern(layout.slab_size, 2).data(), layout.slab_size);
+        std::vector<float> hyper{kBenchLr};
+        hyper.insert(hyper.end(), layout.segments.size(), kBenchLambda);
+        Buffer<float> hyper_device(backend, hyper.size());
+        hyper_device.upload(hyper.data(), hyper.size());
+        Buffer<std::uint64_t> nnz(backend, std::max<std::size_t>(layout.segments.size(), 1));
+        Buffer<float> copy_src(backend, copy_floats), copy_dst(backend, copy_floats);
+        copy_src.zero();
+        backend.synchronize();
+
+        const bool cpu = backend.name() == "cpu";
+        const int r = cpu && n >= 10000000 ? std::min(repeats, 5) : repeats;  // ~0.1 s per CPU step at 1e8
+        const int group = cpu ? 1 : 10;
+        const double t_copy = median_ms(backend, 2, r, group, [&] {
+            backend.copy(copy_dst.data(), copy_src.data(), copy_floats * sizeof(float));
+        });
+        const double t_fused = median_ms(backend, 2, r, group, [&] {
+            backend.prox_step(params.data(), grads.data(), layout, hyper_device.data(), nullptr, nnz.data());
+        });
+        const double t_unfused = median_ms(backend, 2, r, group, [&] {
+            backend.prox_step_unfused(params.data(), grads.data(), layout, hyper_device.data(), nnz.data());
+        });
+        const double bytes = kBytesPerParam * static_cast<double>(n);
+        const double copy_gbps = bytes / (t_copy * 1e6);
+        auto row = [&](const char* variant, double t) {
+            const double gbps = bytes / (t * 1e6);
+            return json{{"device", backend.name()}, {"variant", variant},  {"n_params", n},
+                        {"repeats", r},             {"median_ms", t},      {"gb_per_s", gbps},
+                        {"fraction_of_copy", gbps / copy_gbps}};
+        };
+        rows = {row("copy (same bytes)", t_copy), row("fused (prox step + per-layer count)", t_fused),
+                row("unfused (sgd, threshold, count per layer)", t_unfused)};
+    } catch (const Error& e) {
+        std::printf("  %s prox N=%zu: skipped (%s)\n", backend.name().c_str(), n, e.what());
     }
-    const cudaStream_t s = ctx.stream();
-    // Allocate and fill everything before timing anything.
-    cuda::DeviceBuffer<float> params(layout.slab_size), grads(layout.slab_size);
-    params.copy_from_host(pattern(layout.slab_size, 1).data(), layout.slab_size, s);
-    grads.copy_from_host(pattern(layout.slab_size, 2).data(), layout.slab_size, s);
-    const std::vector<float> lambdas(layout.segments.size(), kBenchLambda);
-    std::vector<float> hyper{kBenchLr};
-    hyper.insert(hyper.end(), lambdas.begin(), lambdas.end());
-    cuda::DeviceBuffer<float> hyper_device(hyper.size());
-    hyper_device.copy_from_host(hyper.data(), hyper.size(), s);
-    cuda::TileTable table(layout, s);
-    cuda::DeviceBuffer<std::uint64_t> layer_nnz(std::max<std::size_t>(layout.segments.size(), 1));
-    cuda::DeviceBuffer<unsigned char> copy_src(copy_bytes), copy_dst(copy_bytes);
-    SPARSEPROX_CUDA_CHECK(cudaMemsetAsync(copy_src.data(), 1, copy_bytes, s));
-    ctx.synchronize();
-
-    EventPair events;
-    const int warmup = 3;
-    const double t_copy = median_ms(events, s, warmup, repeats, [&] {
-        SPARSEPROX_CUDA_CHECK(cudaMemcpyAsync(copy_dst.data(), copy_src.data(), copy_bytes, cudaMemcpyDeviceToDevice, s));
-    });
-    const double t_fused = median_ms(events, s, warmup, repeats, [&] {
-        const cuda::SlabTiles t = table.tiles();
-        cuda::launch_prox_step(params.data(), grads.data(), t.tiles, t.n_tiles, hyper_device.data(), nullptr,
-                               t.tile_nnz, s);
-        table.sum_per_layer(layer_nnz.data(), s);
-    });
-    const double t_unfused = median_ms(events, s, warmup, repeats, [&] {
-        cuda::launch_prox_step_unfused(params.data(), grads.data(), layout, hyper_device.data(), s);
-        table.count(params.data(), layer_nnz.data(), s);
-    });
-
-    const double bytes = kBytesPerParam * static_cast<double>(n);
-    const double copy_gbps = bytes / (t_copy * 1e6);
-    auto row = [&](const char* variant, double t) {
-        const double gbps = bytes / (t * 1e6);
-        return json{{"device", "cuda:0"},          {"variant", variant},  {"n_params", n},
-                    {"repeats", repeats},          {"median_ms", t},      {"gb_per_s", gbps},
-                    {"fraction_of_copy", gbps / copy_gbps}};
-    };
-    return {row("d2d copy (same bytes)", t_copy), row("fused (prox kernel + per-layer count)", t_fused),
-            row("unfused (sgd, threshold, count_if per layer)", t_unfused)};
+    return rows;
 }
-
-#endif  // SPARSEPROX_WITH_CUDA
 
 json bench_training(const std::string& workload, const Model& init, const Dataset& data, TrainOptions opt,
                     const Device& device) {
@@ -281,10 +223,15 @@ int main(int argc, char** argv) {
     try {
         const Options opt = parse_options(argc, argv);
         std::vector<Device> devices = {Device{DeviceKind::cpu, 0}};
-        std::string no_cuda_why = "this build has no CUDA backend";
-#if defined(SPARSEPROX_WITH_CUDA)
-        if (detail::cuda_device_count_impl(&no_cuda_why) > 0) devices.push_back(Device{DeviceKind::cuda, 0});
-#endif
+        std::vector<std::unique_ptr<Backend>> backends;
+        backends.push_back(make_cpu_backend());
+        std::string no_cuda_why;
+        try {
+            backends.push_back(make_cuda_backend(0));
+            devices.push_back(Device{DeviceKind::cuda, 0});
+        } catch (const Error& e) {
+            no_cuda_why = e.what();
+        }
         const bool have_cuda = devices.size() > 1;
         json out;
         out["version"] = version();
@@ -313,16 +260,11 @@ int main(int argc, char** argv) {
         };
         for (std::size_t n = 100000; n <= opt.max_n; n *= 10) {
             const ModelSpec spec = square_net(n);
-#if defined(SPARSEPROX_WITH_CUDA)
-            if (have_cuda)
-                for (const json& r : bench_cuda_prox(spec, opt.repeats)) {
+            for (auto& b : backends)
+                for (const json& r : bench_prox(*b, spec, opt.repeats)) {
                     print_row(r);
                     out["prox_step"].push_back(r);
                 }
-#endif
-            const json r = bench_cpu_prox(spec, opt.repeats);
-            print_row(r);
-            out["prox_step"].push_back(r);
         }
 
         // ---- (b) training throughput -----------------------------------------------------------

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/search_rules.h"
 #include "sparseprox/search.h"
 
 namespace sparseprox {

@@ -1,8 +1,9 @@
 // The sparsifier formulas of core/gates.h against closed forms, finite differences and
-// statistics: hard-concrete gates (docs/method.md §7), the counter-based uniform, the GMP schedule.
+// statistics: hard-concrete gates (method.md §7), the counter-based uniform, the GMP schedule.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <set>
 
 #include "core/gates.h"
@@ -102,6 +103,45 @@ TEST(CounterUniform, OpenIntervalDeterministicAndUniform) {
     // Seed, step and index all change the draw.
     std::set<float> v{uniform_open(1, 1, 1), uniform_open(2, 1, 1), uniform_open(1, 2, 1), uniform_open(1, 1, 2)};
     EXPECT_EQ(v.size(), 4u);
+}
+
+// The extreme counter values: every 24-bit k maps strictly inside (0, 1), in order, and the
+// counters whose bits are all zeros or all ones (found by search: 1 in 2^24 each) give the
+// smallest and the largest draw. k = 2^24 - 1 used to round to exactly 1.0f, where
+// log(1 - u) in sample_gate is -inf.
+TEST(CounterUniform, ExtremeCountersStayInsideTheOpenInterval) {
+    EXPECT_EQ(uniform_from_bits(0), 0x1p-25f);
+    EXPECT_EQ(uniform_from_bits(0xFFFFFFu), 0x1.fffffep-1f);
+    EXPECT_EQ(uniform_from_bits(0xFFFFFEu), 0x1.fffffcp-1f);  // k + 0.5 rounds to even: k
+    EXPECT_EQ(uniform_from_bits((1u << 23) - 1), 0.5f - 0x1p-25f);
+    float previous = 0.0f;
+    for (std::uint32_t k = 0; k <= 0xFFFFFFu; ++k) {
+        const float u = uniform_from_bits(k);
+        ASSERT_GT(u, 0.0f) << "k = " << k;
+        ASSERT_LT(u, 1.0f) << "k = " << k;
+        ASSERT_GE(u, previous) << "k = " << k;
+        previous = u;
+    }
+    // Whole draws through the counter: (seed 1, step 0) reaches both ends.
+    ASSERT_EQ(uniform_bits(1, 0, 7855647), 0xFFFFFFu);
+    ASSERT_EQ(uniform_bits(1, 0, 44373536), 0u);
+    const float top = uniform_open(1, 0, 7855647), bottom = uniform_open(1, 0, 44373536);
+    EXPECT_LT(top, 1.0f);
+    EXPECT_EQ(top, 0x1.fffffep-1f);
+    EXPECT_GT(bottom, 0.0f);
+    EXPECT_EQ(bottom, 0x1p-25f);
+    // Both give finite gate samples (log u and log(1 - u) finite).
+    EXPECT_TRUE(std::isfinite(std::log(top) - std::log(1.0f - top)));
+    EXPECT_TRUE(std::isfinite(std::log(bottom) - std::log(1.0f - bottom)));
+    const float z_top = sample_gate(top, 0.0f, kHc), z_bottom = sample_gate(bottom, 0.0f, kHc);
+    EXPECT_TRUE(z_top >= 0.0f && z_top <= 1.0f) << z_top;
+    EXPECT_TRUE(z_bottom >= 0.0f && z_bottom <= 1.0f) << z_bottom;
+    // Every other draw is the formula (k + 0.5) / 2^24 rounded to float, as before.
+    for (std::uint64_t i = 0; i < 1000; ++i) {
+        const std::uint32_t k = uniform_bits(42, 9, i);
+        if (k == 0xFFFFFFu) continue;
+        ASSERT_EQ(uniform_open(42, 9, i), (static_cast<float>(k) + 0.5f) * (1.0f / 16777216.0f));
+    }
 }
 
 TEST(GmpSchedule, CubicSparsityAtChosenSteps) {

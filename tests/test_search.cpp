@@ -8,6 +8,7 @@
 #include <random>
 
 #include "core/engine.h"
+#include "core/search_rules.h"
 #include "cpu/activation.h"
 #include "cpu/axpy.h"
 #include "cpu/count.h"

@@ -203,7 +203,7 @@ TEST(Train, RejectsBadOptionsWithClearErrors) {
     }
     {
         auto o = opt;
-        o.loss = static_cast<int>(Loss::cross_entropy);
+        o.loss = Loss::cross_entropy;
         expect_error_containing([&] { run(o); }, "cross-entropy");
     }
 }

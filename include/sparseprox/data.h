@@ -1,6 +1,8 @@
 // SparseProx: data sets and their readers.
 #pragma once
 
+#include "sparseprox/export.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -11,7 +13,7 @@ namespace sparseprox {
 enum class Task { regression, classification };
 
 // Samples in memory, row-major.
-struct Dataset {
+struct SPARSEPROX_API Dataset {
     std::string name;
     Task task = Task::regression;
     std::size_t n_samples = 0;
@@ -27,7 +29,7 @@ struct Dataset {
     Dataset slice(std::size_t first, std::size_t count) const;
 };
 
-struct DataSplit {
+struct SPARSEPROX_API DataSplit {
     Dataset train;
     Dataset test;
 };
@@ -44,7 +46,7 @@ struct DataSplit {
 // naming the field for a non-finite option, dt, tau or sample_every <= 0, discard < 0, tau,
 // sample_every or discard not a whole number of steps dt, a window, n_train or n_test of 0, and
 // for a series that is constant or not finite.
-struct MackeyGlassOptions {
+struct SPARSEPROX_API MackeyGlassOptions {
     double beta = 0.2;
     double gamma = 0.1;
     double n = 10.0;
@@ -57,7 +59,7 @@ struct MackeyGlassOptions {
     std::size_t n_train = 1000;
     std::size_t n_test = 385;
 };
-DataSplit mackey_glass(const MackeyGlassOptions& options = {});
+SPARSEPROX_API DataSplit mackey_glass(const MackeyGlassOptions& options = {});
 
 // ---- LIBSVM text -----------------------------------------------------------------------------
 // "label idx:value ..." per line, 1-based ascending indices, '#' comments and blank lines
@@ -65,7 +67,7 @@ DataSplit mackey_glass(const MackeyGlassOptions& options = {});
 // indices. Missing features are 0. Regression task, one output; the set is named after the
 // file's stem. Errors name the file and line (bad label, missing ':', an index that is not a
 // positive integer or does not ascend, NaN/Inf or out-of-float-range values, no samples at all).
-Dataset read_libsvm(const std::string& path, std::size_t n_features = 0);
+SPARSEPROX_API Dataset read_libsvm(const std::string& path, std::size_t n_features = 0);
 
 // ---- IDX (MNIST format), gzipped or not ---------------------------------------------------------
 // Images: magic 0x00000803, then count, rows, cols, uint8 pixels. Labels: magic 0x00000801,
@@ -77,15 +79,15 @@ enum class PixelScale {
     symmetric,  // [-1, 1] (the paper's MNIST setting)
     raw         // 0..255 as floats
 };
-Dataset read_idx(const std::string& images_path, const std::string& labels_path,
+SPARSEPROX_API Dataset read_idx(const std::string& images_path, const std::string& labels_path,
                  PixelScale scale = PixelScale::symmetric);
 // A folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
 // t10k-labels-idx1-ubyte, each optionally with a .gz suffix (the plain name is tried first).
 // Ten classes: a label above 9 is an error. The sets are named "<folder>/train", "<folder>/test".
-DataSplit read_idx_dir(const std::string& dir, PixelScale scale = PixelScale::symmetric);
+SPARSEPROX_API DataSplit read_idx_dir(const std::string& dir, PixelScale scale = PixelScale::symmetric);
 
 // ---- One entry point for the command line ------------------------------------------------------
-struct DataOptions {
+struct SPARSEPROX_API DataOptions {
     std::size_t libsvm_train_rows = 1000;  // first rows train, the rest test (the paper's split)
     PixelScale pixel_scale = PixelScale::symmetric;
     MackeyGlassOptions mackey_glass;
@@ -94,6 +96,6 @@ struct DataOptions {
 // the rest test (an error when that leaves no test rows); sets named "<stem>/train" and
 // "<stem>/test". idx: read_idx_dir with pixel_scale. Any other source is an error that lists
 // the accepted forms.
-DataSplit load_data(const std::string& source, const DataOptions& options = {});
+SPARSEPROX_API DataSplit load_data(const std::string& source, const DataOptions& options = {});
 
 }  // namespace sparseprox

@@ -1,13 +1,15 @@
 // SparseProx: where computation runs.
 #pragma once
 
+#include "sparseprox/export.h"
+
 #include <string>
 
 namespace sparseprox {
 
 enum class DeviceKind { cpu, cuda };
 
-struct Device {
+struct SPARSEPROX_API Device {
     DeviceKind kind = DeviceKind::cpu;
     int index = 0;  // CUDA ordinal; ignored for the CPU
 
@@ -16,15 +18,15 @@ struct Device {
 
 // Parses "cpu", "cuda", "cuda:N" or "auto" ("auto" picks cuda:0 when a usable GPU exists).
 // Asking for a GPU that is not there throws sparseprox::Error naming the request and the reason.
-Device parse_device(const std::string& text);
+SPARSEPROX_API Device parse_device(const std::string& text);
 
 // True when the library was built with the CUDA backend.
-bool cuda_compiled();
+SPARSEPROX_API bool cuda_compiled();
 
 // Number of usable CUDA devices (0 when none, the driver is missing or CUDA was not compiled in).
-int cuda_device_count();
+SPARSEPROX_API int cuda_device_count();
 
 // A one-line description: "cpu (2 threads, OpenBLAS)" or "cuda:0 (NVIDIA H200, sm_90)".
-std::string describe_device(const Device& device);
+SPARSEPROX_API std::string describe_device(const Device& device);
 
 }  // namespace sparseprox

@@ -1,6 +1,8 @@
 // SparseProx: the one error type every library call throws.
 #pragma once
 
+#include "sparseprox/export.h"
+
 #include <stdexcept>
 #include <string>
 
@@ -8,7 +10,7 @@ namespace sparseprox {
 
 // Thrown by every library call on bad input or a failing backend call. The message names the
 // file, field, value or library call at fault.
-class Error : public std::runtime_error {
+class SPARSEPROX_API Error : public std::runtime_error {
 public:
     explicit Error(const std::string& what) : std::runtime_error(what) {}
 };

@@ -1,6 +1,8 @@
 // SparseProx: network architecture, parameter layout and initialization.
 #pragma once
 
+#include "sparseprox/export.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -14,15 +16,15 @@ enum class Loss { mse, cross_entropy };
 
 constexpr float kLeakyReluSlope = 0.01f;
 
-const char* to_string(Activation a);
-const char* to_string(Loss l);
-const char* to_string(LayerKind k);  // the JSON "type": dense, activation, conv2d, maxpool2d, ...
-Activation parse_activation(const std::string& name);  // relu, leaky_relu|leakyrelu, tanh, sigmoid, identity|linear
-Loss parse_loss(const std::string& name);              // mse, cross_entropy|ce
+SPARSEPROX_API const char* to_string(Activation a);
+SPARSEPROX_API const char* to_string(Loss l);
+SPARSEPROX_API const char* to_string(LayerKind k);  // the JSON "type": dense, activation, conv2d, maxpool2d, ...
+SPARSEPROX_API Activation parse_activation(const std::string& name);  // relu, leaky_relu|leakyrelu, tanh, sigmoid, identity|linear
+SPARSEPROX_API Loss parse_loss(const std::string& name);              // mse, cross_entropy|ce
 
 // The features of one sample as an NCHW tensor without its batch dimension. A flat vector of n
 // features is (n, 1, 1); an MNIST image is (1, 28, 28), stored row by row.
-struct SampleShape {
+struct SPARSEPROX_API SampleShape {
     std::size_t channels = 0;
     std::size_t height = 1;
     std::size_t width = 1;
@@ -51,7 +53,7 @@ struct SampleShape {
 //   activation element-wise; keeps the shape.
 // Window fields (kh .. pad_w) are used by conv2d and the pools only (1, 1, 1, 1, 0, 0 otherwise).
 // Specs are built by ModelSpec's parsers, which fill and check every field.
-struct LayerSpec {
+struct SPARSEPROX_API LayerSpec {
     LayerKind kind = LayerKind::dense;
     std::size_t n_in = 0;   // in_shape.size()
     std::size_t n_out = 0;  // out_shape.size()
@@ -71,7 +73,7 @@ struct LayerSpec {
 
 // A feed-forward network: a sequence of layers. Weight layers (dense, conv2d) carry parameters;
 // the i-th weight layer is stored as safetensors tensors layers.<i>.weight / layers.<i>.bias.
-struct ModelSpec {
+struct SPARSEPROX_API ModelSpec {
     std::size_t n_inputs = 0;  // features per sample: input_shape.size()
     SampleShape input_shape;   // (n_inputs, 1, 1) for flat data; (1, 28, 28) for MNIST images
     std::vector<LayerSpec> layers;
@@ -110,7 +112,7 @@ struct ModelSpec {
 
 // Where each weight layer's parameters live in one contiguous slab (the same layout on every
 // backend). Segments start on kAlign-element boundaries so a GPU tile never straddles two.
-struct ParamSegment {
+struct SPARSEPROX_API ParamSegment {
     std::size_t layer = 0;          // index into ModelSpec::layers
     std::size_t weight_offset = 0;  // weights: row-major in weight_shape, as PyTorch's Linear/Conv2d
     std::size_t n_weights = 0;
@@ -119,7 +121,7 @@ struct ParamSegment {
     std::vector<std::size_t> weight_shape;  // (n_out, n_in) dense, (c_out, c_in, kh, kw) conv2d
 };
 
-struct ParamLayout {
+struct SPARSEPROX_API ParamLayout {
     static constexpr std::size_t kAlign = 2048;
     std::vector<ParamSegment> segments;  // one per weight layer, in order
     std::size_t slab_size = 0;           // floats, including padding
@@ -127,7 +129,28 @@ struct ParamLayout {
     static ParamLayout of(const ModelSpec& spec);
 };
 
-class Model {
+// A view of n contiguous elements (C++17 has no std::span).
+template <class T>
+class Span {
+public:
+    Span() = default;
+    Span(T* data, std::size_t size) : data_(data), size_(size) {}
+    T* data() const { return data_; }
+    std::size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    T& operator[](std::size_t i) const { return data_[i]; }
+    T* begin() const { return data_; }
+    T* end() const { return data_ + size_; }
+
+private:
+    T* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+struct Device;
+struct Dataset;
+
+class SPARSEPROX_API Model {
 public:
     Model() = default;
     explicit Model(ModelSpec spec);  // zero parameters
@@ -138,6 +161,26 @@ public:
     static Model initialize(const ModelSpec& spec, std::uint64_t seed);
 
     const ModelSpec& spec() const { return spec_; }
+
+    // Weight layer i's weights, row-major in its weight_shape (dense (n_out, n_in), conv (c_out,
+    // c_in, kh, kw), as PyTorch's Linear and Conv2d), and its biases.
+    Span<float> weights(std::size_t i);
+    Span<const float> weights(std::size_t i) const;
+    Span<float> biases(std::size_t i);
+    Span<const float> biases(std::size_t i) const;
+    // The shape of weight layer i's weights.
+    const std::vector<std::size_t>& weight_shape(std::size_t i) const { return layout_.segments.at(i).weight_shape; }
+
+    // The network's outputs for n rows of inputs x (n, n_inputs), on `device`: (n, n_outputs)
+    // row-major (regression targets, or class logits). Throws when x.size() is not a multiple
+    // of the input width.
+    std::vector<float> predict(const std::vector<float>& x, const Device& device) const;
+    // The outputs for every row of a data set.
+    std::vector<float> predict(const Dataset& data, const Device& device) const;
+
+    // The engines' parameter layout: every layer's weights then biases, each segment aligned to
+    // ParamLayout::kAlign floats with zero padding between. For code that moves whole models
+    // (save, load, the trainers); weights() and biases() are the layer-level view.
     const ParamLayout& layout() const { return layout_; }
     std::vector<float>& slab() { return slab_; }
     const std::vector<float>& slab() const { return slab_; }

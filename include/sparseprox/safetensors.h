@@ -1,6 +1,8 @@
 // SparseProx: model files in the safetensors format (JSON header + little-endian float32).
 #pragma once
 
+#include "sparseprox/export.h"
+
 #include <cstddef>
 #include <map>
 #include <string>
@@ -10,12 +12,12 @@
 
 namespace sparseprox {
 
-struct Tensor {
+struct SPARSEPROX_API Tensor {
     std::vector<std::size_t> shape;
     std::vector<float> data;  // row-major
 };
 
-struct TensorFile {
+struct SPARSEPROX_API TensorFile {
     std::map<std::string, Tensor> tensors;
     std::map<std::string, std::string> metadata;  // "__metadata__": string values only
 };
@@ -28,20 +30,20 @@ struct TensorFile {
 // not match its data, a NaN/Inf value or the name "__metadata__" is an error. Reader: as the
 // format requires, the tensors' byte ranges must cover the data buffer exactly (no overlap,
 // gap or trailing bytes), and metadata values must be strings.
-void write_safetensors(const std::string& path, const TensorFile& file);
-TensorFile read_safetensors(const std::string& path);
+SPARSEPROX_API void write_safetensors(const std::string& path, const TensorFile& file);
+SPARSEPROX_API TensorFile read_safetensors(const std::string& path);
 
 // A model as tensors layers.<i>.weight and layers.<i>.bias, i counting weight layers from 0: a
 // dense layer's weight is (n_out, n_in) as PyTorch's Linear, a conv2d layer's (c_out, c_in, kh,
 // kw) as PyTorch's Conv2d, the bias (n_out) or (c_out); with metadata "format" = "sparseprox", "architecture" = the model JSON,
 // and whatever `metadata` adds (the trainer adds "lambda", "seed", "lr"); `metadata` may not
 // use the keys "format" or "architecture".
-void save_model(const std::string& path, const Model& model,
+SPARSEPROX_API void save_model(const std::string& path, const Model& model,
                 const std::map<std::string, std::string>& metadata = {});
 // Reads a file written by save_model (or any file with the same tensor names and an
 // "architecture" entry); checks every tensor's shape against the architecture. A missing or
 // misshapen tensor, a tensor the architecture has no place for, or a "format" other than
 // "sparseprox" is an error naming the file and tensor. `metadata` receives every entry.
-Model load_model(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
+SPARSEPROX_API Model load_model(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
 
 }  // namespace sparseprox

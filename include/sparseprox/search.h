@@ -6,9 +6,12 @@
 // (lambda, NNZ) pairs and the full-data loss gradient of the network the last run returned.
 #pragma once
 
+#include "sparseprox/export.h"
+
 #include <cstddef>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,38 +20,6 @@
 #include "sparseprox/train.h"
 
 namespace sparseprox {
-
-// ---- the rules of Algorithms 1 and 2, as pure functions (one group of weights) ------------------
-
-// One finished run of a group: the lambda it used and the NNZ it returned.
-struct LambdaRecord {
-    float lambda = 0.0f;
-    std::size_t nnz = 0;
-};
-
-// The bracket of docs/method.md §4 from a history, for target l*:
-//   n_lo = the largest NNZ <= l*, lambda_up  = the smallest lambda that gave n_lo;
-//   n_hi = the smallest NNZ >= l*, lambda_low = the largest lambda that gave n_hi.
-// When no run gave NNZ >= l*, lambda_low = 0 (has_low false); when none gave NNZ <= l*,
-// lambda_up = +infinity (has_up false).
-struct Bracket {
-    float lambda_low = 0.0f;
-    float lambda_up = std::numeric_limits<float>::infinity();
-    std::size_t n_hi = 0;  // valid when has_low
-    std::size_t n_lo = 0;  // valid when has_up
-    bool has_low = false;
-    bool has_up = false;
-};
-Bracket bracket_from_history(const std::vector<LambdaRecord>& history, std::size_t target);
-
-// The candidates C = { |g_i| : low < |g_i| < up } (strict on both sides) of n gradient entries:
-// their number and their lower median (for an even count the smaller middle value; 0 when C is
-// empty). NaN entries are never candidates.
-struct CandidateSet {
-    std::size_t count = 0;
-    float lower_median = 0.0f;
-};
-CandidateSet candidate_set(const float* grad, std::size_t n, float low, float up);
 
 enum class LambdaRule {
     lambda0,    // run 0: the given (or computed) starting value
@@ -60,15 +31,7 @@ enum class LambdaRule {
     fixed,      // the adaptive strategy's final phase at a fixed lambda
     geometric,  // methods other than l1: sqrt(lambda_low * lambda_up), lambda_up / 10 when low is 0
 };
-const char* to_string(LambdaRule r);
-
-struct LambdaChoice {
-    float lambda = 0.0f;
-    LambdaRule rule = LambdaRule::median;
-};
-// The next lambda from a bracket and the candidates inside it: the lower median, else the
-// midpoint; with no upper end (every run so far too dense) 10 x `largest_tried`.
-LambdaChoice next_lambda(const Bracket& bracket, const CandidateSet& candidates, float largest_tried);
+SPARSEPROX_API const char* to_string(LambdaRule r);
 
 // ---- the search ----------------------------------------------------------------------------------
 
@@ -78,8 +41,8 @@ enum class SearchStrategy {
                // the dense side (NNZ >= target in every group; the initialization until one exists)
     adaptive,  // one run: lambda steered toward the target online, then a fixed-lambda phase
 };
-const char* to_string(SearchStrategy s);
-SearchStrategy parse_search_strategy(const std::string& name);  // paper, warm, adaptive
+SPARSEPROX_API const char* to_string(SearchStrategy s);
+SPARSEPROX_API SearchStrategy parse_search_strategy(const std::string& name);  // paper, warm, adaptive
 
 // How the adaptive strategy moves lambda every `adapt_interval` steps (n: the group's current
 // NNZ, l*: its target, N: its weight count, a: adapt_rate):
@@ -91,11 +54,11 @@ SearchStrategy parse_search_strategy(const std::string& name);  // paper, warm, 
 //   sparsity (docs/method.md §7, a = 1): lambda *= (1 + a |s - s*|) when n > l*, /= it when n < l*,
 //            with s = 1 - n/N the sparsity.
 enum class AdaptRule { relative, sparsity };
-const char* to_string(AdaptRule r);
-AdaptRule parse_adapt_rule(const std::string& name);
+SPARSEPROX_API const char* to_string(AdaptRule r);
+SPARSEPROX_API AdaptRule parse_adapt_rule(const std::string& name);
 
 // One outer iteration (a training run; for the adaptive strategy, one steering interval).
-struct SearchIteration {
+struct SPARSEPROX_API SearchIteration {
     std::size_t index = 0;
     std::vector<float> lambdas;               // per weight layer, as used by this run
     LambdaRule rule = LambdaRule::lambda0;    // how these lambdas were chosen (per-layer searches:
@@ -112,7 +75,7 @@ struct SearchIteration {
     double elapsed_seconds = 0.0;             // since the search started
 };
 
-struct SearchOptions {
+struct SPARSEPROX_API SearchOptions {
     // The settings of every run: device, lr, batch, epochs/steps (the budget of one run), seed,
     // loss, weight decay and the band (train.stop: one total target, or one per weight layer for
     // Algorithm 2, with tolerance and min_layers). train.lambdas is ignored.
@@ -138,7 +101,7 @@ struct SearchOptions {
     void validate(const ModelSpec& spec) const;
 };
 
-struct SearchResult {
+struct SPARSEPROX_API SearchResult {
     TrainResult run;              // the run returned: the one in the band, else the closest one
     bool reached = false;         // the band was hit
     std::size_t best_iteration = 0;
@@ -153,7 +116,7 @@ struct SearchResult {
     double wall_seconds = 0.0;
 };
 
-class LambdaSearch {
+class SPARSEPROX_API LambdaSearch {
 public:
     explicit LambdaSearch(SearchOptions options);
 
@@ -173,7 +136,12 @@ private:
 // which W = 0 is stationary. For a network with more than one weight layer this is 0 for every
 // layer (W = 0 is always stationary there), so each layer falls back to ||grad_{W_l} L(W0, b0)||_inf
 // at the initialization: above it the first proximal steps can only shrink that layer's weights.
-std::vector<float> compute_lambda_max(const Model& init, const Dataset& train_set, const Device& device,
-                                      int loss = -1);
+SPARSEPROX_API std::vector<float> compute_lambda_max(const Model& init, const Dataset& train_set, const Device& device,
+                                                    std::optional<Loss> loss = std::nullopt);
+
+// Runs the search of `options` from `init` on `train_set` (and evaluates on `test_set` when it
+// is not null): the same as LambdaSearch(options).run(init, train_set, test_set).
+SPARSEPROX_API SearchResult search(const Model& init, const Dataset& train_set, const Dataset* test_set,
+                                   const SearchOptions& options);
 
 }  // namespace sparseprox

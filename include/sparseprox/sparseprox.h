@@ -4,6 +4,7 @@
 #include "sparseprox/data.h"
 #include "sparseprox/device.h"
 #include "sparseprox/error.h"
+#include "sparseprox/files.h"
 #include "sparseprox/model.h"
 #include "sparseprox/safetensors.h"
 #include "sparseprox/search.h"

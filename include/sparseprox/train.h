@@ -1,14 +1,18 @@
 // SparseProx: Algorithm 3 — mini-batch proximal gradient with an NNZ early stop.
 #pragma once
 
+#include "sparseprox/export.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "sparseprox/data.h"
 #include "sparseprox/device.h"
+#include "sparseprox/method.h"
 #include "sparseprox/model.h"
 
 namespace sparseprox {
@@ -16,7 +20,7 @@ namespace sparseprox {
 // The NNZ band. targets empty: no early stop. One target: the single rule
 // |sum_l n_l - t| <= rho * t. One target per weight layer: the multi rule, at least
 // min_layers layers with |n_l - t_l| <= rho * t_l (min_layers = 0 means all layers).
-struct StopRule {
+struct SPARSEPROX_API StopRule {
     std::vector<std::size_t> targets;
     double tolerance = 0.001;  // rho
     std::size_t min_layers = 0;
@@ -29,7 +33,7 @@ struct StopRule {
 };
 
 // Progress, reported at the interval the options ask for and once at the end.
-struct Progress {
+struct SPARSEPROX_API Progress {
     std::size_t epoch = 0;
     std::size_t step = 0;
     double loss = 0.0;  // mean mini-batch loss since the previous report
@@ -38,57 +42,7 @@ struct Progress {
     double seconds = 0.0;
 };
 
-// The sparsifier a run trains with (docs/method.md §3 and §7). Every method's saved model holds plain
-// dense-shaped weights with exact zeros; its NNZ is the count of those nonzeros, and the NNZ
-// early stop (StopRule) applies to that count.
-enum class Method {
-    l1,     // proximal SGD with soft-thresholding by eta*lambda_l (Algorithm 3)
-    l0,     // hard-concrete gates with the expected-L0 penalty lambda_l * E[#nonzero gated weights]
-    spred,  // w = u (.) v with weight decay (lambda_l / 2)(|u|^2 + |v|^2), read out with a threshold
-    gmp,    // gradual magnitude pruning to the StopRule targets on the cubic schedule
-};
-const char* method_name(Method m);
-// "l1", "l0", "spred" or "gmp"; throws naming the value otherwise.
-Method parse_method(const std::string& name);
-
-struct L0Options {
-    // Gate granularity: false, one gate per weight; true, group gates (the input neurons of dense
-    // layers, the output filters of conv layers), as in the reference code.
-    bool group = false;
-    float beta = 2.0f / 3.0f;  // hard-concrete temperature
-    float gamma = -0.1f;       // stretch interval (gamma, zeta); gamma < 0 < 1 < zeta
-    float zeta = 1.1f;
-    float drop_init = 0.5f;        // initial log alpha = log((1-p)/p) ...
-    float drop_init_first = 0.2f;  // ... with this p for the first weight layer
-    // The gate parameters log alpha are trained with Adam (beta1 0.9, beta2 0.999, eps 1e-8) at
-    // this step size; the weights with the run's SGD step lr.
-    float gate_lr = 0.01f;
-};
-
-struct SpredOptions {
-    // Read-out: a weight u*v with |u*v| <= threshold counts (and is saved) as an exact zero.
-    float threshold = 1e-3f;
-};
-
-struct GmpOptions {
-    // The schedule in fractions of the run's step budget: pruning starts at begin, reaches the
-    // targets at end and the mask stays fixed afterwards.
-    double begin = 0.1;
-    double end = 0.75;
-    std::size_t interval = 0;  // steps between pruning events (Delta t); 0: 1/50 of the ramp, >= 1
-    // One total target: false prunes the smallest magnitudes over all layers together (global),
-    // true prunes every layer to the same density. Per-layer targets always prune per layer.
-    bool per_layer = false;
-};
-
-struct MethodOptions {
-    Method method = Method::l1;
-    L0Options l0;
-    SpredOptions spred;
-    GmpOptions gmp;
-};
-
-struct TrainOptions {
+struct SPARSEPROX_API TrainOptions {
     Device device;
     MethodOptions method;             // l1 by default; lambdas mean the chosen method's strength
     float lr = 0.1f;                  // eta
@@ -106,7 +60,7 @@ struct TrainOptions {
     // stays at the in-band count. Off by default (Algorithm 3 returns the in-band iterate).
     bool finetune = false;
     float finetune_lr = 0.0f;  // the fine-tuning phase's SGD step (0: lr)
-    int loss = -1;                    // -1: from the task (MSE / cross-entropy), else a Loss value
+    std::optional<Loss> loss;         // empty: from the task (MSE for regression, cross-entropy for classes)
     double progress_seconds = 5.0;    // report progress at most this often (<= 0: never)
     bool record_nnz_history = false;  // keep NNZ per layer after every step (slow on CUDA)
     std::size_t eval_batch = 4096;    // rows per forward pass when evaluating
@@ -119,12 +73,12 @@ struct TrainOptions {
     void validate_method() const;  // the method part of validate()
 };
 
-struct Evaluation {
+struct SPARSEPROX_API Evaluation {
     double loss = 0.0;      // mean loss over the data set
     double accuracy = -1.0; // classification only; -1 otherwise
 };
 
-struct TrainResult {
+struct SPARSEPROX_API TrainResult {
     Model model;
     std::string device;
     std::vector<float> lambdas;  // one per weight layer
@@ -143,18 +97,18 @@ struct TrainResult {
 };
 
 // Trains a copy of `init` on `train` (and evaluates on `test` when it is not null).
-TrainResult train(const Model& init, const Dataset& train_set, const Dataset* test_set,
+SPARSEPROX_API TrainResult train(const Model& init, const Dataset& train_set, const Dataset* test_set,
                   const TrainOptions& options);
 
 // Mean loss (and accuracy) of a model on a data set, on the given device.
-Evaluation evaluate(const Model& model, const Dataset& data, const Device& device,
-                    int loss = -1);
+SPARSEPROX_API Evaluation evaluate(const Model& model, const Dataset& data, const Device& device,
+                                   std::optional<Loss> loss = std::nullopt);
 
 // Full-data mean gradient of the loss (no penalty) with respect to every parameter, laid out
 // like Model::slab(); used by the lambda search and by optimality checks.
-std::vector<float> loss_gradient(const Model& model, const Dataset& data, const Device& device,
-                                 int loss = -1);
+SPARSEPROX_API std::vector<float> loss_gradient(const Model& model, const Dataset& data, const Device& device,
+                                                std::optional<Loss> loss = std::nullopt);
 
-Loss default_loss(Task task);
+SPARSEPROX_API Loss default_loss(Task task);
 
 }  // namespace sparseprox

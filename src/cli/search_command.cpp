@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "cli/options.h"
-#include "core/atomic_file.h"
+#include "sparseprox/files.h"
 
 namespace sparseprox {
 namespace cli {
@@ -30,7 +30,7 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
         ->capture_default_str();
     app.add_option("--adapt-rule", f.adapt_rule,
                    "adaptive: relative (steer the NNZ along a halving approach to the target) or sparsity "
-                   "(the rule of method.md section 7)")
+                   "(the rule of docs/method.md §7)")
         ->capture_default_str();
     app.add_option("--adapt-ramp", f.adapt_ramp,
                    "adaptive (relative rule): steps over which the NNZ schedule falls to the target "

@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "cli/options.h"
-#include "core/atomic_file.h"
+#include "sparseprox/files.h"
 
 namespace sparseprox {
 namespace cli {
@@ -146,7 +146,7 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     opt.finetune = f.finetune;
     opt.finetune_lr = f.finetune_lr;
     opt.stop.min_layers = f.min_layers;
-    if (!f.loss.empty()) opt.loss = static_cast<int>(parse_loss(f.loss));
+    if (!f.loss.empty()) opt.loss = parse_loss(f.loss);
     opt.progress_seconds = f.quiet ? 0.0 : f.progress_seconds;
     const std::size_t n_weights = s.spec.n_weights();
     opt.on_progress = [n_weights](const Progress& p) {
@@ -202,7 +202,7 @@ nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSet
     j["device"] = describe_device(setup.device);
     j["data"] = f.data;
     j["model"] = setup.spec.to_short();
-    j["loss"] = to_string(opt.loss < 0 ? default_loss(setup.data.train.task) : static_cast<Loss>(opt.loss));
+    j["loss"] = to_string(opt.loss.value_or(default_loss(setup.data.train.task)));
     j["lr"] = f.lr;
     j["weight_decay"] = opt.weight_decay;
     j["batch"] = opt.batch_size == 0 ? nlohmann::json("full") : nlohmann::json(opt.batch_size);

@@ -4,10 +4,9 @@
 
 #include <string>
 
-namespace sparseprox {
+#include "sparseprox/files.h"  // write_file_atomic, public
 
-// Throws sparseprox::Error naming the path on any failure (the temporary file is removed).
-void write_file_atomic(const std::string& path, const std::string& bytes);
+namespace sparseprox {
 
 // Whole file into memory; throws sparseprox::Error naming the path when it cannot be read.
 std::string read_file(const std::string& path);

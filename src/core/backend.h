@@ -35,6 +35,7 @@
 #include "core/sparsify.h"
 #include "sparseprox/data.h"
 #include "sparseprox/model.h"
+#include "core/search_rules.h"
 #include "sparseprox/search.h"
 
 namespace sparseprox {

@@ -2,7 +2,10 @@
 
 #include <omp.h>
 
-#include "core/backend_query.h"
+#include <cstdio>
+#include <mutex>
+
+#include "core/cuda_plugin.h"
 #include "sparseprox/error.h"
 #include "sparseprox/version.h"
 
@@ -23,13 +26,14 @@ bool cuda_compiled() {
 }
 
 namespace {
+// Devices the CUDA backend library sees; 0 with the reason when it cannot be loaded or sees none.
 int cuda_count(std::string* why) {
-#ifdef SPARSEPROX_WITH_CUDA
-    return detail::cuda_device_count_impl(why);
-#else
-    if (why) *why = "this build of SparseProx has no CUDA backend (configured with SPARSEPROX_CUDA=OFF or without a CUDA toolkit)";
-    return 0;
-#endif
+    const detail::CudaPlugin* p = detail::cuda_plugin(why);
+    if (!p) return 0;
+    char reason[1024] = {};
+    const int n = p->device_count(reason, sizeof reason);
+    if (n == 0 && why) *why = reason;
+    return n;
 }
 }  // namespace
 
@@ -37,7 +41,14 @@ int cuda_device_count() { return cuda_count(nullptr); }
 
 Device parse_device(const std::string& text) {
     if (text == "cpu") return {DeviceKind::cpu, 0};
-    if (text == "auto") return cuda_device_count() > 0 ? Device{DeviceKind::cuda, 0} : Device{DeviceKind::cpu, 0};
+    if (text == "auto") {
+        std::string why;
+        if (cuda_count(&why) > 0) return {DeviceKind::cuda, 0};
+        // Said once per process: the CPU is used because CUDA is not, and why.
+        static std::once_flag said;
+        std::call_once(said, [&why] { std::fprintf(stderr, "sparseprox: note: device auto uses the CPU: %s\n", why.c_str()); });
+        return {DeviceKind::cpu, 0};
+    }
     int index = 0;
     if (text == "cuda") {
         index = 0;
@@ -61,11 +72,12 @@ Device parse_device(const std::string& text) {
 std::string describe_device(const Device& device) {
     if (device.kind == DeviceKind::cpu)
         return "cpu (" + std::to_string(omp_get_max_threads()) + " threads, OpenBLAS)";
-#ifdef SPARSEPROX_WITH_CUDA
-    return device.to_string() + " (" + detail::cuda_device_description(device.index) + ")";
-#else
-    return device.to_string();
-#endif
+    std::string why;
+    const detail::CudaPlugin* p = detail::cuda_plugin(&why);
+    if (!p) throw Error("device '" + device.to_string() + "': " + why);
+    char text[1024] = {};
+    if (p->describe(device.index, text, sizeof text) != 0) throw Error(text);
+    return device.to_string() + " (" + text + ")";
 }
 
 }  // namespace sparseprox

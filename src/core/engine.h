@@ -16,6 +16,7 @@
 #include "core/sparsify.h"
 #include "sparseprox/data.h"
 #include "sparseprox/model.h"
+#include "core/search_rules.h"
 #include "sparseprox/search.h"
 #include "sparseprox/train.h"
 
@@ -76,6 +77,9 @@ public:
 
     // Mean loss/accuracy over a data set with the current parameters.
     virtual Evaluation evaluate(const Dataset& data, std::size_t chunk) = 0;
+    // The network's outputs for every row of `data` (its targets or labels are not read),
+    // (n_samples, n_outputs) row-major.
+    virtual std::vector<float> predict(const Dataset& data, std::size_t chunk) = 0;
     // Full-data mean gradient of the loss w.r.t. all parameters (slab layout).
     virtual std::vector<float> gradient(const Dataset& data, std::size_t chunk) = 0;
     // The full-data gradient of the current parameters, then for each query the count and lower

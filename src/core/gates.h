@@ -1,4 +1,4 @@
-// Per-element formulas of the sparsifiers users compare l1 training with (docs/method.md §7), shared
+// Per-element formulas of the sparsifiers users compare l1 training with (method.md §7), shared
 // by the CPU backend and the CUDA kernels like core/elementwise.h:
 //  - hard-concrete gates of L0 training (Louizos, Welling, Kingma 2018),
 //  - the cubic sparsity schedule of gradual magnitude pruning (Zhu & Gupta 2017),
@@ -14,7 +14,7 @@
 namespace sparseprox {
 namespace gates {
 
-// The hard-concrete distribution's defaults (docs/method.md §7).
+// The hard-concrete distribution's defaults (method.md §7).
 struct HardConcrete {
     float beta = 2.0f / 3.0f;  // temperature
     float gamma = -0.1f;       // stretch interval (gamma, zeta)
@@ -72,12 +72,25 @@ SP_HD std::uint64_t mix64(std::uint64_t x) {
     return x ^ (x >> 31);
 }
 
-// u in (0, 1), never 0 or 1, from (seed, step, index): the same value on every backend and for
-// every processing order. 24 random bits, centred in their cell: (k + 0.5) / 2^24.
-SP_HD float uniform_open(std::uint64_t seed, std::uint64_t step, std::uint64_t index) {
+// The 24 random bits behind uniform_open: the top bits of a double mix of (seed, step, index).
+SP_HD std::uint32_t uniform_bits(std::uint64_t seed, std::uint64_t step, std::uint64_t index) {
     const std::uint64_t h = mix64(mix64(seed ^ mix64(step)) ^ index);
-    const std::uint32_t k = static_cast<std::uint32_t>(h >> 40);  // top 24 bits
-    return (static_cast<float>(k) + 0.5f) * (1.0f / 16777216.0f);
+    return static_cast<std::uint32_t>(h >> 40);  // top 24 bits
+}
+
+// u = (k + 0.5) / 2^24 for 24 bits k, rounded to float, never 0 or 1. For k >= 2^23 the float
+// sum k + 0.5 rounds (to even) onto an integer, and for k = 2^24 - 1 onto 2^24, i.e. u = 1:
+// that one value is moved down to 1 - 2^-24 (which no other k gives), so every other draw is
+// unchanged. The smallest value is 2^-25.
+SP_HD float uniform_from_bits(std::uint32_t k) {
+    const float u = (static_cast<float>(k & 0xFFFFFFu) + 0.5f) * (1.0f / 16777216.0f);
+    return u < 1.0f ? u : 0x1.fffffep-1f;  // the largest float below 1
+}
+
+// u in (0, 1), never 0 or 1, from (seed, step, index): the same value on every backend and for
+// every processing order. 24 random bits, centred in their cell (see uniform_from_bits).
+SP_HD float uniform_open(std::uint64_t seed, std::uint64_t step, std::uint64_t index) {
+    return uniform_from_bits(uniform_bits(seed, step, index));
 }
 
 // ---- gradual magnitude pruning -----------------------------------------------------------------

@@ -572,6 +572,10 @@ Model Model::initialize(const ModelSpec& spec, std::uint64_t seed) {
     return m;
 }
 
+Span<float> Model::weights(std::size_t i) { return {weight(i), layout_.segments.at(i).n_weights}; }
+Span<const float> Model::weights(std::size_t i) const { return {weight(i), layout_.segments.at(i).n_weights}; }
+Span<float> Model::biases(std::size_t i) { return {bias(i), layout_.segments.at(i).n_bias}; }
+Span<const float> Model::biases(std::size_t i) const { return {bias(i), layout_.segments.at(i).n_bias}; }
 float* Model::weight(std::size_t i) { return slab_.data() + layout_.segments.at(i).weight_offset; }
 const float* Model::weight(std::size_t i) const { return slab_.data() + layout_.segments.at(i).weight_offset; }
 float* Model::bias(std::size_t i) { return slab_.data() + layout_.segments.at(i).bias_offset; }

@@ -315,6 +315,24 @@ public:
         return e;
     }
 
+    std::vector<float> predict(const Dataset& data, std::size_t chunk) override {
+        if (data.n_features != spec_.n_inputs)
+            throw Error("predict: data set '" + data.name + "' has " + std::to_string(data.n_features) +
+                        " features, the model expects " + std::to_string(spec_.n_inputs));
+        const std::size_t n = data.n_samples, n_out = spec_.n_outputs();
+        if (data.x.size() != n * data.n_features) throw Error("predict: data set '" + data.name + "' has an x of the wrong size");
+        std::vector<float> out(n * n_out);
+        chunk = std::min(std::max<std::size_t>(chunk, 1), max_pass_rows_);
+        if (n > 0) reserve_rows(std::min(chunk, n));
+        for (std::size_t first = 0; first < n; first += chunk) {
+            const std::size_t m = std::min(chunk, n - first);
+            const StagedRows rows = rows_of(data, first, m);
+            forward(rows.x, m);
+            backend_->download(out.data() + first * n_out, outs_.back(), m * n_out * sizeof(float));
+        }
+        return out;
+    }
+
     std::vector<float> gradient(const Dataset& data, std::size_t chunk) override {
         full_gradient(data, chunk);
         return grad_total_.to_host();

@@ -1,6 +1,7 @@
 // The lambda search (docs/method.md §4-5) and its two cheaper variants, on one engine that every run
 // reuses: the training set is uploaded once, and on CUDA the candidate filter and median of each
 // outer iteration are computed where the gradient lives (Engine::gradient_candidates).
+#include "core/search_rules.h"
 #include "sparseprox/search.h"
 
 #include <algorithm>
@@ -287,7 +288,8 @@ LambdaRule summary_rule(const std::vector<LambdaRule>& rules) {
 
 }  // namespace
 
-std::vector<float> compute_lambda_max(const Model& init, const Dataset& train_set, const Device& device, int loss) {
+std::vector<float> compute_lambda_max(const Model& init, const Dataset& train_set, const Device& device,
+                                      std::optional<Loss> loss) {
     check_fits(init.spec(), train_set);
     const Loss l = resolve_loss(loss, train_set);
     auto engine = make_engine(device, init.spec(), l);
@@ -549,6 +551,10 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         }
     }
     return finish(std::move(best));
+}
+
+SearchResult search(const Model& init, const Dataset& train_set, const Dataset* test_set, const SearchOptions& options) {
+    return LambdaSearch(options).run(init, train_set, test_set);
 }
 
 }  // namespace sparseprox

@@ -8,7 +8,7 @@
 
 namespace sparseprox {
 
-const char* method_name(Method m) {
+const char* to_string(Method m) {
     switch (m) {
         case Method::l1: return "l1";
         case Method::l0: return "l0";
@@ -20,7 +20,7 @@ const char* method_name(Method m) {
 
 Method parse_method(const std::string& name) {
     for (Method m : {Method::l1, Method::l0, Method::spred, Method::gmp})
-        if (name == method_name(m)) return m;
+        if (name == to_string(m)) return m;
     throw Error("unknown method '" + name + "': use l1, l0, spred or gmp");
 }
 

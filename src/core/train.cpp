@@ -121,8 +121,8 @@ void TrainOptions::validate_method() const {
     }
 }
 
-Loss resolve_loss(int loss, const Dataset& data) {
-    const Loss l = loss < 0 ? default_loss(data.task) : static_cast<Loss>(loss);
+Loss resolve_loss(std::optional<Loss> loss, const Dataset& data) {
+    const Loss l = loss ? *loss : default_loss(data.task);
     if (l == Loss::mse && data.task != Task::regression)
         throw Error("MSE loss needs a regression data set; '" + data.name + "' is a classification set");
     if (l == Loss::cross_entropy && data.task != Task::classification)
@@ -307,7 +307,7 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
     return result;
 }
 
-Evaluation evaluate(const Model& model, const Dataset& data, const Device& device, int loss) {
+Evaluation evaluate(const Model& model, const Dataset& data, const Device& device, std::optional<Loss> loss) {
     check_fits(model.spec(), data);
     auto engine = make_engine(device, model.spec(), resolve_loss(loss, data));
     engine->set_method(sparsify::MethodConfig{});
@@ -315,12 +315,35 @@ Evaluation evaluate(const Model& model, const Dataset& data, const Device& devic
     return engine->evaluate(data, 4096);
 }
 
-std::vector<float> loss_gradient(const Model& model, const Dataset& data, const Device& device, int loss) {
+std::vector<float> loss_gradient(const Model& model, const Dataset& data, const Device& device,
+                                 std::optional<Loss> loss) {
     check_fits(model.spec(), data);
     auto engine = make_engine(device, model.spec(), resolve_loss(loss, data));
     engine->set_method(sparsify::MethodConfig{});
     engine->set_params(model.slab());
     return engine->gradient(data, 4096);
+}
+
+std::vector<float> Model::predict(const Dataset& data, const Device& device) const {
+    const Loss loss = data.task == Task::classification && spec_.n_outputs() >= 2 ? Loss::cross_entropy : Loss::mse;
+    auto engine = make_engine(device, spec_, loss);
+    engine->set_method(sparsify::MethodConfig{});
+    engine->set_params(slab_);
+    return engine->predict(data, 4096);
+}
+
+std::vector<float> Model::predict(const std::vector<float>& x, const Device& device) const {
+    const std::size_t width = spec_.n_inputs;
+    if (width == 0 || x.size() % width != 0)
+        throw Error("predict: " + std::to_string(x.size()) + " input values are not whole rows of " +
+                    std::to_string(width) + " features");
+    Dataset d;
+    d.name = "predict input";
+    d.n_samples = x.size() / width;
+    d.n_features = width;
+    d.n_outputs = spec_.n_outputs();
+    d.x = x;
+    return predict(d, device);
 }
 
 }  // namespace sparseprox

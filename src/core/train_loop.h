@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "core/band.h"
@@ -35,6 +36,6 @@ StopConfig stop_config(const StopRule& rule, std::size_t n_layers);
 // Checks that a data set fits a model (features, outputs, not empty); throws naming both.
 void check_fits(const ModelSpec& spec, const Dataset& data);
 // The loss a run uses: options' loss, or the data set's default; throws on a mismatch.
-Loss resolve_loss(int loss, const Dataset& data);
+Loss resolve_loss(std::optional<Loss> loss, const Dataset& data);
 
 }  // namespace sparseprox

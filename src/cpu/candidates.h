@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "sparseprox/model.h"
+#include "core/search_rules.h"
 #include "sparseprox/search.h"
 
 namespace sparseprox {

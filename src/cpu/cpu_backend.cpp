@@ -210,10 +210,4 @@ private:
 
 std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
 
-#ifndef SPARSEPROX_WITH_CUDA
-std::unique_ptr<Backend> make_cuda_backend(int index) {
-    throw Error("device 'cuda:" + std::to_string(index) + "' requested but this build of SparseProx has no CUDA backend");
-}
-#endif
-
 }  // namespace sparseprox

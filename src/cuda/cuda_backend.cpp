@@ -27,7 +27,6 @@
 #include "kernels/gmp.cuh"
 #include "kernels/l0_gates.cuh"
 #include "kernels/loss.cuh"
-#include "kernels/probe.cuh"
 #include "kernels/prox_step.cuh"
 #include "kernels/spred.cuh"
 #include "kernels/stop_rule.cuh"
@@ -415,25 +414,17 @@ private:
 }  // namespace
 }  // namespace cuda
 
-std::unique_ptr<Backend> make_cuda_backend(int device_index) {
-    const std::string name = "cuda:" + std::to_string(device_index);
-    std::string why;
-    const int count = detail::cuda_device_count_impl(&why);
-    if (count == 0) throw Error(name + " requested but there is no usable CUDA device (" + why + ")");
-    if (device_index < 0 || device_index >= count)
-        throw Error(name + " requested but " + std::to_string(count) + " CUDA device" + (count == 1 ? " is" : "s are") +
-                    " visible");
-    const cudaError_t status = cudaSetDevice(device_index);
-    if (status != cudaSuccess) {
-        cudaGetLastError();
-        throw Error(name + " is not usable: cudaSetDevice: " + cudaGetErrorName(status) + " (" +
-                    cudaGetErrorString(status) + ")");
-    }
-    if (!cuda::kernels_runnable(&why))
-        throw Error(name + " (" + detail::cuda_device_description(device_index) +
-                    ") cannot run this build's kernels: " + why +
-                    "; rebuild with CMAKE_CUDA_ARCHITECTURES including this device");
-    return std::make_unique<cuda::CudaBackend>(device_index);
+namespace cuda {
+
+std::unique_ptr<Backend> create_backend(int device_index) {
+    // The full check (driver, device, this build's kernels run there): a failure names its kind
+    // and the versions involved, so a runner that cannot use its GPU says why.
+    const detail::CudaStatus st = detail::cuda_status(device_index);
+    if (st.issue != detail::CudaIssue::none)
+        throw Error("cuda:" + std::to_string(device_index) + " requested but " + detail::cuda_issue_name(st.issue) +
+                    ": " + st.message);
+    return std::make_unique<CudaBackend>(device_index);
 }
 
+}  // namespace cuda
 }  // namespace sparseprox

@@ -1,5 +1,6 @@
-// The cuDNN twins of cpu/conv_ops.h (the policy is described in cudnn_ops.h). This is the only
-// translation unit that includes cudnn.h. Built without cuDNN, it compiles to functions that
+// The cuDNN twins of cpu/conv_ops.h (the policy is described in cudnn_ops.h; the choice among
+// cuDNN's candidates is in cudnn_choice.h). This is the only library translation unit that
+// includes cudnn.h. Built without cuDNN, it compiles to functions that
 // throw, so that the library links and the API stays the same.
 #include "cuda/cudnn_ops.h"
 
@@ -15,6 +16,12 @@
 
 #if defined(SPARSEPROX_WITH_CUDNN)
 #include <cudnn.h>
+
+#include "cuda/cudnn_choice.h"
+
+// cudnnGetLastErrorString and the v9 library split: CMake asks for cuDNN 9 (FindCUDNN.cmake);
+// this catches a build that bypassed the check.
+static_assert(CUDNN_MAJOR >= 9, "SparseProx needs cuDNN 9 or newer");
 #endif
 
 namespace sparseprox {
@@ -35,10 +42,7 @@ void check_status(cudnnStatus_t status, const char* call, const char* file, int 
 
 namespace {
 
-// The cap on the workspace of any one algorithm. 256 MiB is < 0.2% of an H200 and < 1% of a
-// 40 GB A100; the algorithms that want more (large FFT tilings) are rarely the fastest at the
-// sizes of the networks trained here.
-constexpr std::size_t kWorkspaceCapBytes = std::size_t{256} << 20;
+using cudnn_choice::choose;
 
 // A cuDNN object destroyed with its owner (neither copyable nor movable). It is created at the call
 // site (SPARSEPROX_CUDA_CHECK(cudnnCreateXxx(d.out()))) so that a failure names the call.
@@ -115,36 +119,6 @@ void set_nchw(const TensorDesc& desc, std::size_t n, std::size_t c, std::size_t 
               const std::string& what) {
     SPARSEPROX_CUDA_CHECK(cudnnSetTensor4dDescriptor(desc.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, dim(n, what),
                                                      dim(c, what), dim(h, what), dim(w, what)));
-}
-
-// The first usable candidate of a heuristic list (ordered by expected speed): supported, FP32
-// FMA math (a candidate marked for tensor-op math would mean TF32), within the workspace cap,
-// and deterministic when asked. -1 when none is.
-template <class Perf>
-int first_usable(const std::vector<Perf>& perf, int n_returned, bool deterministic_only) {
-    for (int i = 0; i < n_returned; ++i) {
-        const Perf& p = perf[static_cast<std::size_t>(i)];
-        if (p.status != CUDNN_STATUS_SUCCESS || p.memory > kWorkspaceCapBytes) continue;
-        if (p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
-        if (deterministic_only && p.determinism != CUDNN_DETERMINISTIC) continue;
-        return i;
-    }
-    return -1;
-}
-
-// The policy of cudnn_ops.h: the fastest deterministic candidate, else the fastest one.
-template <class Perf>
-const Perf& choose(const std::vector<Perf>& perf, int n_returned, const char* direction, const std::string& what,
-                   bool* deterministic) {
-    int i = first_usable(perf, n_returned, true);
-    if (i < 0) {
-        i = first_usable(perf, n_returned, false);
-        if (i >= 0) *deterministic = false;
-    }
-    if (i < 0)
-        throw Error(std::string("cuDNN offers no FP32 ") + direction + " algorithm within " +
-                    std::to_string(kWorkspaceCapBytes >> 20) + " MiB of workspace for " + what);
-    return perf[static_cast<std::size_t>(i)];
 }
 
 struct ConvPlan {
@@ -264,6 +238,11 @@ ConvPlan& Cudnn::Impl::conv_plan(const ConvShape& s) {
     SPARSEPROX_CUDA_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnn, p->x.get(), p->y.get(), p->conv.get(),
                                                                          p->w.get(), g.algo,
                                                                          &p->info.backward_filter_workspace_bytes));
+
+    // cuDNN runs an algorithm in the math type of the descriptor it is given, which must be the
+    // chosen candidate's: set it (CUDNN_FMA_MATH, the only one choose() accepts) before any use.
+    SPARSEPROX_CUDA_CHECK(cudnnSetConvolutionMathType(
+        p->conv.get(), cudnn_choice::plan_math_type(f.mathType, d.mathType, g.mathType, what)));
 
     p->info.forward_algo = static_cast<int>(p->forward_algo);
     p->info.backward_data_algo = static_cast<int>(p->backward_data_algo);
@@ -394,11 +373,14 @@ void avgpool2d_forward(CudaContext& ctx, const PoolShape& s, const float* x, flo
     pool_forward(ctx, s, CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING, x, y);
 }
 
-void avgpool2d_backward(CudaContext& ctx, const PoolShape& s, const float* x, const float* y, const float* dL_dy,
-                        float* dL_dx) {
-    // The average's gradient depends on dL_dy alone, but cudnnPoolingBackward's contract names
-    // the forward pass's x and y: pass the real buffers.
+void avgpool2d_backward(CudaContext& ctx, const PoolShape& s, const float* x, const float* y,
+                        const float* dL_dy, float* dL_dx) {
     pool_backward(ctx, s, CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING, x, y, dL_dy, dL_dx);
+}
+
+void avgpool2d_backward(CudaContext& ctx, const PoolShape& s, const float* dL_dy, float* dL_dx) {
+    // Stand-ins of the right shapes for x and y (the former behaviour), until callers pass them.
+    pool_backward(ctx, s, CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING, dL_dx, dL_dy, dL_dy, dL_dx);
 }
 
 #else  // !SPARSEPROX_WITH_CUDNN
@@ -435,6 +417,9 @@ void avgpool2d_forward(CudaContext&, const PoolShape&, const float*, float*) {
     no_cudnn("cuda::avgpool2d_forward");
 }
 void avgpool2d_backward(CudaContext&, const PoolShape&, const float*, const float*, const float*, float*) {
+    no_cudnn("cuda::avgpool2d_backward");
+}
+void avgpool2d_backward(CudaContext&, const PoolShape&, const float*, float*) {
     no_cudnn("cuda::avgpool2d_backward");
 }
 

@@ -1,4 +1,4 @@
-// cuDNN twins of src/cpu/conv_ops.h: the same names, arguments and formulas on device pointers, with
+// cuDNN twins of cpu/conv_ops.h: the same names, arguments and formulas on device pointers, with
 // the context first and no workspace argument (the context owns cuDNN's). NCHW float32,
 // contiguous; a cross-correlation as in PyTorch; floor-mode output sizes. Every function queues
 // its work on ctx.stream() and returns without synchronizing; gradients are overwritten unless
@@ -16,9 +16,11 @@
 // Algorithm choice, once per shape: cuDNN's heuristic (cudnnGet*Algorithm_v7: a host-side
 // query that runs no kernels and does not synchronize, so the first call with a new shape still
 // just queues work and stays legal during stream capture), taking the first (expected fastest)
-// candidate that is supported, uses FMA math, needs at most 256 MiB of workspace and is
-// deterministic; only when no deterministic candidate fits does it take the fastest
-// non-deterministic one (ConvPlanInfo::deterministic then says so). Deterministic backward
+// candidate that is supported, has math type CUDNN_FMA_MATH (CUDNN_DEFAULT_MATH would allow
+// TF32), needs at most 256 MiB of workspace and is deterministic; only when no deterministic
+// candidate fits does it take the fastest non-deterministic one (ConvPlanInfo::deterministic
+// then says so). The convolution descriptor is then set to the chosen candidates' math type
+// (cudnnSetConvolutionMathType) before it is used. The rule is cudnn_choice.h. Deterministic backward
 // filter/data algorithms make a training run bitwise reproducible on one GPU; the cost is
 // giving up the atomics-based reductions, which are rarely the fastest at our sizes.
 // cudnnFind*AlgorithmEx (timing every algorithm) was not used: it synchronizes, writes into the
@@ -103,9 +105,16 @@ void maxpool2d_backward(CudaContext& ctx, const PoolShape& s, const float* x, co
                         const float* dL_dy, float* dL_dx);
 
 // CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING: divides by kh*kw, padded positions included.
+// The backward takes the layer's input x (batch, channels, h_in, w_in) and output y (batch,
+// channels, h_out, w_out), as cudnnPoolingBackward asks for them, though averaging depends on
+// dL_dy alone; x, y and dL_dy must not alias dL_dx.
 void avgpool2d_forward(CudaContext& ctx, const PoolShape& s, const float* x, float* y);
-void avgpool2d_backward(CudaContext& ctx, const PoolShape& s, const float* x, const float* y, const float* dL_dy,
-                        float* dL_dx);
+void avgpool2d_backward(CudaContext& ctx, const PoolShape& s, const float* x, const float* y,
+                        const float* dL_dy, float* dL_dx);
+// The former signature, kept only until every caller passes x and y: it hands dL_dx and dL_dy
+// to cuDNN in place of x and y.
+[[deprecated("pass the layer's input x and output y: avgpool2d_backward(ctx, s, x, y, dL_dy, dL_dx)")]]
+void avgpool2d_backward(CudaContext& ctx, const PoolShape& s, const float* dL_dy, float* dL_dx);
 
 }  // namespace cuda
 }  // namespace sparseprox

@@ -1,22 +1,82 @@
-# Installs the built SparseProx into a scratch prefix, then configures, builds and runs the
-# consumer project against it.
+# The installed package as applications use it:
+#  1. cmake --install into a scratch prefix; libsparseprox.so must need no CUDA library and
+#     export only the public API (namespace sparseprox);
+#  2. the example (examples/cpp) configured with find_package(SparseProx), and with the `cuda`
+#     component, built and run on the CPU;
+#  3. the same program run from a copy of the install with the CUDA backend library removed and
+#     an empty LD_LIBRARY_PATH: it still trains on the CPU, and asking it for `cuda` fails with
+#     a clear error naming what is missing.
 file(REMOVE_RECURSE ${WORK_DIR})
-execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix
-                RESULT_VARIABLE rc)
+set(prefix ${WORK_DIR}/prefix)
+execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix} RESULT_VARIABLE rc OUTPUT_QUIET)
 if(rc)
   message(FATAL_ERROR "cmake --install failed: ${rc}")
 endif()
-execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/build
-                        -G ${GENERATOR} -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix
-                RESULT_VARIABLE rc)
+
+file(GLOB core_lib ${prefix}/lib*/libsparseprox.so.*.*.*)
+list(GET core_lib 0 core_lib)
+execute_process(COMMAND readelf -d ${core_lib} OUTPUT_VARIABLE needed RESULT_VARIABLE rc)
 if(rc)
-  message(FATAL_ERROR "configuring the consumer failed: ${rc}")
+  message(FATAL_ERROR "readelf failed on ${core_lib}")
 endif()
-execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR}/build RESULT_VARIABLE rc)
+if(needed MATCHES "libcuda|libcublas|libcudnn")
+  message(FATAL_ERROR "libsparseprox.so needs a CUDA library:\n${needed}")
+endif()
+execute_process(COMMAND nm -D --defined-only -C ${core_lib} OUTPUT_VARIABLE symbols RESULT_VARIABLE rc)
+string(REGEX MATCHALL "[^\n]+" lines "${symbols}")
+foreach(line IN LISTS lines)
+  if(line MATCHES " [TtWwVvBDRru] (.*)$")
+    set(name "${CMAKE_MATCH_1}")
+    if(NOT name MATCHES "sparseprox::" OR name MATCHES "nlohmann|CLI::|sparseprox::cpu::|sparseprox::cuda::|sparseprox::detail::|sparseprox::sparsify::|run_training|make_engine")
+      if(NOT name MATCHES "^_init$|^_fini$")
+        message(FATAL_ERROR "libsparseprox.so exports a symbol outside the public API: ${name}")
+      endif()
+    endif()
+  endif()
+endforeach()
+
+foreach(variant plain cuda_component)
+  set(args)
+  set(example_dir ${SOURCE_DIR}/examples/cpp)
+  if(variant STREQUAL "cuda_component")
+    if(NOT WITH_CUDA)
+      continue()
+    endif()
+    set(args -DSPARSEPROX_REQUIRE_CUDA_COMPONENT=ON)
+  endif()
+  execute_process(COMMAND ${CMAKE_COMMAND} -S ${example_dir} -B ${WORK_DIR}/build-${variant} -G ${GENERATOR}
+                          -DCMAKE_PREFIX_PATH=${prefix} ${args} RESULT_VARIABLE rc)
+  if(rc)
+    message(FATAL_ERROR "configuring the example (${variant}) failed: ${rc}")
+  endif()
+  execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR}/build-${variant} RESULT_VARIABLE rc)
+  if(rc)
+    message(FATAL_ERROR "building the example (${variant}) failed: ${rc}")
+  endif()
+endforeach()
+set(example ${WORK_DIR}/build-plain/sparseprox_example)
+execute_process(COMMAND ${example} cpu ${WORK_DIR} RESULT_VARIABLE rc)
 if(rc)
-  message(FATAL_ERROR "building the consumer failed: ${rc}")
+  message(FATAL_ERROR "the example failed on the CPU: ${rc}")
 endif()
-execute_process(COMMAND ${WORK_DIR}/build/consumer RESULT_VARIABLE rc)
+
+# A copy of the install without the CUDA backend, run with the CUDA libraries out of reach.
+set(bare ${WORK_DIR}/bare)
+file(COPY ${prefix}/ DESTINATION ${bare})
+file(GLOB_RECURSE cuda_libs ${bare}/*libsparseprox_cuda*)
+if(cuda_libs)
+  file(REMOVE ${cuda_libs})
+endif()
+file(GLOB bare_lib_dir LIST_DIRECTORIES true ${bare}/lib*)
+list(GET bare_lib_dir 0 bare_lib_dir)
+set(bare_env ${CMAKE_COMMAND} -E env --unset=SPARSEPROX_CUDA_BACKEND LD_LIBRARY_PATH=${bare_lib_dir})
+# The example was linked with the real install's RPATH: LD_LIBRARY_PATH points it at the copy.
+execute_process(COMMAND ${bare_env} ${example} cpu ${WORK_DIR} RESULT_VARIABLE rc OUTPUT_VARIABLE out)
 if(rc)
-  message(FATAL_ERROR "the consumer failed: ${rc}")
+  message(FATAL_ERROR "the example failed on the CPU without the CUDA backend: ${rc}\n${out}")
 endif()
+execute_process(COMMAND ${bare_env} ${example} cuda ${WORK_DIR} RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 1 OR NOT err MATCHES "requested but" OR NOT err MATCHES "CUDA backend")
+  message(FATAL_ERROR "asking for cuda without the backend should fail clearly; got ${rc}:\n${err}")
+endif()
+message(STATUS "without the CUDA backend, `cuda` gives: ${err}")

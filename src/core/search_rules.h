@@ -1,0 +1,53 @@
+// The rules of Algorithms 1 and 2 (docs/method.md §4-5) as pure functions over one group of
+// weights: the bracket from a history, the candidate set and the next lambda. Internal: the
+// public entry points are LambdaSearch and search() (sparseprox/search.h); the tests check these
+// rules on recorded histories.
+#pragma once
+
+#include <cstddef>
+#include <limits>
+#include <vector>
+
+#include "sparseprox/search.h"
+
+namespace sparseprox {
+
+// One finished run of a group: the lambda it used and the NNZ it returned.
+struct LambdaRecord {
+    float lambda = 0.0f;
+    std::size_t nnz = 0;
+};
+
+// The bracket of docs/method.md §4 from a history, for target l*:
+//   n_lo = the largest NNZ <= l*, lambda_up  = the smallest lambda that gave n_lo;
+//   n_hi = the smallest NNZ >= l*, lambda_low = the largest lambda that gave n_hi.
+// When no run gave NNZ >= l*, lambda_low = 0 (has_low false); when none gave NNZ <= l*,
+// lambda_up = +infinity (has_up false).
+struct Bracket {
+    float lambda_low = 0.0f;
+    float lambda_up = std::numeric_limits<float>::infinity();
+    std::size_t n_hi = 0;  // valid when has_low
+    std::size_t n_lo = 0;  // valid when has_up
+    bool has_low = false;
+    bool has_up = false;
+};
+Bracket bracket_from_history(const std::vector<LambdaRecord>& history, std::size_t target);
+
+// The candidates C = { |g_i| : low < |g_i| < up } (strict on both sides) of n gradient entries:
+// their number and their lower median (for an even count the smaller middle value; 0 when C is
+// empty). NaN entries are never candidates.
+struct CandidateSet {
+    std::size_t count = 0;
+    float lower_median = 0.0f;
+};
+CandidateSet candidate_set(const float* grad, std::size_t n, float low, float up);
+
+struct LambdaChoice {
+    float lambda = 0.0f;
+    LambdaRule rule = LambdaRule::median;
+};
+// The next lambda from a bracket and the candidates inside it: the lower median, else the
+// midpoint; with no upper end (every run so far too dense) 10 x `largest_tried`.
+LambdaChoice next_lambda(const Bracket& bracket, const CandidateSet& candidates, float largest_tried);
+
+}  // namespace sparseprox
