@@ -165,6 +165,34 @@ TEST(Cli, OptimizerAndScheduleFlagsReachTheRunAndTheReport) {
     fs::remove_all(dir);
 }
 
+// The case: a lambda0 far too large makes run 0 pass through the band after a few dozen
+// steps. By default the search returns that run trained to the end of its budget on its
+// pattern; --no-finetune returns the early iterate (the paper's Algorithm 3).
+TEST(Cli, DefaultSearchTrainsTheReturnedNetworkItsWholeBudget) {
+    const fs::path dir = temp_dir();
+    const fs::path full = dir / "full.json", early = dir / "early.json";
+    const std::string base = "search --device cpu --model dense:6-16-8-1 --steps 2000 --target-nnz 60 --tolerance 0.05 "
+                             "--lambda0 0.05 -q --report ";
+    const CliRun a = run_cli(base + full.string());
+    const CliRun b = run_cli(base + early.string() + " --no-finetune");
+    ASSERT_EQ(a.status, 0) << a.output;
+    ASSERT_EQ(b.status, 0) << b.output;
+    std::ifstream fa(full), fb(early);
+    const nlohmann::json ja = nlohmann::json::parse(fa), jb = nlohmann::json::parse(fb);
+    ASSERT_LT(jb["steps"].get<std::size_t>(), 500u) << "the count must cross the band early for this test";
+    EXPECT_FALSE(jb["finetune"].get<bool>());
+    EXPECT_TRUE(ja["finetune"].get<bool>());
+    EXPECT_EQ(ja["steps"].get<std::size_t>(), 2000u);
+    EXPECT_EQ(ja["finetune_steps"].get<std::size_t>(), 2000u - jb["steps"].get<std::size_t>());
+    EXPECT_EQ(ja["total_steps"].get<std::size_t>(), 2000u);
+    EXPECT_TRUE(ja["reached"].get<bool>());
+    EXPECT_LT(ja["test_loss"].get<double>(), 0.1 * jb["test_loss"].get<double>());
+    const CliRun both = run_cli(base + full.string() + " --finetune --no-finetune");
+    EXPECT_NE(both.status, 0);
+    EXPECT_NE(both.output.find("contradict"), std::string::npos) << both.output;
+    fs::remove_all(dir);
+}
+
 TEST(Cli, SearchWritesTraceReportAndCsv) {
     const fs::path dir = temp_dir() / "search";
     fs::create_directories(dir);

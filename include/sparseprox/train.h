@@ -159,7 +159,7 @@ struct TrainOptions {
     // When the band ends the run early: train the rest of the budget with the sparsity pattern
     // of the in-band step fixed (masked steps of `optimizer` on the surviving weights, its state
     // reset, no penalty), so the NNZ stays at the in-band count. Off by default (Algorithm 3
-    // returns the in-band iterate).
+    // returns the in-band iterate); the lambda search turns it on (SearchOptions::finetune).
     bool finetune = false;
     float finetune_lr = 0.0f;  // the fine-tuning phase's base learning rate (0: lr)
     int loss = -1;                    // -1: from the task (MSE / cross-entropy), else a Loss value
