@@ -1,7 +1,8 @@
 // L0 training with hard-concrete gates on the device (docs/method.md §7), twin of
 // src/cpu/l0_gates.cpp with the per-element formulas of core/sparsify.h and core/gates.h:
 // effective w = theta z (z the hard-concrete sample of the step's counter noise), the update
-// (theta SGD, gate gradient, Adam on log alpha) and the export theta test_gate(log alpha).
+// (theta by the optimizer of core/optimizer.h, SGD by default; gate gradient; Adam on log alpha)
+// and the export theta test_gate(log alpha).
 // Napkin math: ~16 bytes per weight and ~60 flops (two 64-bit mixes, logf/expf of the gate
 // sample), below the H200's ~12 flops/byte ridge, so memory-bound like the prox step. Group
 // gates: a column gate (dense) is one thread walking its column row by row (coalesced across the
@@ -77,14 +78,16 @@ l0_update_tiles_kernel(float* __restrict__ theta, float* __restrict__ log_alpha,
                        float* __restrict__ adam_v, const float* __restrict__ grads, const SlabTile* __restrict__ tiles,
                        const GateSegment* __restrict__ segments, gates::HardConcrete hc, std::uint64_t seed,
                        std::uint64_t step, const float* __restrict__ hyper, sparsify::AdamStep adam,
-                       const std::int32_t* __restrict__ stop_flag) {
+                       opt::State ost, opt::Step os, const std::int32_t* __restrict__ stop_flag) {
     const SlabTile tile = tiles[blockIdx.x];
     if (stopped(stop_flag)) return;
     float* t = theta + tile.begin;
     const float* g = grads + tile.begin;
     const float lr = hyper[0];
+    float eta;
     if (tile.is_bias) {
-        for (std::uint32_t i = threadIdx.x; i < tile.count; i += kTileThreads) t[i] = ew::sgd(t[i], g[i], lr);
+        for (std::uint32_t i = threadIdx.x; i < tile.count; i += kTileThreads)
+            t[i] = opt::descend(t[i], g[i], ost, tile.begin + i, os, lr, false, &eta);
         return;
     }
     const GateSegment seg = segments[tile.layer];
@@ -101,7 +104,7 @@ l0_update_tiles_kernel(float* __restrict__ theta, float* __restrict__ log_alpha,
         const float gi = g[i], ti = t[i];
         // The CPU's one-term double sum: 0.0 + (g theta dz), exact, then back to float.
         const double loss_grad = 0.0 + static_cast<double>(gi * ti * dz);
-        t[i] = ew::sgd(ti, gi * z, lr);
+        t[i] = opt::descend(ti, gi * z, ost, tile.begin + i, os, lr, true, &eta);
         l0_gate_adam(log_alpha, adam_m, adam_v, gate, la, loss_grad, lambda, per_gate, hc, adam);
     }
 }
@@ -110,7 +113,7 @@ __device__ void l0_update_column(float* __restrict__ theta, float* __restrict__ 
                                  float* __restrict__ adam_v, const float* __restrict__ grads, const GateSegment& seg,
                                  const gates::HardConcrete& hc, std::uint64_t seed, std::uint64_t step,
                                  const float* __restrict__ hyper, std::int32_t layer, const sparsify::AdamStep& adam,
-                                 std::uint64_t k);
+                                 const opt::State& ost, const opt::Step& os, std::uint64_t k);
 
 // Column gates of a dense layer (n_out, n_in), gate k = index % n_in: one thread per column (grid-stride
 // over the columns), rows in index order (the CPU's order of the double sum), theta stepped as it goes.
@@ -119,11 +122,12 @@ l0_update_columns_kernel(float* __restrict__ theta, float* __restrict__ log_alph
                          float* __restrict__ adam_v, const float* __restrict__ grads, GateSegment seg,
                          gates::HardConcrete hc, std::uint64_t seed, std::uint64_t step,
                          const float* __restrict__ hyper, std::int32_t layer, sparsify::AdamStep adam,
-                         const std::int32_t* __restrict__ stop_flag) {
+                         opt::State ost, opt::Step os, const std::int32_t* __restrict__ stop_flag) {
     if (stopped(stop_flag)) return;
     for (std::uint64_t k = static_cast<std::uint64_t>(blockIdx.x) * kTileThreads + threadIdx.x; k < seg.n_gates;
          k += static_cast<std::uint64_t>(gridDim.x) * kTileThreads)
-        l0_update_column(theta, log_alpha, adam_m, adam_v, grads, seg, hc, seed, step, hyper, layer, adam, k);
+        l0_update_column(theta, log_alpha, adam_m, adam_v, grads, seg, hc, seed, step, hyper, layer, adam, ost, os,
+                         k);
 }
 
 // The update of column gate k (see l0_update_columns_kernel).
@@ -131,7 +135,7 @@ __device__ void l0_update_column(float* __restrict__ theta, float* __restrict__ 
                                  float* __restrict__ adam_v, const float* __restrict__ grads, const GateSegment& seg,
                                  const gates::HardConcrete& hc, std::uint64_t seed, std::uint64_t step,
                                  const float* __restrict__ hyper, std::int32_t layer, const sparsify::AdamStep& adam,
-                                 std::uint64_t k) {
+                                 const opt::State& ost, const opt::Step& os, std::uint64_t k) {
     const std::uint64_t gate = seg.gate_offset + k;
     const float u = sparsify::gate_noise(seed, step, gate);
     const float la = log_alpha[gate];
@@ -154,7 +158,9 @@ __device__ void l0_update_column(float* __restrict__ theta, float* __restrict__ 
         for (int j = 0; j < kColumnRows; ++j)
             if (r0 + j < n_rows) {
                 sum += static_cast<double>(gv[j] * tv[j] * dz);
-                t[(r0 + j) * n_in] = ew::sgd(tv[j], gv[j] * z, lr);
+                const std::uint64_t at = seg.weight_offset + k + (r0 + j) * n_in;  // the slab index
+                float eta;
+                t[(r0 + j) * n_in] = opt::descend(tv[j], gv[j] * z, ost, at, os, lr, true, &eta);
             }
     }
     l0_gate_adam(log_alpha, adam_m, adam_v, gate, la, sum, hyper[1 + layer], static_cast<float>(seg.per_gate), hc,
@@ -168,7 +174,7 @@ l0_update_blocks_kernel(float* __restrict__ theta, float* __restrict__ log_alpha
                         float* __restrict__ adam_v, const float* __restrict__ grads, GateSegment seg,
                         gates::HardConcrete hc, std::uint64_t seed, std::uint64_t step,
                         const float* __restrict__ hyper, std::int32_t layer, sparsify::AdamStep adam,
-                        const std::int32_t* __restrict__ stop_flag) {
+                        opt::State ost, opt::Step os, const std::int32_t* __restrict__ stop_flag) {
     if (stopped(stop_flag)) return;  // uniform over the grid
     const std::uint64_t k = blockIdx.x;
     const std::uint64_t gate = seg.gate_offset + k;
@@ -184,7 +190,8 @@ l0_update_blocks_kernel(float* __restrict__ theta, float* __restrict__ log_alpha
     for (std::uint64_t i = threadIdx.x; i < n; i += kTileThreads) {
         const float gi = g[i], ti = t[i];
         sum += static_cast<double>(gi * ti * dz);
-        t[i] = ew::sgd(ti, gi * z, lr);
+        float eta;
+        t[i] = opt::descend(ti, gi * z, ost, seg.weight_offset + k * n + i, os, lr, true, &eta);
     }
     using BlockReduce = cub::BlockReduce<double, kTileThreads>;
     __shared__ typename BlockReduce::TempStorage temp;
@@ -233,11 +240,13 @@ void launch_l0_effective(const float* theta, const float* log_alpha, const SlabT
 void launch_l0_update(float* theta, float* log_alpha, float* adam_m, float* adam_v, const float* grads,
                       const SlabTiles& t, const GateSegment* segments, const std::vector<GateSegment>& host_segments,
                       const gates::HardConcrete& hc, std::uint64_t seed, std::uint64_t step, const float* hyper,
-                      const sparsify::AdamStep& adam, const std::int32_t* stop_flag, cudaStream_t stream) {
+                      const sparsify::AdamStep& adam, const opt::State& theta_state, const opt::Step& opt_step,
+                      const std::int32_t* stop_flag, cudaStream_t stream) {
     if (t.n_tiles == 0) return;
     // Per-weight gates and all biases; the group layers' tiles return at once.
     l0_update_tiles_kernel<<<static_cast<unsigned>(t.n_tiles), kTileThreads, 0, stream>>>(
-        theta, log_alpha, adam_m, adam_v, grads, t.tiles, segments, hc, seed, step, hyper, adam, stop_flag);
+        theta, log_alpha, adam_m, adam_v, grads, t.tiles, segments, hc, seed, step, hyper, adam, theta_state, opt_step,
+        stop_flag);
     SPARSEPROX_CHECK_LAUNCH();
     for (std::size_t l = 0; l < host_segments.size(); ++l) {
         const GateSegment& g = host_segments[l];
@@ -245,12 +254,14 @@ void launch_l0_update(float* theta, float* log_alpha, float* adam_m, float* adam
         const auto layer = static_cast<std::int32_t>(l);
         if (g.map == sparsify::kColumn) {
             l0_update_columns_kernel<<<grid_size(g.n_gates, kTileThreads), kTileThreads, 0, stream>>>(
-                theta, log_alpha, adam_m, adam_v, grads, g, hc, seed, step, hyper, layer, adam, stop_flag);
+                theta, log_alpha, adam_m, adam_v, grads, g, hc, seed, step, hyper, layer, adam, theta_state, opt_step,
+                stop_flag);
         } else {
             if (g.n_gates > static_cast<std::uint64_t>(INT_MAX))
                 throw Error("l0 update: " + std::to_string(g.n_gates) + " filter gates in one layer");
             l0_update_blocks_kernel<<<static_cast<unsigned>(g.n_gates), kTileThreads, 0, stream>>>(
-                theta, log_alpha, adam_m, adam_v, grads, g, hc, seed, step, hyper, layer, adam, stop_flag);
+                theta, log_alpha, adam_m, adam_v, grads, g, hc, seed, step, hyper, layer, adam, theta_state, opt_step,
+                stop_flag);
         }
         SPARSEPROX_CHECK_LAUNCH();
     }

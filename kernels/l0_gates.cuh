@@ -23,14 +23,16 @@ namespace cuda {
 void launch_l0_effective(const float* theta, const float* log_alpha, const SlabTiles& tiles,
                          const sparsify::GateSegment* segments, const gates::HardConcrete& hc, std::uint64_t seed,
                          std::uint64_t step, float* eff, const std::int32_t* stop_flag, cudaStream_t stream);
-// theta_w -= lr g z, biases -= lr g, Adam on each log alpha with the gradient sum_{its weights}
-// g theta dz + lambda_l per_gate p (1 - p). hyper = [lr, lambda_0, ...] in device memory;
-// host_segments: the same gate layout on the host (the group layers get kernels of their own).
+// theta_w by the optimizer on g z, biases on g (core/optimizer.h; theta_state in the slab
+// layout), Adam on each log alpha with the gradient sum_{its weights} g theta dz + lambda_l
+// per_gate p (1 - p). hyper = [lr, lambda_0, ...] in device memory; host_segments: the same gate
+// layout on the host (the group layers get kernels of their own).
 void launch_l0_update(float* theta, float* log_alpha, float* adam_m, float* adam_v, const float* grads,
                       const SlabTiles& tiles, const sparsify::GateSegment* segments,
                       const std::vector<sparsify::GateSegment>& host_segments, const gates::HardConcrete& hc,
                       std::uint64_t seed, std::uint64_t step, const float* hyper, const sparsify::AdamStep& adam,
-                      const std::int32_t* stop_flag, cudaStream_t stream);
+                      const opt::State& theta_state, const opt::Step& opt_step, const std::int32_t* stop_flag,
+                      cudaStream_t stream);
 // out = theta * test_gate(log_alpha) (biases copied); weight tiles counted into tiles.tile_nnz.
 void launch_l0_export(const float* theta, const float* log_alpha, const SlabTiles& tiles,
                       const sparsify::GateSegment* segments, const gates::HardConcrete& hc, float* out,

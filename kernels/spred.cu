@@ -1,5 +1,6 @@
 // spred on the device (docs/method.md §7), twin of src/cpu/spred.cpp: the balanced split, the
-// effective weights u v, the step of core/sparsify.h's spred_step and the thresholded read-out
+// effective weights u v, the step of core/sparsify.h's spred_descend (spred_step with plain SGD,
+// any optimizer of core/optimizer.h otherwise) and the thresholded read-out
 // with counts, one tile per block. Every per-element result is one rounding per operation
 // (--fmad=false), so spred agrees with the CPU bit for bit. ~12-20 bytes per weight: memory-bound.
 #include "kernels/spred.cuh"
@@ -51,8 +52,8 @@ spred_effective_kernel(const float* __restrict__ u, const float* __restrict__ v,
 
 __global__ void __launch_bounds__(kTileThreads)
 spred_update_kernel(float* __restrict__ u, float* __restrict__ v, const float* __restrict__ grads,
-                    const SlabTile* __restrict__ tiles, const float* __restrict__ hyper,
-                    const std::int32_t* __restrict__ stop_flag) {
+                    const SlabTile* __restrict__ tiles, const float* __restrict__ hyper, opt::State su,
+                    opt::State sv, opt::Step os, const std::int32_t* __restrict__ stop_flag) {
     const SlabTile tile = tiles[blockIdx.x];
     if (stopped(stop_flag)) return;
     float* a = u + tile.begin;
@@ -60,13 +61,16 @@ spred_update_kernel(float* __restrict__ u, float* __restrict__ v, const float* _
     const float* g = grads + tile.begin;
     const float lr = hyper[0];
     if (tile.is_bias) {
-        for (std::uint32_t i = threadIdx.x; i < tile.count; i += kTileThreads) a[i] = ew::sgd(a[i], g[i], lr);
+        for (std::uint32_t i = threadIdx.x; i < tile.count; i += kTileThreads) {
+            float eta;
+            a[i] = opt::descend(a[i], g[i], su, tile.begin + i, os, lr, false, &eta);
+        }
         return;
     }
     const float lambda = hyper[1 + tile.layer];
     for (std::uint32_t i = threadIdx.x; i < tile.count; i += kTileThreads) {
         float ai = a[i], bi = b[i];
-        sparsify::spred_step(ai, bi, g[i], lr, lambda);
+        sparsify::spred_descend(ai, bi, g[i], lambda, su, sv, tile.begin + i, os, lr);
         a[i] = ai;
         b[i] = bi;
     }
@@ -111,10 +115,11 @@ void launch_spred_effective(const float* u, const float* v, const SlabTiles& t, 
 }
 
 void launch_spred_update(float* u, float* v, const float* grads, const SlabTiles& t, const float* hyper,
+                         const opt::State& u_state, const opt::State& v_state, const opt::Step& opt_step,
                          const std::int32_t* stop_flag, cudaStream_t stream) {
     if (t.n_tiles == 0) return;
-    spred_update_kernel<<<static_cast<unsigned>(t.n_tiles), kTileThreads, 0, stream>>>(u, v, grads, t.tiles, hyper,
-                                                                                        stop_flag);
+    spred_update_kernel<<<static_cast<unsigned>(t.n_tiles), kTileThreads, 0, stream>>>(
+        u, v, grads, t.tiles, hyper, u_state, v_state, opt_step, stop_flag);
     SPARSEPROX_CHECK_LAUNCH();
 }
 

@@ -101,6 +101,17 @@ TEST(Cli, BadInputGivesClearErrors) {
         {"train --method spred --spred-threshold nan --steps 1", "threshold"},
         {"train --init /no/such/model.safetensors --steps 1", "/no/such/model.safetensors"},
         {"train --finetune --finetune-lr -1 --steps 1", "fine-tuning learning rate -1"},
+        {"train --optimizer rmsprop --steps 1", "unknown optimizer 'rmsprop'"},
+        {"train --optimizer momentum --momentum 1 --steps 1", "momentum 1"},
+        {"train --optimizer adam --beta1 -0.5 --steps 1", "beta1 -0.5"},
+        {"train --optimizer adam --beta2 1.5 --steps 1", "beta2 1.5"},
+        {"train --optimizer adam --adam-eps 0 --steps 1", "epsilon 0"},
+        {"train --lr-schedule linear --steps 1", "unknown learning-rate schedule 'linear'"},
+        {"train --lr-schedule step --steps 1", "--lr-step-every"},
+        {"train --lr-schedule step --lr-step-every 5 --lr-gamma 2 --steps 1", "decay factor 2"},
+        {"train --lr-schedule cosine --lr-min 5 --steps 1", "final learning rate 5"},
+        {"train --lr-step-every 5 --steps 1", "--lr-step-every 5 belongs to --lr-schedule step"},
+        {"train --warmup-steps -3 --steps 1", "--warmup-steps"},
     };
     for (const auto& c : cases) {
         const CliRun r = run_cli(c.args);
@@ -108,6 +119,78 @@ TEST(Cli, BadInputGivesClearErrors) {
         EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
         EXPECT_EQ(r.output.find("internal error"), std::string::npos) << c.args << "\n" << r.output;
     }
+}
+
+TEST(Cli, OptimizerAndScheduleFlagsReachTheRunAndTheReport) {
+    const fs::path dir = temp_dir();
+    struct Case {
+        std::string flags, kind, schedule;
+    };
+    const Case cases[] = {
+        {"", "sgd", "constant"},
+        {"--optimizer momentum --momentum 0.8 --lr 0.02", "momentum", "constant"},
+        {"--optimizer nesterov --lr 0.02 --lr-schedule step --lr-step-every 50 --lr-gamma 0.5", "nesterov", "step"},
+        {"--optimizer adam --lr 0.003 --beta1 0.8 --beta2 0.99 --adam-eps 1e-7 --lr-schedule cosine --lr-min 1e-4",
+         "adam", "cosine"},
+        {"--optimizer adamw --lr 0.003 --weight-decay 1e-3 --warmup-steps 20", "adamw", "constant"},
+    };
+    for (const Case& c : cases) {
+        const fs::path report = dir / (c.kind + ".json");
+        const CliRun r = run_cli("train --device cpu --steps 200 --lambda 1e-3 --model dense:6-16-8-1 -q " + c.flags +
+                                 " --report " + report.string());
+        ASSERT_EQ(r.status, 0) << c.flags << "\n" << r.output;
+        std::ifstream in(report);
+        const nlohmann::json j = nlohmann::json::parse(in);
+        EXPECT_EQ(j["optimizer"]["kind"], c.kind) << c.flags;
+        EXPECT_EQ(j["lr_schedule"]["kind"], c.schedule) << c.flags;
+        EXPECT_EQ(j["steps"].get<std::size_t>(), 200u);
+        EXPECT_LT(j["test_loss"].get<double>(), 0.2) << c.flags;
+        if (c.kind == "adam") {
+            EXPECT_FLOAT_EQ(j["optimizer"]["beta1"].get<float>(), 0.8f);
+            EXPECT_FLOAT_EQ(j["optimizer"]["eps"].get<float>(), 1e-7f);
+            EXPECT_FLOAT_EQ(j["lr_schedule"]["lr_min"].get<float>(), 1e-4f);
+        }
+        if (c.kind == "momentum") EXPECT_FLOAT_EQ(j["optimizer"]["momentum"].get<float>(), 0.8f);
+        if (c.kind == "adamw") EXPECT_EQ(j["lr_schedule"]["warmup_steps"].get<std::size_t>(), 20u);
+    }
+    // The search takes them too.
+    const fs::path report = dir / "search.json";
+    const CliRun s = run_cli("search --device cpu --model dense:6-16-8-1 --steps 600 --target-nnz 60 --tolerance 0.05 "
+                             "--optimizer adam --lr 0.003 --lr-schedule cosine -q --report " + report.string());
+    EXPECT_EQ(s.status, 0) << s.output;
+    std::ifstream in(report);
+    const nlohmann::json j = nlohmann::json::parse(in);
+    EXPECT_EQ(j["optimizer"]["kind"], "adam");
+    EXPECT_EQ(j["lr_schedule"]["kind"], "cosine");
+    fs::remove_all(dir);
+}
+
+// The case: a lambda0 far too large makes run 0 pass through the band after a few dozen
+// steps. By default the search returns that run trained to the end of its budget on its
+// pattern; --no-finetune returns the early iterate (the paper's Algorithm 3).
+TEST(Cli, DefaultSearchTrainsTheReturnedNetworkItsWholeBudget) {
+    const fs::path dir = temp_dir();
+    const fs::path full = dir / "full.json", early = dir / "early.json";
+    const std::string base = "search --device cpu --model dense:6-16-8-1 --steps 2000 --target-nnz 60 --tolerance 0.05 "
+                             "--lambda0 0.05 -q --report ";
+    const CliRun a = run_cli(base + full.string());
+    const CliRun b = run_cli(base + early.string() + " --no-finetune");
+    ASSERT_EQ(a.status, 0) << a.output;
+    ASSERT_EQ(b.status, 0) << b.output;
+    std::ifstream fa(full), fb(early);
+    const nlohmann::json ja = nlohmann::json::parse(fa), jb = nlohmann::json::parse(fb);
+    ASSERT_LT(jb["steps"].get<std::size_t>(), 500u) << "the count must cross the band early for this test";
+    EXPECT_FALSE(jb["finetune"].get<bool>());
+    EXPECT_TRUE(ja["finetune"].get<bool>());
+    EXPECT_EQ(ja["steps"].get<std::size_t>(), 2000u);
+    EXPECT_EQ(ja["finetune_steps"].get<std::size_t>(), 2000u - jb["steps"].get<std::size_t>());
+    EXPECT_EQ(ja["total_steps"].get<std::size_t>(), 2000u);
+    EXPECT_TRUE(ja["reached"].get<bool>());
+    EXPECT_LT(ja["test_loss"].get<double>(), 0.1 * jb["test_loss"].get<double>());
+    const CliRun both = run_cli(base + full.string() + " --finetune --no-finetune");
+    EXPECT_NE(both.status, 0);
+    EXPECT_NE(both.output.find("contradict"), std::string::npos) << both.output;
+    fs::remove_all(dir);
 }
 
 TEST(Cli, SearchWritesTraceReportAndCsv) {

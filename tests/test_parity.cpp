@@ -2,11 +2,13 @@
 // runs on every available backend from the same seeded inputs and is compared with the CPU
 // backend, the oracle, each with its stated tolerance:
 //   bitwise   where both backends compute the same formula with one rounding per operation
-//             (the prox step, spred, gmp, counts, the stop rule, gathers, relu);
+//             (the prox step, the optimizer steps of every kind, spred, gmp, counts, the stop
+//             rule, gathers, relu);
 //   ulps      where a libm function may differ by an ulp or two (tanh, sigmoid, exp/log);
 //   nrmse     sqrt(sum (a - b)^2 / sum ref^2) for sums whose order differs (GEMMs, convolutions,
 //             whole training steps): FP32 reordering gives ~2^-24 sqrt(k) (1e-6 at k = 10^4)
-//             where TF32 would give ~2^-11 (5e-4), so a bound of 1e-5 catches TF32;
+//             where TF32 would give ~2^-11 (5e-4), so a bound of 1e-5 catches TF32 (whole runs
+//             with momentum and Adam are held to 2e-5 and 5e-5);
 //   each      an element-wise bound derived from the arithmetic (saxpy, fused or not).
 // Inputs are random, not dyadic, so that a lower-precision path cannot hide. The reference is
 // checked to be non-trivial (finite, not all zero). With only the CPU the harness checks that
@@ -532,7 +534,7 @@ void add_sparsifier_cases(std::vector<Case>& cases) {
             Buffer<std::uint64_t> nnz(*b, layout.segments.size());
             b->l0_effective(d_t.data(), d_la.data(), gates, layout, hc, 7, 11, eff.data(), nullptr);
             b->l0_update(d_t.data(), d_la.data(), m.data(), v.data(), d_g.data(), gates, layout, hc, 7, 11, d_h.data(),
-                         sparsify::adam_step(0.01f, 1), nullptr);
+                         sparsify::adam_step(0.01f, 1), opt::State{}, opt::Step{}, nullptr);
             b->l0_export(d_t.data(), d_la.data(), gates, layout, hc, ex.data(), nullptr, nnz.data());
             // expf/logf of the gate samples differ by an ulp between libms; the group gates' double
             // sums differ in order (filter gates) and so in the last bits of the Adam step.
@@ -559,7 +561,7 @@ void add_sparsifier_cases(std::vector<Case>& cases) {
         m.zero();
         v.zero();
         b->l0_update(d_t.data(), d_la.data(), m.data(), v.data(), d_g.data(), gates, layout, hc, 3, 5, d_h.data(),
-                     sparsify::adam_step(0.01f, 1), nullptr);
+                     sparsify::adam_step(0.01f, 1), opt::State{}, opt::Step{}, nullptr);
         return Outputs{out("theta", widen(get(d_t)), ulps(16)), out("log_alpha", widen(get(d_la)), ulps(64))};
     }});
     cases.push_back({"spred", false, [](const BackendFactory& make) {
@@ -578,7 +580,8 @@ void add_sparsifier_cases(std::vector<Case>& cases) {
         Buffer<std::uint64_t> nnz(*b, layout.segments.size());
         b->spred_split(d_w.data(), layout, u.data(), v.data());
         b->spred_effective(u.data(), v.data(), layout, eff.data(), nullptr);
-        b->spred_update(u.data(), v.data(), d_g.data(), layout, d_h.data(), nullptr);
+        b->spred_update(u.data(), v.data(), d_g.data(), layout, d_h.data(), opt::State{}, opt::State{}, opt::Step{},
+                        nullptr);
         b->spred_export(u.data(), v.data(), layout, 0.05f, ex.data(), nullptr, nnz.data());
         return Outputs{out("effective", widen(get(eff)), bitwise()), out("u", widen(get(u)), bitwise()),
                        out("v", widen(get(v)), bitwise()), out("exported", widen(get(ex)), bitwise()),
@@ -616,9 +619,125 @@ void add_sparsifier_cases(std::vector<Case>& cases) {
     }});
 }
 
+// The optimizer steps (core/optimizer.h): three steps of every kind from a zero state, each with
+// fresh gradients, over a layout with a bias range longer than one tile and weights near their
+// thresholds; the masked step with a third of the weights pruned. One rounding per operation on
+// both backends (sqrtf and the divisions are the correctly rounded ones): bitwise.
+void add_optimizer_cases(std::vector<Case>& cases) {
+    for (OptimizerKind k : {OptimizerKind::momentum, OptimizerKind::nesterov, OptimizerKind::adam, OptimizerKind::adamw}) {
+        for (bool masked : {false, true}) {
+            const std::string name = std::string(masked ? "masked_optimizer_step_" : "prox_optimizer_step_") +
+                                     optimizer_name(k);
+            cases.push_back({name, false, [k, masked](const BackendFactory& make) {
+                auto b = make();
+                const ParamLayout layout = layout_of("dense:5-3000-7");
+                OptimizerOptions o;
+                o.kind = k;
+                o.momentum = 0.85f;
+                o.eps = 1e-6f;
+                std::vector<float> lambdas(layout.segments.size());
+                for (std::size_t l = 0; l < lambdas.size(); ++l) lambdas[l] = 0.02f + 0.01f * static_cast<float>(l);
+                auto d_p = put(*b, random_slab(layout, 40, 0.1f));
+                auto d_h = put(*b, hyper_of(0.05f, lambdas));
+                std::vector<std::uint8_t> mask(layout.slab_size, 1);
+                for (std::size_t i = 0; i < mask.size(); i += 3) mask[i] = 0;
+                auto d_m = put(*b, mask);
+                Buffer<float> state(*b, 2 * layout.slab_size);
+                state.zero();
+                opt::State st;
+                st.a = state.data();
+                st.b = state.data() + layout.slab_size;
+                Buffer<std::uint64_t> nnz(*b, layout.segments.size());
+                for (std::uint64_t t = 1; t <= 3; ++t) {
+                    auto d_g = put(*b, random_slab(layout, static_cast<std::uint32_t>(41 + t), 0.5f));
+                    const opt::Step step = opt::make_step(o, 0.01f, t);
+                    if (masked)
+                        b->masked_optimizer_step(d_p.data(), d_g.data(), d_m.data(), st, layout, d_h.data(), step,
+                                                 nullptr, nnz.data());
+                    else
+                        b->prox_optimizer_step(d_p.data(), d_g.data(), st, layout, d_h.data(), step, nullptr,
+                                               nnz.data());
+                }
+                // Frozen: a fourth step with the stop flag set changes nothing.
+                const std::vector<float> before = get(d_p);
+                std::int32_t one = 1;
+                Buffer<std::int32_t> stop(*b, 1);
+                stop.upload(&one, 1);
+                auto d_g = put(*b, random_slab(layout, 49, 0.5f));
+                if (masked)
+                    b->masked_optimizer_step(d_p.data(), d_g.data(), d_m.data(), st, layout, d_h.data(),
+                                             opt::make_step(o, 0.01f, 4), stop.data(), nnz.data());
+                else
+                    b->prox_optimizer_step(d_p.data(), d_g.data(), st, layout, d_h.data(), opt::make_step(o, 0.01f, 4),
+                                           stop.data(), nnz.data());
+                if (get(d_p) != before) ADD_FAILURE() << b->name() << ": a frozen optimizer step wrote";
+                const std::vector<float> all = get(state);
+                Outputs out_{out("params", widen(before), bitwise()), out("nnz", widen(get(nnz)), bitwise(), false),
+                             out("state_a", std::vector<double>(all.begin(), all.begin() + layout.slab_size), bitwise())};
+                if (opt::slots(static_cast<std::int32_t>(k)) > 1)
+                    out_.push_back(out("state_b", std::vector<double>(all.begin() + layout.slab_size, all.end()),
+                                       bitwise()));
+                return out_;
+            }});
+        }
+    }
+    // l0's theta and spred's u, v with an optimizer.
+    cases.push_back({"l0_update_adam", false, [](const BackendFactory& make) {
+        auto b = make();
+        const ModelSpec spec = ModelSpec::parse("dense:700-40-3");
+        const ParamLayout layout = ParamLayout::of(spec);
+        L0Options lo;
+        lo.group = true;
+        const sparsify::GateLayout gates = sparsify::GateLayout::of(spec, layout, lo);
+        auto d_t = put(*b, random_slab(layout, 50)), d_g = put(*b, random_slab(layout, 51, 0.1f));
+        auto d_la = put(*b, uniform(gates.n_gates, 52, -3.0f, 3.0f));
+        auto d_h = put(*b, hyper_of(0.01f, std::vector<float>(layout.segments.size(), 1e-3f)));
+        Buffer<float> m(*b, gates.n_gates), v(*b, gates.n_gates), state(*b, 2 * layout.slab_size);
+        m.zero();
+        v.zero();
+        state.zero();
+        opt::State st;
+        st.a = state.data();
+        st.b = state.data() + layout.slab_size;
+        OptimizerOptions o;
+        o.kind = OptimizerKind::adam;
+        for (std::uint64_t t = 1; t <= 2; ++t)
+            b->l0_update(d_t.data(), d_la.data(), m.data(), v.data(), d_g.data(), gates, layout, gates::HardConcrete{},
+                         7, t, d_h.data(), sparsify::adam_step(0.01f, t), st, opt::make_step(o, 0.0f, t), nullptr);
+        // The gate samples call expf/logf (an ulp apart between libms), and Adam's step divides by
+        // sqrt(v_hat) of their products.
+        return Outputs{out("theta", widen(get(d_t)), ulps(64)), out("log_alpha", widen(get(d_la)), ulps(64)),
+                       out("opt_state", widen(get(state)), ulps(64))};
+    }});
+    cases.push_back({"spred_update_momentum", false, [](const BackendFactory& make) {
+        auto b = make();
+        const ParamLayout layout = layout_of("dense:30-2100-3");
+        auto d_w = put(*b, random_slab(layout, 53)), d_g = put(*b, random_slab(layout, 54, 0.1f));
+        auto d_h = put(*b, hyper_of(0.05f, std::vector<float>(layout.segments.size(), 1e-2f)));
+        Buffer<float> u(*b, layout.slab_size), v(*b, layout.slab_size), state(*b, 2 * layout.slab_size);
+        u.zero();
+        v.zero();
+        state.zero();
+        b->spred_split(d_w.data(), layout, u.data(), v.data());
+        opt::State su, sv;
+        su.a = state.data();
+        sv.a = state.data() + layout.slab_size;
+        OptimizerOptions o;
+        o.kind = OptimizerKind::nesterov;
+        for (std::uint64_t t = 1; t <= 3; ++t)
+            b->spred_update(u.data(), v.data(), d_g.data(), layout, d_h.data(), su, sv, opt::make_step(o, 0.0f, t),
+                            nullptr);
+        return Outputs{out("u", widen(get(u)), bitwise()), out("v", widen(get(v)), bitwise()),
+                       out("opt_state", widen(get(state)), bitwise())};
+    }});
+}
+
 // Whole steps through the one network, for every method, on a dense and a conv model.
+// optimizer: the run's optimizer; cosine: the learning rate follows a cosine schedule with a
+// warm-up, set before every step as the trainer does.
 Outputs network_outputs(const BackendFactory& make, const std::string& spec_text, Method method, bool classify,
-                        std::size_t steps, const StopRule& rule, float lambda = 1e-3f) {
+                        std::size_t steps, const StopRule& rule, float lambda = 1e-3f,
+                        OptimizerKind optimizer = OptimizerKind::sgd, bool cosine = false) {
     const ModelSpec spec = spec_text[0] == '{' ? ModelSpec::from_json(spec_text) : ModelSpec::parse(spec_text);
     const Model init = Model::initialize(spec, 5);
     Dataset data;
@@ -647,6 +766,9 @@ Outputs network_outputs(const BackendFactory& make, const std::string& spec_text
     sparsify::MethodConfig config = sparsify::make_method_config(opt, steps);
     auto engine = make_network(make(), spec, classify ? Loss::cross_entropy : Loss::mse);
     engine->set_method(config);
+    OptimizerOptions optimizer_options;
+    optimizer_options.kind = optimizer;
+    engine->set_optimizer(optimizer_options);
     engine->set_params(init.slab());
     engine->set_hyper(opt.lr, std::vector<float>(spec.n_weight_layers(), opt.lambdas[0]));
     engine->set_weight_decay(1e-4f);
@@ -655,12 +777,21 @@ Outputs network_outputs(const BackendFactory& make, const std::string& spec_text
     std::vector<std::uint32_t> order(data.n_samples);
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<std::uint32_t>((i * 41) % data.n_samples);
     engine->set_order(order);
-    for (std::size_t s = 0; s < steps; ++s) engine->step((s * 32) % data.n_samples, 32);
+    LrSchedule schedule;
+    schedule.kind = LrScheduleKind::cosine;
+    schedule.warmup_steps = 3;
+    for (std::size_t s = 0; s < steps; ++s) {
+        if (cosine) engine->set_lr(schedule.lr_at(opt.lr, s, steps));
+        engine->step((s * 32) % data.n_samples, 32);
+    }
     const EngineStatus st = engine->status();
     const Evaluation e = engine->evaluate(data, 40);
     const auto grad = engine->gradient(data, 40);
-    // Training amplifies the GEMMs' reordering a little every step; l0's libm differences too.
-    const Tolerance t = nrmse(method == Method::l0 ? 1e-4 : 2e-5);
+    // Training amplifies the GEMMs' reordering a little every step; l0's libm differences too, and
+    // Adam's division by sqrt(v_hat), which turns a relative gradient difference into the same
+    // relative step difference even where the gradient is tiny.
+    const bool adam = optimizer == OptimizerKind::adam || optimizer == OptimizerKind::adamw;
+    const Tolerance t = nrmse(method == Method::l0 ? 1e-4 : (adam ? 5e-5 : 2e-5));
     Outputs o{out("params", widen(engine->get_params()), t), out("steps_run", {double(st.steps_run)}, bitwise(), false),
               out("stopped", {double(st.stopped)}, bitwise(), false), out("nnz", widen(st.nnz), bitwise(), false),
               out("eval_loss", {e.loss}, nrmse(1e-5)), out("gradient", widen(grad), nrmse(1e-4))};
@@ -682,6 +813,22 @@ void add_network_cases(std::vector<Case>& cases) {
             return network_outputs(make, conv, m, true, 6, StopRule{});
         }});
     }
+    // The optimizers through the network: momentum and Adam on l1 (dense and conv), and one other
+    // optimizer per method; Adam with a scheduled learning rate.
+    struct Opt { Method method; OptimizerKind kind; bool conv, cosine; };
+    for (Opt x : {Opt{Method::l1, OptimizerKind::momentum, false, false}, Opt{Method::l1, OptimizerKind::adam, false, false},
+                  Opt{Method::l1, OptimizerKind::nesterov, true, false}, Opt{Method::l1, OptimizerKind::adam, true, false},
+                  Opt{Method::l1, OptimizerKind::adamw, false, true}, Opt{Method::gmp, OptimizerKind::momentum, false, false},
+                  Opt{Method::gmp, OptimizerKind::adam, true, false}, Opt{Method::l0, OptimizerKind::adam, false, false},
+                  Opt{Method::spred, OptimizerKind::momentum, false, false}}) {
+        const std::string name = std::string("network_") + (x.conv ? "conv_" : "dense_") + method_name(x.method) + "_" +
+                                 optimizer_name(x.kind) + (x.cosine ? "_cosine" : "");
+        cases.push_back({name, false, [x, conv](const BackendFactory& make) {
+            return x.conv ? network_outputs(make, conv, x.method, true, 6, StopRule{}, 1e-3f, x.kind, x.cosine)
+                          : network_outputs(make, "dense:6-40-30-1", x.method, false, 12, StopRule{}, 1e-3f, x.kind,
+                                            x.cosine);
+        }});
+    }
     cases.push_back({"network_stop_freezes_first_in_band_step", false, [](const BackendFactory& make) {
         // A band the l1 run passes through after a few steps: both backends stop at the same step.
         StopRule rule;
@@ -698,6 +845,7 @@ std::vector<Case> all_cases() {
     add_dense_conv_cases(cases);
     add_slab_cases(cases);
     add_sparsifier_cases(cases);
+    add_optimizer_cases(cases);
     add_network_cases(cases);
     return cases;
 }

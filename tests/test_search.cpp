@@ -303,6 +303,7 @@ TEST(NetworkSearch, PerLayerTargetsMeetEveryBand) {
     // from `init` with the same band gives the same network.
     TrainOptions t = o.train;
     t.lambdas = r.lambda_final;
+    t.finetune = o.finetune;  // the search fine-tunes its in-band run by default
     const TrainResult again = train(init, d, nullptr, t);
     EXPECT_EQ(again.nnz, r.run.nnz);
     EXPECT_EQ(again.model.slab(), r.run.model.slab());
@@ -345,6 +346,7 @@ TEST(NetworkSearch, RunZeroCanIgnoreTheBand) {
     o.train.stop.tolerance = 0.05;
     o.lambda0 = {5e-2f};  // far too large: run 0 prunes through the band on its way down
     o.max_outer = 2;
+    o.finetune = false;  // the paper's rule: the in-band iterate as it is
     const SearchResult exact = LambdaSearch(o).run(init, d, nullptr);
     o.stop_run0 = false;
     const SearchResult released = LambdaSearch(o).run(init, d, nullptr);
@@ -356,6 +358,58 @@ TEST(NetworkSearch, RunZeroCanIgnoreTheBand) {
     EXPECT_LT(exact.iterations[0].steps, 800u);
     EXPECT_TRUE(exact.reached);
     EXPECT_EQ(exact.outer_iterations, 1u);
+}
+
+// The default search never returns a network stopped early in its run: when the count passes
+// through the band after a few dozen steps (a lambda0 far too large), the paper's rule would
+// return that barely trained iterate; by default the search trains the rest of the budget with
+// its sparsity pattern fixed.
+TEST(NetworkSearch, DefaultSearchReturnsANetworkTrainedItsWholeBudget) {
+    const Dataset d = smooth_regression(256, 7);
+    const Model init = Model::initialize(ModelSpec::parse("dense:4-24-16-1"), 9);
+    SearchOptions o = small_net_options();
+    o.train.steps = 800;
+    o.train.stop.targets = {120};
+    o.train.stop.tolerance = 0.05;
+    o.lambda0 = {5e-2f};
+    ASSERT_TRUE(o.finetune) << "fine-tuning is the search's default";
+    const SearchResult full = LambdaSearch(o).run(init, d, nullptr);
+    o.finetune = false;
+    const SearchResult early = LambdaSearch(o).run(init, d, nullptr);
+
+    // The paper's rule: run 0 crosses the band early and is returned as it is.
+    ASSERT_TRUE(early.reached);
+    ASSERT_EQ(early.outer_iterations, 1u);
+    ASSERT_LT(early.run.steps, 200u) << "the count must cross the band early for this test";
+    EXPECT_EQ(early.run.finetune_steps, 0u);
+
+    // The default: the same run, then the rest of the budget on its pattern.
+    ASSERT_TRUE(full.reached);
+    EXPECT_EQ(full.outer_iterations, 1u);
+    EXPECT_TRUE(full.run.stopped_in_band);
+    EXPECT_EQ(full.run.steps, 800u);
+    EXPECT_EQ(full.run.finetune_steps, 800u - early.run.steps);
+    EXPECT_EQ(full.iterations[0].finetune_steps, full.run.finetune_steps);
+    EXPECT_EQ(full.total_steps, 800u);
+    const ParamLayout& layout = full.run.model.layout();
+    for (std::size_t l = 0; l < layout.segments.size(); ++l)
+        for (std::size_t i = 0; i < layout.segments[l].n_weights; ++i)
+            if (full.run.model.weight(l)[i] != 0.0f) EXPECT_NE(early.run.model.weight(l)[i], 0.0f) << l << " " << i;
+    EXPECT_LE(std::fabs(static_cast<double>(full.run.model.nnz_total()) - 120.0), 0.05 * 120);
+    EXPECT_LT(full.run.train_eval.loss, 0.5 * early.run.train_eval.loss)
+        << "fine-tuned " << full.run.train_eval.loss << ", early iterate " << early.run.train_eval.loss;
+
+    // Every strategy's returned run has its whole budget behind it.
+    o.finetune = true;
+    o.lambda0.clear();
+    o.train.stop.tolerance = 0.02;
+    o.adapt_interval = 50;
+    for (SearchStrategy s : {SearchStrategy::paper, SearchStrategy::warm, SearchStrategy::adaptive}) {
+        o.strategy = s;
+        const SearchResult r = LambdaSearch(o).run(init, d, nullptr);
+        if (!r.reached) continue;  // a missed band returns a run that trained its whole budget anyway
+        EXPECT_EQ(r.run.steps, 800u) << to_string(s);
+    }
 }
 
 TEST(NetworkSearch, AdaptiveArmsTheBandAfterItsRamp) {

@@ -32,21 +32,22 @@ search() {
     job "$name" "$SPARSEPROX" search $BASE "$@" --trace-csv "$OUT/$name.csv" --save "$OUT/$name.safetensors"
 }
 
+# --no-finetune where a search returned its in-band run as it was when these results were measured.
 lane_a() {
-    search single-adaptive-$DEVICE $SINGLE --epochs $ADAPTIVE_EPOCHS --strategy adaptive --adapt-interval 50
+    search single-adaptive-$DEVICE $SINGLE --epochs $ADAPTIVE_EPOCHS --strategy adaptive --adapt-interval 50 --no-finetune
     search single-adaptive8-$DEVICE $SINGLE --epochs $((ADAPTIVE_EPOCHS + 3)) --strategy adaptive --adapt-interval 50 \
-        --adapt-rate 0.25
+        --adapt-rate 0.25 --no-finetune
     job dense-$DEVICE "$SPARSEPROX" train $BASE --epochs $DENSE_EPOCHS --lambda 0 --save "$OUT/dense-$DEVICE.safetensors"
 }
 lane_b() {
     # The acceptance run of a single CPU epoch, with per-layer lambdas.
     job cnn8-1epoch-$DEVICE "$SPARSEPROX" train --model cnn8 --data idx:$DATA/mnist --epochs 1 --device $DEVICE \
         --lr 0.2 --lambda 5e-5,1e-4,1e-4,3e-4,1e-4 --progress-seconds 30
-    search multi-adaptive-$DEVICE $MULTI --epochs $ADAPTIVE_EPOCHS --strategy adaptive --adapt-interval 50
+    search multi-adaptive-$DEVICE $MULTI --epochs $ADAPTIVE_EPOCHS --strategy adaptive --adapt-interval 50 --no-finetune
     # The paper's rules with its starting values; run 0 trains its whole budget as in the
     # authors' released code (the exact rule would stop it on its way down through the band).
     search single-paper-run0-$DEVICE $SINGLE --epochs $PAPER_EPOCHS --strategy paper --lambda0 1e-2 \
-        --lambda1 1e-7 --max-outer 29 --no-stop-run0
+        --lambda1 1e-7 --max-outer 29 --no-stop-run0 --no-finetune
     # The lambda that search found, run again with a longer budget and --finetune: the run stops
     # at its first step in the band and trains the rest of the budget with that pattern fixed.
     local lambda

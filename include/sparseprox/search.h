@@ -65,7 +65,8 @@ struct SPARSEPROX_API SearchIteration {
     std::vector<LambdaRule> layer_rules;      //   the rule of each layer in layer_rules)
     std::vector<std::size_t> n_candidates;    // per group, for median/midpoint choices
     std::vector<std::size_t> nnz;             // per weight layer, of the network the run returned
-    std::size_t steps = 0;                    // steps of this run (interval)
+    std::size_t steps = 0;                    // steps of this run (interval), fine-tuning included
+    std::size_t finetune_steps = 0;           // of which fine-tuning the in-band pattern
     std::size_t total_steps = 0;              // steps of the search so far, this one included
     bool in_band = false;
     double train_loss = 0.0;                  // NaN where not evaluated
@@ -85,6 +86,13 @@ struct SPARSEPROX_API SearchOptions {
     std::vector<float> lambda0;
     float lambda1 = 1e-7f;
     std::size_t max_outer = 99;  // the most training runs (outer iterations), runs 0 and 1 included
+    // true (the default): a run that stops in the band trains the rest of its budget with that
+    // sparsity pattern fixed (TrainOptions::finetune), so the returned network has trained its
+    // whole budget instead of being the first in-band iterate, which can come after a few
+    // hundred steps when the count passes through the band early. The search itself is
+    // unchanged: it ends at the first run in the band, the only run fine-tuned. false, with
+    // train.finetune false: Algorithm 3's in-band iterate, as in the paper.
+    bool finetune = true;
     // false: run 0 ignores the band and trains its whole budget, as the authors' released code
     // did in three of its four scripts (docs/method.md §6). true: the band ends run 0 too (§4).
     bool stop_run0 = true;

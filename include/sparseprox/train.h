@@ -42,8 +42,63 @@ struct SPARSEPROX_API Progress {
     double seconds = 0.0;
 };
 
+// The optimizer of every method's parameters, composed with the method's step (README,
+// "Optimizers and learning-rate schedules"). l1: the soft-threshold follows the optimizer's step
+// with the step size that step gave each coordinate; gmp and fine-tuning: the kept weights only;
+// l0: theta and the biases (the gates keep their own Adam); spred: u, v and the biases.
+enum class OptimizerKind {
+    sgd,       // w - lr g (the paper's, and the default)
+    momentum,  // heavy ball: v = mu v + g, w - lr v
+    nesterov,  // v = mu v + g, w - lr (g + mu v)
+    adam,      // Kingma & Ba: bias-corrected moments, w - lr_i m_hat, lr_i = lr / (sqrt(v_hat) + eps)
+    adamw,     // adam with the weight decay decoupled: w - lr wd w - lr_i m_hat (Loshchilov & Hutter)
+};
+SPARSEPROX_API const char* optimizer_name(OptimizerKind k);
+// "sgd", "momentum", "nesterov", "adam" or "adamw"; throws naming the value otherwise.
+SPARSEPROX_API OptimizerKind parse_optimizer(const std::string& name);
+
+struct SPARSEPROX_API OptimizerOptions {
+    OptimizerKind kind = OptimizerKind::sgd;
+    float momentum = 0.9f;  // mu: momentum and nesterov, in [0, 1)
+    float beta1 = 0.9f;     // adam, adamw: in [0, 1)
+    float beta2 = 0.999f;   // adam, adamw: in [0, 1)
+    float eps = 1e-8f;      // adam, adamw: > 0
+    // TrainOptions::weight_decay is added to the gradient (g + wd w) for every kind but adamw,
+    // which applies it decoupled from the gradient, after the moments: w - lr wd w.
+
+    void validate() const;  // throws naming the bad value
+};
+
+// The learning rate of step t (0-based, counted over the run's whole step budget T, fine-tuning
+// included): a linear warm-up over the first W steps, lr (t + 1) / W, then
+//   constant  lr
+//   step      lr gamma^floor((t - W) / every)
+//   cosine    lr_min + (lr - lr_min) (1 + cos(pi (t - W) / (T - W))) / 2
+// The fine-tuning phase follows the same curve from its first step on, scaled to its own rate.
+enum class LrScheduleKind { constant, step, cosine };
+SPARSEPROX_API const char* lr_schedule_name(LrScheduleKind k);
+// "constant", "step" or "cosine"; throws naming the value otherwise.
+SPARSEPROX_API LrScheduleKind parse_lr_schedule(const std::string& name);
+
+struct SPARSEPROX_API LrSchedule {
+    LrScheduleKind kind = LrScheduleKind::constant;
+    std::size_t step_every = 0;  // step: steps between decays (>= 1)
+    float gamma = 0.1f;          // step: the decay factor, in (0, 1]
+    float lr_min = 0.0f;         // cosine: the rate at the end of the budget, in [0, lr]
+    std::size_t warmup_steps = 0;
+
+    // true when every step uses the base rate (constant, no warm-up).
+    bool is_constant() const { return kind == LrScheduleKind::constant && warmup_steps == 0; }
+    // The rate of step t of a run of total_steps steps whose base rate is lr.
+    float lr_at(float lr, std::size_t t, std::size_t total_steps) const;
+    // Throws naming the bad value (lr: the base rate lr_min is checked against).
+    void validate(float lr) const;
+};
+
 struct SPARSEPROX_API TrainOptions {
     Device device;
+    OptimizerOptions optimizer;       // plain SGD by default
+    LrSchedule lr_schedule;           // constant by default
     MethodOptions method;             // l1 by default; lambdas mean the chosen method's strength
     float lr = 0.1f;                  // eta
     std::vector<float> lambdas{0.f};  // one value, or one per weight layer
@@ -56,10 +111,11 @@ struct SPARSEPROX_API TrainOptions {
     // final NNZ instead, and the run trains its whole budget.
     StopRule stop;
     // When the band ends the run early: train the rest of the budget with the sparsity pattern
-    // of the in-band step fixed (masked SGD on the surviving weights, no penalty), so the NNZ
-    // stays at the in-band count. Off by default (Algorithm 3 returns the in-band iterate).
+    // of the in-band step fixed (masked steps of `optimizer` on the surviving weights, its state
+    // reset, no penalty), so the NNZ stays at the in-band count. Off by default (Algorithm 3
+    // returns the in-band iterate); the lambda search turns it on (SearchOptions::finetune).
     bool finetune = false;
-    float finetune_lr = 0.0f;  // the fine-tuning phase's SGD step (0: lr)
+    float finetune_lr = 0.0f;  // the fine-tuning phase's base learning rate (0: lr)
     std::optional<Loss> loss;         // empty: from the task (MSE for regression, cross-entropy for classes)
     double progress_seconds = 5.0;    // report progress at most this often (<= 0: never)
     bool record_nnz_history = false;  // keep NNZ per layer after every step (slow on CUDA)
@@ -67,8 +123,8 @@ struct SPARSEPROX_API TrainOptions {
     std::function<void(const Progress&)> on_progress;
 
     // Throws on lr <= 0 or not finite, a negative or NaN lambda or weight decay, a lambda list of
-    // the wrong length, neither epochs nor steps given, out-of-range method options, or gmp
-    // without targets.
+    // the wrong length, neither epochs nor steps given, out-of-range method, optimizer or
+    // schedule options, or gmp without targets.
     void validate(const ModelSpec& spec) const;
     void validate_method() const;  // the method part of validate()
 };

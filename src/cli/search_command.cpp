@@ -38,6 +38,9 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
         ->capture_default_str();
     app.add_flag("--no-stop-run0", f.no_stop_run0,
                  "run 0 ignores the band and trains its whole budget (the authors' released code)");
+    app.add_flag("--no-finetune", f.no_finetune,
+                 "return the run's first step in the band as it is (Algorithm 3, the paper) instead of training "
+                 "the rest of its budget with that sparsity pattern fixed (the default for search)");
     app.add_option("--trace-csv", f.trace_csv, "write the search trace (one row per outer iteration) as CSV");
 }
 
@@ -87,7 +90,7 @@ void write_csv(const std::string& path, const SearchResult& r, std::size_t n_lay
     for (std::size_t l = 0; l < n_layers; ++l) c << ",lambda_" << l;
     c << ",nnz_total";
     for (std::size_t l = 0; l < n_layers; ++l) c << ",nnz_" << l;
-    c << ",candidates,steps,total_steps,in_band,train_loss,test_loss,test_accuracy,seconds,elapsed_seconds\n";
+    c << ",candidates,steps,total_steps,in_band,train_loss,test_loss,test_accuracy,seconds,elapsed_seconds,finetune_steps\n";
     auto num = [](double v) {
         std::ostringstream s;
         if (std::isfinite(v)) s.precision(9), s << v;
@@ -101,7 +104,7 @@ void write_csv(const std::string& path, const SearchResult& r, std::size_t n_lay
         c << ',' << total(it.n_candidates) << ',' << it.steps << ',' << it.total_steps << ','
           << (it.in_band ? 1 : 0) << ',' << num(it.train_loss) << ',' << num(it.test_loss) << ','
           << (it.test_accuracy >= 0 ? num(it.test_accuracy) : std::string()) << ',' << num(it.seconds) << ','
-          << num(it.elapsed_seconds) << '\n';
+          << num(it.elapsed_seconds) << ',' << it.finetune_steps << '\n';
     }
     write_file_atomic(path, c.str());
 }
@@ -120,6 +123,7 @@ nlohmann::json iteration_json(const SearchIteration& it, bool classification) {
     j["nnz"] = it.nnz;
     j["nnz_total"] = total(it.nnz);
     j["steps"] = it.steps;
+    j["finetune_steps"] = it.finetune_steps;
     j["total_steps"] = it.total_steps;
     j["in_band"] = it.in_band;
     j["train_loss"] = number_or_null(it.train_loss);
@@ -151,6 +155,8 @@ int run_search(const SearchFlags& f) {
     so.adapt_rule = parse_adapt_rule(f.adapt_rule);
     so.adapt_ramp = f.adapt_ramp;
     so.stop_run0 = !f.no_stop_run0;
+    if (f.no_finetune && f.train.finetune) throw Error("--finetune and --no-finetune contradict each other");
+    so.finetune = !f.no_finetune;
     so.validate(setup.spec);
 
     const std::size_t n_weights = setup.spec.n_weights();
@@ -188,6 +194,7 @@ int run_search(const SearchFlags& f) {
     const SearchResult r = LambdaSearch(so).run(setup.init, setup.data.train, &setup.data.test);
 
     setup.options = so.train;
+    setup.options.finetune = so.finetune || so.train.finetune;
     print_summary(setup, r.run);
     if (r.reached)
         std::printf("search (%s): band reached at iteration %zu after %zu run%s, %zu training steps in all, %.1f s\n",

@@ -50,6 +50,28 @@ void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda) {
                    "learning rate of the fine-tuning phase (0: --lr); spred's --lr is meant for its factors, "
                    "the fine-tuning trains plain weights")
         ->capture_default_str();
+    app.add_option("--optimizer", f.optimizer,
+                   "sgd (the paper's), momentum, nesterov, adam or adamw; with l1 the soft-threshold follows "
+                   "the optimizer's step with that step's per-coordinate size")
+        ->capture_default_str();
+    app.add_option("--momentum", f.momentum, "momentum, nesterov: the momentum mu, in [0, 1)")->capture_default_str();
+    app.add_option("--beta1", f.beta1, "adam, adamw: the first moment's decay, in [0, 1)")->capture_default_str();
+    app.add_option("--beta2", f.beta2, "adam, adamw: the second moment's decay, in [0, 1)")->capture_default_str();
+    app.add_option("--adam-eps", f.adam_eps, "adam, adamw: epsilon, > 0")->capture_default_str();
+    app.add_option("--lr-schedule", f.lr_schedule,
+                   "constant, step (times --lr-gamma every --lr-step-every steps) or cosine (to --lr-min at the "
+                   "end of the step budget)")
+        ->capture_default_str();
+    app.add_option("--lr-step-every", f.lr_step_every, "step schedule: steps between decays")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_option("--lr-gamma", f.lr_gamma, "step schedule: the decay factor, in (0, 1]")->capture_default_str();
+    app.add_option("--lr-min", f.lr_min, "cosine schedule: the rate at the end of the budget, in [0, --lr]")
+        ->capture_default_str();
+    app.add_option("--warmup-steps", f.warmup_steps,
+                   "linear warm-up of the rate over the first steps (any schedule; 0: none)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
     app.add_option("--init", f.init,
                    "start from this safetensors model (same architecture) instead of the seeded initialization");
     app.add_option("--method", f.method,
@@ -85,6 +107,22 @@ std::string join(const std::vector<std::size_t>& v) {
 }
 
 nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+nlohmann::json optimizer_report(const OptimizerOptions& o) {
+    nlohmann::json j{{"kind", optimizer_name(o.kind)}};
+    switch (o.kind) {
+        case OptimizerKind::sgd: break;
+        case OptimizerKind::momentum:
+        case OptimizerKind::nesterov: j["momentum"] = o.momentum; break;
+        case OptimizerKind::adam:
+        case OptimizerKind::adamw:
+            j["beta1"] = o.beta1;
+            j["beta2"] = o.beta2;
+            j["eps"] = o.eps;
+            break;
+    }
+    return j;
+}
 
 namespace {
 
@@ -143,6 +181,21 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     m.gmp.per_layer = f.gmp_per_layer;
     if (!f.target_nnz.empty()) opt.stop.targets = parse_count_list("--target-nnz", f.target_nnz);
     opt.stop.tolerance = f.tolerance;
+    OptimizerOptions& o = opt.optimizer;
+    o.kind = parse_optimizer(f.optimizer);
+    o.momentum = f.momentum;
+    o.beta1 = f.beta1;
+    o.beta2 = f.beta2;
+    o.eps = f.adam_eps;
+    LrSchedule& ls = opt.lr_schedule;
+    ls.kind = parse_lr_schedule(f.lr_schedule);
+    ls.step_every = f.lr_step_every;
+    ls.gamma = f.lr_gamma;
+    ls.lr_min = f.lr_min;
+    ls.warmup_steps = f.warmup_steps;
+    if (ls.kind != LrScheduleKind::step && f.lr_step_every != 0)
+        throw Error("--lr-step-every " + std::to_string(f.lr_step_every) + " belongs to --lr-schedule step (the schedule is " +
+                    f.lr_schedule + ")");
     opt.finetune = f.finetune;
     opt.finetune_lr = f.finetune_lr;
     opt.stop.min_layers = f.min_layers;
@@ -208,6 +261,12 @@ nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSet
     j["batch"] = opt.batch_size == 0 ? nlohmann::json("full") : nlohmann::json(opt.batch_size);
     j["seed"] = f.seed;
     j["init"] = f.init.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.init);
+    j["optimizer"] = optimizer_report(opt.optimizer);
+    j["lr_schedule"] = {{"kind", lr_schedule_name(opt.lr_schedule.kind)},
+                        {"step_every", opt.lr_schedule.step_every},
+                        {"gamma", opt.lr_schedule.gamma},
+                        {"lr_min", opt.lr_schedule.lr_min},
+                        {"warmup_steps", opt.lr_schedule.warmup_steps}};
     j["method"] = method_name(opt.method.method);
     switch (opt.method.method) {
         case Method::l1: j["method_options"] = nlohmann::json::object(); break;

@@ -37,6 +37,17 @@ struct TrainFlags {
     bool finetune = false;
     float finetune_lr = 0.0f;
     std::string init;  // start from this safetensors model instead of the seeded initialization
+    // the optimizer and the learning-rate schedule
+    std::string optimizer = "sgd";
+    float momentum = 0.9f;
+    float beta1 = 0.9f;
+    float beta2 = 0.999f;
+    float adam_eps = 1e-8f;
+    std::string lr_schedule = "constant";
+    std::size_t lr_step_every = 0;
+    float lr_gamma = 0.1f;
+    float lr_min = 0.0f;
+    std::size_t warmup_steps = 0;
     // the sparsifier and its options
     std::string method = "l1";
     bool l0_group = false;
@@ -76,6 +87,8 @@ nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSet
 void save_run(const TrainFlags& f, const TrainResult& r);
 // A JSON number, or null for NaN and infinities.
 nlohmann::json number_or_null(double v);
+// The report's "optimizer" object: the kind and the options that kind reads.
+nlohmann::json optimizer_report(const OptimizerOptions& o);
 std::string join(const std::vector<std::size_t>& v);
 
 }  // namespace cli

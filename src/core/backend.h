@@ -31,6 +31,7 @@
 
 #include "core/gates.h"
 #include "core/layer_shapes.h"
+#include "core/optimizer.h"
 #include "core/records.h"
 #include "core/sparsify.h"
 #include "sparseprox/data.h"
@@ -148,6 +149,11 @@ public:
     // benchmark's reference for what the fusion saves.
     virtual void prox_step_unfused(float* params, const float* grads, const ParamLayout& layout,
                                    const float* hyper, std::uint64_t* layer_nnz) = 0;
+    // The l1 step with another optimizer (core/optimizer.h): weights S_{eta lambda_l}(y), biases y,
+    // where y and eta are opt::descend's for each parameter with its state (slab layout), counted.
+    virtual void prox_optimizer_step(float* params, const float* grads, const opt::State& state,
+                                     const ParamLayout& layout, const float* hyper, const opt::Step& step,
+                                     const std::int32_t* stop, std::uint64_t* layer_nnz) = 0;
     // Unless state->stopped: counts the step and sets state->stopped when band_holds (core/band.h)
     // for layer_nnz. targets: config->n_targets entries.
     virtual void stop_rule(StepState* state, const StopConfig* config, const std::uint64_t* targets,
@@ -162,11 +168,13 @@ public:
     virtual void l0_effective(const float* theta, const float* log_alpha, const sparsify::GateLayout& gates,
                               const ParamLayout& layout, const gates::HardConcrete& hc, std::uint64_t seed,
                               std::uint64_t step, float* eff, const std::int32_t* stop) = 0;
-    // theta_w -= lr g z, biases -= lr g, and an Adam step on each log alpha.
+    // theta_w by the optimizer on g z, biases on g (opt::descend; theta_state in the slab layout),
+    // and an Adam step on each log alpha.
     virtual void l0_update(float* theta, float* log_alpha, float* adam_m, float* adam_v, const float* grads,
                            const sparsify::GateLayout& gates, const ParamLayout& layout,
                            const gates::HardConcrete& hc, std::uint64_t seed, std::uint64_t step,
-                           const float* hyper, const sparsify::AdamStep& adam, const std::int32_t* stop) = 0;
+                           const float* hyper, const sparsify::AdamStep& adam, const opt::State& theta_state,
+                           const opt::Step& opt_step, const std::int32_t* stop) = 0;
     // out = theta * test_gate(log_alpha) (biases copied), counted.
     virtual void l0_export(const float* theta, const float* log_alpha, const sparsify::GateLayout& gates,
                            const ParamLayout& layout, const gates::HardConcrete& hc, float* out,
@@ -177,7 +185,10 @@ public:
     virtual void spred_split(const float* w, const ParamLayout& layout, float* u, float* v) = 0;
     virtual void spred_effective(const float* u, const float* v, const ParamLayout& layout, float* eff,
                                  const std::int32_t* stop) = 0;
+    // u and v by the optimizer on their gradients g v + lambda u and g u + lambda v (biases, in u,
+    // on g); u_state and v_state in the slab layout.
     virtual void spred_update(float* u, float* v, const float* grads, const ParamLayout& layout, const float* hyper,
+                              const opt::State& u_state, const opt::State& v_state, const opt::Step& opt_step,
                               const std::int32_t* stop) = 0;
     virtual void spred_export(const float* u, const float* v, const ParamLayout& layout, float threshold, float* out,
                               const std::int32_t* stop, std::uint64_t* layer_nnz) = 0;
@@ -186,6 +197,12 @@ public:
     // w = mask ? w - lr g : 0 on the weights, plain SGD on the biases, counted.
     virtual void masked_sgd(float* w, const float* grads, const std::uint8_t* mask, const ParamLayout& layout,
                             const float* hyper, const std::int32_t* stop, std::uint64_t* layer_nnz) = 0;
+    // The same with another optimizer (core/optimizer.h): kept weights and biases y, pruned weights
+    // 0 with their state cleared, counted.
+    virtual void masked_optimizer_step(float* w, const float* grads, const std::uint8_t* mask,
+                                       const opt::State& state, const ParamLayout& layout, const float* hyper,
+                                       const opt::Step& step, const std::int32_t* stop,
+                                       std::uint64_t* layer_nnz) = 0;
     // Keeps the keep[k] largest |w| of each scope (all layers together when keep has one entry,
     // else layer by layer; ties to the lower slab index), zeroes the rest in w and mask, counted.
     virtual void gmp_prune(float* w, std::uint8_t* mask, const ParamLayout& layout,

@@ -47,6 +47,9 @@ public:
     // The method of the coming runs (core/sparsify.h); Method::l1 until called. Takes effect at
     // the next set_params.
     virtual void set_method(const sparsify::MethodConfig& config) = 0;
+    // The optimizer of the coming runs (OptimizerKind::sgd until called). Takes effect at the next
+    // set_params, which also clears its state (velocity, Adam's moments).
+    virtual void set_optimizer(const OptimizerOptions& options) = 0;
     // Layout as ParamLayout::of. Starts a new run: the step count, the loss accumulator and a
     // previous stop are reset, and the method's own parameters are initialized from the slab
     // (l0: theta = slab, log alpha from the drop rates, Adam moments 0; spred: the balanced split;
@@ -58,8 +61,12 @@ public:
     // lambdas: one per weight layer, the strength of the method's penalty (ignored by gmp).
     // Takes effect from the next step.
     virtual void set_hyper(float lr, const std::vector<float>& lambdas) = 0;
+    // The learning rate alone (the lambdas unchanged), from the next step: the trainer's schedule
+    // calls it before every step. One float uploaded, no synchronization.
+    virtual void set_lr(float lr) = 0;
     // l2 weight decay on the weights (not the biases): every step's weight gradient becomes
-    // g + wd * w before the proximal step. 0 (the default) disables it.
+    // g + wd * w before the proximal step (with adamw: decoupled, w - lr wd w). 0 (the default)
+    // disables it.
     virtual void set_weight_decay(float wd) = 0;
     // Per-layer targets already expanded: targets.size() is 1 (total) or n_weight_layers;
     // empty disables the rule. Also clears a previous stop.

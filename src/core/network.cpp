@@ -19,6 +19,12 @@
 // set_params: until the stop flag is set every queued step is applied, so it equals the applied
 // count (set_stop_rule, which can clear a stop, re-reads it). GMP's pruning steps are
 // sparsify::gmp_keep of that count, decided on the host.
+//
+// The optimizer (core/optimizer.h): plain SGD runs the methods' own fused steps (prox_step,
+// masked_sgd; l0 and spred with opt::kSgd), so the default is the paper's arithmetic exactly.
+// Any other kind keeps its state in opt_state_, slots x slab_size floats per trained slab (the
+// parameters; for spred u and then v), zeroed by set_params; the step's constants (Adam's bias
+// corrections, the momentum threshold scale) come from the same applied-step count.
 #include "core/network.h"
 
 #include <algorithm>
@@ -96,6 +102,11 @@ public:
 
     void set_method(const sparsify::MethodConfig& config) override { next_method_ = config; }
 
+    void set_optimizer(const OptimizerOptions& options) override {
+        options.validate();
+        next_optimizer_ = options;
+    }
+
     void set_params(const std::vector<float>& slab) override {
         if (slab.size() != layout_.slab_size)
             throw Error("parameter slab has " + std::to_string(slab.size()) + " floats, the model needs " +
@@ -103,7 +114,14 @@ public:
         Backend& b = *backend_;
         params_.upload(slab.data(), slab.size());
         method_ = next_method_;
+        optimizer_ = next_optimizer_;
         steps_queued_ = 0;
+        // The optimizer's state: zero, one slot per parameter for momentum, two for Adam, per
+        // trained slab (spred trains two).
+        const std::size_t slots = static_cast<std::size_t>(opt::slots(static_cast<std::int32_t>(optimizer_.kind)));
+        const std::size_t slabs = method_.method == Method::spred ? 2 : 1;
+        ensure_size(opt_state_, slots * slabs * layout_.slab_size);
+        opt_state_.zero();
         // The method's own parameters from the slab, then params_ and the NNZ from them (the
         // export here is unconditional: the stop flag of the previous run is cleared below).
         switch (method_.method) {
@@ -160,6 +178,8 @@ public:
         std::copy(lambdas.begin(), lambdas.end(), hyper.begin() + 1);
         hyper_.upload(hyper.data(), hyper.size());
     }
+
+    void set_lr(float lr) override { hyper_.upload(&lr, 1); }
 
     void set_weight_decay(float wd) override { weight_decay_ = wd; }
 
@@ -235,24 +255,34 @@ public:
         b.sum(sample_loss_.data(), count, batch_loss_.data());
         b.accumulate_step_loss(batch_loss_.data(), count, state_.data());
         backward(batch_x_.data(), count, grads_.data());
-        if (weight_decay_ != 0.0f)
+        // The weight decay enters the gradient, except adamw's, which the optimizer applies decoupled.
+        if (weight_decay_ != 0.0f && optimizer_.kind != OptimizerKind::adamw)
             for (const ParamSegment& s : layout_.segments)
                 b.axpy(weight_decay_, params_.data() + s.weight_offset, grads_.data() + s.weight_offset, s.n_weights);
         std::uint64_t* nnz = layer_nnz_.data();
+        const bool sgd = optimizer_.kind == OptimizerKind::sgd;
+        const opt::Step ostep = opt::make_step(optimizer_, weight_decay_, step_index + 1);
         switch (method_.method) {
-            case Method::l1: b.prox_step(params_.data(), grads_.data(), layout_, hyper_.data(), stop, nnz); break;
+            case Method::l1:
+                if (sgd) b.prox_step(params_.data(), grads_.data(), layout_, hyper_.data(), stop, nnz);
+                else b.prox_optimizer_step(params_.data(), grads_.data(), opt_state(0), layout_, hyper_.data(), ostep,
+                                           stop, nnz);
+                break;
             case Method::l0:
                 b.l0_update(master_.data(), log_alpha_.data(), adam_m_.data(), adam_v_.data(), grads_.data(), gates_,
                             layout_, method_.hc, method_.seed, step_index, hyper_.data(),
-                            sparsify::adam_step(method_.l0.gate_lr, step_index + 1), stop);
+                            sparsify::adam_step(method_.l0.gate_lr, step_index + 1), opt_state(0), ostep, stop);
                 b.l0_export(master_.data(), log_alpha_.data(), gates_, layout_, method_.hc, params_.data(), stop, nnz);
                 break;
             case Method::spred:
-                b.spred_update(master_.data(), aux_.data(), grads_.data(), layout_, hyper_.data(), stop);
+                b.spred_update(master_.data(), aux_.data(), grads_.data(), layout_, hyper_.data(), opt_state(0),
+                               opt_state(1), ostep, stop);
                 b.spred_export(master_.data(), aux_.data(), layout_, method_.threshold, params_.data(), stop, nnz);
                 break;
             case Method::gmp: {
-                b.masked_sgd(params_.data(), grads_.data(), mask_.data(), layout_, hyper_.data(), stop, nnz);
+                if (sgd) b.masked_sgd(params_.data(), grads_.data(), mask_.data(), layout_, hyper_.data(), stop, nnz);
+                else b.masked_optimizer_step(params_.data(), grads_.data(), mask_.data(), opt_state(0), layout_,
+                                             hyper_.data(), ostep, stop, nnz);
                 const std::vector<std::size_t> keep = sparsify::gmp_keep(method_, layout_, step_index + 1);
                 if (!keep.empty()) b.gmp_prune(params_.data(), mask_.data(), layout_, keep, stop, nnz);
                 break;
@@ -381,6 +411,18 @@ private:
         if (buffer.size() == n) return;
         backend_->synchronize();
         buffer.allocate(*backend_, n);
+    }
+
+    // The optimizer's state of trained slab k (0: the parameters, or l0's theta, or spred's u;
+    // 1: spred's v): slots a and b, each slab_size floats, or null where the kind keeps none.
+    opt::State opt_state(std::size_t k) {
+        const std::size_t slots = static_cast<std::size_t>(opt::slots(static_cast<std::int32_t>(optimizer_.kind)));
+        opt::State st;
+        if (slots == 0) return st;
+        float* base = opt_state_.data() + k * slots * layout_.slab_size;
+        st.a = base;
+        if (slots > 1) st.b = base + layout_.slab_size;
+        return st;
     }
 
     std::int32_t* stop_flag() {
@@ -548,6 +590,9 @@ private:
     Buffer<float> aux_;                            // spred: v (slab layout)
     Buffer<float> log_alpha_, adam_m_, adam_v_;    // l0: (n_gates) each
     Buffer<std::uint8_t> mask_;                    // gmp: 1 = kept (slab layout)
+    OptimizerOptions next_optimizer_;              // set_optimizer: for the next set_params
+    OptimizerOptions optimizer_;                   // the optimizer of the current run
+    Buffer<float> opt_state_;                      // its state (opt_state())
     std::size_t steps_queued_ = 0;                 // steps queued since set_params (file comment)
     Buffer<float> hyper_;                          // [lr, lambda_0, ...]
     float weight_decay_ = 0.0f;

@@ -270,6 +270,7 @@ SearchIteration record_run(std::size_t index, const TrainResult& r, const std::v
     it.n_candidates = n_candidates;
     it.nnz = r.nnz;
     it.steps = r.steps;
+    it.finetune_steps = r.finetune_steps;
     it.in_band = r.stopped_in_band;
     it.train_loss = r.train_eval.loss;
     it.test_loss = r.test_eval.loss;
@@ -420,6 +421,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
 
         TrainOptions run_opt = o.train;
         run_opt.lambdas = groups.expand(lam, n_layers);
+        run_opt.finetune = o.finetune || o.train.finetune;
         bool armed = o.adapt_rule != AdaptRule::relative;  // the relative rule arms after its ramp
         if (!armed) run_opt.stop = StopRule{};
         RunControl ctl;
@@ -449,7 +451,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         };
         TrainResult r = run_training(*engine, spec, init.slab(), train_set, test_set, run_opt, &ctl);
         r.lambdas = groups.expand(lam, n_layers);
-        // The last interval (ended by the stop, or by the budget).
+        // The last interval (ended by the stop, or by the budget), with the fine-tuning after a stop.
         SearchIteration it = record_run(index, r, r.lambdas, current_rule, {}, {});
         it.steps = r.steps - last_poll_step;
         it.seconds = seconds_since(t_interval);
@@ -478,6 +480,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         }
         TrainOptions run_opt = o.train;
         run_opt.lambdas = groups.expand(lam, n_layers);
+        run_opt.finetune = o.finetune || o.train.finetune;
         if (k == 0 && !o.stop_run0) run_opt.stop = StopRule{};  // the released code's behaviour
         TrainResult r = run_training(*engine, spec, o.strategy == SearchStrategy::warm ? from : init.slab(),
                                      train_set, test_set, run_opt);

@@ -20,6 +20,7 @@
 
 #include "core/elementwise.h"
 #include "core/gates.h"
+#include "core/optimizer.h"
 #include "core/records.h"
 #include "sparseprox/model.h"
 #include "sparseprox/train.h"
@@ -95,6 +96,31 @@ SP_HD void spred_step(float& u, float& v, float g, float lr, float lambda) {
     const float gv = g * u + lambda * v;
     u = u - lr * gu;
     v = v - lr * gv;
+}
+
+// spred with an optimizer (core/optimizer.h): u and v each take the optimizer's step on their
+// gradients g v + lambda u and g u + lambda v, both from the old values; their states are slabs,
+// i the slab index. With opt::kSgd this is spred_step bit for bit.
+template <std::int32_t K>
+SP_HD void spred_descend_k(float& u, float& v, float g, float lambda, const opt::State& su, const opt::State& sv,
+                           std::uint64_t i, const opt::Step& s, float lr) {
+    const float gu = g * v + lambda * u;
+    const float gv = g * u + lambda * v;
+    float eta = 0.0f;
+    const float u_new = opt::descend_k<K>(u, gu, su, i, s, lr, true, &eta);
+    v = opt::descend_k<K>(v, gv, sv, i, s, lr, true, &eta);
+    u = u_new;
+}
+
+SP_HD void spred_descend(float& u, float& v, float g, float lambda, const opt::State& su, const opt::State& sv,
+                         std::uint64_t i, const opt::Step& s, float lr) {
+    switch (s.kind) {
+        case opt::kMomentum: return spred_descend_k<opt::kMomentum>(u, v, g, lambda, su, sv, i, s, lr);
+        case opt::kNesterov: return spred_descend_k<opt::kNesterov>(u, v, g, lambda, su, sv, i, s, lr);
+        case opt::kAdam: return spred_descend_k<opt::kAdam>(u, v, g, lambda, su, sv, i, s, lr);
+        case opt::kAdamW: return spred_descend_k<opt::kAdamW>(u, v, g, lambda, su, sv, i, s, lr);
+        default: return spred_descend_k<opt::kSgd>(u, v, g, lambda, su, sv, i, s, lr);
+    }
 }
 
 // spred's read-out of a weight: u v, or an exact zero at or below the threshold.

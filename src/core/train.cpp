@@ -19,6 +19,79 @@ namespace sparseprox {
 
 Loss default_loss(Task task) { return task == Task::regression ? Loss::mse : Loss::cross_entropy; }
 
+// ---- optimizers and learning-rate schedules -------------------------------------------------------
+
+const char* optimizer_name(OptimizerKind k) {
+    switch (k) {
+        case OptimizerKind::sgd: return "sgd";
+        case OptimizerKind::momentum: return "momentum";
+        case OptimizerKind::nesterov: return "nesterov";
+        case OptimizerKind::adam: return "adam";
+        case OptimizerKind::adamw: return "adamw";
+    }
+    return "?";
+}
+
+OptimizerKind parse_optimizer(const std::string& name) {
+    for (OptimizerKind k : {OptimizerKind::sgd, OptimizerKind::momentum, OptimizerKind::nesterov, OptimizerKind::adam,
+                            OptimizerKind::adamw})
+        if (name == optimizer_name(k)) return k;
+    throw Error("unknown optimizer '" + name + "': use sgd, momentum, nesterov, adam or adamw");
+}
+
+void OptimizerOptions::validate() const {
+    auto unit = [](float v) { return std::isfinite(v) && v >= 0.0f && v < 1.0f; };
+    if (!unit(momentum)) throw Error("momentum " + std::to_string(momentum) + " must lie in [0, 1)");
+    if (!unit(beta1)) throw Error("adam beta1 " + std::to_string(beta1) + " must lie in [0, 1)");
+    if (!unit(beta2)) throw Error("adam beta2 " + std::to_string(beta2) + " must lie in [0, 1)");
+    if (!(std::isfinite(eps) && eps > 0.0f)) throw Error("adam epsilon " + std::to_string(eps) + " must be positive and finite");
+}
+
+const char* lr_schedule_name(LrScheduleKind k) {
+    switch (k) {
+        case LrScheduleKind::constant: return "constant";
+        case LrScheduleKind::step: return "step";
+        case LrScheduleKind::cosine: return "cosine";
+    }
+    return "?";
+}
+
+LrScheduleKind parse_lr_schedule(const std::string& name) {
+    for (LrScheduleKind k : {LrScheduleKind::constant, LrScheduleKind::step, LrScheduleKind::cosine})
+        if (name == lr_schedule_name(k)) return k;
+    throw Error("unknown learning-rate schedule '" + name + "': use constant, step or cosine");
+}
+
+float LrSchedule::lr_at(float lr, std::size_t t, std::size_t total_steps) const {
+    const double base = lr;
+    if (t < warmup_steps) return static_cast<float>(base * static_cast<double>(t + 1) / static_cast<double>(warmup_steps));
+    const std::size_t s = t - warmup_steps;  // steps since the warm-up
+    switch (kind) {
+        case LrScheduleKind::constant: return lr;
+        case LrScheduleKind::step:
+            return static_cast<float>(base * std::pow(static_cast<double>(gamma), static_cast<double>(s / step_every)));
+        case LrScheduleKind::cosine: {
+            const std::size_t span = total_steps > warmup_steps ? total_steps - warmup_steps : 0;
+            if (span == 0) return lr;
+            const double x = std::min(1.0, static_cast<double>(s) / static_cast<double>(span));
+            const double pi = 3.14159265358979323846;
+            return static_cast<float>(lr_min + (base - lr_min) * 0.5 * (1.0 + std::cos(pi * x)));
+        }
+    }
+    return lr;
+}
+
+void LrSchedule::validate(float lr) const {
+    if (kind == LrScheduleKind::step) {
+        if (step_every == 0) throw Error("the step schedule needs a step interval of at least 1 (--lr-step-every)");
+        if (!(std::isfinite(gamma) && gamma > 0.0f && gamma <= 1.0f))
+            throw Error("learning-rate decay factor " + std::to_string(gamma) + " must lie in (0, 1]");
+    }
+    if (kind == LrScheduleKind::cosine && !(std::isfinite(lr_min) && lr_min >= 0.0f && lr_min <= lr))
+        throw Error("cosine schedule: final learning rate " + std::to_string(lr_min) + " must lie in [0, lr = " +
+                    std::to_string(lr) + "]");
+}
+
 void StopRule::validate(const ModelSpec& spec) const {
     if (targets.empty()) return;
     const std::size_t n_layers = spec.n_weight_layers();
@@ -82,6 +155,8 @@ void TrainOptions::validate(const ModelSpec& spec) const {
     if (!(std::isfinite(weight_decay) && weight_decay >= 0.0f))
         throw Error("weight decay " + std::to_string(weight_decay) + " must be finite and >= 0");
     stop.validate(spec);
+    optimizer.validate();
+    lr_schedule.validate(lr);
     if (!(std::isfinite(finetune_lr) && finetune_lr >= 0.0f))
         throw Error("fine-tuning learning rate " + std::to_string(finetune_lr) + " must be finite and >= 0");
     validate_method();
@@ -188,6 +263,7 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
     // gmp reaches its targets by the schedule and trains the whole budget: no early stop.
     const bool gmp = options.method.method == Method::gmp;
     engine.set_method(sparsify::make_method_config(options, max_steps));
+    engine.set_optimizer(options.optimizer);
     engine.set_params(init_slab);
     engine.set_hyper(options.lr, lambdas);
     engine.set_weight_decay(options.weight_decay);
@@ -208,6 +284,16 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
 
     std::size_t step = 0, epoch = 0;
     std::size_t step_offset = 0;  // applied steps before the fine-tuning phase (progress lines)
+    // The learning-rate schedule: step t of the budget (fine-tuning included) runs at lr_at(t),
+    // the fine-tuning phase's curve scaled by its own rate. A constant schedule never touches
+    // the rate set_hyper gave.
+    const bool scheduled = !options.lr_schedule.is_constant();
+    float phase_lr = options.lr;
+    auto lr_for = [&](std::size_t t) {
+        const float lr = options.lr_schedule.lr_at(options.lr, t, max_steps);
+        if (phase_lr == options.lr) return lr;
+        return static_cast<float>(static_cast<double>(lr) * static_cast<double>(phase_lr) / static_cast<double>(options.lr));
+    };
     bool stopped = false;
     auto t_report = Clock::now();
     double report_loss_sum = 0.0;
@@ -247,6 +333,7 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
             engine.set_order(order);
             for (std::size_t first = 0; first < n && step < limit; first += batch) {
                 const std::size_t count = std::min(batch, n - first);
+                if (scheduled) engine.set_lr(lr_for(step_offset + step));
                 engine.step(first, count);
                 ++step;
                 samples += count;
@@ -266,15 +353,15 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
     if (gmp) result.stopped_in_band = options.stop.holds(st.nnz);  // the schedule's end point
 
     // Fine-tuning: the rest of the budget with the sparsity pattern of the in-band step fixed
-    // (masked SGD, no penalty: gmp's machinery without a schedule).
+    // (masked steps of the run's optimizer, no penalty: gmp's machinery without a schedule).
     if (options.finetune && st.stopped && applied < max_steps) {
         const std::vector<float> at_stop = engine.get_params();
         sparsify::MethodConfig fixed;
         fixed.method = Method::gmp;  // no targets: no pruning events, the mask stays as it is
         engine.set_method(fixed);
         engine.set_params(at_stop);
-        engine.set_hyper(options.finetune_lr > 0.0f ? options.finetune_lr : options.lr,
-                         std::vector<float>(n_layers, 0.0f));
+        phase_lr = options.finetune_lr > 0.0f ? options.finetune_lr : options.lr;
+        engine.set_hyper(phase_lr, std::vector<float>(n_layers, 0.0f));
         engine.set_stop_rule(StopRule{});
         step = 0;
         stopped = false;

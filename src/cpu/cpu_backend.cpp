@@ -17,6 +17,7 @@
 #include "cpu/gmp.h"
 #include "cpu/l0_gates.h"
 #include "cpu/loss.h"
+#include "cpu/optimizer_step.h"
 #include "cpu/prox_step.h"
 #include "cpu/spred.h"
 #include "cpu/stop_rule.h"
@@ -125,6 +126,12 @@ public:
                            std::uint64_t* layer_nnz) override {
         cpu::prox_step_unfused(params, grads, layout, hyper[0], hyper + 1, layer_nnz);
     }
+    void prox_optimizer_step(float* params, const float* grads, const opt::State& state, const ParamLayout& layout,
+                             const float* hyper, const opt::Step& step, const std::int32_t* stop,
+                             std::uint64_t* layer_nnz) override {
+        if (stopped(stop)) return;
+        cpu::prox_optimizer_step(params, grads, state, layout, hyper[0], hyper + 1, step, layer_nnz);
+    }
     void stop_rule(StepState* state, const StopConfig* config, const std::uint64_t* targets,
                    const std::uint64_t* layer_nnz) override {
         cpu::stop_rule(state, *config, targets, layer_nnz);
@@ -143,10 +150,10 @@ public:
     void l0_update(float* theta, float* log_alpha, float* adam_m, float* adam_v, const float* grads,
                    const sparsify::GateLayout& gates, const ParamLayout& layout, const gates::HardConcrete& hc,
                    std::uint64_t seed, std::uint64_t step, const float* hyper, const sparsify::AdamStep& adam,
-                   const std::int32_t* stop) override {
+                   const opt::State& theta_state, const opt::Step& opt_step, const std::int32_t* stop) override {
         if (stopped(stop)) return;
         cpu::l0_update(theta, log_alpha, adam_m, adam_v, grads, gates, layout, hc, seed, step, hyper[0], hyper + 1,
-                       adam);
+                       adam, theta_state, opt_step);
     }
     void l0_export(const float* theta, const float* log_alpha, const sparsify::GateLayout& gates,
                    const ParamLayout& layout, const gates::HardConcrete& hc, float* out, const std::int32_t* stop,
@@ -164,9 +171,10 @@ public:
         cpu::spred_effective(u, v, layout, eff);
     }
     void spred_update(float* u, float* v, const float* grads, const ParamLayout& layout, const float* hyper,
+                      const opt::State& u_state, const opt::State& v_state, const opt::Step& opt_step,
                       const std::int32_t* stop) override {
         if (stopped(stop)) return;
-        cpu::spred_update(u, v, grads, layout, hyper[0], hyper + 1);
+        cpu::spred_update(u, v, grads, layout, hyper[0], hyper + 1, u_state, v_state, opt_step);
     }
     void spred_export(const float* u, const float* v, const ParamLayout& layout, float threshold, float* out,
                       const std::int32_t* stop, std::uint64_t* layer_nnz) override {
@@ -178,6 +186,12 @@ public:
                     const float* hyper, const std::int32_t* stop, std::uint64_t* layer_nnz) override {
         if (stopped(stop)) return;
         cpu::masked_sgd(w, grads, mask, layout, hyper[0], layer_nnz);
+    }
+    void masked_optimizer_step(float* w, const float* grads, const std::uint8_t* mask, const opt::State& state,
+                               const ParamLayout& layout, const float* hyper, const opt::Step& step,
+                               const std::int32_t* stop, std::uint64_t* layer_nnz) override {
+        if (stopped(stop)) return;
+        cpu::masked_optimizer_step(w, grads, mask, state, layout, hyper[0], step, layer_nnz);
     }
     void gmp_prune(float* w, std::uint8_t* mask, const ParamLayout& layout, const std::vector<std::size_t>& keep,
                    const std::int32_t* stop, std::uint64_t* layer_nnz) override {

@@ -5,6 +5,7 @@
 
 #include "core/elementwise.h"
 #include "core/gates.h"
+#include "cpu/optimizer_step.h"
 #include "cpu/parallel.h"
 #include "cpu/slab.h"
 
@@ -69,22 +70,24 @@ void l0_gradients(const float* theta, const float* log_alpha, const float* grads
 void l0_update(float* theta, float* log_alpha, float* adam_m, float* adam_v, const float* grads,
                const sparsify::GateLayout& gl, const ParamLayout& layout, const gates::HardConcrete& hc,
                std::uint64_t seed, std::uint64_t step, float lr, const float* lambdas,
-               const sparsify::AdamStep& adam) {
+               const sparsify::AdamStep& adam, const opt::State& theta_state, const opt::Step& opt_step) {
     std::vector<float> theta_grad(layout.slab_size), gate_grad(gl.n_gates);
     l0_gradients(theta, log_alpha, grads, gl, hc, seed, step, lambdas, theta_grad.data(), gate_grad.data());
-    for (std::size_t l = 0; l < gl.segments.size(); ++l) {
-        const sparsify::GateSegment& g = gl.segments[l];
-        float* t = theta + g.weight_offset;
-        const float* tg = theta_grad.data() + g.weight_offset;
-#pragma omp parallel for schedule(static) if (g.n_weights >= kParallelMin)
-        for (idx i = 0; i < static_cast<idx>(g.n_weights); ++i) t[i] = ew::sgd(t[i], tg[i], lr);
+    dispatch(opt_step.kind, [&](auto kind) {
+        constexpr std::int32_t K = decltype(kind)::value;
+        for (std::size_t l = 0; l < gl.segments.size(); ++l) {
+            const sparsify::GateSegment& g = gl.segments[l];
+            descend_range<K>(theta, theta_grad.data(), theta_state, g.weight_offset, g.n_weights, opt_step, lr, true);
 #pragma omp parallel for schedule(static) if (g.n_gates >= kParallelMin)
-        for (idx k = 0; k < static_cast<idx>(g.n_gates); ++k) {
-            const std::size_t gate = g.gate_offset + static_cast<std::size_t>(k);
-            log_alpha[gate] = sparsify::adam_apply(log_alpha[gate], gate_grad[gate], adam_m[gate], adam_v[gate], adam);
+            for (idx k = 0; k < static_cast<idx>(g.n_gates); ++k) {
+                const std::size_t gate = g.gate_offset + static_cast<std::size_t>(k);
+                log_alpha[gate] =
+                    sparsify::adam_apply(log_alpha[gate], gate_grad[gate], adam_m[gate], adam_v[gate], adam);
+            }
+            const ParamSegment& s = layout.segments[l];
+            descend_range<K>(theta, grads, theta_state, s.bias_offset, s.n_bias, opt_step, lr, false);
         }
-        sgd_biases(theta, grads, layout.segments[l], lr);
-    }
+    });
 }
 
 void l0_export(const float* theta, const float* log_alpha, const sparsify::GateLayout& gl,

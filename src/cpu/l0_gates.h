@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/optimizer.h"
 #include "core/sparsify.h"
 
 namespace sparseprox {
@@ -25,12 +26,13 @@ void l0_gradients(const float* theta, const float* log_alpha, const float* grads
                   float* theta_grad, float* gate_grad);
 
 // The update after a backward pass at the effective weights of the same (seed, step); grads are
-// w.r.t. the effective parameters. theta_w -= lr g z, biases -= lr g; each log alpha takes an
-// Adam step on sum_{its weights} g theta dz/dlog_alpha + lambda_l per_gate p (1 - p).
+// w.r.t. the effective parameters. theta_w takes the optimizer's step (core/optimizer.h) on g z,
+// the biases on g (plain SGD with opt::kSgd); each log alpha takes an Adam step on
+// sum_{its weights} g theta dz/dlog_alpha + lambda_l per_gate p (1 - p).
 void l0_update(float* theta, float* log_alpha, float* adam_m, float* adam_v, const float* grads,
                const sparsify::GateLayout& gates, const ParamLayout& layout, const gates::HardConcrete& hc,
                std::uint64_t seed, std::uint64_t step, float lr, const float* lambdas,
-               const sparsify::AdamStep& adam);
+               const sparsify::AdamStep& adam, const opt::State& theta_state, const opt::Step& opt_step);
 
 // out = theta with the deterministic test-time gates (exact zeros where a gate is closed);
 // nnz[l] = nonzero weights of layer l.

@@ -2,6 +2,7 @@
 #include "cpu/spred.h"
 
 #include "core/elementwise.h"
+#include "cpu/optimizer_step.h"
 #include "cpu/parallel.h"
 #include "cpu/slab.h"
 
@@ -29,17 +30,22 @@ void spred_effective(const float* u, const float* v, const ParamLayout& layout, 
     copy_biases(u, layout, eff);
 }
 
-void spred_update(float* u, float* v, const float* grads, const ParamLayout& layout, float lr, const float* lambdas) {
-    for (std::size_t l = 0; l < layout.segments.size(); ++l) {
-        const ParamSegment& s = layout.segments[l];
-        float* a = u + s.weight_offset;
-        float* b = v + s.weight_offset;
-        const float* g = grads + s.weight_offset;
-        const float lambda = lambdas[l];
+void spred_update(float* u, float* v, const float* grads, const ParamLayout& layout, float lr, const float* lambdas,
+                  const opt::State& u_state, const opt::State& v_state, const opt::Step& opt_step) {
+    dispatch(opt_step.kind, [&](auto kind) {
+        constexpr std::int32_t K = decltype(kind)::value;
+        for (std::size_t l = 0; l < layout.segments.size(); ++l) {
+            const ParamSegment& s = layout.segments[l];
+            const float lambda = lambdas[l];
+            const std::size_t off = s.weight_offset;
 #pragma omp parallel for schedule(static) if (s.n_weights >= kParallelMin)
-        for (idx i = 0; i < static_cast<idx>(s.n_weights); ++i) sparsify::spred_step(a[i], b[i], g[i], lr, lambda);
-        sgd_biases(u, grads, s, lr);
-    }
+            for (idx k = 0; k < static_cast<idx>(s.n_weights); ++k) {
+                const std::size_t i = off + static_cast<std::size_t>(k);
+                sparsify::spred_descend_k<K>(u[i], v[i], grads[i], lambda, u_state, v_state, i, opt_step, lr);
+            }
+            descend_range<K>(u, grads, u_state, s.bias_offset, s.n_bias, opt_step, lr, false);
+        }
+    });
 }
 
 void spred_export(const float* u, const float* v, const ParamLayout& layout, float threshold, float* out,

@@ -16,7 +16,8 @@ void spred_split(const float* w, const ParamLayout& layout, float* u, float* v);
 
 void spred_effective(const float* u, const float* v, const ParamLayout& layout, float* eff);
 
-void spred_update(float* u, float* v, const float* grads, const ParamLayout& layout, float lr, const float* lambdas);
+void spred_update(float* u, float* v, const float* grads, const ParamLayout& layout, float lr, const float* lambdas,
+                  const opt::State& u_state, const opt::State& v_state, const opt::Step& opt_step);
 
 void spred_export(const float* u, const float* v, const ParamLayout& layout, float threshold, float* out,
                   std::size_t* nnz);

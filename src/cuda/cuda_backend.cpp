@@ -27,6 +27,7 @@
 #include "kernels/gmp.cuh"
 #include "kernels/l0_gates.cuh"
 #include "kernels/loss.cuh"
+#include "kernels/optimizer_step.cuh"
 #include "kernels/prox_step.cuh"
 #include "kernels/spred.cuh"
 #include "kernels/stop_rule.cuh"
@@ -254,6 +255,13 @@ public:
         launch_prox_step_unfused(params, grads, layout, hyper, ctx_.stream());
         table(layout).count(params, layer_nnz, ctx_.stream());
     }
+    void prox_optimizer_step(float* params, const float* grads, const opt::State& state, const ParamLayout& layout,
+                             const float* hyper, const opt::Step& step, const std::int32_t* stop,
+                             std::uint64_t* layer_nnz) override {
+        TileTable& t = table(layout);
+        launch_prox_optimizer_step(params, grads, state, t.tiles(), hyper, step, stop, ctx_.stream());
+        t.sum_per_layer(layer_nnz, ctx_.stream());
+    }
     void stop_rule(StepState* state, const StopConfig* config, const std::uint64_t* targets,
                    const std::uint64_t* layer_nnz) override {
         launch_stop_rule(state, config, targets, layer_nnz, ctx_.stream());
@@ -283,9 +291,9 @@ public:
     void l0_update(float* theta, float* log_alpha, float* adam_m, float* adam_v, const float* grads,
                    const sparsify::GateLayout& gates, const ParamLayout& layout, const gates::HardConcrete& hc,
                    std::uint64_t seed, std::uint64_t step, const float* hyper, const sparsify::AdamStep& adam,
-                   const std::int32_t* stop) override {
+                   const opt::State& theta_state, const opt::Step& opt_step, const std::int32_t* stop) override {
         launch_l0_update(theta, log_alpha, adam_m, adam_v, grads, table(layout).tiles(), gate_segments(gates, layout),
-                         gates_host_, hc, seed, step, hyper, adam, stop, ctx_.stream());
+                         gates_host_, hc, seed, step, hyper, adam, theta_state, opt_step, stop, ctx_.stream());
     }
     void l0_export(const float* theta, const float* log_alpha, const sparsify::GateLayout& gates,
                    const ParamLayout& layout, const gates::HardConcrete& hc, float* out, const std::int32_t* stop,
@@ -303,8 +311,10 @@ public:
         launch_spred_effective(u, v, table(layout).tiles(), eff, stop, ctx_.stream());
     }
     void spred_update(float* u, float* v, const float* grads, const ParamLayout& layout, const float* hyper,
+                      const opt::State& u_state, const opt::State& v_state, const opt::Step& opt_step,
                       const std::int32_t* stop) override {
-        launch_spred_update(u, v, grads, table(layout).tiles(), hyper, stop, ctx_.stream());
+        launch_spred_update(u, v, grads, table(layout).tiles(), hyper, u_state, v_state, opt_step, stop,
+                            ctx_.stream());
     }
     void spred_export(const float* u, const float* v, const ParamLayout& layout, float threshold, float* out,
                       const std::int32_t* stop, std::uint64_t* layer_nnz) override {
@@ -317,6 +327,13 @@ public:
                     const float* hyper, const std::int32_t* stop, std::uint64_t* layer_nnz) override {
         TileTable& t = table(layout);
         launch_masked_sgd(w, grads, mask, t.tiles(), hyper, stop, ctx_.stream());
+        t.sum_per_layer(layer_nnz, ctx_.stream());
+    }
+    void masked_optimizer_step(float* w, const float* grads, const std::uint8_t* mask, const opt::State& state,
+                               const ParamLayout& layout, const float* hyper, const opt::Step& step,
+                               const std::int32_t* stop, std::uint64_t* layer_nnz) override {
+        TileTable& t = table(layout);
+        launch_masked_optimizer_step(w, grads, mask, state, t.tiles(), hyper, step, stop, ctx_.stream());
         t.sum_per_layer(layer_nnz, ctx_.stream());
     }
     void gmp_prune(float* w, std::uint8_t* mask, const ParamLayout& layout, const std::vector<std::size_t>& keep,

@@ -1,0 +1,51 @@
+// The optimizer steps of core/optimizer.h on the CPU, the oracle of kernels/optimizer_step.cu:
+// bitwise the same results (no FMA contraction on either side). The l0 and spred updates
+// (cpu/l0_gates.cpp, cpu/spred.cpp) take their optimizer through descend_range and dispatch.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "core/optimizer.h"
+#include "cpu/parallel.h"
+#include "sparseprox/model.h"
+
+namespace sparseprox {
+namespace cpu {
+
+// Calls f(std::integral_constant<std::int32_t, K>{}) for the step's kind, so that the loops are
+// compiled once per kind with the kind known.
+template <class F>
+void dispatch(std::int32_t kind, F&& f) {
+    switch (kind) {
+        case opt::kMomentum: return f(std::integral_constant<std::int32_t, opt::kMomentum>{});
+        case opt::kNesterov: return f(std::integral_constant<std::int32_t, opt::kNesterov>{});
+        case opt::kAdam: return f(std::integral_constant<std::int32_t, opt::kAdam>{});
+        case opt::kAdamW: return f(std::integral_constant<std::int32_t, opt::kAdamW>{});
+        default: return f(std::integral_constant<std::int32_t, opt::kSgd>{});
+    }
+}
+
+// p[i] = opt::descend_k<K>(p[i], g[i], ...) for the slab indices i in [first, first + n).
+template <std::int32_t K>
+void descend_range(float* p, const float* g, const opt::State& st, std::size_t first, std::size_t n,
+                   const opt::Step& s, float lr, bool weight) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+    for (idx k = 0; k < static_cast<idx>(n); ++k) {
+        const std::size_t i = first + static_cast<std::size_t>(k);
+        float eta;
+        p[i] = opt::descend_k<K>(p[i], g[i], st, i, s, lr, weight, &eta);
+    }
+}
+
+// The l1 step with the optimizer: weights S_{eta lambda_l}(y), biases y; nnz[l] afterwards.
+void prox_optimizer_step(float* params, const float* grads, const opt::State& state, const ParamLayout& layout,
+                         float lr, const float* lambdas, const opt::Step& step, std::size_t* nnz);
+
+// gmp and fine-tuning with the optimizer: kept weights y, pruned ones 0 (state cleared), biases y.
+void masked_optimizer_step(float* w, const float* grads, const std::uint8_t* mask, const opt::State& state,
+                           const ParamLayout& layout, float lr, const opt::Step& step, std::size_t* nnz);
+
+}  // namespace cpu
+}  // namespace sparseprox
