@@ -72,25 +72,13 @@ masked_optimizer_kernel(float* __restrict__ w, const float* __restrict__ grads, 
     write_block_count(nnz, tile_nnz + blockIdx.x);
 }
 
-// Calls f(std::integral_constant<std::int32_t, K>{}) for the step's kind.
-template <class F>
-void dispatch(std::int32_t kind, F&& f) {
-    switch (kind) {
-        case opt::kMomentum: return f(std::integral_constant<std::int32_t, opt::kMomentum>{});
-        case opt::kNesterov: return f(std::integral_constant<std::int32_t, opt::kNesterov>{});
-        case opt::kAdam: return f(std::integral_constant<std::int32_t, opt::kAdam>{});
-        case opt::kAdamW: return f(std::integral_constant<std::int32_t, opt::kAdamW>{});
-        default: return f(std::integral_constant<std::int32_t, opt::kSgd>{});
-    }
-}
-
 }  // namespace
 
 void launch_prox_optimizer_step(float* params, const float* grads, const opt::State& state, const SlabTiles& t,
                                 const float* hyper, const opt::Step& step, const std::int32_t* stop_flag,
                                 cudaStream_t stream) {
     if (t.n_tiles == 0) return;
-    dispatch(step.kind, [&](auto kind) {
+    opt::dispatch(step.kind, [&](auto kind) {
         prox_optimizer_kernel<decltype(kind)::value><<<static_cast<unsigned>(t.n_tiles), kTileThreads, 0, stream>>>(
             params, grads, state, t.tiles, hyper, step, stop_flag, t.tile_nnz);
     });
@@ -101,7 +89,7 @@ void launch_masked_optimizer_step(float* w, const float* grads, const std::uint8
                                   const SlabTiles& t, const float* hyper, const opt::Step& step,
                                   const std::int32_t* stop_flag, cudaStream_t stream) {
     if (t.n_tiles == 0) return;
-    dispatch(step.kind, [&](auto kind) {
+    opt::dispatch(step.kind, [&](auto kind) {
         masked_optimizer_kernel<decltype(kind)::value><<<static_cast<unsigned>(t.n_tiles), kTileThreads, 0, stream>>>(
             w, grads, mask, state, t.tiles, hyper, step, stop_flag, t.tile_nnz);
     });

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "core/elementwise.h"
 #include "sparseprox/train.h"
@@ -115,6 +116,19 @@ SP_HD float prox_descend_k(float w, float g, const State& st, std::uint64_t i, c
 SP_HD void clear(const State& st, std::uint64_t i) {
     if (st.a) st.a[i] = 0.0f;
     if (st.b) st.b[i] = 0.0f;
+}
+
+// Calls f(std::integral_constant<std::int32_t, K>{}) for a step's kind, so that the loops (CPU)
+// and kernels (CUDA) are compiled once per kind with the kind known. Host code.
+template <class F>
+void dispatch(std::int32_t kind, F&& f) {
+    switch (kind) {
+        case kMomentum: return f(std::integral_constant<std::int32_t, kMomentum>{});
+        case kNesterov: return f(std::integral_constant<std::int32_t, kNesterov>{});
+        case kAdam: return f(std::integral_constant<std::int32_t, kAdam>{});
+        case kAdamW: return f(std::integral_constant<std::int32_t, kAdamW>{});
+        default: return f(std::integral_constant<std::int32_t, kSgd>{});
+    }
 }
 
 }  // namespace opt

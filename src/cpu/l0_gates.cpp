@@ -73,7 +73,7 @@ void l0_update(float* theta, float* log_alpha, float* adam_m, float* adam_v, con
                const sparsify::AdamStep& adam, const opt::State& theta_state, const opt::Step& opt_step) {
     std::vector<float> theta_grad(layout.slab_size), gate_grad(gl.n_gates);
     l0_gradients(theta, log_alpha, grads, gl, hc, seed, step, lambdas, theta_grad.data(), gate_grad.data());
-    dispatch(opt_step.kind, [&](auto kind) {
+    opt::dispatch(opt_step.kind, [&](auto kind) {
         constexpr std::int32_t K = decltype(kind)::value;
         for (std::size_t l = 0; l < gl.segments.size(); ++l) {
             const sparsify::GateSegment& g = gl.segments[l];

@@ -7,7 +7,7 @@ namespace cpu {
 
 void prox_optimizer_step(float* params, const float* grads, const opt::State& st, const ParamLayout& layout, float lr,
                          const float* lambdas, const opt::Step& step, std::size_t* nnz) {
-    dispatch(step.kind, [&](auto kind) {
+    opt::dispatch(step.kind, [&](auto kind) {
         constexpr std::int32_t K = decltype(kind)::value;
         for (std::size_t l = 0; l < layout.segments.size(); ++l) {
             const ParamSegment& s = layout.segments[l];
@@ -29,7 +29,7 @@ void prox_optimizer_step(float* params, const float* grads, const opt::State& st
 
 void masked_optimizer_step(float* w, const float* grads, const std::uint8_t* mask, const opt::State& st,
                            const ParamLayout& layout, float lr, const opt::Step& step, std::size_t* nnz) {
-    dispatch(step.kind, [&](auto kind) {
+    opt::dispatch(step.kind, [&](auto kind) {
         constexpr std::int32_t K = decltype(kind)::value;
         for (std::size_t l = 0; l < layout.segments.size(); ++l) {
             const ParamSegment& s = layout.segments[l];

@@ -14,19 +14,6 @@
 namespace sparseprox {
 namespace cpu {
 
-// Calls f(std::integral_constant<std::int32_t, K>{}) for the step's kind, so that the loops are
-// compiled once per kind with the kind known.
-template <class F>
-void dispatch(std::int32_t kind, F&& f) {
-    switch (kind) {
-        case opt::kMomentum: return f(std::integral_constant<std::int32_t, opt::kMomentum>{});
-        case opt::kNesterov: return f(std::integral_constant<std::int32_t, opt::kNesterov>{});
-        case opt::kAdam: return f(std::integral_constant<std::int32_t, opt::kAdam>{});
-        case opt::kAdamW: return f(std::integral_constant<std::int32_t, opt::kAdamW>{});
-        default: return f(std::integral_constant<std::int32_t, opt::kSgd>{});
-    }
-}
-
 // p[i] = opt::descend_k<K>(p[i], g[i], ...) for the slab indices i in [first, first + n).
 template <std::int32_t K>
 void descend_range(float* p, const float* g, const opt::State& st, std::size_t first, std::size_t n,

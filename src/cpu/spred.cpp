@@ -32,7 +32,7 @@ void spred_effective(const float* u, const float* v, const ParamLayout& layout, 
 
 void spred_update(float* u, float* v, const float* grads, const ParamLayout& layout, float lr, const float* lambdas,
                   const opt::State& u_state, const opt::State& v_state, const opt::Step& opt_step) {
-    dispatch(opt_step.kind, [&](auto kind) {
+    opt::dispatch(opt_step.kind, [&](auto kind) {
         constexpr std::int32_t K = decltype(kind)::value;
         for (std::size_t l = 0; l < layout.segments.size(); ++l) {
             const ParamSegment& s = layout.segments[l];
