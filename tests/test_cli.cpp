@@ -5,7 +5,9 @@
 
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -23,8 +25,15 @@ struct CliRun {
     std::string output;
 };
 
+// The binary under test: the one built with the tests, or SPARSEPROX_TEST_CLI when set (to run
+// these tests against another build).
+std::string cli_path() {
+    const char* env = std::getenv("SPARSEPROX_TEST_CLI");
+    return env && *env ? env : SPARSEPROX_CLI_PATH;
+}
+
 CliRun run_cli(const std::string& args) {
-    const std::string cmd = std::string(SPARSEPROX_CLI_PATH) + " " + args + " 2>&1";
+    const std::string cmd = cli_path() + " " + args + " 2>&1";
     CliRun r;
     FILE* p = popen(cmd.c_str(), "r");
     if (!p) return r;
@@ -251,5 +260,43 @@ TEST(Cli, SearchWithTheOtherMethods) {
                              "--method spred --lr 0.5 --strategy adaptive --adapt-interval 50 -q");
     EXPECT_EQ(a.status, 0) << a.output;
     EXPECT_NE(a.output.find("search (spred, adaptive)"), std::string::npos) << a.output;
+    fs::remove_all(dir);
+}
+
+// ---- hostile inputs ----------------------------------------------------------------------------
+
+namespace {
+
+std::string nested_array(std::size_t depth) { return std::string(depth, '[') + "1" + std::string(depth, ']'); }
+
+void write_bytes(const fs::path& p, const std::string& bytes) {
+    std::ofstream out(p, std::ios::binary);
+    out << bytes;
+}
+
+std::string safetensors_bytes(const std::string& header) {
+    std::string s;
+    const std::uint64_t n = header.size();
+    for (int i = 0; i < 8; ++i) s.push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
+    return s + header;
+}
+
+}  // namespace
+
+TEST(Cli, DeeplyNestedJsonIsAnErrorNotACrash) {
+    const fs::path dir = temp_dir() / "deep";
+    fs::create_directories(dir);
+    const fs::path model = dir / "deep.json", init = dir / "deep.safetensors";
+    write_bytes(model, R"({"inputs": 6, "layers": [{"type": "conv2d", "filters": 1, "kernel": )" +
+                           nested_array(200000) + "}]}");
+    write_bytes(init, safetensors_bytes(R"({"w":{"dtype":"F32","shape":)" + nested_array(200000) +
+                                        R"(,"data_offsets":[0,0]}})"));
+    for (const std::string& args : {"train --steps 1 --model " + model.string(), "train --steps 1 --init " + init.string()}) {
+        const CliRun r = run_cli(args);
+        EXPECT_EQ(r.status, 1) << args << "\n" << r.output.substr(0, 2000);
+        EXPECT_NE(r.output.find("sparseprox: error:"), std::string::npos) << r.output.substr(0, 2000);
+        EXPECT_NE(r.output.find("nested deeper"), std::string::npos) << r.output.substr(0, 2000);
+        EXPECT_LT(r.output.size(), 2000u);
+    }
     fs::remove_all(dir);
 }

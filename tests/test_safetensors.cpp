@@ -184,7 +184,7 @@ TEST_F(Safetensors, ReaderRejectsBrokenFiles) {
     const std::vector<Case> cases = {
         {"tiny", "abc", {"truncated"}},
         {"hlen", huge_len, {"header length 1000", "past the end"}},
-        {"json", hand_made("{\"w\": [1, 2", {}), {"not valid JSON"}},
+        {"json", hand_made("{\"w\": [1, 2", {}), {"invalid JSON"}},
         {"array", hand_made("[1,2]", {}), {"not a JSON object"}},
         {"dtype", hand_made(R"({"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", {0}), {"'w'", "F16"}},
         {"noshape", hand_made(R"({"w":{"dtype":"F32","data_offsets":[0,4]}})", {0}), {"'w'", "shape"}},

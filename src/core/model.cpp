@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
+#include "io/input_text.h"
 #include "sparseprox/error.h"
 
 namespace sparseprox {
@@ -35,7 +36,7 @@ Activation parse_activation(const std::string& name) {
     if (s == "tanh") return Activation::tanh;
     if (s == "sigmoid") return Activation::sigmoid;
     if (s == "identity" || s == "linear" || s == "none") return Activation::identity;
-    throw Error("unknown activation '" + name + "' (expected relu, leaky_relu, tanh, sigmoid or identity)");
+    throw Error("unknown activation '" + excerpt(name) + "' (expected relu, leaky_relu, tanh, sigmoid or identity)");
 }
 
 Loss parse_loss(const std::string& name) {
@@ -93,14 +94,14 @@ constexpr std::size_t kMaxSampleSize = std::size_t{1} << 40;
 
 std::size_t parse_size(const std::string& s, const std::string& what) {
     if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
-        throw Error(what + ": '" + s + "' is not a positive whole number");
+        throw Error(what + ": '" + excerpt(s) + "' is not a positive whole number");
     unsigned long long v = 0;
     try {
         v = std::stoull(s);
     } catch (const std::exception&) {
-        throw Error(what + ": '" + s + "' is out of range");
+        throw Error(what + ": '" + excerpt(s) + "' is out of range");
     }
-    if (v == 0 || v > kMaxDim) throw Error(what + ": '" + s + "' must be between 1 and 2^31");
+    if (v == 0 || v > kMaxDim) throw Error(what + ": '" + excerpt(s) + "' must be between 1 and 2^31");
     return static_cast<std::size_t>(v);
 }
 
@@ -200,9 +201,9 @@ ModelSpec parse_dense_short(const std::string& text) {
     std::stringstream ss(body);
     std::string part;
     while (std::getline(ss, part, '-'))
-        sizes.push_back(parse_size(part, "model spec '" + text + "' layer width"));
+        sizes.push_back(parse_size(part, "model spec '" + excerpt(text) + "' layer width"));
     if (sizes.size() < 2)
-        throw Error("model spec '" + text + "': need at least an input and an output width, e.g. dense:6-128-1");
+        throw Error("model spec '" + excerpt(text) + "': need at least an input and an output width, e.g. dense:6-128-1");
     ModelSpec spec;
     spec.n_inputs = sizes[0];
     spec.input_shape = flat(sizes[0]);
@@ -286,12 +287,8 @@ nlohmann::json pair_json(std::size_t h, std::size_t w) {
 }  // namespace
 
 ModelSpec ModelSpec::from_json(const std::string& json_text, const std::string& origin) {
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(json_text);
-    } catch (const std::exception& e) {
-        throw Error(origin + ": invalid JSON: " + e.what());
-    }
+    // Depth-bounded (error messages below print values) and without repeated keys.
+    const nlohmann::json j = parse_json_input(json_text, origin);
     auto field_error = [&](const std::string& field, const std::string& why) {
         return Error(origin + ": field '" + field + "' " + why);
     };
@@ -342,7 +339,7 @@ ModelSpec ModelSpec::from_json(const std::string& json_text, const std::string& 
             }
             if (!json_pair(l[key], allow_zero, h, w))
                 throw fail(key, std::string("must be a ") + (allow_zero ? "non-negative" : "positive") +
-                                    " integer or [height, width] of them, got " + l[key].dump());
+                                    " integer or [height, width] of them, got " + json_excerpt(l[key]));
         };
         if (type == "dense") {
             std::size_t units = 0;
@@ -370,7 +367,7 @@ ModelSpec ModelSpec::from_json(const std::string& json_text, const std::string& 
             shape = spec.layers.back().out_shape;
             continue;
         } else {
-            throw fail("type", "is '" + type + "' (expected " + kTypes + ")");
+            throw fail("type", "is '" + excerpt(type) + "' (expected " + kTypes + ")");
         }
         shape = spec.layers.back().out_shape;
         if (l.contains("activation")) {
@@ -386,7 +383,7 @@ ModelSpec ModelSpec::from_json(const std::string& json_text, const std::string& 
 
 ModelSpec ModelSpec::preset(const std::string& name) {
     const Preset* p = find_preset(name);
-    if (!p) throw Error("unknown model preset '" + name + "' (known: " + preset_list() + ")");
+    if (!p) throw Error("unknown model preset '" + excerpt(name) + "' (known: " + preset_list() + ")");
     return parse(p->spec);
 }
 
@@ -403,7 +400,7 @@ ModelSpec ModelSpec::parse(const std::string& text) {
     if (first != std::string::npos && text[first] == '{') return from_json(text);
     std::ifstream probe(text);
     if (!probe)
-        throw Error("model '" + text + "': not a preset (" + preset_list() +
+        throw Error("model '" + excerpt(text) + "': not a preset (" + preset_list() +
                     "), not a spec like dense:6-128-1 and no such JSON model file");
     return from_json(read_file(text), "model file '" + text + "'");
 }

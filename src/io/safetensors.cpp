@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/atomic_file.h"
+#include "io/input_text.h"
 #include "sparseprox/error.h"
 #include "sparseprox/model.h"
 
@@ -31,9 +32,12 @@ using nlohmann::json;
 
 constexpr const char* kMetadataKey = "__metadata__";
 
+// At most 8 sizes: a shape read from a file may list any number.
 std::string shape_text(const std::vector<std::size_t>& shape) {
+    constexpr std::size_t kShown = 8;
     std::string s = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    for (std::size_t i = 0; i < shape.size() && i < kShown; ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    if (shape.size() > kShown) s += ", ... (" + std::to_string(shape.size()) + " sizes)";
     return s + "]";
 }
 
@@ -155,12 +159,9 @@ TensorFile read_safetensors(const std::string& path) {
     const std::size_t data_start = 8 + static_cast<std::size_t>(header_len);
     const std::size_t data_size = bytes.size() - data_start;
 
-    json header;
-    try {
-        header = json::parse(bytes.begin() + 8, bytes.begin() + static_cast<std::ptrdiff_t>(data_start));
-    } catch (const json::exception& e) {
-        throw Error(where + ": header is not valid JSON: " + e.what());
-    }
+    // Depth-bounded, repeated keys refused: one tensor name given twice is not a file to guess at.
+    const json header = parse_json_input(std::string_view(bytes).substr(8, static_cast<std::size_t>(header_len)),
+                                         where + ": header");
     if (!header.is_object()) throw Error(where + ": header is not a JSON object");
 
     TensorFile out;
@@ -171,22 +172,23 @@ TensorFile read_safetensors(const std::string& path) {
         if (name == kMetadataKey) {
             if (!v.is_object()) throw Error(where + ": \"__metadata__\" is not a JSON object");
             for (auto m = v.begin(); m != v.end(); ++m) {
-                if (!m.value().is_string()) throw Error(where + ": metadata entry '" + m.key() + "' is not a string");
+                if (!m.value().is_string())
+                    throw Error(where + ": metadata entry '" + excerpt(m.key()) + "' is not a string");
                 out.metadata[m.key()] = m.value().get<std::string>();
             }
             continue;
         }
-        const std::string tensor = where + ", tensor '" + name + "'";
+        const std::string tensor = where + ", tensor '" + excerpt(name) + "'";
         if (!v.is_object()) throw Error(tensor + ": header entry is not a JSON object");
         if (!v.contains("dtype") || !v["dtype"].is_string()) throw Error(tensor + ": missing \"dtype\"");
         const std::string dtype = v["dtype"].get<std::string>();
-        if (dtype != "F32") throw Error(tensor + ": unsupported dtype '" + dtype + "' (only F32 is supported)");
+        if (dtype != "F32") throw Error(tensor + ": unsupported dtype '" + excerpt(dtype) + "' (only F32 is supported)");
 
         if (!v.contains("shape") || !v["shape"].is_array()) throw Error(tensor + ": missing \"shape\" array");
         Tensor t;
         for (const json& d : v["shape"]) {
             std::size_t dim = 0;
-            if (!as_index(d, dim)) throw Error(tensor + ": shape " + v["shape"].dump() + " is not a list of sizes");
+            if (!as_index(d, dim)) throw Error(tensor + ": shape " + json_excerpt(v["shape"]) + " is not a list of sizes");
             t.shape.push_back(dim);
         }
         std::size_t n = 0;
@@ -197,13 +199,13 @@ TensorFile read_safetensors(const std::string& path) {
         Entry e;
         e.name = name;
         if (!as_index(v["data_offsets"][0], e.begin) || !as_index(v["data_offsets"][1], e.end) || e.end < e.begin)
-            throw Error(tensor + ": data_offsets " + v["data_offsets"].dump() + " is not a range [begin, end]");
+            throw Error(tensor + ": data_offsets " + json_excerpt(v["data_offsets"]) + " is not a range [begin, end]");
         if (e.end - e.begin != 4 * n)
-            throw Error(tensor + ": data_offsets " + v["data_offsets"].dump() + " span " +
+            throw Error(tensor + ": data_offsets " + json_excerpt(v["data_offsets"]) + " span " +
                         std::to_string(e.end - e.begin) + " bytes but shape " + shape_text(t.shape) + " of F32 needs " +
                         std::to_string(4 * n));
         if (e.end > data_size)
-            throw Error(tensor + ": data_offsets " + v["data_offsets"].dump() + " run past the data buffer (" +
+            throw Error(tensor + ": data_offsets " + json_excerpt(v["data_offsets"]) + " run past the data buffer (" +
                         std::to_string(data_size) + " bytes; file truncated?)");
         t.data.resize(n);
         const unsigned char* src = raw + data_start + e.begin;
@@ -223,10 +225,10 @@ TensorFile read_safetensors(const std::string& path) {
     std::string previous;
     for (const Entry& e : entries) {
         if (e.begin < covered)
-            throw Error(where + ", tensor '" + e.name + "': data_offsets [" + std::to_string(e.begin) + ", " +
-                        std::to_string(e.end) + "] overlap tensor '" + previous + "'");
+            throw Error(where + ", tensor '" + excerpt(e.name) + "': data_offsets [" + std::to_string(e.begin) + ", " +
+                        std::to_string(e.end) + "] overlap tensor '" + excerpt(previous) + "'");
         if (e.begin > covered)
-            throw Error(where + ", tensor '" + e.name + "': data_offsets start at " + std::to_string(e.begin) +
+            throw Error(where + ", tensor '" + excerpt(e.name) + "': data_offsets start at " + std::to_string(e.begin) +
                         ", leaving bytes [" + std::to_string(covered) + ", " + std::to_string(e.begin) +
                         ") of the buffer unused");
         covered = e.end;
@@ -278,7 +280,7 @@ Model load_model(const std::string& path, std::map<std::string, std::string>* me
                     "' has no \"architecture\" metadata entry (not written by SparseProx's save_model?)");
     const auto format = file.metadata.find("format");
     if (format != file.metadata.end() && format->second != "sparseprox")
-        throw Error("model file '" + path + "' has metadata format '" + format->second + "', expected 'sparseprox'");
+        throw Error("model file '" + path + "' has metadata format '" + excerpt(format->second) + "', expected 'sparseprox'");
 
     Model model(ModelSpec::from_json(arch->second, "architecture in '" + path + "'"));
     const ModelSpec& spec = model.spec();
@@ -310,7 +312,7 @@ Model load_model(const std::string& path, std::map<std::string, std::string>* me
                 expected = name == prefix + "weight" || name == prefix + "bias";
             }
             if (!expected)
-                throw Error("model file '" + path + "' holds tensor '" + name + "' of shape " + shape_text(t.shape) +
+                throw Error("model file '" + path + "' holds tensor '" + excerpt(name) + "' of shape " + shape_text(t.shape) +
                             " that its architecture (" + std::to_string(segments.size()) +
                             " weight layers) has no place for");
         }
