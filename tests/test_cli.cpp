@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -34,6 +36,19 @@ std::string cli_path() {
 
 CliRun run_cli(const std::string& args) {
     const std::string cmd = cli_path() + " " + args + " 2>&1";
+    CliRun r;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    std::array<char, 4096> buf{};
+    while (fgets(buf.data(), buf.size(), p)) r.output += buf.data();
+    const int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+// The command under a limit on its address space (KiB), as `ulimit -v` sets it.
+CliRun run_cli_limited(const std::string& args, long kib) {
+    const std::string cmd = "ulimit -v " + std::to_string(kib) + " && " + cli_path() + " " + args + " 2>&1";
     CliRun r;
     FILE* p = popen(cmd.c_str(), "r");
     if (!p) return r;
@@ -297,6 +312,43 @@ TEST(Cli, DeeplyNestedJsonIsAnErrorNotACrash) {
         EXPECT_NE(r.output.find("sparseprox: error:"), std::string::npos) << r.output.substr(0, 2000);
         EXPECT_NE(r.output.find("nested deeper"), std::string::npos) << r.output.substr(0, 2000);
         EXPECT_LT(r.output.size(), 2000u);
+    }
+    fs::remove_all(dir);
+}
+
+TEST(Cli, TinyInputsCannotAskForHugeMemory) {
+    const fs::path dir = temp_dir() / "huge";
+    fs::create_directories(dir);
+    constexpr long kLimit = 1500000;  // KiB: room for the program, not for what the inputs claim
+    struct Case {
+        std::string args;
+        std::vector<std::string> needles;
+    };
+    // An 18-byte LIBSVM file claiming 3e9 features.
+    write_bytes(dir / "wide.txt", "1 1:1\n2 3000000000:1\n");
+    // A model file whose header claims a network of 10^12 weights and holds a small one.
+    const fs::path small = dir / "small.safetensors";
+    ASSERT_EQ(run_cli("train --device cpu --steps 1 --model dense:6-4-1 -q --save " + small.string()).status, 0);
+    sparseprox::TensorFile claim = sparseprox::read_safetensors(small.string());
+    claim.metadata["architecture"] = sparseprox::ModelSpec::parse("dense:6-1000000-1000000-1").to_json();
+    const fs::path claimed = dir / "claim.safetensors";
+    sparseprox::write_safetensors(claimed.string(), claim);
+    const std::vector<Case> cases = {
+        {"train --device cpu --steps 1 --data libsvm:" + (dir / "wide.txt").string(),
+         {"wide.txt", "line 2", "above the limit of 16777216 features"}},
+        // 1.6 GB of parameters for a model that does not fit the 6-feature data.
+        {"train --device cpu --steps 1 --model dense:20000-20000-1", {"dense:20000-20000-1", "20000 inputs", "6 features"}},
+        {"train --device cpu --steps 1 --model dense:6-1000000-1000000-1 --init " + claimed.string(),
+         {"claim.safetensors", "layers.0.weight"}},
+        // A model that fits the data but not the memory: an ordinary error naming it.
+        {"train --device cpu --steps 1 --model dense:6-30000-30000-1",
+         {"out of memory", "dense:6-30000-30000-1", "900210000 weights"}},
+    };
+    for (const Case& c : cases) {
+        const CliRun r = run_cli_limited(c.args, kLimit);
+        EXPECT_EQ(r.status, 1) << c.args << "\n" << r.output;
+        EXPECT_NE(r.output.find("sparseprox: error:"), std::string::npos) << c.args << "\n" << r.output;
+        for (const std::string& n : c.needles) EXPECT_NE(r.output.find(n), std::string::npos) << n << "\n" << r.output;
     }
     fs::remove_all(dir);
 }

@@ -241,6 +241,42 @@ TEST_F(LibsvmReader, ErrorsNameFileAndLine) {
     EXPECT_TRUE(throws_error_with([&] { read_libsvm(only_comments); }, {"comments.txt", "no samples"}));
 }
 
+TEST_F(LibsvmReader, HugeIndicesAreRefusedBeforeAllocating) {
+    // 85 bytes claiming 3e9 features used to make a 12 GB dense matrix; an index between 2^61 and
+    // 2^62 escaped as std::length_error.
+    struct Case {
+        std::string index, needle;
+    };
+    const std::vector<Case> cases = {
+        {"16777217", "above the limit of 16777216 features"},
+        {"3000000000", "above the limit of 16777216 features"},
+        {std::to_string((std::uint64_t{1} << 61) + 5), "above the limit"},
+        {"99999999999999999999999999", "above the limit"},
+    };
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+        const std::string p = write("huge" + std::to_string(i) + ".txt", "1 1:0.5\n2 " + cases[i].index + ":1\n");
+        EXPECT_TRUE(throws_error_with([&] { read_libsvm(p); }, {p, "line 2", cases[i].needle})) << cases[i].index;
+    }
+    // The largest index the default allows is read (one row of 2^24 floats).
+    const std::string ok = write("max.txt", "1 16777216:2\n");
+    const Dataset d = read_libsvm(ok);
+    EXPECT_EQ(d.n_features, 16777216u);
+    EXPECT_EQ(d.x.back(), 2.0f);
+}
+
+TEST_F(LibsvmReader, LimitsAreAdjustable) {
+    const std::string p = write("three.txt", "1 1:1\n2 5:1\n3 2:1\n");
+    LibsvmLimits tight;
+    tight.max_features = 4;
+    EXPECT_TRUE(throws_error_with([&] { read_libsvm(p, 0, tight); }, {p, "line 2", "feature index 5", "limit of 4"}));
+    LibsvmLimits small;
+    small.max_dense_values = 14;  // 3 rows x 5 features = 15
+    EXPECT_TRUE(throws_error_with([&] { read_libsvm(p, 0, small); }, {p, "3 samples x 5 features", "limit of 14"}));
+    small.max_dense_values = 15;
+    EXPECT_EQ(read_libsvm(p, 0, small).x.size(), 15u);
+    EXPECT_TRUE(throws_error_with([&] { read_libsvm(p, 20, tight); }, {p, "n_features = 20", "limit of 4"}));
+}
+
 // ---- IDX ---------------------------------------------------------------------------------------
 
 using IdxReader = DataTempDir;

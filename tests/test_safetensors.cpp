@@ -370,3 +370,17 @@ TEST_F(SafetensorsModel, LoadRejectsFilesThatDoNotFitTheArchitecture) {
         {"format", "reserved"}));
     EXPECT_TRUE(throws_error_with([&] { load_model(path("absent.safetensors")); }, {"absent.safetensors"}));
 }
+
+TEST_F(SafetensorsModel, AClaimedArchitectureIsCheckedBeforeItIsAllocated) {
+    // A small file whose metadata claims a network of 10^12 weights: the tensors it holds do not
+    // fit, and that is the error (not an allocation of 4 TB).
+    const Model m = small_model();
+    const std::string good = path("good.safetensors");
+    save_model(good, m);
+    TensorFile claim = read_safetensors(good);
+    claim.metadata["architecture"] = ModelSpec::parse("dense:3-1000000-1000000-2").to_json();
+    const std::string p = path("claim.safetensors");
+    write_safetensors(p, claim);
+    EXPECT_TRUE(throws_error_with([&] { load_model(p); }, {"claim.safetensors", "layers.0.weight", "[1000000, 3]"}));
+}
+

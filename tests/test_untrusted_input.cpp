@@ -144,3 +144,28 @@ TEST_F(UntrustedFiles, LongNamesAndValuesAreElidedInMessages) {
         EXPECT_NE(std::string(e.what()).find("(100000 bytes)"), std::string::npos);
     }
 }
+
+// ---- sizes ----------------------------------------------------------------------------------------
+
+TEST(UntrustedSizes, LayerWeightCountsCannotWrap) {
+    // 2^40 inputs x 2^24 units = 2^64 weights: the count used to wrap to 0.
+    EXPECT_TRUE(throws_error_with(
+        [] {
+            ModelSpec::from_json(
+                R"({"input_shape": [1, 1048576, 1048576], "layers": [{"type": "dense", "units": 16777216}]})",
+                "model file 'wrap.json'");
+        },
+        {"model file 'wrap.json'", "layer 0 (dense)", "limit of 2^40 weights", "16777216 units"}));
+    // Below the limit in each layer, above it together.
+    EXPECT_TRUE(throws_error_with([] { ModelSpec::parse("dense:1048576-1048576-1048576-1"); },
+                                  {"layer 2 (dense)", "limit of 2^40 weights", "in the layers before"}));
+    // Convolutions: every factor below 2^31, the product far above.
+    EXPECT_TRUE(throws_error_with(
+        [] {
+            ModelSpec::from_json(
+                R"({"input_shape": [2147483648, 1, 1], "layers": [{"type": "conv2d", "filters": 2147483648, "kernel": 1}]})");
+        },
+        {"conv2d", "limit of 2^40 weights"}));
+    const ModelSpec ok = ModelSpec::parse("dense:1048576-1048575-1");
+    EXPECT_EQ(ok.n_weights(), std::size_t{1048576} * 1048575 + 1048575);
+}

@@ -1,6 +1,7 @@
 // sparseprox: the command-line front end of the library.
 #include <cstdio>
 #include <exception>
+#include <new>
 
 #include <CLI/CLI.hpp>
 
@@ -43,6 +44,9 @@ int main(int argc, char** argv) {
         }
     } catch (const Error& e) {
         std::fprintf(stderr, "sparseprox: error: %s\n", e.what());
+        return 1;
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "sparseprox: error: out of memory\n");
         return 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "sparseprox: internal error: %s\n", e.what());

@@ -1,6 +1,7 @@
 #include "cli/options.h"
 
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
 #include "sparseprox/error.h"
@@ -46,6 +47,18 @@ std::vector<std::size_t> parse_count_list(const std::string& flag, const std::st
     }
     if (out.empty()) throw Error(flag + ": no value given");
     return out;
+}
+
+std::string byte_size(double bytes) {
+    const char* units[] = {"bytes", "kB", "MB", "GB", "TB", "PB"};
+    std::size_t u = 0;
+    while (bytes >= 1000.0 && u + 1 < sizeof units / sizeof units[0]) {
+        bytes /= 1000.0;
+        ++u;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+    return buf;
 }
 
 std::size_t parse_batch(const std::string& text) {

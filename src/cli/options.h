@@ -2,8 +2,11 @@
 #pragma once
 
 #include <cstddef>
+#include <new>
 #include <string>
 #include <vector>
+
+#include "sparseprox/error.h"
 
 namespace sparseprox {
 namespace cli {
@@ -14,6 +17,20 @@ std::vector<float> parse_float_list(const std::string& flag, const std::string& 
 std::vector<std::size_t> parse_count_list(const std::string& flag, const std::string& text);
 // "full" -> 0, otherwise a positive count.
 std::size_t parse_batch(const std::string& text);
+
+// "1.6 GB", "512 kB": a byte count for messages.
+std::string byte_size(double bytes);
+
+// fn(); an allocation failure inside it becomes an ordinary error, "out of memory <what>", so the
+// message says what was too large.
+template <class F>
+auto or_out_of_memory(const std::string& what, F&& fn) -> decltype(fn()) {
+    try {
+        return fn();
+    } catch (const std::bad_alloc&) {
+        throw Error("out of memory " + what);
+    }
+}
 
 }  // namespace cli
 }  // namespace sparseprox

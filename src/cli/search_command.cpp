@@ -185,7 +185,9 @@ int run_search(const SearchFlags& f) {
         std::fflush(stdout);
     };
 
-    const SearchResult r = LambdaSearch(so).run(setup.init, setup.data.train, &setup.data.test);
+    const SearchResult r = or_out_of_memory(training_what(setup), [&] {
+        return LambdaSearch(so).run(setup.init, setup.data.train, &setup.data.test);
+    });
 
     setup.options = so.train;
     print_summary(setup, r.run);

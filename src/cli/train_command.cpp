@@ -97,6 +97,17 @@ PixelScale parse_pixel_scale(const std::string& s) {
 
 }  // namespace
 
+void check_model_fits_data(const TrainFlags& f, const ModelSpec& spec, const Dataset& data) {
+    const std::string model = f.model.empty() ? spec.to_short() : f.model;
+    if (spec.n_inputs != data.n_features)
+        throw Error("--model " + model + " takes " + std::to_string(spec.n_inputs) + " inputs but --data " + f.data +
+                    " has " + std::to_string(data.n_features) + " features");
+    if (spec.n_outputs() != data.n_outputs)
+        throw Error("--model " + model + " has " + std::to_string(spec.n_outputs()) + " outputs but --data " + f.data +
+                    " has " + std::to_string(data.n_outputs) +
+                    (data.task == Task::classification ? " classes" : " targets"));
+}
+
 RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     RunSetup s;
     DataOptions dopt;
@@ -107,7 +118,7 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     if (!(std::isfinite(f.weight_decay) && f.weight_decay >= 0))
         throw Error("--weight-decay: " + std::to_string(f.weight_decay) + " must be finite and >= 0");
 
-    s.data = load_data(f.data, dopt);
+    s.data = or_out_of_memory("loading --data " + f.data, [&] { return load_data(f.data, dopt); });
     s.classification = s.data.train.task == Task::classification;
     std::string model_text = f.model;
     if (model_text.empty())
@@ -116,6 +127,8 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
                                       : "dense:" + std::to_string(s.data.train.n_features) + "-128-128-64-" +
                                             std::to_string(s.data.train.n_outputs);
     s.spec = ModelSpec::parse(model_text);
+    // The model against the data before anything the size of the model is allocated.
+    check_model_fits_data(f, s.spec, s.data.train);
 
     TrainOptions& opt = s.options;
     opt.device = s.device;
@@ -157,17 +170,30 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
                     join(p.nnz).c_str(), p.samples_per_second, p.seconds);
         std::fflush(stdout);
     };
+    const std::string params = "the parameters of model " + s.spec.to_short() + " (" +
+                               std::to_string(s.spec.n_weights()) + " weights, " +
+                               byte_size(4.0 * static_cast<double>(ParamLayout::of(s.spec).slab_size)) + ")";
     if (f.init.empty()) {
-        s.init = Model::initialize(s.spec, f.seed);
+        s.init = or_out_of_memory("allocating " + params, [&] { return Model::initialize(s.spec, f.seed); });
     } else {
-        const Model loaded = load_model(f.init);
+        // load_model checks the file's tensors against its architecture before allocating.
+        const Model loaded = or_out_of_memory("loading --init " + f.init, [&] { return load_model(f.init); });
         if (loaded.spec().to_short() != s.spec.to_short() || loaded.slab().size() != ParamLayout::of(s.spec).slab_size)
             throw Error("--init: model file '" + f.init + "' holds " + loaded.spec().to_short() + " but the run trains " +
                         s.spec.to_short());
-        s.init = Model(s.spec);  // the run's spec (names, activations) with the file's parameters
-        s.init.slab() = loaded.slab();
+        or_out_of_memory("allocating " + params, [&] {
+            s.init = Model(s.spec);  // the run's spec (names, activations) with the file's parameters
+            s.init.slab() = loaded.slab();
+        });
     }
     return s;
+}
+
+std::string training_what(const RunSetup& s) {
+    return "training model " + s.spec.to_short() + " (" + std::to_string(s.spec.n_weights()) + " weights) on " +
+           std::to_string(s.data.train.n_samples) + " rows, batch " +
+           (s.options.batch_size == 0 ? std::string("full") : std::to_string(s.options.batch_size)) + ", device " +
+           describe_device(s.device);
 }
 
 void print_summary(const RunSetup& setup, const TrainResult& r) {
@@ -275,7 +301,9 @@ int run_train(const TrainFlags& f) {
                 setup.data.test.n_samples, setup.spec.n_weights(), describe_device(setup.device).c_str());
     std::fflush(stdout);
 
-    const TrainResult r = train(setup.init, setup.data.train, &setup.data.test, setup.options);
+    const TrainResult r = or_out_of_memory(training_what(setup), [&] {
+        return train(setup.init, setup.data.train, &setup.data.test, setup.options);
+    });
     print_summary(setup, r);
     save_run(f, r);
     if (!f.report.empty()) {

@@ -67,6 +67,11 @@ struct RunSetup {
 // Loads the data, parses the model and fills the options. Targets come from --target-nnz when
 // given; lambdas from --lambda when with_lambda.
 RunSetup prepare_run(const TrainFlags& f, bool with_lambda);
+// The model's inputs and outputs against the data's features and targets (or classes); the
+// error names both flags.
+void check_model_fits_data(const TrainFlags& f, const ModelSpec& spec, const Dataset& data);
+// "training model ... on N rows, batch B, device D": what an out-of-memory error names.
+std::string training_what(const RunSetup& s);
 
 // The per-layer table, the step count and the losses of a finished run.
 void print_summary(const RunSetup& setup, const TrainResult& r);

@@ -91,6 +91,23 @@ namespace {
 // but small enough that products of a few of them cannot overflow.
 constexpr std::size_t kMaxDim = std::size_t{1} << 31;
 constexpr std::size_t kMaxSampleSize = std::size_t{1} << 40;
+// Weights of a whole model: sums and byte counts of them cannot overflow.
+constexpr std::size_t kMaxWeights = std::size_t{1} << 40;
+
+// The weights of a layer, or false when the count passes `limit` (no product can wrap: every
+// factor was checked against kMaxDim or kMaxSampleSize, and each partial product against limit).
+bool layer_weights(const LayerSpec& l, std::size_t limit, std::size_t& out) {
+    std::vector<std::size_t> factors;
+    if (l.kind == LayerKind::dense) factors = {l.n_out, l.n_in};
+    else if (l.kind == LayerKind::conv2d) factors = {l.out_shape.channels, l.in_shape.channels, l.kh, l.kw};
+    std::size_t n = 1;
+    for (std::size_t f : factors) {
+        if (f != 0 && n > limit / f) return false;
+        n *= f;
+    }
+    out = factors.empty() ? 0 : n;
+    return true;
+}
 
 std::size_t parse_size(const std::string& s, const std::string& what) {
     if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
@@ -377,7 +394,11 @@ ModelSpec ModelSpec::from_json(const std::string& json_text, const std::string& 
         }
     }
     if (spec.n_weight_layers() == 0) throw field_error("layers", "has no weight (dense or conv2d) layer");
-    spec.validate();
+    try {
+        spec.validate();
+    } catch (const Error& e) {
+        throw Error(origin + ": " + e.what());
+    }
     return spec;
 }
 
@@ -418,6 +439,7 @@ void ModelSpec::validate() const {
                     std::to_string(input_shape.size()) + " features but n_inputs is " + std::to_string(n_inputs));
     if (layers.empty()) throw Error("model spec: no layers");
     SampleShape shape = input_shape;
+    std::size_t weights = 0;  // of the layers so far
     for (std::size_t k = 0; k < layers.size(); ++k) {
         const LayerSpec& l = layers[k];
         const std::string where = "layer " + std::to_string(k) + " (" + to_string(l.kind) + ")";
@@ -446,6 +468,15 @@ void ModelSpec::validate() const {
             throw fail("n_in/n_out", "are " + std::to_string(l.n_in) + "/" + std::to_string(l.n_out) + ", expected " +
                                          std::to_string(expected.n_in) + "/" + std::to_string(expected.n_out));
         shape = l.out_shape;
+        std::size_t w = 0;
+        if (!layer_weights(l, kMaxWeights - weights, w))
+            throw fail("weights", "exceed the limit of 2^40 weights in a model (" +
+                                      (l.kind == LayerKind::dense
+                                           ? std::to_string(l.n_in) + " inputs x " + std::to_string(l.n_out) + " units"
+                                           : std::to_string(l.out_shape.channels) + " filters x " +
+                                                 std::to_string(l.in_shape.channels) + " channels x " + hw(l.kh, l.kw)) +
+                                      (weights ? ", after " + std::to_string(weights) + " in the layers before" : "") + ")");
+        weights += w;
     }
     if (n_weight_layers() == 0) throw Error("model spec: no weight (dense or conv2d) layer");
 }

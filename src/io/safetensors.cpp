@@ -282,12 +282,17 @@ Model load_model(const std::string& path, std::map<std::string, std::string>* me
     if (format != file.metadata.end() && format->second != "sparseprox")
         throw Error("model file '" + path + "' has metadata format '" + excerpt(format->second) + "', expected 'sparseprox'");
 
-    Model model(ModelSpec::from_json(arch->second, "architecture in '" + path + "'"));
-    const ModelSpec& spec = model.spec();
-    const auto& segments = model.layout().segments;
-
-    std::size_t used = 0;
-    auto take = [&](const std::string& name, const std::vector<std::size_t>& shape, float* dst) {
+    const ModelSpec spec = ModelSpec::from_json(arch->second, "architecture in '" + path + "'");
+    // Every tensor is checked against the architecture before the model is allocated, so the
+    // parameters allocated are those the file holds (a header may claim any architecture).
+    const ParamLayout layout = ParamLayout::of(spec);
+    const auto& segments = layout.segments;
+    struct Source {
+        const Tensor* weight;
+        const Tensor* bias;
+    };
+    std::vector<Source> sources;
+    auto find = [&](const std::string& name, const std::vector<std::size_t>& shape) {
         const auto it = file.tensors.find(name);
         if (it == file.tensors.end())
             throw Error("model file '" + path + "' lacks tensor '" + name + "' (expected shape " + shape_text(shape) +
@@ -295,16 +300,16 @@ Model load_model(const std::string& path, std::map<std::string, std::string>* me
         if (it->second.shape != shape)
             throw Error("model file '" + path + "', tensor '" + name + "': expected shape " + shape_text(shape) +
                         ", found " + shape_text(it->second.shape));
-        std::copy(it->second.data.begin(), it->second.data.end(), dst);
-        ++used;
+        return &it->second;
     };
     for (std::size_t i = 0; i < segments.size(); ++i) {
         const LayerSpec& layer = spec.layers.at(segments[i].layer);
         const std::string prefix = "layers." + std::to_string(i) + ".";
-        take(prefix + "weight", layer.weight_shape(), model.weight(i));
-        take(prefix + "bias", {layer.n_bias()}, model.bias(i));
+        const Tensor* w = find(prefix + "weight", layer.weight_shape());
+        const Tensor* b = find(prefix + "bias", {layer.n_bias()});
+        sources.push_back({w, b});
     }
-    if (used != file.tensors.size()) {
+    if (2 * segments.size() != file.tensors.size()) {
         for (const auto& [name, t] : file.tensors) {
             bool expected = false;
             for (std::size_t i = 0; i < segments.size() && !expected; ++i) {
@@ -312,10 +317,16 @@ Model load_model(const std::string& path, std::map<std::string, std::string>* me
                 expected = name == prefix + "weight" || name == prefix + "bias";
             }
             if (!expected)
-                throw Error("model file '" + path + "' holds tensor '" + excerpt(name) + "' of shape " + shape_text(t.shape) +
-                            " that its architecture (" + std::to_string(segments.size()) +
+                throw Error("model file '" + path + "' holds tensor '" + excerpt(name) + "' of shape " +
+                            shape_text(t.shape) + " that its architecture (" + std::to_string(segments.size()) +
                             " weight layers) has no place for");
         }
+    }
+
+    Model model(spec);
+    for (std::size_t i = 0; i < segments.size(); ++i) {
+        std::copy(sources[i].weight->data.begin(), sources[i].weight->data.end(), model.weight(i));
+        std::copy(sources[i].bias->data.begin(), sources[i].bias->data.end(), model.bias(i));
     }
     if (metadata) *metadata = std::move(file.metadata);
     return model;
