@@ -1,6 +1,7 @@
 // SparseProx: the one error type every library call throws.
 #pragma once
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 
@@ -11,6 +12,20 @@ namespace sparseprox {
 class Error : public std::runtime_error {
 public:
     explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+// A training run whose loss became NaN or infinite: it stops there. first_step..last_step are
+// the steps (counted from 1) whose mean loss was not finite when the trainer looked.
+class DivergedError : public Error {
+public:
+    DivergedError(const std::string& what, std::size_t first_step, std::size_t last_step)
+        : Error(what), first_step_(first_step), last_step_(last_step) {}
+    std::size_t first_step() const { return first_step_; }
+    std::size_t last_step() const { return last_step_; }
+
+private:
+    std::size_t first_step_;
+    std::size_t last_step_;
 };
 
 }  // namespace sparseprox
