@@ -35,7 +35,8 @@ std::string cli_path() {
 }
 
 CliRun run_cli(const std::string& args) {
-    const std::string cmd = cli_path() + " " + args + " 2>&1";
+    // A command that does not finish within minutes is a failure, not a stuck test suite.
+    const std::string cmd = "timeout 300 " + cli_path() + " " + args + " 2>&1";
     CliRun r;
     FILE* p = popen(cmd.c_str(), "r");
     if (!p) return r;
@@ -350,5 +351,122 @@ TEST(Cli, TinyInputsCannotAskForHugeMemory) {
         EXPECT_NE(r.output.find("sparseprox: error:"), std::string::npos) << c.args << "\n" << r.output;
         for (const std::string& n : c.needles) EXPECT_NE(r.output.find(n), std::string::npos) << n << "\n" << r.output;
     }
+    fs::remove_all(dir);
+}
+
+// ---- values that used to pass silently --------------------------------------------------------
+
+TEST(Cli, NonsenseValuesAreRefused) {
+    struct Case {
+        std::string args, needle;
+    };
+    // `timeout`: before these were refused, --steps -1 ran for ever.
+    const Case cases[] = {
+        {"train --steps -1", "--steps: '-1'"},
+        {"train --epochs -1", "--epochs: '-1'"},
+        {"train --seed -1 --steps 1", "--seed: '-1'"},
+        {"train --epochs 0 --steps 0", "0 is not allowed"},
+        {"train --steps 0", "--steps: 0 is not allowed"},
+        {"train --steps 1 --target-nnz 100 --min-layers 2", "--min-layers does not apply"},
+        {"train --steps 1 --min-layers 1", "--min-layers does not apply"},
+        {"search --steps 1 --target-nnz 100 --min-layers 2", "--min-layers does not apply"},
+        {"train --steps 1 --progress-seconds -1", "--progress-seconds: '-1'"},
+        {"train --steps 1 --progress-seconds nan", "--progress-seconds: 'nan'"},
+        {"train --steps 1 --batch 5000", "--batch 5000 is larger than the 1000 training rows"},
+        {"train --steps 1 --l0-gate-lr 0.1", "--l0-gate-lr does not apply"},
+        {"train --steps 1 --gmp-end 0.5", "--gmp-end does not apply"},
+        {"train --steps 1 --finetune-lr 0.1", "--finetune-lr does not apply"},
+        {"train --steps 1 --pixel-scale unit", "--pixel-scale does not apply"},
+        {"search --steps 1 --target-nnz 100 --adapt-interval 5", "--adapt-interval does not apply"},
+        {"search --steps 1 --target-nnz 100 --max-outer -2", "--max-outer: '-2'"},
+    };
+    for (const auto& c : cases) {
+        const CliRun r = run_cli(c.args + " --device cpu");
+        EXPECT_NE(r.status, 0) << c.args << "\n" << r.output;
+        EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
+        EXPECT_EQ(r.output.find("internal error"), std::string::npos) << c.args << "\n" << r.output;
+    }
+}
+
+TEST(Cli, ADivergedRunIsAnErrorAndTheReportSaysSo) {
+    const fs::path dir = temp_dir() / "diverged";
+    fs::create_directories(dir);
+    for (const std::string cmd : {"train --lambda 0", "search --target-nnz 20 --strategy paper"}) {
+        const fs::path report = dir / "report.json";
+        const CliRun r = run_cli(cmd + " --device cpu --model dense:6-8-1 --steps 200 --lr 1e30 -q --report " +
+                                 report.string());
+        EXPECT_EQ(r.status, 1) << cmd << "\n" << r.output;
+        EXPECT_NE(r.output.find("sparseprox: error: training diverged"), std::string::npos) << r.output;
+        EXPECT_NE(r.output.find("step"), std::string::npos) << r.output;
+        EXPECT_NE(r.output.find("try a smaller --lr"), std::string::npos) << r.output;
+        std::ifstream in(report);
+        ASSERT_TRUE(in.good()) << cmd;
+        const nlohmann::json j = nlohmann::json::parse(in);
+        EXPECT_TRUE(j["diverged"].get<bool>()) << j.dump();
+        EXPECT_GE(j["diverged_step"].get<std::size_t>(), 1u);
+        EXPECT_NE(j["error"].get<std::string>().find("diverged"), std::string::npos);
+        fs::remove(report);
+    }
+    fs::remove_all(dir);
+}
+
+// ---- data splits ---------------------------------------------------------------------------------
+
+TEST(Cli, DataSplitsUsersCanState) {
+    const fs::path dir = temp_dir() / "splits";
+    fs::create_directories(dir);
+    // 442 rows of 6 features: shorter than the paper's 1000 training rows.
+    std::string rows;
+    for (int i = 0; i < 442; ++i) {
+        rows += std::to_string(0.001 * i);
+        for (int k = 1; k <= 6; ++k) rows += " " + std::to_string(k) + ":" + std::to_string(0.01 * ((i + k) % 50));
+        rows += "\n";
+    }
+    const fs::path file = dir / "short.txt", test_file = dir / "short.t";
+    write_bytes(file, rows);
+    write_bytes(test_file, rows.substr(0, rows.size() / 2));
+    const std::string base = "train --device cpu --steps 5 --model dense:6-4-1 -q --data libsvm:" + file.string();
+    struct Case {
+        std::string flags, rows;
+    };
+    const Case cases[] = {
+        {"", "(354 train / 88 test rows)"},  // the default: the last 20% test
+        {"--test-fraction 0.5", "(221 train / 221 test rows)"},
+        {"--test-rows 42", "(400 train / 42 test rows)"},
+        {"--train-rows 400", "(400 train / 42 test rows)"},
+        {"--no-test", "(442 train rows, no test set)"},
+        {"--test-data libsvm:" + test_file.string(), "(442 train / 221 test rows)"},
+    };
+    for (const Case& c : cases) {
+        const fs::path report = dir / "r.json";
+        const CliRun r = run_cli(base + " " + c.flags + " --report " + report.string());
+        ASSERT_EQ(r.status, 0) << c.flags << "\n" << r.output;
+        EXPECT_NE(r.output.find(c.rows), std::string::npos) << c.flags << "\n" << r.output;
+        std::ifstream in(report);
+        const nlohmann::json j = nlohmann::json::parse(in);
+        if (c.flags == "--no-test") {
+            EXPECT_TRUE(j["test_loss"].is_null());
+            EXPECT_EQ(j["test_rows"].get<std::size_t>(), 0u);
+            EXPECT_NE(r.output.find("no test set"), std::string::npos) << r.output;
+        } else {
+            EXPECT_TRUE(j["test_loss"].is_number()) << c.flags;
+        }
+        EXPECT_EQ(j["train_rows"].get<std::size_t>() + (c.flags.rfind("--test-data", 0) == 0 ? 0 : j["test_rows"].get<std::size_t>()),
+                  442u);
+    }
+    const Case bad[] = {
+        {"--train-rows 442", "libsvm_train_rows = 442"},
+        {"--train-rows 100 --test-rows 10", "give one"},
+        {"--no-test --test-rows 10", "--test-rows does not apply"},
+        {"--no-test --test-data libsvm:" + test_file.string(), "choose one"},
+    };
+    for (const Case& c : bad) {
+        const CliRun r = run_cli(base + " " + c.flags);
+        EXPECT_EQ(r.status, 1) << c.flags << "\n" << r.output;
+        EXPECT_NE(r.output.find(c.rows), std::string::npos) << c.flags << "\n" << r.output;
+    }
+    const CliRun mg = run_cli("train --device cpu --steps 5 --model dense:6-4-1 -q --train-rows 10");
+    EXPECT_EQ(mg.status, 1) << mg.output;
+    EXPECT_NE(mg.output.find("--train-rows does not apply"), std::string::npos) << mg.output;
     fs::remove_all(dir);
 }

@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
     }
+    cli::record_given_flags(*train_cmd, train_flags.given);
+    cli::record_given_flags(*search_cmd, search_flags.train.given);
     try {
         if (*train_cmd) return cli::run_train(train_flags);
         if (*search_cmd) return cli::run_search(search_flags);

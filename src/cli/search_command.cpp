@@ -23,8 +23,10 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
                    "(default: computed from the loss gradient)");
     app.add_option("--lambda1", f.lambda1, "the second run's lambda (too many nonzeros)")->capture_default_str();
     app.add_option("--max-outer", f.max_outer, "the most training runs (outer iterations), the first two included")
+        ->check(whole_number(false))
         ->capture_default_str();
     app.add_option("--adapt-interval", f.adapt_interval, "adaptive: steps between lambda updates")
+        ->check(whole_number(true))
         ->capture_default_str();
     app.add_option("--adapt-rate", f.adapt_rate, "adaptive: gain a of the update rule (0: 0.5 relative, 1 sparsity)")
         ->capture_default_str();
@@ -35,6 +37,7 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
     app.add_option("--adapt-ramp", f.adapt_ramp,
                    "adaptive (relative rule): steps over which the NNZ schedule falls to the target "
                    "(0: half the step budget)")
+        ->check(whole_number(false))
         ->capture_default_str();
     app.add_flag("--no-stop-run0", f.no_stop_run0,
                  "run 0 ignores the band and trains its whole budget (the authors' released code)");
@@ -139,6 +142,10 @@ int run_search(const SearchFlags& f) {
         throw Error(have_nnz ? "give --target-nnz or --target-density, not both"
                              : "a search needs a target: --target-nnz N (or one count per layer) or --target-density D");
     if (have_density) setup.options.stop.targets = density_targets(f.target_density, setup.spec);
+    check_band_flags(f.train, setup.options.stop);
+    const bool adaptive_strategy = f.strategy == "adaptive";
+    for (const char* flag : {"--adapt-interval", "--adapt-rate", "--adapt-rule", "--adapt-ramp"})
+        refuse_unless(f.train, flag, adaptive_strategy, "is an option of --strategy adaptive");
 
     SearchOptions so;
     so.train = setup.options;
@@ -155,10 +162,9 @@ int run_search(const SearchFlags& f) {
 
     const std::size_t n_weights = setup.spec.n_weights();
     const StopRule& band = so.train.stop;
-    std::printf("sparseprox %s: search (%s, %s) %s on %s (%zu train / %zu test rows), %zu weights, device %s\n",
-                version(), method_name(so.train.method.method), to_string(so.strategy), setup.spec.to_short().c_str(), f.train.data.c_str(),
-                setup.data.train.n_samples, setup.data.test.n_samples, n_weights,
-                describe_device(setup.device).c_str());
+    std::printf("sparseprox %s: search (%s, %s) %s on %s (%s), %zu weights, device %s\n", version(),
+                method_name(so.train.method.method), to_string(so.strategy), setup.spec.to_short().c_str(),
+                f.train.data.c_str(), rows_text(setup).c_str(), n_weights, describe_device(setup.device).c_str());
     std::printf("target NNZ %s (rho %g%s), %s per run\n", join(band.targets).c_str(), band.tolerance,
                 band.targets.size() > 1 ? (", at least " + std::to_string(band.min_layers ? band.min_layers
                                                                                             : band.targets.size()) +
@@ -185,9 +191,29 @@ int run_search(const SearchFlags& f) {
         std::fflush(stdout);
     };
 
-    const SearchResult r = or_out_of_memory(training_what(setup), [&] {
-        return LambdaSearch(so).run(setup.init, setup.data.train, &setup.data.test);
-    });
+    std::vector<SearchIteration> done;  // the iterations so far, for a report on failure
+    const auto print_iteration = so.on_iteration;
+    so.on_iteration = [&](const SearchIteration& it) {
+        done.push_back(it);
+        print_iteration(it);
+    };
+    SearchResult r;
+    try {
+        r = or_out_of_memory(training_what(setup), [&] {
+            return LambdaSearch(so).run(setup.init, setup.data.train, test_set(setup));
+        });
+    } catch (const DivergedError& e) {
+        nlohmann::json j = setup_report("search", f.train, setup);
+        j["strategy"] = to_string(so.strategy);
+        j["search"] = nlohmann::json::array();
+        for (const SearchIteration& it : done) j["search"].push_back(iteration_json(it, classification));
+        const Error err = diverged_error(e, f.train, &j);
+        if (!f.train.report.empty()) {
+            write_file_atomic(f.train.report, j.dump(2) + "\n");
+            std::printf("wrote report %s\n", f.train.report.c_str());
+        }
+        throw err;
+    }
 
     setup.options = so.train;
     print_summary(setup, r.run);
