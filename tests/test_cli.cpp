@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -468,5 +469,62 @@ TEST(Cli, DataSplitsUsersCanState) {
     const CliRun mg = run_cli("train --device cpu --steps 5 --model dense:6-4-1 -q --train-rows 10");
     EXPECT_EQ(mg.status, 1) << mg.output;
     EXPECT_NE(mg.output.find("--train-rows does not apply"), std::string::npos) << mg.output;
+    fs::remove_all(dir);
+}
+
+// ---- conventions -----------------------------------------------------------------------------------
+
+TEST(Cli, UsageErrorsAreOneLineWithExitStatusOne) {
+    struct Case {
+        std::string args, needle;
+    };
+    const Case cases[] = {
+        {"", "no command given"},
+        {"trian", "unknown command 'trian'"},
+        {"serch --steps 1", "did you mean 'search'?"},
+        {"train --lamda 1e-3", "unknown flag '--lamda' for 'sparseprox train'; did you mean '--lambda'?"},
+        {"train --lamda=1e-3", "did you mean '--lambda'?"},
+        {"search --target-nnz 5 --stratgy warm", "did you mean '--strategy'?"},
+        {"train --strategy warm", "a flag of 'sparseprox search'"},
+        {"train --zzzzzzzzzz", "unknown flag '--zzzzzzzzzz'"},
+        {"train --lr", "--lr needs a value"},
+        {"train --lr abc", "--lr: 'abc' is not a number"},
+        {"train --steps abc", "--steps: 'abc'"},
+        {"train --test-fraction 1", "--test-fraction: '1'"},
+        {"train extra", "unexpected argument 'extra'"},
+        {"devices extra", "unexpected argument 'extra'"},
+        {"--device cpu train", "flags go after the command"},
+    };
+    for (const Case& c : cases) {
+        const CliRun r = run_cli(c.args);
+        EXPECT_EQ(r.status, 1) << c.args << "\n" << r.output;
+        EXPECT_EQ(r.output.rfind("sparseprox: error: ", 0), 0u) << c.args << "\n" << r.output;
+        EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << c.args << "\n" << r.output;
+        EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
+    }
+    // A far-off word gets no suggestion.
+    EXPECT_EQ(run_cli("train --zzzzzzzzzz").output.find("did you mean"), std::string::npos);
+    EXPECT_EQ(run_cli("--help").status, 0);
+    EXPECT_EQ(run_cli("train --help").status, 0);
+    EXPECT_EQ(run_cli("--version").status, 0);
+}
+
+TEST(Cli, FoldersAndNulBytesAreNamedAsTheyAre) {
+    const fs::path dir = temp_dir() / "odd";
+    fs::create_directories(dir / "folder.txt");
+    fs::create_directories(dir / "folder.safetensors");
+    for (const std::string& args : {"train --steps 1 --data libsvm:" + (dir / "folder.txt").string(),
+                                    "train --steps 1 --init " + (dir / "folder.safetensors").string()}) {
+        const CliRun r = run_cli(args);
+        EXPECT_EQ(r.status, 1) << r.output;
+        EXPECT_NE(r.output.find("is a directory"), std::string::npos) << args << "\n" << r.output;
+    }
+    // A NUL inside a value: the message shows it escaped and goes on to the end.
+    write_bytes(dir / "nul.txt", std::string("1 1:0.5\n2 1:0.2\0" "5\n", 18));
+    const CliRun r = run_cli("train --steps 1 --data libsvm:" + (dir / "nul.txt").string());
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_NE(r.output.find("line 2"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("0.2\\05"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("is not a number"), std::string::npos) << r.output;
     fs::remove_all(dir);
 }

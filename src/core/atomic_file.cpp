@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -31,6 +32,9 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
 }
 
 std::string read_file(const std::string& path) {
+    // A folder opens as a stream on some systems and reads as empty: say what it is.
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) throw Error("'" + path + "' is a directory, not a file");
     std::ifstream in(path, std::ios::binary);
     if (!in) throw Error("cannot open '" + path + "': " + std::strerror(errno));
     std::ostringstream ss;
