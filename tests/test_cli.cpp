@@ -1,6 +1,8 @@
 // The command line: flags, the JSON report, the saved model and error messages.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -526,5 +528,121 @@ TEST(Cli, FoldersAndNulBytesAreNamedAsTheyAre) {
     EXPECT_NE(r.output.find("line 2"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("0.2\\05"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("is not a number"), std::string::npos) << r.output;
+    fs::remove_all(dir);
+}
+
+// ---- outputs ---------------------------------------------------------------------------------------
+
+TEST(Cli, OutputsAreCheckedBeforeTheWork) {
+    const fs::path dir = temp_dir() / "outputs";
+    fs::create_directories(dir / "folder");
+    struct Case {
+        std::string args, needle;
+    };
+    const Case cases[] = {
+        {"train --steps 50 --report /no/such/folder/r.json", "--report '/no/such/folder/r.json': folder"},
+        {"train --steps 50 --save " + (dir / "folder").string(), "is a directory"},
+        {"search --steps 50 --target-nnz 100 --trace-csv /no/such/folder/t.csv", "--trace-csv"},
+        {"train --steps 50 --report " + (dir / "a.json").string() + " --save " + (dir / "a.json").string(),
+         "name the same file"},
+    };
+    for (const Case& c : cases) {
+        const CliRun r = run_cli(c.args + " --device cpu --model dense:6-4-1");
+        EXPECT_EQ(r.status, 1) << c.args << "\n" << r.output;
+        EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
+        // Refused before the data was loaded and the training started.
+        EXPECT_EQ(r.output.find("sparseprox 0.1.0:"), std::string::npos) << c.args << "\n" << r.output;
+    }
+    fs::remove_all(dir);
+}
+
+TEST(Cli, EachOutputIsWrittenOnItsOwn) {
+    // A file-size limit lets the small report through and stops the model: the report is still
+    // written, says what failed, and the exit status is 1. No temporary file is left.
+    const fs::path dir = temp_dir() / "independent";
+    fs::create_directories(dir);
+    for (const std::string cmd : {"train --lambda 1e-4", "search --target-nnz 90000 --tolerance 0.5 --strategy adaptive"}) {
+        const fs::path report = dir / "r.json", model = dir / "m.safetensors", trace = dir / "t.csv";
+        const std::string args = cmd + " --device cpu --steps 5 -q --model dense:6-300-300-1 --report " +
+                                 report.string() + " --save " + model.string() +
+                                 (cmd.rfind("search", 0) == 0 ? " --trace-csv " + trace.string() : "");
+        const std::string sh = "ulimit -f 100 && " + cli_path() + " " + args + " 2>&1";
+        CliRun r;
+        FILE* p = popen(sh.c_str(), "r");
+        ASSERT_NE(p, nullptr);
+        std::array<char, 4096> buf{};
+        while (fgets(buf.data(), buf.size(), p)) r.output += buf.data();
+        const int st = pclose(p);
+        r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        EXPECT_EQ(r.status, 1) << cmd << "\n" << r.output;
+        EXPECT_NE(r.output.find("sparseprox: error: cannot write '" + model.string() + "'"), std::string::npos)
+            << r.output;
+        ASSERT_TRUE(fs::exists(report)) << cmd << "\n" << r.output;
+        std::ifstream in(report);
+        const nlohmann::json j = nlohmann::json::parse(in);
+        EXPECT_TRUE(j["output_errors"].contains("--save")) << j.dump();
+        if (cmd.rfind("search", 0) == 0) EXPECT_TRUE(fs::exists(trace));
+        EXPECT_FALSE(fs::exists(model));
+        for (const auto& e : fs::directory_iterator(dir))
+            EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+        fs::remove_all(dir);
+        fs::create_directories(dir);
+    }
+    fs::remove_all(dir);
+}
+
+TEST(Cli, AReportOntoALinkWritesThroughTheLink) {
+    const fs::path dir = temp_dir() / "link";
+    fs::create_directories(dir);
+    write_bytes(dir / "target.json", "{}");
+    fs::create_symlink("target.json", dir / "report.json");
+    const CliRun r = run_cli("train --device cpu --steps 5 -q --model dense:6-4-1 --report " + (dir / "report.json").string());
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_TRUE(fs::is_symlink(dir / "report.json"));
+    std::ifstream in(dir / "target.json");
+    EXPECT_EQ(nlohmann::json::parse(in)["steps"].get<std::size_t>(), 5u);
+    fs::remove_all(dir);
+}
+
+TEST(Cli, ASignalDuringAWriteLeavesNoTemporaryFile) {
+    // SIGTERM while the model (64 MB) is being written: the temporary file goes with the process.
+    const fs::path dir = temp_dir() / "signal";
+    fs::create_directories(dir);
+    std::string rows;
+    for (int i = 0; i < 8; ++i) rows += "0.5 1:0.1 2:0.2 3:0.3 4:0.4 5:0.5 6:0.6\n";
+    write_bytes(dir / "tiny.txt", rows);
+    const std::string model = (dir / "big.safetensors").string();
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        const std::string cmd = "exec " + cli_path() + " train --device cpu --steps 1 -q --no-test --lambda 0 " +
+                                "--model dense:6-4000-4000-1 --data libsvm:" + (dir / "tiny.txt").string() +
+                                " --save " + model + " > /dev/null 2>&1";
+        execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    bool seen = false;
+    int st = 0;
+    for (int i = 0; i < 600000 && !seen; ++i) {  // up to about a minute
+        if (waitpid(pid, &st, WNOHANG) == pid) break;
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(dir, ec)) {
+            std::error_code sec;
+            if (e.path().filename().string().find(".tmp.") != std::string::npos && fs::file_size(e.path(), sec) > 0 && !sec)
+                seen = true;
+        }
+        if (!seen) usleep(100);
+    }
+    if (seen) {
+        kill(pid, SIGTERM);
+        waitpid(pid, &st, 0);
+    }
+    if (!seen) {
+        fs::remove_all(dir);
+        GTEST_SKIP() << "the write finished before the test could interrupt it";
+    }
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM) << st;
+    for (const auto& e : fs::directory_iterator(dir))
+        EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
     fs::remove_all(dir);
 }

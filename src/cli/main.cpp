@@ -10,6 +10,7 @@
 #include "cli/search_command.h"
 #include "cli/train_command.h"
 #include "cli/usage.h"
+#include "core/atomic_file.h"
 #include "sparseprox/sparseprox.h"
 
 namespace {
@@ -24,6 +25,8 @@ int usage_error(const std::string& message) {
 
 int main(int argc, char** argv) {
     using namespace sparseprox;
+    // A signal while an output is being written leaves no temporary file behind.
+    install_temp_file_cleanup();
     CLI::App app{"SparseProx: sparse neural networks by l1 proximal training"};
     app.set_version_flag("--version", std::string("sparseprox ") + version());
     // Unknown arguments are collected, not thrown, so that the message is ours (with the

@@ -136,6 +136,9 @@ nlohmann::json iteration_json(const SearchIteration& it, bool classification) {
 }  // namespace
 
 int run_search(const SearchFlags& f) {
+    // A wrong output path fails now, not after the search.
+    check_outputs(f.train, f.train.has("--trace-csv") ? std::vector<std::pair<std::string, std::string>>{{"--trace-csv", f.trace_csv}}
+                                                      : std::vector<std::pair<std::string, std::string>>{});
     RunSetup setup = prepare_run(f.train, false);
     const bool have_nnz = !f.train.target_nnz.empty(), have_density = !f.target_density.empty();
     if (have_nnz == have_density)
@@ -208,10 +211,13 @@ int run_search(const SearchFlags& f) {
         j["search"] = nlohmann::json::array();
         for (const SearchIteration& it : done) j["search"].push_back(iteration_json(it, classification));
         const Error err = diverged_error(e, f.train, &j);
-        if (!f.train.report.empty()) {
-            write_file_atomic(f.train.report, j.dump(2) + "\n");
-            std::printf("wrote report %s\n", f.train.report.c_str());
+        OutputWriter out;
+        if (!f.trace_csv.empty()) {
+            SearchResult partial;
+            partial.iterations = done;
+            out.attempt("--trace-csv", [&] { write_csv(f.trace_csv, partial, setup.spec.n_weight_layers()); });
         }
+        write_report(out, f.train.report, j);
         throw err;
     }
 
@@ -228,11 +234,14 @@ int run_search(const SearchFlags& f) {
                     r.wall_seconds, r.best_iteration);
     std::printf("lambda %s\n", fmt_lambdas(r.lambda_final).c_str());
 
-    save_run(f.train, r.run);
-    if (!f.trace_csv.empty()) {
-        write_csv(f.trace_csv, r, setup.spec.n_weight_layers());
-        std::printf("wrote trace %s\n", f.trace_csv.c_str());
-    }
+    // Each output on its own: a failure is reported and the others are still written.
+    OutputWriter out;
+    out.attempt("--save", [&] { save_run(f.train, r.run); });
+    if (!f.trace_csv.empty())
+        out.attempt("--trace-csv", [&] {
+            write_csv(f.trace_csv, r, setup.spec.n_weight_layers());
+            std::printf("wrote trace %s\n", f.trace_csv.c_str());
+        });
     if (!f.train.report.empty()) {
         nlohmann::json j = run_report("search", f.train, setup, r.run);
         j["strategy"] = to_string(r.strategy);
@@ -255,9 +264,9 @@ int run_search(const SearchFlags& f) {
         j["search_wall_seconds"] = r.wall_seconds;
         j["search"] = nlohmann::json::array();
         for (const SearchIteration& it : r.iterations) j["search"].push_back(iteration_json(it, classification));
-        write_file_atomic(f.train.report, j.dump(2) + "\n");
-        std::printf("wrote report %s\n", f.train.report.c_str());
+        write_report(out, f.train.report, std::move(j));
     }
+    if (out.failed()) return 1;
     return r.reached ? 0 : 3;
 }
 

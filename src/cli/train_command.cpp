@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -391,7 +392,42 @@ void save_run(const TrainFlags& f, const TrainResult& r) {
     std::printf("saved model to %s\n", f.save.c_str());
 }
 
+void check_outputs(const TrainFlags& f, const std::vector<std::pair<std::string, std::string>>& extra) {
+    std::vector<std::pair<std::string, std::string>> outputs;  // flag, path
+    if (f.has("--report")) outputs.emplace_back("--report", f.report);
+    if (f.has("--save")) outputs.emplace_back("--save", f.save);
+    for (const auto& e : extra) outputs.push_back(e);
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+        check_writable(outputs[i].second, outputs[i].first);
+        const std::string target = resolve_output_path(outputs[i].second);
+        for (std::size_t k = 0; k < i; ++k)
+            if (std::filesystem::absolute(resolve_output_path(outputs[k].second)).lexically_normal() ==
+                std::filesystem::absolute(target).lexically_normal())
+                throw Error(outputs[k].first + " and " + outputs[i].first + " name the same file '" +
+                            outputs[i].second + "'");
+    }
+}
+
+void OutputWriter::attempt(const std::string& flag, const std::function<void()>& write) {
+    try {
+        write();
+    } catch (const Error& e) {
+        std::fprintf(stderr, "sparseprox: error: %s\n", e.what());
+        errors_[flag] = e.what();
+    }
+}
+
+void write_report(OutputWriter& out, const std::string& path, nlohmann::json report) {
+    if (path.empty()) return;
+    if (out.failed()) report["output_errors"] = out.errors();
+    out.attempt("--report", [&] {
+        write_file_atomic(path, report.dump(2) + "\n");
+        std::printf("wrote report %s\n", path.c_str());
+    });
+}
+
 int run_train(const TrainFlags& f) {
+    check_outputs(f);  // a wrong output path fails now, not after the training
     RunSetup setup = prepare_run(f, true);
     check_band_flags(f, setup.options.stop);
     setup.options.validate(setup.spec);
@@ -408,19 +444,15 @@ int run_train(const TrainFlags& f) {
     } catch (const DivergedError& e) {
         nlohmann::json j = setup_report("train", f, setup);
         const Error err = diverged_error(e, f, &j);
-        if (!f.report.empty()) {
-            write_file_atomic(f.report, j.dump(2) + "\n");
-            std::printf("wrote report %s\n", f.report.c_str());
-        }
+        OutputWriter out;
+        write_report(out, f.report, j);
         throw err;
     }
     print_summary(setup, r);
-    save_run(f, r);
-    if (!f.report.empty()) {
-        write_file_atomic(f.report, run_report("train", f, setup, r).dump(2) + "\n");
-        std::printf("wrote report %s\n", f.report.c_str());
-    }
-    return 0;
+    OutputWriter out;
+    out.attempt("--save", [&] { save_run(f, r); });
+    write_report(out, f.report, run_report("train", f, setup, r));
+    return out.failed() ? 1 : 0;
 }
 
 }  // namespace cli

@@ -3,8 +3,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -104,6 +107,28 @@ Error diverged_error(const DivergedError& e, const TrainFlags& f, nlohmann::json
 nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSetup& setup, const TrainResult& r);
 // --save: the model with its lambdas, seed and lr in the metadata.
 void save_run(const TrainFlags& f, const TrainResult& r);
+// Checks, before any work, that every output flag given (--report, --save and `extra`, e.g.
+// --trace-csv) names a file that can be written, and that no two name the same file.
+void check_outputs(const TrainFlags& f, const std::vector<std::pair<std::string, std::string>>& extra = {});
+
+// Writes a command's outputs one after another: a failure is printed as an error line and
+// remembered, and the next output is still written. The command's exit status is 1 when any
+// failed.
+class OutputWriter {
+public:
+    // Runs write(); on failure prints "sparseprox: error: ..." and records it.
+    void attempt(const std::string& flag, const std::function<void()>& write);
+    bool failed() const { return !errors_.empty(); }
+    // {"--save": "cannot write ...", ...}: for the report written after the others.
+    const nlohmann::json& errors() const { return errors_; }
+
+private:
+    nlohmann::json errors_ = nlohmann::json::object();
+};
+// The report to f.report (when given) through `out`, with "output_errors" when an output
+// before it failed.
+void write_report(OutputWriter& out, const std::string& path, nlohmann::json report);
+
 // A JSON number, or null for NaN and infinities.
 nlohmann::json number_or_null(double v);
 std::string join(const std::vector<std::size_t>& v);
