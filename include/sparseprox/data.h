@@ -69,11 +69,11 @@ Dataset read_libsvm(const std::string& path, std::size_t n_features = 0);
 
 // What read_libsvm accepts before it allocates: a feature index above max_features, or a dense
 // matrix (rows x features) of more than max_dense_values floats, is an error naming the file
-// (and the line of the index). The defaults allow 2^24 features and 2^31 values (8 GiB);
+// (and the line of the index). The defaults allow 2^24 features and 2^28 values (1 GiB);
 // max_features above 2^32 counts as 2^32.
 struct LibsvmLimits {
     std::size_t max_features = std::size_t{1} << 24;
-    std::size_t max_dense_values = std::size_t{1} << 31;
+    std::size_t max_dense_values = std::size_t{1} << 28;
 };
 // read_libsvm with explicit limits. Rows are held sparsely while the file is read; the dense
 // matrix is allocated once, after the limits are checked.
