@@ -100,10 +100,10 @@ void write_safetensors(const std::string& path, const TensorFile& file) {
     for (const auto& [name, t] : file.tensors) {  // std::map: sorted name order
         if (name.empty()) throw Error("cannot write '" + path + "': a tensor has an empty name");
         if (name == kMetadataKey)
-            throw Error("cannot write '" + path + "': \"" + name + "\" is reserved for metadata, not a tensor name");
+            throw Error("cannot write '" + path + "': \"" + excerpt(name) + "\" is reserved for metadata, not a tensor name");
         std::size_t n = 0;
         if (!element_count(t.shape, n) || n != t.data.size())
-            throw Error("cannot write '" + path + "': tensor '" + name + "' has shape " + shape_text(t.shape) +
+            throw Error("cannot write '" + path + "': tensor '" + excerpt(name) + "' has shape " + shape_text(t.shape) +
                         " but " + std::to_string(t.data.size()) + " values");
         total += 4 * n;
     }
@@ -113,7 +113,7 @@ void write_safetensors(const std::string& path, const TensorFile& file) {
         for (std::size_t i = 0; i < t.data.size(); ++i) {
             const float v = t.data[i];
             if (!std::isfinite(v))
-                throw Error("cannot write '" + path + "': tensor '" + name + "' value " + std::to_string(i) + " is " +
+                throw Error("cannot write '" + path + "': tensor '" + excerpt(name) + "' value " + std::to_string(i) + " is " +
                             (std::isnan(v) ? "NaN" : "Inf"));
             std::uint32_t bits;
             std::memcpy(&bits, &v, sizeof bits);
