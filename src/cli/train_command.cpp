@@ -8,6 +8,7 @@
 
 #include "cli/options.h"
 #include "core/atomic_file.h"
+#include "io/input_text.h"
 
 namespace sparseprox {
 namespace cli {
@@ -131,7 +132,7 @@ void check_band_flags(const TrainFlags& f, const StopRule& stop) {
 }
 
 void check_model_fits_data(const TrainFlags& f, const ModelSpec& spec, const Dataset& data) {
-    const std::string model = f.model.empty() ? spec.to_short() : f.model;
+    const std::string model = excerpt(f.model.empty() ? spec.to_short() : f.model, 160);
     if (spec.n_inputs != data.n_features)
         throw Error("--model " + model + " takes " + std::to_string(spec.n_inputs) + " inputs but --data " + f.data +
                     " has " + std::to_string(data.n_features) + " features");
@@ -243,8 +244,8 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
         // load_model checks the file's tensors against its architecture before allocating.
         const Model loaded = or_out_of_memory("loading --init " + f.init, [&] { return load_model(f.init); });
         if (loaded.spec().to_short() != s.spec.to_short() || loaded.slab().size() != ParamLayout::of(s.spec).slab_size)
-            throw Error("--init: model file '" + f.init + "' holds " + loaded.spec().to_short() + " but the run trains " +
-                        s.spec.to_short());
+            throw Error("--init: model file '" + f.init + "' holds " + excerpt(loaded.spec().to_short(), 160) +
+                        " but the run trains " + excerpt(s.spec.to_short(), 160));
         or_out_of_memory("allocating " + params, [&] {
             s.init = Model(s.spec);  // the run's spec (names, activations) with the file's parameters
             s.init.slab() = loaded.slab();
