@@ -1,14 +1,21 @@
 // The command line: flags, the JSON report, the saved model and error messages.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -23,8 +30,29 @@ struct CliRun {
     std::string output;
 };
 
+// The binary under test: the one built with the tests, or SPARSEPROX_TEST_CLI when set (to run
+// these tests against another build).
+std::string cli_path() {
+    const char* env = std::getenv("SPARSEPROX_TEST_CLI");
+    return env && *env ? env : SPARSEPROX_CLI_PATH;
+}
+
 CliRun run_cli(const std::string& args) {
-    const std::string cmd = std::string(SPARSEPROX_CLI_PATH) + " " + args + " 2>&1";
+    // A command that does not finish within minutes is a failure, not a stuck test suite.
+    const std::string cmd = "timeout 300 " + cli_path() + " " + args + " 2>&1";
+    CliRun r;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    std::array<char, 4096> buf{};
+    while (fgets(buf.data(), buf.size(), p)) r.output += buf.data();
+    const int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+// The command under a limit on its address space (KiB), as `ulimit -v` sets it.
+CliRun run_cli_limited(const std::string& args, long kib) {
+    const std::string cmd = "ulimit -v " + std::to_string(kib) + " && " + cli_path() + " " + args + " 2>&1";
     CliRun r;
     FILE* p = popen(cmd.c_str(), "r");
     if (!p) return r;
@@ -334,5 +362,370 @@ TEST(Cli, SearchWithTheOtherMethods) {
                              "--method spred --lr 0.5 --strategy adaptive --adapt-interval 50 -q");
     EXPECT_EQ(a.status, 0) << a.output;
     EXPECT_NE(a.output.find("search (spred, adaptive)"), std::string::npos) << a.output;
+    fs::remove_all(dir);
+}
+
+// ---- hostile inputs ----------------------------------------------------------------------------
+
+namespace {
+
+std::string nested_array(std::size_t depth) { return std::string(depth, '[') + "1" + std::string(depth, ']'); }
+
+void write_bytes(const fs::path& p, const std::string& bytes) {
+    std::ofstream out(p, std::ios::binary);
+    out << bytes;
+}
+
+std::string safetensors_bytes(const std::string& header) {
+    std::string s;
+    const std::uint64_t n = header.size();
+    for (int i = 0; i < 8; ++i) s.push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
+    return s + header;
+}
+
+}  // namespace
+
+TEST(Cli, DeeplyNestedJsonIsAnErrorNotACrash) {
+    const fs::path dir = temp_dir() / "deep";
+    fs::create_directories(dir);
+    const fs::path model = dir / "deep.json", init = dir / "deep.safetensors";
+    write_bytes(model, R"({"inputs": 6, "layers": [{"type": "conv2d", "filters": 1, "kernel": )" +
+                           nested_array(200000) + "}]}");
+    write_bytes(init, safetensors_bytes(R"({"w":{"dtype":"F32","shape":)" + nested_array(200000) +
+                                        R"(,"data_offsets":[0,0]}})"));
+    for (const std::string& args : {"train --steps 1 --model " + model.string(), "train --steps 1 --init " + init.string()}) {
+        const CliRun r = run_cli(args);
+        EXPECT_EQ(r.status, 1) << args << "\n" << r.output.substr(0, 2000);
+        EXPECT_NE(r.output.find("sparseprox: error:"), std::string::npos) << r.output.substr(0, 2000);
+        EXPECT_NE(r.output.find("nested deeper"), std::string::npos) << r.output.substr(0, 2000);
+        EXPECT_LT(r.output.size(), 2000u);
+    }
+    fs::remove_all(dir);
+}
+
+TEST(Cli, TinyInputsCannotAskForHugeMemory) {
+    const fs::path dir = temp_dir() / "huge";
+    fs::create_directories(dir);
+    constexpr long kLimit = 1500000;  // KiB: room for the program, not for what the inputs claim
+    struct Case {
+        std::string args;
+        std::vector<std::string> needles;
+    };
+    // An 18-byte LIBSVM file claiming 3e9 features.
+    write_bytes(dir / "wide.txt", "1 1:1\n2 3000000000:1\n");
+    // A model file whose header claims a network of 10^12 weights and holds a small one.
+    const fs::path small = dir / "small.safetensors";
+    ASSERT_EQ(run_cli("train --device cpu --steps 1 --model dense:6-4-1 -q --save " + small.string()).status, 0);
+    sparseprox::TensorFile claim = sparseprox::read_safetensors(small.string());
+    claim.metadata["architecture"] = sparseprox::ModelSpec::parse("dense:6-1000000-1000000-1").to_json();
+    const fs::path claimed = dir / "claim.safetensors";
+    sparseprox::write_safetensors(claimed.string(), claim);
+    const std::vector<Case> cases = {
+        {"train --device cpu --steps 1 --data libsvm:" + (dir / "wide.txt").string(),
+         {"wide.txt", "line 2", "above the limit of 16777216 features"}},
+        // 1.6 GB of parameters for a model that does not fit the 6-feature data.
+        {"train --device cpu --steps 1 --model dense:20000-20000-1", {"dense:20000-20000-1", "20000 inputs", "6 features"}},
+        {"train --device cpu --steps 1 --model dense:6-1000000-1000000-1 --init " + claimed.string(),
+         {"claim.safetensors", "layers.0.weight"}},
+        // A model that fits the data but not the memory: an ordinary error naming it.
+        {"train --device cpu --steps 1 --model dense:6-30000-30000-1",
+         {"out of memory", "dense:6-30000-30000-1", "900210000 weights"}},
+    };
+    for (const Case& c : cases) {
+        const CliRun r = run_cli_limited(c.args, kLimit);
+        EXPECT_EQ(r.status, 1) << c.args << "\n" << r.output;
+        EXPECT_NE(r.output.find("sparseprox: error:"), std::string::npos) << c.args << "\n" << r.output;
+        for (const std::string& n : c.needles) EXPECT_NE(r.output.find(n), std::string::npos) << n << "\n" << r.output;
+    }
+    fs::remove_all(dir);
+}
+
+// ---- values that used to pass silently --------------------------------------------------------
+
+TEST(Cli, NonsenseValuesAreRefused) {
+    struct Case {
+        std::string args, needle;
+    };
+    // `timeout`: before these were refused, --steps -1 ran for ever.
+    const Case cases[] = {
+        {"train --steps -1", "--steps: '-1'"},
+        {"train --epochs -1", "--epochs: '-1'"},
+        {"train --seed -1 --steps 1", "--seed: '-1'"},
+        {"train --epochs 0 --steps 0", "0 is not allowed"},
+        {"train --steps 0", "--steps: 0 is not allowed"},
+        {"train --steps 1 --target-nnz 100 --min-layers 2", "--min-layers does not apply"},
+        {"train --steps 1 --min-layers 1", "--min-layers does not apply"},
+        {"search --steps 1 --target-nnz 100 --min-layers 2", "--min-layers does not apply"},
+        {"train --steps 1 --progress-seconds -1", "--progress-seconds: '-1'"},
+        {"train --steps 1 --progress-seconds nan", "--progress-seconds: 'nan'"},
+        {"train --steps 1 --batch 5000", "--batch 5000 is larger than the 1000 training rows"},
+        {"train --steps 1 --l0-gate-lr 0.1", "--l0-gate-lr does not apply"},
+        {"train --steps 1 --gmp-end 0.5", "--gmp-end does not apply"},
+        {"train --steps 1 --finetune-lr 0.1", "--finetune-lr does not apply"},
+        {"train --steps 1 --pixel-scale unit", "--pixel-scale does not apply"},
+        {"search --steps 1 --target-nnz 100 --adapt-interval 5", "--adapt-interval does not apply"},
+        {"search --steps 1 --target-nnz 100 --max-outer -2", "--max-outer: '-2'"},
+    };
+    for (const auto& c : cases) {
+        const CliRun r = run_cli(c.args + " --device cpu");
+        EXPECT_NE(r.status, 0) << c.args << "\n" << r.output;
+        EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
+        EXPECT_EQ(r.output.find("internal error"), std::string::npos) << c.args << "\n" << r.output;
+    }
+}
+
+TEST(Cli, ADivergedRunIsAnErrorAndTheReportSaysSo) {
+    const fs::path dir = temp_dir() / "diverged";
+    fs::create_directories(dir);
+    for (const std::string cmd : {"train --lambda 0", "search --target-nnz 20 --strategy paper"}) {
+        const fs::path report = dir / "report.json";
+        const CliRun r = run_cli(cmd + " --device cpu --model dense:6-8-1 --steps 200 --lr 1e30 -q --report " +
+                                 report.string());
+        EXPECT_EQ(r.status, 1) << cmd << "\n" << r.output;
+        EXPECT_NE(r.output.find("sparseprox: error: training diverged"), std::string::npos) << r.output;
+        EXPECT_NE(r.output.find("step"), std::string::npos) << r.output;
+        EXPECT_NE(r.output.find("try a smaller --lr"), std::string::npos) << r.output;
+        std::ifstream in(report);
+        ASSERT_TRUE(in.good()) << cmd;
+        const nlohmann::json j = nlohmann::json::parse(in);
+        EXPECT_TRUE(j["diverged"].get<bool>()) << j.dump();
+        EXPECT_GE(j["diverged_step"].get<std::size_t>(), 1u);
+        EXPECT_NE(j["error"].get<std::string>().find("diverged"), std::string::npos);
+        fs::remove(report);
+    }
+    fs::remove_all(dir);
+}
+
+// ---- data splits ---------------------------------------------------------------------------------
+
+TEST(Cli, DataSplitsUsersCanState) {
+    const fs::path dir = temp_dir() / "splits";
+    fs::create_directories(dir);
+    // 442 rows of 6 features: shorter than the paper's 1000 training rows.
+    std::string rows;
+    for (int i = 0; i < 442; ++i) {
+        rows += std::to_string(0.001 * i);
+        for (int k = 1; k <= 6; ++k) rows += " " + std::to_string(k) + ":" + std::to_string(0.01 * ((i + k) % 50));
+        rows += "\n";
+    }
+    const fs::path file = dir / "short.txt", test_file = dir / "short.t";
+    write_bytes(file, rows);
+    write_bytes(test_file, rows.substr(0, rows.size() / 2));
+    const std::string base = "train --device cpu --steps 5 --model dense:6-4-1 -q --data libsvm:" + file.string();
+    struct Case {
+        std::string flags, rows;
+    };
+    const Case cases[] = {
+        {"", "(354 train / 88 test rows)"},  // the default: the last 20% test
+        {"--test-fraction 0.5", "(221 train / 221 test rows)"},
+        {"--test-rows 42", "(400 train / 42 test rows)"},
+        {"--train-rows 400", "(400 train / 42 test rows)"},
+        {"--no-test", "(442 train rows, no test set)"},
+        {"--test-data libsvm:" + test_file.string(), "(442 train / 221 test rows)"},
+    };
+    for (const Case& c : cases) {
+        const fs::path report = dir / "r.json";
+        const CliRun r = run_cli(base + " " + c.flags + " --report " + report.string());
+        ASSERT_EQ(r.status, 0) << c.flags << "\n" << r.output;
+        EXPECT_NE(r.output.find(c.rows), std::string::npos) << c.flags << "\n" << r.output;
+        std::ifstream in(report);
+        const nlohmann::json j = nlohmann::json::parse(in);
+        if (c.flags == "--no-test") {
+            EXPECT_TRUE(j["test_loss"].is_null());
+            EXPECT_EQ(j["test_rows"].get<std::size_t>(), 0u);
+            EXPECT_NE(r.output.find("no test set"), std::string::npos) << r.output;
+        } else {
+            EXPECT_TRUE(j["test_loss"].is_number()) << c.flags;
+        }
+        EXPECT_EQ(j["train_rows"].get<std::size_t>() + (c.flags.rfind("--test-data", 0) == 0 ? 0 : j["test_rows"].get<std::size_t>()),
+                  442u);
+    }
+    const Case bad[] = {
+        {"--train-rows 442", "libsvm_train_rows = 442"},
+        {"--train-rows 100 --test-rows 10", "give one"},
+        {"--no-test --test-rows 10", "--test-rows does not apply"},
+        {"--no-test --test-data libsvm:" + test_file.string(), "choose one"},
+    };
+    for (const Case& c : bad) {
+        const CliRun r = run_cli(base + " " + c.flags);
+        EXPECT_EQ(r.status, 1) << c.flags << "\n" << r.output;
+        EXPECT_NE(r.output.find(c.rows), std::string::npos) << c.flags << "\n" << r.output;
+    }
+    const CliRun mg = run_cli("train --device cpu --steps 5 --model dense:6-4-1 -q --train-rows 10");
+    EXPECT_EQ(mg.status, 1) << mg.output;
+    EXPECT_NE(mg.output.find("--train-rows does not apply"), std::string::npos) << mg.output;
+    fs::remove_all(dir);
+}
+
+// ---- conventions -----------------------------------------------------------------------------------
+
+TEST(Cli, UsageErrorsAreOneLineWithExitStatusOne) {
+    struct Case {
+        std::string args, needle;
+    };
+    const Case cases[] = {
+        {"", "no command given"},
+        {"trian", "unknown command 'trian'"},
+        {"serch --steps 1", "did you mean 'search'?"},
+        {"train --lamda 1e-3", "unknown flag '--lamda' for 'sparseprox train'; did you mean '--lambda'?"},
+        {"train --lamda=1e-3", "did you mean '--lambda'?"},
+        {"search --target-nnz 5 --stratgy warm", "did you mean '--strategy'?"},
+        {"train --strategy warm", "a flag of 'sparseprox search'"},
+        {"train --zzzzzzzzzz", "unknown flag '--zzzzzzzzzz'"},
+        {"train --lr", "--lr needs a value"},
+        {"train --lr abc", "--lr: 'abc' is not a number"},
+        {"train --steps abc", "--steps: 'abc'"},
+        {"train --test-fraction 1", "--test-fraction: '1'"},
+        {"train extra", "unexpected argument 'extra'"},
+        {"devices extra", "unexpected argument 'extra'"},
+        {"--device cpu train", "flags go after the command"},
+    };
+    for (const Case& c : cases) {
+        const CliRun r = run_cli(c.args);
+        EXPECT_EQ(r.status, 1) << c.args << "\n" << r.output;
+        EXPECT_EQ(r.output.rfind("sparseprox: error: ", 0), 0u) << c.args << "\n" << r.output;
+        EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << c.args << "\n" << r.output;
+        EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
+    }
+    // A far-off word gets no suggestion.
+    EXPECT_EQ(run_cli("train --zzzzzzzzzz").output.find("did you mean"), std::string::npos);
+    EXPECT_EQ(run_cli("--help").status, 0);
+    EXPECT_EQ(run_cli("train --help").status, 0);
+    EXPECT_EQ(run_cli("--version").status, 0);
+}
+
+TEST(Cli, FoldersAndNulBytesAreNamedAsTheyAre) {
+    const fs::path dir = temp_dir() / "odd";
+    fs::create_directories(dir / "folder.txt");
+    fs::create_directories(dir / "folder.safetensors");
+    for (const std::string& args : {"train --steps 1 --data libsvm:" + (dir / "folder.txt").string(),
+                                    "train --steps 1 --init " + (dir / "folder.safetensors").string()}) {
+        const CliRun r = run_cli(args);
+        EXPECT_EQ(r.status, 1) << r.output;
+        EXPECT_NE(r.output.find("is a directory"), std::string::npos) << args << "\n" << r.output;
+    }
+    // A NUL inside a value: the message shows it escaped and goes on to the end.
+    write_bytes(dir / "nul.txt", std::string("1 1:0.5\n2 1:0.2\0" "5\n", 18));
+    const CliRun r = run_cli("train --steps 1 --data libsvm:" + (dir / "nul.txt").string());
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_NE(r.output.find("line 2"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("0.2\\05"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("is not a number"), std::string::npos) << r.output;
+    fs::remove_all(dir);
+}
+
+// ---- outputs ---------------------------------------------------------------------------------------
+
+TEST(Cli, OutputsAreCheckedBeforeTheWork) {
+    const fs::path dir = temp_dir() / "outputs";
+    fs::create_directories(dir / "folder");
+    struct Case {
+        std::string args, needle;
+    };
+    const Case cases[] = {
+        {"train --steps 50 --report /no/such/folder/r.json", "--report '/no/such/folder/r.json': folder"},
+        {"train --steps 50 --save " + (dir / "folder").string(), "is a directory"},
+        {"search --steps 50 --target-nnz 100 --trace-csv /no/such/folder/t.csv", "--trace-csv"},
+        {"train --steps 50 --report " + (dir / "a.json").string() + " --save " + (dir / "a.json").string(),
+         "name the same file"},
+    };
+    for (const Case& c : cases) {
+        const CliRun r = run_cli(c.args + " --device cpu --model dense:6-4-1");
+        EXPECT_EQ(r.status, 1) << c.args << "\n" << r.output;
+        EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
+        // Refused before the data was loaded and the training started.
+        EXPECT_EQ(r.output.find("sparseprox 0.1.0:"), std::string::npos) << c.args << "\n" << r.output;
+    }
+    fs::remove_all(dir);
+}
+
+TEST(Cli, EachOutputIsWrittenOnItsOwn) {
+    // A file-size limit lets the small report through and stops the model: the report is still
+    // written, says what failed, and the exit status is 1. No temporary file is left.
+    const fs::path dir = temp_dir() / "independent";
+    fs::create_directories(dir);
+    for (const std::string cmd : {"train --lambda 1e-4", "search --target-nnz 90000 --tolerance 0.5 --strategy adaptive"}) {
+        const fs::path report = dir / "r.json", model = dir / "m.safetensors", trace = dir / "t.csv";
+        const std::string args = cmd + " --device cpu --steps 5 -q --model dense:6-300-300-1 --report " +
+                                 report.string() + " --save " + model.string() +
+                                 (cmd.rfind("search", 0) == 0 ? " --trace-csv " + trace.string() : "");
+        const std::string sh = "ulimit -f 100 && " + cli_path() + " " + args + " 2>&1";
+        CliRun r;
+        FILE* p = popen(sh.c_str(), "r");
+        ASSERT_NE(p, nullptr);
+        std::array<char, 4096> buf{};
+        while (fgets(buf.data(), buf.size(), p)) r.output += buf.data();
+        const int st = pclose(p);
+        r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        EXPECT_EQ(r.status, 1) << cmd << "\n" << r.output;
+        EXPECT_NE(r.output.find("sparseprox: error: cannot write '" + model.string() + "'"), std::string::npos)
+            << r.output;
+        ASSERT_TRUE(fs::exists(report)) << cmd << "\n" << r.output;
+        std::ifstream in(report);
+        const nlohmann::json j = nlohmann::json::parse(in);
+        EXPECT_TRUE(j["output_errors"].contains("--save")) << j.dump();
+        if (cmd.rfind("search", 0) == 0) EXPECT_TRUE(fs::exists(trace));
+        EXPECT_FALSE(fs::exists(model));
+        for (const auto& e : fs::directory_iterator(dir))
+            EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+        fs::remove_all(dir);
+        fs::create_directories(dir);
+    }
+    fs::remove_all(dir);
+}
+
+TEST(Cli, AReportOntoALinkWritesThroughTheLink) {
+    const fs::path dir = temp_dir() / "link";
+    fs::create_directories(dir);
+    write_bytes(dir / "target.json", "{}");
+    fs::create_symlink("target.json", dir / "report.json");
+    const CliRun r = run_cli("train --device cpu --steps 5 -q --model dense:6-4-1 --report " + (dir / "report.json").string());
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_TRUE(fs::is_symlink(dir / "report.json"));
+    std::ifstream in(dir / "target.json");
+    EXPECT_EQ(nlohmann::json::parse(in)["steps"].get<std::size_t>(), 5u);
+    fs::remove_all(dir);
+}
+
+TEST(Cli, ASignalDuringAWriteLeavesNoTemporaryFile) {
+    // SIGTERM while the model (64 MB) is being written: the temporary file goes with the process.
+    const fs::path dir = temp_dir() / "signal";
+    fs::create_directories(dir);
+    std::string rows;
+    for (int i = 0; i < 8; ++i) rows += "0.5 1:0.1 2:0.2 3:0.3 4:0.4 5:0.5 6:0.6\n";
+    write_bytes(dir / "tiny.txt", rows);
+    const std::string model = (dir / "big.safetensors").string();
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        const std::string cmd = "exec " + cli_path() + " train --device cpu --steps 1 -q --no-test --lambda 0 " +
+                                "--model dense:6-4000-4000-1 --data libsvm:" + (dir / "tiny.txt").string() +
+                                " --save " + model + " > /dev/null 2>&1";
+        execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    bool seen = false;
+    int st = 0;
+    for (int i = 0; i < 600000 && !seen; ++i) {  // up to about a minute
+        if (waitpid(pid, &st, WNOHANG) == pid) break;
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(dir, ec)) {
+            std::error_code sec;
+            if (e.path().filename().string().find(".tmp.") != std::string::npos && fs::file_size(e.path(), sec) > 0 && !sec)
+                seen = true;
+        }
+        if (!seen) usleep(100);
+    }
+    if (seen) {
+        kill(pid, SIGTERM);
+        waitpid(pid, &st, 0);
+    }
+    if (!seen) {
+        fs::remove_all(dir);
+        GTEST_SKIP() << "the write finished before the test could interrupt it";
+    }
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM) << st;
+    for (const auto& e : fs::directory_iterator(dir))
+        EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
     fs::remove_all(dir);
 }

@@ -241,6 +241,42 @@ TEST_F(LibsvmReader, ErrorsNameFileAndLine) {
     EXPECT_TRUE(throws_error_with([&] { read_libsvm(only_comments); }, {"comments.txt", "no samples"}));
 }
 
+TEST_F(LibsvmReader, HugeIndicesAreRefusedBeforeAllocating) {
+    // 85 bytes claiming 3e9 features used to make a 12 GB dense matrix; an index between 2^61 and
+    // 2^62 escaped as std::length_error.
+    struct Case {
+        std::string index, needle;
+    };
+    const std::vector<Case> cases = {
+        {"16777217", "above the limit of 16777216 features"},
+        {"3000000000", "above the limit of 16777216 features"},
+        {std::to_string((std::uint64_t{1} << 61) + 5), "above the limit"},
+        {"99999999999999999999999999", "above the limit"},
+    };
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+        const std::string p = write("huge" + std::to_string(i) + ".txt", "1 1:0.5\n2 " + cases[i].index + ":1\n");
+        EXPECT_TRUE(throws_error_with([&] { read_libsvm(p); }, {p, "line 2", cases[i].needle})) << cases[i].index;
+    }
+    // The largest index the default allows is read (one row of 2^24 floats).
+    const std::string ok = write("max.txt", "1 16777216:2\n");
+    const Dataset d = read_libsvm(ok);
+    EXPECT_EQ(d.n_features, 16777216u);
+    EXPECT_EQ(d.x.back(), 2.0f);
+}
+
+TEST_F(LibsvmReader, LimitsAreAdjustable) {
+    const std::string p = write("three.txt", "1 1:1\n2 5:1\n3 2:1\n");
+    LibsvmLimits tight;
+    tight.max_features = 4;
+    EXPECT_TRUE(throws_error_with([&] { read_libsvm(p, 0, tight); }, {p, "line 2", "feature index 5", "limit of 4"}));
+    LibsvmLimits small;
+    small.max_dense_values = 14;  // 3 rows x 5 features = 15
+    EXPECT_TRUE(throws_error_with([&] { read_libsvm(p, 0, small); }, {p, "3 samples x 5 features", "limit of 14"}));
+    small.max_dense_values = 15;
+    EXPECT_EQ(read_libsvm(p, 0, small).x.size(), 15u);
+    EXPECT_TRUE(throws_error_with([&] { read_libsvm(p, 20, tight); }, {p, "n_features = 20", "limit of 4"}));
+}
+
 // ---- IDX ---------------------------------------------------------------------------------------
 
 using IdxReader = DataTempDir;
@@ -512,8 +548,101 @@ TEST_F(LoadData, SourcesAndSplits) {
     opt.libsvm_train_rows = 5;
     EXPECT_TRUE(
         throws_error_with([&] { load_data("libsvm:" + p, opt); }, {"five.txt", "5 samples", "libsvm_train_rows"}));
+    opt.libsvm_test_rows = 2;
+    EXPECT_TRUE(throws_error_with([&] { load_data("libsvm:" + p, opt); }, {"libsvm_train_rows", "libsvm_test_rows"}));
+}
+
+TEST_F(LoadData, LibsvmSplitsByFractionRowsOrNone) {
+    std::string text;
+    for (int i = 0; i < 12; ++i) text += std::to_string(i) + " 1:" + std::to_string(i) + "\n";
+    const std::string p = write("twelve.txt", text);
+    DataOptions opt;  // the default: the last 20% of the rows test (2.4 -> 2)
+    DataSplit s = load_data("libsvm:" + p, opt);
+    EXPECT_EQ(s.train.n_samples, 10u);
+    EXPECT_EQ(s.test.n_samples, 2u);
+    EXPECT_EQ(s.test.y, (std::vector<float>{10, 11}));
+    opt.libsvm_test_fraction = 0.5;
+    EXPECT_EQ(load_data("libsvm:" + p, opt).test.n_samples, 6u);
+    opt.libsvm_test_fraction = 0.0;  // no test rows
+    s = load_data("libsvm:" + p, opt);
+    EXPECT_EQ(s.train.n_samples, 12u);
+    EXPECT_EQ(s.test.n_samples, 0u);
+    opt.libsvm_test_fraction = 1.0;
+    EXPECT_TRUE(throws_error_with([&] { load_data("libsvm:" + p, opt); }, {"libsvm_test_fraction"}));
+
+    opt = DataOptions{};
+    opt.libsvm_test_rows = 3;
+    s = load_data("libsvm:" + p, opt);
+    EXPECT_EQ(s.train.n_samples, 9u);
+    EXPECT_EQ(s.test.y, (std::vector<float>{9, 10, 11}));
+    opt.libsvm_test_rows = 12;
+    EXPECT_TRUE(throws_error_with([&] { load_data("libsvm:" + p, opt); }, {"twelve.txt", "libsvm_test_rows = 12"}));
+
+    opt = DataOptions{};
+    opt.no_test = true;
+    s = load_data("libsvm:" + p, opt);
+    EXPECT_EQ(s.train.n_samples, 12u);
+    EXPECT_EQ(s.test.n_samples, 0u);
+    opt.libsvm_train_rows = 4;
+    EXPECT_TRUE(throws_error_with([&] { load_data("libsvm:" + p, opt); }, {"no_test", "libsvm_train_rows"}));
+}
+
+TEST_F(LoadData, AShortFileIsNotAnError) {
+    // Shorter than the paper's 1000 training rows: the default split still works.
+    std::string text;
+    for (int i = 0; i < 442; ++i) text += std::to_string(i % 7) + " 1:1 3:" + std::to_string(i) + "\n";
+    const std::string p = write("diabetes.txt", text);
+    const DataSplit s = load_data("libsvm:" + p);
+    EXPECT_EQ(s.train.n_samples + s.test.n_samples, 442u);
+    EXPECT_EQ(s.test.n_samples, 88u);
+    // A single row: it trains, and there is no test set.
+    const std::string one = write("one.txt", "1 1:1\n");
+    const DataSplit o = load_data("libsvm:" + one);
+    EXPECT_EQ(o.train.n_samples, 1u);
+    EXPECT_EQ(o.test.n_samples, 0u);
+}
+
+TEST_F(LoadData, ASeparateTestFile) {
+    const std::string train = write("pair.txt", "1 1:1\n2 2:1\n3 1:1 2:1\n");
+    const std::string test = write("pair.t", "4 3:1\n5 1:2\n");  // uses a third feature
+    DataOptions opt;
+    opt.test_source = "libsvm:" + test;
+    const DataSplit s = load_data("libsvm:" + train, opt);
+    EXPECT_EQ(s.train.n_samples, 3u);  // the whole training file
+    EXPECT_EQ(s.test.n_samples, 2u);
+    EXPECT_EQ(s.train.n_features, 3u);  // widened to the test file's features
+    EXPECT_EQ(s.test.n_features, 3u);
+    EXPECT_EQ(s.train.x, (std::vector<float>{1, 0, 0, 0, 1, 0, 1, 1, 0}));
+    EXPECT_EQ(s.test.x, (std::vector<float>{0, 0, 1, 2, 0, 0}));
+    EXPECT_EQ(s.test.name, "pair/test");
+    EXPECT_NO_THROW(s.train.validate());
+    EXPECT_NO_THROW(s.test.validate());
+
+    opt.libsvm_train_rows = 2;
+    EXPECT_TRUE(throws_error_with([&] { load_data("libsvm:" + train, opt); }, {"libsvm_train_rows"}));
     opt.libsvm_train_rows = 0;
-    EXPECT_TRUE(throws_error_with([&] { load_data("libsvm:" + p, opt); }, {"libsvm_train_rows"}));
+    opt.no_test = true;
+    EXPECT_TRUE(throws_error_with([&] { load_data("libsvm:" + train, opt); }, {"test"}));
+    opt.no_test = false;
+    opt.test_source = "libsvm:" + path("absent.t");
+    EXPECT_TRUE(throws_error_with([&] { load_data("libsvm:" + train, opt); }, {"absent.t"}));
+    opt.test_source = "nonsense";
+    EXPECT_TRUE(throws_error_with([&] { load_data("libsvm:" + train, opt); }, {"test data source", "nonsense"}));
+    // Mackey-Glass has 6 features: a LIBSVM training file of 2 does not pair with it.
+    opt.test_source = "mackey-glass";
+    EXPECT_TRUE(throws_error_with([&] { load_data("libsvm:" + train, opt); }, {"6 and 2 features"}));
+}
+
+TEST_F(LoadData, NoTestSetForEverySource) {
+    DataOptions opt;
+    opt.no_test = true;
+    opt.mackey_glass.n_train = 30;
+    opt.mackey_glass.n_test = 7;
+    const DataSplit mg = load_data("mackey-glass", opt);
+    EXPECT_EQ(mg.train.n_samples, 30u);
+    EXPECT_EQ(mg.test.n_samples, 0u);
+    opt.libsvm_train_rows = 10;
+    EXPECT_TRUE(throws_error_with([&] { load_data("mackey-glass", opt); }, {"libsvm_train_rows", "mackey-glass"}));
 }
 
 TEST(LoadDataSource, UnknownSourceListsTheAcceptedForms) {
@@ -528,9 +657,15 @@ TEST(LoadDataSource, UnknownSourceListsTheAcceptedForms) {
 TEST(RealData, MackeyGlassLibsvmHasThePapersSplit) {
     const std::string file = data_dir() + "/mackey-glass/mg_scale.txt";
     if (data_dir().empty() || !fs::exists(file)) GTEST_SKIP() << "real data not found at '" << file << "'";
-    const DataSplit s = load_data("libsvm:" + file);
+    DataOptions paper;
+    paper.libsvm_train_rows = 1000;  // the paper's split (--train-rows 1000)
+    const DataSplit s = load_data("libsvm:" + file, paper);
     EXPECT_EQ(s.train.n_samples, 1000u);
     EXPECT_EQ(s.test.n_samples, 385u);
+    // The default: the last 20% of the 1385 rows.
+    const DataSplit d = load_data("libsvm:" + file);
+    EXPECT_EQ(d.train.n_samples, 1108u);
+    EXPECT_EQ(d.test.n_samples, 277u);
     EXPECT_EQ(s.train.n_features, 6u);
     EXPECT_EQ(s.test.n_features, 6u);
     // The first line: "1.13351 1:0.440815 2:-0.0549122 ..."

@@ -1,5 +1,5 @@
 // The sparsifier formulas of core/gates.h against closed forms, finite differences and
-// statistics: hard-concrete gates (method.md §7), the counter-based uniform, the GMP schedule.
+// statistics: hard-concrete gates (docs/method.md §7), the counter-based uniform, the GMP schedule.
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -184,7 +184,7 @@ TEST_F(Safetensors, ReaderRejectsBrokenFiles) {
     const std::vector<Case> cases = {
         {"tiny", "abc", {"truncated"}},
         {"hlen", huge_len, {"header length 1000", "past the end"}},
-        {"json", hand_made("{\"w\": [1, 2", {}), {"not valid JSON"}},
+        {"json", hand_made("{\"w\": [1, 2", {}), {"invalid JSON"}},
         {"array", hand_made("[1,2]", {}), {"not a JSON object"}},
         {"dtype", hand_made(R"({"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", {0}), {"'w'", "F16"}},
         {"noshape", hand_made(R"({"w":{"dtype":"F32","data_offsets":[0,4]}})", {0}), {"'w'", "shape"}},
@@ -370,3 +370,17 @@ TEST_F(SafetensorsModel, LoadRejectsFilesThatDoNotFitTheArchitecture) {
         {"format", "reserved"}));
     EXPECT_TRUE(throws_error_with([&] { load_model(path("absent.safetensors")); }, {"absent.safetensors"}));
 }
+
+TEST_F(SafetensorsModel, AClaimedArchitectureIsCheckedBeforeItIsAllocated) {
+    // A small file whose metadata claims a network of 10^12 weights: the tensors it holds do not
+    // fit, and that is the error (not an allocation of 4 TB).
+    const Model m = small_model();
+    const std::string good = path("good.safetensors");
+    save_model(good, m);
+    TensorFile claim = read_safetensors(good);
+    claim.metadata["architecture"] = ModelSpec::parse("dense:3-1000000-1000000-2").to_json();
+    const std::string p = path("claim.safetensors");
+    write_safetensors(p, claim);
+    EXPECT_TRUE(throws_error_with([&] { load_model(p); }, {"claim.safetensors", "layers.0.weight", "[1000000, 3]"}));
+}
+

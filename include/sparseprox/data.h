@@ -69,6 +69,18 @@ SPARSEPROX_API DataSplit mackey_glass(const MackeyGlassOptions& options = {});
 // positive integer or does not ascend, NaN/Inf or out-of-float-range values, no samples at all).
 SPARSEPROX_API Dataset read_libsvm(const std::string& path, std::size_t n_features = 0);
 
+// What read_libsvm accepts before it allocates: a feature index above max_features, or a dense
+// matrix (rows x features) of more than max_dense_values floats, is an error naming the file
+// (and the line of the index). The defaults allow 2^24 features and 2^28 values (1 GiB);
+// max_features above 2^32 counts as 2^32.
+struct SPARSEPROX_API LibsvmLimits {
+    std::size_t max_features = std::size_t{1} << 24;
+    std::size_t max_dense_values = std::size_t{1} << 28;
+};
+// read_libsvm with explicit limits. Rows are held sparsely while the file is read; the dense
+// matrix is allocated once, after the limits are checked.
+SPARSEPROX_API Dataset read_libsvm(const std::string& path, std::size_t n_features, const LibsvmLimits& limits);
+
 // ---- IDX (MNIST format), gzipped or not ---------------------------------------------------------
 // Images: magic 0x00000803, then count, rows, cols, uint8 pixels. Labels: magic 0x00000801,
 // count, uint8 labels. Files ending in .gz are inflated with zlib. n_outputs is the largest
@@ -88,14 +100,29 @@ SPARSEPROX_API DataSplit read_idx_dir(const std::string& dir, PixelScale scale =
 
 // ---- One entry point for the command line ------------------------------------------------------
 struct SPARSEPROX_API DataOptions {
-    std::size_t libsvm_train_rows = 1000;  // first rows train, the rest test (the paper's split)
+    // How a LIBSVM file is split, in file order with the training rows first. At most one of
+    // libsvm_train_rows and libsvm_test_rows may be set; with neither, libsvm_test_fraction.
+    std::size_t libsvm_train_rows = 0;  // > 0: the first N rows train, the rest test (mg_scale in the paper: 1000)
+    std::size_t libsvm_test_rows = 0;   // > 0: the last N rows test, the rest train
+    double libsvm_test_fraction = 0.2;  // in [0, 1): the last round(F x rows) rows test (at least one
+                                        // when F > 0 and the file has two rows or more)
+    // No test set at all: a LIBSVM file trains on every row; the other sources leave their test
+    // part out (DataSplit::test is then empty, n_samples 0).
+    bool no_test = false;
+    // A separate test set, in the same syntax as the source: "libsvm:PATH" (the whole file),
+    // "idx:DIR" (the folder's t10k files) or "mackey-glass" (the generator's test rows). The
+    // source then gives only the training set (a LIBSVM file whole, so the split fields must be
+    // left at 0). Two LIBSVM files are widened to the larger feature count of the two.
+    std::string test_source;
     PixelScale pixel_scale = PixelScale::symmetric;
     MackeyGlassOptions mackey_glass;
 };
-// "mackey-glass", "libsvm:PATH" or "idx:DIR". libsvm: the first libsvm_train_rows rows train,
-// the rest test (an error when that leaves no test rows); sets named "<stem>/train" and
-// "<stem>/test". idx: read_idx_dir with pixel_scale. Any other source is an error that lists
-// the accepted forms.
+// "mackey-glass", "libsvm:PATH" or "idx:DIR", split as DataOptions says; LIBSVM sets are named
+// "<stem>/train" and "<stem>/test" (the test file's stem for a separate test file). idx:
+// read_idx_dir with pixel_scale. Errors: any other source (the message lists the accepted
+// forms), a split that leaves no training rows or, asked for by row count, no test rows (the
+// message suggests no_test), split fields together with test_source or with each other, a test
+// set whose task or outputs differ from the training set's.
 SPARSEPROX_API DataSplit load_data(const std::string& source, const DataOptions& options = {});
 
 }  // namespace sparseprox

@@ -1,18 +1,37 @@
 // sparseprox: the command-line front end of the library.
 #include <cstdio>
 #include <exception>
+#include <new>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "cli/search_command.h"
 #include "cli/train_command.h"
+#include "cli/usage.h"
+#include "sparseprox/files.h"
 #include "sparseprox/sparseprox.h"
+
+namespace {
+
+// Every usage error, like every other error: one line, exit status 1.
+int usage_error(const std::string& message) {
+    std::fprintf(stderr, "sparseprox: error: %s\n", message.c_str());
+    return 1;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     using namespace sparseprox;
+    // A signal while an output is being written leaves no temporary file behind.
+    install_temp_file_cleanup();
     CLI::App app{"SparseProx: sparse neural networks by l1 proximal training"};
-    app.require_subcommand(1);
     app.set_version_flag("--version", std::string("sparseprox ") + version());
+    // Unknown arguments are collected, not thrown, so that the message is ours (with the
+    // closest known flag) and the exit status 1.
+    app.allow_extras();
 
     cli::TrainFlags train_flags;
     CLI::App* train_cmd = app.add_subcommand("train", "train a network by proximal SGD (Algorithm 3)");
@@ -24,29 +43,70 @@ int main(int argc, char** argv) {
     cli::add_search_flags(*search_cmd, search_flags);
 
     CLI::App* devices_cmd = app.add_subcommand("devices", "list the devices this build can use");
+    const std::vector<CLI::App*> commands = {train_cmd, search_cmd, devices_cmd};
+    for (CLI::App* c : commands) c->allow_extras();
 
     try {
         app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
+    } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        // The command whose flag failed, for the flag's type in the message.
+        const CLI::App* where = &app;
+        for (CLI::App* c : commands)
+            if (c->parsed()) where = c;
+        return usage_error(cli::usage_message(e, *where));
     }
+
+    const CLI::App* chosen = nullptr;
+    for (CLI::App* c : commands)
+        if (c->parsed()) chosen = c;
+    std::vector<std::string> command_names;
+    for (CLI::App* c : commands) command_names.push_back(c->get_name());
+    const std::vector<std::string> top_extras = app.remaining();
+    if (!chosen) {
+        if (top_extras.empty())
+            return usage_error("no command given: sparseprox train, search or devices (see sparseprox --help)");
+        const std::string& word = top_extras.front();
+        if (!word.empty() && word[0] == '-')
+            return usage_error(cli::extras_message(top_extras, app, "sparseprox", {train_cmd, search_cmd}));
+        return usage_error("unknown command '" + word + "' (expected train, search or devices)" +
+                           cli::did_you_mean(word, command_names));
+    }
+    if (!top_extras.empty())
+        return usage_error(cli::extras_message(top_extras, app, "sparseprox", {train_cmd, search_cmd}) +
+                           "; flags go after the command");
+    const std::vector<std::string> extras = chosen->remaining();
+    if (!extras.empty()) {
+        std::vector<const CLI::App*> others;
+        for (CLI::App* c : commands)
+            if (c != chosen) others.push_back(c);
+        return usage_error(cli::extras_message(extras, *chosen, "sparseprox " + chosen->get_name(), others));
+    }
+
+    cli::record_given_flags(*train_cmd, train_flags.given);
+    cli::record_given_flags(*search_cmd, search_flags.train.given);
     try {
-        if (*train_cmd) return cli::run_train(train_flags);
-        if (*search_cmd) return cli::run_search(search_flags);
-        if (*devices_cmd) {
-            std::printf("%s\n", describe_device(Device{}).c_str());
-            const int n = cuda_device_count();
-            if (!cuda_compiled()) std::printf("CUDA backend not compiled in\n");
-            for (int i = 0; i < n; ++i) std::printf("%s\n", describe_device(Device{DeviceKind::cuda, i}).c_str());
-            if (cuda_compiled() && n == 0) std::printf("no usable CUDA device\n");
-            return 0;
-        }
+        if (chosen == train_cmd) return cli::run_train(train_flags);
+        if (chosen == search_cmd) return cli::run_search(search_flags);
+        std::printf("%s\n", describe_device(Device{}).c_str());
+        const int n = cuda_device_count();
+        if (!cuda_compiled()) std::printf("CUDA backend not compiled in\n");
+        for (int i = 0; i < n; ++i) std::printf("%s\n", describe_device(Device{DeviceKind::cuda, i}).c_str());
+        if (cuda_compiled() && n == 0) std::printf("no usable CUDA device\n");
+        return 0;
     } catch (const Error& e) {
         std::fprintf(stderr, "sparseprox: error: %s\n", e.what());
+        return 1;
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "sparseprox: error: out of memory\n");
         return 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "sparseprox: internal error: %s\n", e.what());
         return 2;
     }
-    return 0;
 }

@@ -23,8 +23,10 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
                    "(default: computed from the loss gradient)");
     app.add_option("--lambda1", f.lambda1, "the second run's lambda (too many nonzeros)")->capture_default_str();
     app.add_option("--max-outer", f.max_outer, "the most training runs (outer iterations), the first two included")
+        ->check(whole_number(false))
         ->capture_default_str();
     app.add_option("--adapt-interval", f.adapt_interval, "adaptive: steps between lambda updates")
+        ->check(whole_number(true))
         ->capture_default_str();
     app.add_option("--adapt-rate", f.adapt_rate, "adaptive: gain a of the update rule (0: 0.5 relative, 1 sparsity)")
         ->capture_default_str();
@@ -35,6 +37,7 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
     app.add_option("--adapt-ramp", f.adapt_ramp,
                    "adaptive (relative rule): steps over which the NNZ schedule falls to the target "
                    "(0: half the step budget)")
+        ->check(whole_number(false))
         ->capture_default_str();
     app.add_flag("--no-stop-run0", f.no_stop_run0,
                  "run 0 ignores the band and trains its whole budget (the authors' released code)");
@@ -137,12 +140,19 @@ nlohmann::json iteration_json(const SearchIteration& it, bool classification) {
 }  // namespace
 
 int run_search(const SearchFlags& f) {
+    // A wrong output path fails now, not after the search.
+    check_outputs(f.train, f.train.has("--trace-csv") ? std::vector<std::pair<std::string, std::string>>{{"--trace-csv", f.trace_csv}}
+                                                      : std::vector<std::pair<std::string, std::string>>{});
     RunSetup setup = prepare_run(f.train, false);
     const bool have_nnz = !f.train.target_nnz.empty(), have_density = !f.target_density.empty();
     if (have_nnz == have_density)
         throw Error(have_nnz ? "give --target-nnz or --target-density, not both"
                              : "a search needs a target: --target-nnz N (or one count per layer) or --target-density D");
     if (have_density) setup.options.stop.targets = density_targets(f.target_density, setup.spec);
+    check_band_flags(f.train, setup.options.stop);
+    const bool adaptive_strategy = f.strategy == "adaptive";
+    for (const char* flag : {"--adapt-interval", "--adapt-rate", "--adapt-rule", "--adapt-ramp"})
+        refuse_unless(f.train, flag, adaptive_strategy, "is an option of --strategy adaptive");
 
     SearchOptions so;
     so.train = setup.options;
@@ -161,10 +171,9 @@ int run_search(const SearchFlags& f) {
 
     const std::size_t n_weights = setup.spec.n_weights();
     const StopRule& band = so.train.stop;
-    std::printf("sparseprox %s: search (%s, %s) %s on %s (%zu train / %zu test rows), %zu weights, device %s\n",
-                version(), method_name(so.train.method.method), to_string(so.strategy), setup.spec.to_short().c_str(), f.train.data.c_str(),
-                setup.data.train.n_samples, setup.data.test.n_samples, n_weights,
-                describe_device(setup.device).c_str());
+    std::printf("sparseprox %s: search (%s, %s) %s on %s (%s), %zu weights, device %s\n", version(),
+                method_name(so.train.method.method), to_string(so.strategy), setup.spec.to_short().c_str(),
+                f.train.data.c_str(), rows_text(setup).c_str(), n_weights, describe_device(setup.device).c_str());
     std::printf("target NNZ %s (rho %g%s), %s per run\n", join(band.targets).c_str(), band.tolerance,
                 band.targets.size() > 1 ? (", at least " + std::to_string(band.min_layers ? band.min_layers
                                                                                             : band.targets.size()) +
@@ -191,7 +200,32 @@ int run_search(const SearchFlags& f) {
         std::fflush(stdout);
     };
 
-    const SearchResult r = LambdaSearch(so).run(setup.init, setup.data.train, &setup.data.test);
+    std::vector<SearchIteration> done;  // the iterations so far, for a report on failure
+    const auto print_iteration = so.on_iteration;
+    so.on_iteration = [&](const SearchIteration& it) {
+        done.push_back(it);
+        print_iteration(it);
+    };
+    SearchResult r;
+    try {
+        r = or_out_of_memory(training_what(setup), [&] {
+            return LambdaSearch(so).run(setup.init, setup.data.train, test_set(setup));
+        });
+    } catch (const DivergedError& e) {
+        nlohmann::json j = setup_report("search", f.train, setup);
+        j["strategy"] = to_string(so.strategy);
+        j["search"] = nlohmann::json::array();
+        for (const SearchIteration& it : done) j["search"].push_back(iteration_json(it, classification));
+        const Error err = diverged_error(e, f.train, &j);
+        OutputWriter out;
+        if (!f.trace_csv.empty()) {
+            SearchResult partial;
+            partial.iterations = done;
+            out.attempt("--trace-csv", [&] { write_csv(f.trace_csv, partial, setup.spec.n_weight_layers()); });
+        }
+        write_report(out, f.train.report, j);
+        throw err;
+    }
 
     setup.options = so.train;
     setup.options.finetune = so.finetune || so.train.finetune;
@@ -207,11 +241,14 @@ int run_search(const SearchFlags& f) {
                     r.wall_seconds, r.best_iteration);
     std::printf("lambda %s\n", fmt_lambdas(r.lambda_final).c_str());
 
-    save_run(f.train, r.run);
-    if (!f.trace_csv.empty()) {
-        write_csv(f.trace_csv, r, setup.spec.n_weight_layers());
-        std::printf("wrote trace %s\n", f.trace_csv.c_str());
-    }
+    // Each output on its own: a failure is reported and the others are still written.
+    OutputWriter out;
+    out.attempt("--save", [&] { save_run(f.train, r.run); });
+    if (!f.trace_csv.empty())
+        out.attempt("--trace-csv", [&] {
+            write_csv(f.trace_csv, r, setup.spec.n_weight_layers());
+            std::printf("wrote trace %s\n", f.trace_csv.c_str());
+        });
     if (!f.train.report.empty()) {
         nlohmann::json j = run_report("search", f.train, setup, r.run);
         j["strategy"] = to_string(r.strategy);
@@ -234,9 +271,9 @@ int run_search(const SearchFlags& f) {
         j["search_wall_seconds"] = r.wall_seconds;
         j["search"] = nlohmann::json::array();
         for (const SearchIteration& it : r.iterations) j["search"].push_back(iteration_json(it, classification));
-        write_file_atomic(f.train.report, j.dump(2) + "\n");
-        std::printf("wrote report %s\n", f.train.report.c_str());
+        write_report(out, f.train.report, std::move(j));
     }
+    if (out.failed()) return 1;
     return r.reached ? 0 : 3;
 }
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -25,22 +26,37 @@ void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda) {
     app.add_option("--weight-decay", f.weight_decay, "l2 weight decay on the weights (the l2 baseline; 0: off)")
         ->capture_default_str();
     app.add_option("--batch", f.batch, "mini-batch size or 'full' (default: full for regression, 128 otherwise)");
-    app.add_option("--epochs", f.epochs, "epochs per run (default 5 for classification)");
-    app.add_option("--steps", f.steps, "steps per run (default 5000 for regression)");
-    app.add_option("--seed", f.seed, "seed of the initialization and the batch order")->capture_default_str();
+    app.add_option("--epochs", f.epochs, "epochs per run (default 5 for classification)")->check(whole_number(true));
+    app.add_option("--steps", f.steps, "steps per run (default 5000 for regression)")->check(whole_number(true));
+    app.add_option("--seed", f.seed, "seed of the initialization and the batch order")
+        ->check(whole_number(false))
+        ->capture_default_str();
     app.add_option("--target-nnz", f.target_nnz,
                    "stop at the first step in the band: a total NNZ, or one count per weight layer");
     app.add_option("--tolerance", f.tolerance, "band half-width rho, relative to the target")->capture_default_str();
     app.add_option("--min-layers", f.min_layers, "per-layer targets: layers that must be in band (0: all)")
+        ->check(whole_number(false))
         ->capture_default_str();
     app.add_option("--report", f.report, "write a JSON report to this file");
     app.add_option("--save", f.save, "save the trained model (safetensors) to this file");
     app.add_option("--loss", f.loss, "mse or cross_entropy (default: from the data set)");
-    app.add_option("--train-rows", f.train_rows, "libsvm: the first rows form the training set, the rest the test set")
+    app.add_option("--test-data", f.test_data,
+                   "a separate test set, same forms as --data (libsvm:PATH: the whole file; idx:DIR: its t10k files); "
+                   "--data then trains whole");
+    app.add_option("--test-fraction", f.test_fraction,
+                   "libsvm: the last fraction of the rows form the test set (0: none)")
+        ->check(fraction())
         ->capture_default_str();
+    app.add_option("--test-rows", f.test_rows, "libsvm: the last N rows form the test set")->check(whole_number(true));
+    app.add_option("--train-rows", f.train_rows,
+                   "libsvm: the first N rows form the training set, the rest the test set (the paper's mg_scale "
+                   "split: 1000)")
+        ->check(whole_number(true));
+    app.add_flag("--no-test", f.no_test, "no test set: libsvm files train on every row; test figures are null");
     app.add_option("--pixel-scale", f.pixel_scale, "idx: symmetric ([-1,1]), unit ([0,1]) or raw")
         ->capture_default_str();
     app.add_option("--progress-seconds", f.progress_seconds, "seconds between progress lines (0: none)")
+        ->check(finite_non_negative())
         ->capture_default_str();
     app.add_flag("--quiet,-q", f.quiet, "print only the summary");
     app.add_flag("--finetune", f.finetune,
@@ -95,6 +111,7 @@ void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda) {
     app.add_option("--gmp-end", f.gmp_end, "gmp: the target is reached at this fraction of the step budget")
         ->capture_default_str();
     app.add_option("--gmp-interval", f.gmp_interval, "gmp: steps between pruning events (0: 1/50 of the ramp)")
+        ->check(whole_number(false))
         ->capture_default_str();
     app.add_flag("--gmp-per-layer", f.gmp_per_layer,
                  "gmp with one total target: prune every layer to the same density (default: global magnitude)");
@@ -135,17 +152,71 @@ PixelScale parse_pixel_scale(const std::string& s) {
 
 }  // namespace
 
+void record_given_flags(const CLI::App& cmd, std::set<std::string>& given) {
+    for (const CLI::Option* o : cmd.get_options())
+        if (o->count() > 0) given.insert(o->get_name());
+}
+
+void refuse_unless(const TrainFlags& f, const char* flag, bool applies, const std::string& why) {
+    if (f.has(flag) && !applies) throw Error(std::string(flag) + " does not apply here: it " + why);
+}
+
+void check_band_flags(const TrainFlags& f, const StopRule& stop) {
+    refuse_unless(f, "--min-layers", stop.targets.size() > 1 || f.min_layers == 0,
+                  "counts the layers in band for per-layer targets (one --target-nnz count per weight layer), and "
+                  "this run has " + std::string(stop.targets.empty() ? "no target" : "one total target"));
+    refuse_unless(f, "--tolerance", stop.enabled(), "is the band's half-width, and this run has no --target-nnz");
+}
+
+void check_model_fits_data(const TrainFlags& f, const ModelSpec& spec, const Dataset& data) {
+    const std::string model = excerpt(f.model.empty() ? spec.to_short() : f.model, 160);
+    if (spec.n_inputs != data.n_features)
+        throw Error("--model " + model + " takes " + std::to_string(spec.n_inputs) + " inputs but --data " + f.data +
+                    " has " + std::to_string(data.n_features) + " features");
+    if (spec.n_outputs() != data.n_outputs)
+        throw Error("--model " + model + " has " + std::to_string(spec.n_outputs()) + " outputs but --data " + f.data +
+                    " has " + std::to_string(data.n_outputs) +
+                    (data.task == Task::classification ? " classes" : " targets"));
+}
+
 RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     RunSetup s;
     DataOptions dopt;
+    const bool libsvm = f.data.rfind("libsvm:", 0) == 0;
+    const int split_flags = f.has("--train-rows") + f.has("--test-rows") + f.has("--test-fraction");
+    if (split_flags > 1)
+        throw Error("--train-rows, --test-rows and --test-fraction each state the split: give one");
+    for (const char* flag : {"--train-rows", "--test-rows", "--test-fraction"}) {
+        refuse_unless(f, flag, libsvm, "splits a libsvm:PATH data file, and --data is " + f.data);
+        refuse_unless(f, flag, !f.no_test, "states a test set, and --no-test asks for none");
+        refuse_unless(f, flag, f.test_data.empty(), "splits --data, and --test-data gives the test set");
+    }
+    if (f.no_test && !f.test_data.empty()) throw Error("--no-test and --test-data: choose one");
     dopt.libsvm_train_rows = f.train_rows;
+    dopt.libsvm_test_rows = f.test_rows;
+    dopt.libsvm_test_fraction = f.test_fraction;
+    dopt.no_test = f.no_test;
+    dopt.test_source = f.test_data;
     dopt.pixel_scale = parse_pixel_scale(f.pixel_scale);
     s.device = parse_device(f.device);
     if (!(f.tolerance >= 0 && f.tolerance < 1)) throw Error("--tolerance: " + std::to_string(f.tolerance) + " is outside [0, 1)");
     if (!(std::isfinite(f.weight_decay) && f.weight_decay >= 0))
         throw Error("--weight-decay: " + std::to_string(f.weight_decay) + " must be finite and >= 0");
 
-    s.data = load_data(f.data, dopt);
+    const Method method = parse_method(f.method);
+    refuse_unless(f, "--l0-group", method == Method::l0, "is an option of --method l0");
+    refuse_unless(f, "--l0-gate-lr", method == Method::l0, "is an option of --method l0");
+    refuse_unless(f, "--l0-drop-init", method == Method::l0, "is an option of --method l0");
+    refuse_unless(f, "--l0-drop-init-first", method == Method::l0, "is an option of --method l0");
+    refuse_unless(f, "--spred-threshold", method == Method::spred, "is an option of --method spred");
+    refuse_unless(f, "--gmp-begin", method == Method::gmp, "is an option of --method gmp");
+    refuse_unless(f, "--gmp-end", method == Method::gmp, "is an option of --method gmp");
+    refuse_unless(f, "--gmp-interval", method == Method::gmp, "is an option of --method gmp");
+    refuse_unless(f, "--gmp-per-layer", method == Method::gmp, "is an option of --method gmp");
+    refuse_unless(f, "--finetune-lr", f.finetune, "is the learning rate of --finetune");
+    refuse_unless(f, "--pixel-scale", f.data.rfind("idx:", 0) == 0, "scales the pixels of idx:DIR data");
+
+    s.data = or_out_of_memory("loading --data " + f.data, [&] { return load_data(f.data, dopt); });
     s.classification = s.data.train.task == Task::classification;
     std::string model_text = f.model;
     if (model_text.empty())
@@ -154,6 +225,8 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
                                       : "dense:" + std::to_string(s.data.train.n_features) + "-128-128-64-" +
                                             std::to_string(s.data.train.n_outputs);
     s.spec = ModelSpec::parse(model_text);
+    // The model against the data before anything the size of the model is allocated.
+    check_model_fits_data(f, s.spec, s.data.train);
 
     TrainOptions& opt = s.options;
     opt.device = s.device;
@@ -161,6 +234,10 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     if (with_lambda) opt.lambdas = parse_float_list("--lambda", f.lambda);
     opt.weight_decay = f.weight_decay;
     opt.batch_size = f.batch.empty() ? (s.classification ? 128 : 0) : parse_batch(f.batch);
+    // An explicit batch larger than the data would silently be the full batch.
+    if (!f.batch.empty() && opt.batch_size > s.data.train.n_samples)
+        throw Error("--batch " + f.batch + " is larger than the " + std::to_string(s.data.train.n_samples) +
+                    " training rows of --data " + f.data + " (give at most that many, or --batch full)");
     opt.epochs = f.epochs;
     opt.steps = f.steps;
     if (opt.epochs == 0 && opt.steps == 0) {
@@ -169,7 +246,7 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     }
     opt.seed = f.seed;
     MethodOptions& m = opt.method;
-    m.method = parse_method(f.method);
+    m.method = method;
     m.l0.group = f.l0_group;
     m.l0.gate_lr = f.l0_gate_lr;
     m.l0.drop_init = f.l0_drop_init;
@@ -210,17 +287,30 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
                     join(p.nnz).c_str(), p.samples_per_second, p.seconds);
         std::fflush(stdout);
     };
+    const std::string params = "the parameters of model " + s.spec.to_short() + " (" +
+                               std::to_string(s.spec.n_weights()) + " weights, " +
+                               byte_size(4.0 * static_cast<double>(ParamLayout::of(s.spec).slab_size)) + ")";
     if (f.init.empty()) {
-        s.init = Model::initialize(s.spec, f.seed);
+        s.init = or_out_of_memory("allocating " + params, [&] { return Model::initialize(s.spec, f.seed); });
     } else {
-        const Model loaded = load_model(f.init);
+        // load_model checks the file's tensors against its architecture before allocating.
+        const Model loaded = or_out_of_memory("loading --init " + f.init, [&] { return load_model(f.init); });
         if (loaded.spec().to_short() != s.spec.to_short() || loaded.slab().size() != ParamLayout::of(s.spec).slab_size)
-            throw Error("--init: model file '" + f.init + "' holds " + loaded.spec().to_short() + " but the run trains " +
-                        s.spec.to_short());
-        s.init = Model(s.spec);  // the run's spec (names, activations) with the file's parameters
-        s.init.slab() = loaded.slab();
+            throw Error("--init: model file '" + f.init + "' holds " + excerpt(loaded.spec().to_short(), 160) +
+                        " but the run trains " + excerpt(s.spec.to_short(), 160));
+        or_out_of_memory("allocating " + params, [&] {
+            s.init = Model(s.spec);  // the run's spec (names, activations) with the file's parameters
+            s.init.slab() = loaded.slab();
+        });
     }
     return s;
+}
+
+std::string training_what(const RunSetup& s) {
+    return "training model " + s.spec.to_short() + " (" + std::to_string(s.spec.n_weights()) + " weights) on " +
+           std::to_string(s.data.train.n_samples) + " rows, batch " +
+           (s.options.batch_size == 0 ? std::string("full") : std::to_string(s.options.batch_size)) + ", device " +
+           describe_device(s.device);
 }
 
 void print_summary(const RunSetup& setup, const TrainResult& r) {
@@ -241,19 +331,34 @@ void print_summary(const RunSetup& setup, const TrainResult& r) {
                     : "");
     if (r.finetune_steps) std::printf(", of which %zu fine-tuning with the pattern fixed", r.finetune_steps);
     std::printf(", %.2f s, %.0f samples/s\n", r.wall_seconds, r.samples_per_second);
-    std::printf("train loss %.6g, test loss %.6g", r.train_eval.loss, r.test_eval.loss);
-    if (setup.classification) std::printf(", test accuracy %.2f%%", 100.0 * r.test_eval.accuracy);
+    std::printf("train loss %.6g", r.train_eval.loss);
+    if (test_set(setup)) {
+        std::printf(", test loss %.6g", r.test_eval.loss);
+        if (setup.classification) std::printf(", test accuracy %.2f%%", 100.0 * r.test_eval.accuracy);
+    } else {
+        std::printf(", no test set");
+    }
     std::printf("\n");
 }
 
-nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSetup& setup, const TrainResult& r) {
+const Dataset* test_set(const RunSetup& s) { return s.data.test.n_samples > 0 ? &s.data.test : nullptr; }
+
+std::string rows_text(const RunSetup& s) {
+    return test_set(s) ? std::to_string(s.data.train.n_samples) + " train / " + std::to_string(s.data.test.n_samples) +
+                             " test rows"
+                       : std::to_string(s.data.train.n_samples) + " train rows, no test set";
+}
+
+nlohmann::json setup_report(const char* command, const TrainFlags& f, const RunSetup& setup) {
     const TrainOptions& opt = setup.options;
-    const auto& segs = r.model.layout().segments;
     nlohmann::json j;
     j["command"] = command;
     j["version"] = version();
     j["device"] = describe_device(setup.device);
     j["data"] = f.data;
+    j["test_data"] = f.test_data.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.test_data);
+    j["train_rows"] = setup.data.train.n_samples;
+    j["test_rows"] = setup.data.test.n_samples;
     j["model"] = setup.spec.to_short();
     j["loss"] = to_string(opt.loss.value_or(default_loss(setup.data.train.task)));
     j["lr"] = f.lr;
@@ -284,6 +389,19 @@ nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSet
                                    {"per_layer", opt.method.gmp.per_layer}};
             break;
     }
+    j["n_weights_total"] = setup.spec.n_weights();
+    j["target_nnz"] = opt.stop.targets;
+    j["tolerance"] = opt.stop.tolerance;
+    j["min_layers"] = opt.stop.min_layers;
+    j["finetune"] = opt.finetune;
+    j["finetune_lr"] = opt.finetune_lr > 0.0f ? opt.finetune_lr : opt.lr;
+    return j;
+}
+
+nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSetup& setup, const TrainResult& r) {
+    const TrainOptions& opt = setup.options;
+    const auto& segs = r.model.layout().segments;
+    nlohmann::json j = setup_report(command, f, setup);
     j["layers"] = nlohmann::json::array();
     for (std::size_t l = 0; l < segs.size(); ++l)
         j["layers"].push_back({{"name", "layers." + std::to_string(l)},
@@ -293,23 +411,30 @@ nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSet
                                {"alive_units", r.alive.size() > l ? r.alive[l] : 0},
                                {"lambda", r.lambdas[l]}});
     j["nnz_total"] = r.model.nnz_total();
-    j["n_weights_total"] = setup.spec.n_weights();
-    j["target_nnz"] = opt.stop.targets;
-    j["tolerance"] = opt.stop.tolerance;
-    j["min_layers"] = opt.stop.min_layers;
     j["train_loss"] = number_or_null(r.train_eval.loss);
     j["test_loss"] = number_or_null(r.test_eval.loss);
     j["train_accuracy"] = setup.classification ? number_or_null(r.train_eval.accuracy) : nlohmann::json(nullptr);
-    j["test_accuracy"] = setup.classification ? number_or_null(r.test_eval.accuracy) : nlohmann::json(nullptr);
+    j["test_accuracy"] =
+        setup.classification && test_set(setup) ? number_or_null(r.test_eval.accuracy) : nlohmann::json(nullptr);
     j["steps"] = r.steps;
-    j["finetune"] = opt.finetune;
-    j["finetune_lr"] = opt.finetune_lr > 0.0f ? opt.finetune_lr : opt.lr;
     j["finetune_steps"] = r.finetune_steps;
     j["epochs_started"] = r.epochs_started;
     j["stopped_in_band"] = r.stopped_in_band;
     j["wall_seconds"] = r.wall_seconds;
     j["samples_per_second"] = r.samples_per_second;
+    j["diverged"] = false;
     return j;
+}
+
+Error diverged_error(const DivergedError& e, const TrainFlags& f, nlohmann::json* report) {
+    if (report) {
+        (*report)["diverged"] = true;
+        (*report)["diverged_step"] = e.last_step();
+        (*report)["diverged_first_step"] = e.first_step();
+        (*report)["error"] = e.what();
+    }
+    return Error(std::string(e.what()) + "; try a smaller --lr" +
+                 (f.finetune && f.finetune_lr > 0.0f ? " or --finetune-lr" : ""));
 }
 
 void save_run(const TrainFlags& f, const TrainResult& r) {
@@ -326,22 +451,67 @@ void save_run(const TrainFlags& f, const TrainResult& r) {
     std::printf("saved model to %s\n", f.save.c_str());
 }
 
+void check_outputs(const TrainFlags& f, const std::vector<std::pair<std::string, std::string>>& extra) {
+    std::vector<std::pair<std::string, std::string>> outputs;  // flag, path
+    if (f.has("--report")) outputs.emplace_back("--report", f.report);
+    if (f.has("--save")) outputs.emplace_back("--save", f.save);
+    for (const auto& e : extra) outputs.push_back(e);
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+        check_writable(outputs[i].second, outputs[i].first);
+        const std::string target = resolve_output_path(outputs[i].second);
+        for (std::size_t k = 0; k < i; ++k)
+            if (std::filesystem::absolute(resolve_output_path(outputs[k].second)).lexically_normal() ==
+                std::filesystem::absolute(target).lexically_normal())
+                throw Error(outputs[k].first + " and " + outputs[i].first + " name the same file '" +
+                            outputs[i].second + "'");
+    }
+}
+
+void OutputWriter::attempt(const std::string& flag, const std::function<void()>& write) {
+    try {
+        write();
+    } catch (const Error& e) {
+        std::fprintf(stderr, "sparseprox: error: %s\n", e.what());
+        errors_[flag] = e.what();
+    }
+}
+
+void write_report(OutputWriter& out, const std::string& path, nlohmann::json report) {
+    if (path.empty()) return;
+    if (out.failed()) report["output_errors"] = out.errors();
+    out.attempt("--report", [&] {
+        write_file_atomic(path, report.dump(2) + "\n");
+        std::printf("wrote report %s\n", path.c_str());
+    });
+}
+
 int run_train(const TrainFlags& f) {
+    check_outputs(f);  // a wrong output path fails now, not after the training
     RunSetup setup = prepare_run(f, true);
+    check_band_flags(f, setup.options.stop);
     setup.options.validate(setup.spec);
-    std::printf("sparseprox %s: train %s (%s) on %s (%zu train / %zu test rows), %zu weights, device %s\n", version(),
-                setup.spec.to_short().c_str(), method_name(setup.options.method.method), f.data.c_str(), setup.data.train.n_samples,
-                setup.data.test.n_samples, setup.spec.n_weights(), describe_device(setup.device).c_str());
+    std::printf("sparseprox %s: train %s (%s) on %s (%s), %zu weights, device %s\n", version(),
+                setup.spec.to_short().c_str(), method_name(setup.options.method.method), f.data.c_str(),
+                rows_text(setup).c_str(), setup.spec.n_weights(), describe_device(setup.device).c_str());
     std::fflush(stdout);
 
-    const TrainResult r = train(setup.init, setup.data.train, &setup.data.test, setup.options);
-    print_summary(setup, r);
-    save_run(f, r);
-    if (!f.report.empty()) {
-        write_file_atomic(f.report, run_report("train", f, setup, r).dump(2) + "\n");
-        std::printf("wrote report %s\n", f.report.c_str());
+    TrainResult r;
+    try {
+        r = or_out_of_memory(training_what(setup), [&] {
+            return train(setup.init, setup.data.train, test_set(setup), setup.options);
+        });
+    } catch (const DivergedError& e) {
+        nlohmann::json j = setup_report("train", f, setup);
+        const Error err = diverged_error(e, f, &j);
+        OutputWriter out;
+        write_report(out, f.report, j);
+        throw err;
     }
-    return 0;
+    print_summary(setup, r);
+    OutputWriter out;
+    out.attempt("--save", [&] { save_run(f, r); });
+    write_report(out, f.report, run_report("train", f, setup, r));
+    return out.failed() ? 1 : 0;
 }
 
 }  // namespace cli

@@ -3,7 +3,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -30,7 +34,11 @@ struct TrainFlags {
     std::string report;
     std::string save;
     std::string loss;
-    std::size_t train_rows = 1000;
+    std::size_t train_rows = 0;       // libsvm split: the first rows train (0: by --test-fraction)
+    std::size_t test_rows = 0;        // libsvm split: the last rows test
+    double test_fraction = 0.2;       // libsvm split: the last fraction of the rows test
+    std::string test_data;            // a separate test set (same syntax as --data)
+    bool no_test = false;             // no test set
     std::string pixel_scale = "symmetric";
     double progress_seconds = 2.0;
     bool quiet = false;
@@ -59,7 +67,18 @@ struct TrainFlags {
     double gmp_end = 0.75;
     std::size_t gmp_interval = 0;
     bool gmp_per_layer = false;
+    // The flags given on the command line (filled after parsing), to refuse those that do not
+    // apply and explicit values that defaults cannot be told from.
+    std::set<std::string> given;
+    bool has(const char* flag) const { return given.count(flag) > 0; }
 };
+
+// Fills `given` with the long names of the options `cmd` received.
+void record_given_flags(const CLI::App& cmd, std::set<std::string>& given);
+// Refuses a flag that has no effect: "FLAG applies ... (why)" unless `applies`.
+void refuse_unless(const TrainFlags& f, const char* flag, bool applies, const std::string& why);
+// --min-layers and --tolerance against the band the run will use.
+void check_band_flags(const TrainFlags& f, const StopRule& stop);
 
 // with_lambda: `train` takes --lambda; `search` chooses lambda itself.
 void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda = true);
@@ -78,13 +97,49 @@ struct RunSetup {
 // Loads the data, parses the model and fills the options. Targets come from --target-nnz when
 // given; lambdas from --lambda when with_lambda.
 RunSetup prepare_run(const TrainFlags& f, bool with_lambda);
+// The model's inputs and outputs against the data's features and targets (or classes); the
+// error names both flags.
+void check_model_fits_data(const TrainFlags& f, const ModelSpec& spec, const Dataset& data);
+// "training model ... on N rows, batch B, device D": what an out-of-memory error names.
+std::string training_what(const RunSetup& s);
 
+// The test set, or nullptr when the run has none (--no-test, or a split that left no rows).
+const Dataset* test_set(const RunSetup& s);
+// "1000 train / 385 test rows", or "442 train rows, no test set".
+std::string rows_text(const RunSetup& s);
 // The per-layer table, the step count and the losses of a finished run.
 void print_summary(const RunSetup& setup, const TrainResult& r);
-// The report keys every command writes about one run.
+// The report keys that describe the run's setup (data, model, options), known before training.
+nlohmann::json setup_report(const char* command, const TrainFlags& f, const RunSetup& setup);
+// A diverged run: the report (when given) records it ("diverged": true, "diverged_step",
+// "error"); returns the error the command ends with, which suggests a smaller --lr.
+Error diverged_error(const DivergedError& e, const TrainFlags& f, nlohmann::json* report);
+// The report keys every command writes about one run (setup_report's and the results).
 nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSetup& setup, const TrainResult& r);
 // --save: the model with its lambdas, seed and lr in the metadata.
 void save_run(const TrainFlags& f, const TrainResult& r);
+// Checks, before any work, that every output flag given (--report, --save and `extra`, e.g.
+// --trace-csv) names a file that can be written, and that no two name the same file.
+void check_outputs(const TrainFlags& f, const std::vector<std::pair<std::string, std::string>>& extra = {});
+
+// Writes a command's outputs one after another: a failure is printed as an error line and
+// remembered, and the next output is still written. The command's exit status is 1 when any
+// failed.
+class OutputWriter {
+public:
+    // Runs write(); on failure prints "sparseprox: error: ..." and records it.
+    void attempt(const std::string& flag, const std::function<void()>& write);
+    bool failed() const { return !errors_.empty(); }
+    // {"--save": "cannot write ...", ...}: for the report written after the others.
+    const nlohmann::json& errors() const { return errors_; }
+
+private:
+    nlohmann::json errors_ = nlohmann::json::object();
+};
+// The report to f.report (when given) through `out`, with "output_errors" when an output
+// before it failed.
+void write_report(OutputWriter& out, const std::string& path, nlohmann::json report);
+
 // A JSON number, or null for NaN and infinities.
 nlohmann::json number_or_null(double v);
 // The report's "optimizer" object: the kind and the options that kind reads.

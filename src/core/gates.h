@@ -1,4 +1,4 @@
-// Per-element formulas of the sparsifiers users compare l1 training with (method.md §7), shared
+// Per-element formulas of the sparsifiers users compare l1 training with (docs/method.md §7), shared
 // by the CPU backend and the CUDA kernels like core/elementwise.h:
 //  - hard-concrete gates of L0 training (Louizos, Welling, Kingma 2018),
 //  - the cubic sparsity schedule of gradual magnitude pruning (Zhu & Gupta 2017),
@@ -14,7 +14,7 @@
 namespace sparseprox {
 namespace gates {
 
-// The hard-concrete distribution's defaults (method.md §7).
+// The hard-concrete distribution's defaults (docs/method.md §7).
 struct HardConcrete {
     float beta = 2.0f / 3.0f;  // temperature
     float gamma = -0.1f;       // stretch interval (gamma, zeta)

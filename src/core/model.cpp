@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
+#include "io/input_text.h"
 #include "sparseprox/error.h"
 
 namespace sparseprox {
@@ -35,7 +36,7 @@ Activation parse_activation(const std::string& name) {
     if (s == "tanh") return Activation::tanh;
     if (s == "sigmoid") return Activation::sigmoid;
     if (s == "identity" || s == "linear" || s == "none") return Activation::identity;
-    throw Error("unknown activation '" + name + "' (expected relu, leaky_relu, tanh, sigmoid or identity)");
+    throw Error("unknown activation '" + excerpt(name) + "' (expected relu, leaky_relu, tanh, sigmoid or identity)");
 }
 
 Loss parse_loss(const std::string& name) {
@@ -90,17 +91,34 @@ namespace {
 // but small enough that products of a few of them cannot overflow.
 constexpr std::size_t kMaxDim = std::size_t{1} << 31;
 constexpr std::size_t kMaxSampleSize = std::size_t{1} << 40;
+// Weights of a whole model: sums and byte counts of them cannot overflow.
+constexpr std::size_t kMaxWeights = std::size_t{1} << 40;
+
+// The weights of a layer, or false when the count passes `limit` (no product can wrap: every
+// factor was checked against kMaxDim or kMaxSampleSize, and each partial product against limit).
+bool layer_weights(const LayerSpec& l, std::size_t limit, std::size_t& out) {
+    std::vector<std::size_t> factors;
+    if (l.kind == LayerKind::dense) factors = {l.n_out, l.n_in};
+    else if (l.kind == LayerKind::conv2d) factors = {l.out_shape.channels, l.in_shape.channels, l.kh, l.kw};
+    std::size_t n = 1;
+    for (std::size_t f : factors) {
+        if (f != 0 && n > limit / f) return false;
+        n *= f;
+    }
+    out = factors.empty() ? 0 : n;
+    return true;
+}
 
 std::size_t parse_size(const std::string& s, const std::string& what) {
     if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
-        throw Error(what + ": '" + s + "' is not a positive whole number");
+        throw Error(what + ": '" + excerpt(s) + "' is not a positive whole number");
     unsigned long long v = 0;
     try {
         v = std::stoull(s);
     } catch (const std::exception&) {
-        throw Error(what + ": '" + s + "' is out of range");
+        throw Error(what + ": '" + excerpt(s) + "' is out of range");
     }
-    if (v == 0 || v > kMaxDim) throw Error(what + ": '" + s + "' must be between 1 and 2^31");
+    if (v == 0 || v > kMaxDim) throw Error(what + ": '" + excerpt(s) + "' must be between 1 and 2^31");
     return static_cast<std::size_t>(v);
 }
 
@@ -200,9 +218,9 @@ ModelSpec parse_dense_short(const std::string& text) {
     std::stringstream ss(body);
     std::string part;
     while (std::getline(ss, part, '-'))
-        sizes.push_back(parse_size(part, "model spec '" + text + "' layer width"));
+        sizes.push_back(parse_size(part, "model spec '" + excerpt(text) + "' layer width"));
     if (sizes.size() < 2)
-        throw Error("model spec '" + text + "': need at least an input and an output width, e.g. dense:6-128-1");
+        throw Error("model spec '" + excerpt(text) + "': need at least an input and an output width, e.g. dense:6-128-1");
     ModelSpec spec;
     spec.n_inputs = sizes[0];
     spec.input_shape = flat(sizes[0]);
@@ -286,12 +304,8 @@ nlohmann::json pair_json(std::size_t h, std::size_t w) {
 }  // namespace
 
 ModelSpec ModelSpec::from_json(const std::string& json_text, const std::string& origin) {
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(json_text);
-    } catch (const std::exception& e) {
-        throw Error(origin + ": invalid JSON: " + e.what());
-    }
+    // Depth-bounded (error messages below print values) and without repeated keys.
+    const nlohmann::json j = parse_json_input(json_text, origin);
     auto field_error = [&](const std::string& field, const std::string& why) {
         return Error(origin + ": field '" + field + "' " + why);
     };
@@ -342,7 +356,7 @@ ModelSpec ModelSpec::from_json(const std::string& json_text, const std::string& 
             }
             if (!json_pair(l[key], allow_zero, h, w))
                 throw fail(key, std::string("must be a ") + (allow_zero ? "non-negative" : "positive") +
-                                    " integer or [height, width] of them, got " + l[key].dump());
+                                    " integer or [height, width] of them, got " + json_excerpt(l[key]));
         };
         if (type == "dense") {
             std::size_t units = 0;
@@ -370,7 +384,7 @@ ModelSpec ModelSpec::from_json(const std::string& json_text, const std::string& 
             shape = spec.layers.back().out_shape;
             continue;
         } else {
-            throw fail("type", "is '" + type + "' (expected " + kTypes + ")");
+            throw fail("type", "is '" + excerpt(type) + "' (expected " + kTypes + ")");
         }
         shape = spec.layers.back().out_shape;
         if (l.contains("activation")) {
@@ -380,13 +394,17 @@ ModelSpec ModelSpec::from_json(const std::string& json_text, const std::string& 
         }
     }
     if (spec.n_weight_layers() == 0) throw field_error("layers", "has no weight (dense or conv2d) layer");
-    spec.validate();
+    try {
+        spec.validate();
+    } catch (const Error& e) {
+        throw Error(origin + ": " + e.what());
+    }
     return spec;
 }
 
 ModelSpec ModelSpec::preset(const std::string& name) {
     const Preset* p = find_preset(name);
-    if (!p) throw Error("unknown model preset '" + name + "' (known: " + preset_list() + ")");
+    if (!p) throw Error("unknown model preset '" + excerpt(name) + "' (known: " + preset_list() + ")");
     return parse(p->spec);
 }
 
@@ -403,7 +421,7 @@ ModelSpec ModelSpec::parse(const std::string& text) {
     if (first != std::string::npos && text[first] == '{') return from_json(text);
     std::ifstream probe(text);
     if (!probe)
-        throw Error("model '" + text + "': not a preset (" + preset_list() +
+        throw Error("model '" + excerpt(text) + "': not a preset (" + preset_list() +
                     "), not a spec like dense:6-128-1 and no such JSON model file");
     return from_json(read_file(text), "model file '" + text + "'");
 }
@@ -421,6 +439,7 @@ void ModelSpec::validate() const {
                     std::to_string(input_shape.size()) + " features but n_inputs is " + std::to_string(n_inputs));
     if (layers.empty()) throw Error("model spec: no layers");
     SampleShape shape = input_shape;
+    std::size_t weights = 0;  // of the layers so far
     for (std::size_t k = 0; k < layers.size(); ++k) {
         const LayerSpec& l = layers[k];
         const std::string where = "layer " + std::to_string(k) + " (" + to_string(l.kind) + ")";
@@ -449,6 +468,15 @@ void ModelSpec::validate() const {
             throw fail("n_in/n_out", "are " + std::to_string(l.n_in) + "/" + std::to_string(l.n_out) + ", expected " +
                                          std::to_string(expected.n_in) + "/" + std::to_string(expected.n_out));
         shape = l.out_shape;
+        std::size_t w = 0;
+        if (!layer_weights(l, kMaxWeights - weights, w))
+            throw fail("weights", "exceed the limit of 2^40 weights in a model (" +
+                                      (l.kind == LayerKind::dense
+                                           ? std::to_string(l.n_in) + " inputs x " + std::to_string(l.n_out) + " units"
+                                           : std::to_string(l.out_shape.channels) + " filters x " +
+                                                 std::to_string(l.in_shape.channels) + " channels x " + hw(l.kh, l.kw)) +
+                                      (weights ? ", after " + std::to_string(weights) + " in the layers before" : "") + ")");
+        weights += w;
     }
     if (n_weight_layers() == 0) throw Error("model spec: no weight (dense or conv2d) layer");
 }

@@ -235,6 +235,11 @@ std::size_t epochs_holding(std::size_t applied, std::size_t steps_per_epoch) {
 }
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// The learning rate in force, as a divergence message quotes it.
+float engine_lr_for_message(const TrainOptions& o, bool finetuning) {
+    return finetuning && o.finetune_lr > 0.0f ? o.finetune_lr : o.lr;
+}
+
 }  // namespace
 
 TrainResult train(const Model& init, const Dataset& train_set, const Dataset* test_set, const TrainOptions& options) {
@@ -317,8 +322,21 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
         report_loss_count = 0;
         report_samples = samples;
     };
+    std::size_t polled_steps = 0;  // applied steps at the previous poll (divergence check)
     auto poll = [&]() {
         st = engine.status();
+        // Divergence: a NaN or infinite mini-batch loss among the steps since the last poll ends
+        // the run (its parameters are no longer numbers).
+        if (st.loss_count > 0 && !std::isfinite(st.loss_sum)) {
+            const std::size_t first = step_offset + polled_steps + 1, last = step_offset + st.steps_run;
+            std::ostringstream msg;
+            msg << "training diverged: the loss became " << (std::isnan(st.loss_sum) ? "NaN" : "infinite")
+                << (first == last ? " at step " + std::to_string(last)
+                                  : " between steps " + std::to_string(first) + " and " + std::to_string(last))
+                << " (learning rate " << engine_lr_for_message(options, step_offset > 0) << ")";
+            throw DivergedError(msg.str(), first, last);
+        }
+        polled_steps = st.steps_run;
         report_loss_sum += st.loss_sum;
         report_loss_count += st.loss_count;
         if (options.record_nnz_history) result.nnz_history.push_back(st.nnz);
@@ -365,6 +383,7 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
         engine.set_stop_rule(StopRule{});
         step = 0;
         stopped = false;
+        polled_steps = 0;
         epoch = 0;  // the fine-tuning epochs are counted from here
         const std::size_t before = epochs_holding(applied, steps_per_epoch);
         step_offset = applied;

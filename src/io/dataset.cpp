@@ -1,9 +1,12 @@
 // Dataset checks and slicing, and the one data entry point the command line uses.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <filesystem>
 #include <limits>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "sparseprox/data.h"
 #include "sparseprox/error.h"
@@ -101,37 +104,147 @@ Dataset Dataset::slice(std::size_t first, std::size_t count) const {
     return out;
 }
 
-DataSplit load_data(const std::string& source, const DataOptions& options) {
-    static const char* const kForms = "accepted forms: \"mackey-glass\", \"libsvm:PATH\", \"idx:DIR\"";
-    if (source == "mackey-glass") return mackey_glass(options.mackey_glass);
+namespace {
 
-    const std::string libsvm_prefix = "libsvm:";
-    const std::string idx_prefix = "idx:";
+constexpr const char* kForms = "accepted forms: \"mackey-glass\", \"libsvm:PATH\", \"idx:DIR\"";
+
+enum class SourceKind { mackey_glass, libsvm, idx };
+
+struct Source {
+    SourceKind kind = SourceKind::mackey_glass;
+    std::string path;  // libsvm file or idx folder
+};
+
+Source parse_source(const std::string& source, const char* what) {
+    static const std::string libsvm_prefix = "libsvm:", idx_prefix = "idx:";
+    if (source == "mackey-glass") return {SourceKind::mackey_glass, ""};
     if (source.compare(0, libsvm_prefix.size(), libsvm_prefix) == 0) {
         const std::string path = source.substr(libsvm_prefix.size());
-        if (path.empty()) throw Error("data source '" + source + "' names no file (" + kForms + ")");
-        if (options.libsvm_train_rows == 0)
-            throw Error("DataOptions::libsvm_train_rows must be >= 1 (the first rows of '" + path +
-                        "' form the training set)");
-        Dataset all = read_libsvm(path);
-        if (all.n_samples <= options.libsvm_train_rows)
-            throw Error("'" + path + "' has " + std::to_string(all.n_samples) +
-                        " samples; the split needs more than libsvm_train_rows = " +
-                        std::to_string(options.libsvm_train_rows) + " so the test set is not empty");
-        DataSplit split;
-        split.train = all.slice(0, options.libsvm_train_rows);
-        split.test = all.slice(options.libsvm_train_rows, all.n_samples - options.libsvm_train_rows);
-        const std::string base = stem_of(path);
-        split.train.name = base + "/train";
-        split.test.name = base + "/test";
-        return split;
+        if (path.empty()) throw Error(std::string(what) + " '" + source + "' names no file (" + kForms + ")");
+        return {SourceKind::libsvm, path};
     }
     if (source.compare(0, idx_prefix.size(), idx_prefix) == 0) {
         const std::string dir = source.substr(idx_prefix.size());
-        if (dir.empty()) throw Error("data source '" + source + "' names no folder (" + kForms + ")");
-        return read_idx_dir(dir, options.pixel_scale);
+        if (dir.empty()) throw Error(std::string(what) + " '" + source + "' names no folder (" + kForms + ")");
+        return {SourceKind::idx, dir};
     }
-    throw Error("unknown data source '" + source + "'; " + kForms);
+    throw Error("unknown " + std::string(what) + " '" + source + "'; " + kForms);
+}
+
+// Pads every row with zero features up to n (n >= d.n_features).
+void widen(Dataset& d, std::size_t n) {
+    if (d.n_features == n) return;
+    std::vector<float> x(checked_product(d.n_samples, n, d, "x"), 0.0f);
+    for (std::size_t r = 0; r < d.n_samples; ++r)
+        std::copy(d.x.begin() + static_cast<std::ptrdiff_t>(r * d.n_features),
+                  d.x.begin() + static_cast<std::ptrdiff_t>((r + 1) * d.n_features),
+                  x.begin() + static_cast<std::ptrdiff_t>(r * n));
+    d.x = std::move(x);
+    d.n_features = n;
+}
+
+// The rows of a LIBSVM file that form its test set, from the options.
+std::size_t libsvm_test_count(const std::string& path, std::size_t n, const DataOptions& o) {
+    const std::string where = "'" + path + "' has " + std::to_string(n) + " sample" + (n == 1 ? "" : "s");
+    if (o.libsvm_train_rows != 0 && o.libsvm_test_rows != 0)
+        throw Error("give libsvm_train_rows (" + std::to_string(o.libsvm_train_rows) + ") or libsvm_test_rows (" +
+                    std::to_string(o.libsvm_test_rows) + "), not both");
+    if (o.no_test) {
+        if (o.libsvm_train_rows != 0 || o.libsvm_test_rows != 0)
+            throw Error("no_test and a split by libsvm_train_rows or libsvm_test_rows: choose one");
+        return 0;
+    }
+    if (o.libsvm_train_rows != 0) {
+        if (n <= o.libsvm_train_rows)
+            throw Error(where + "; the split needs more than libsvm_train_rows = " + std::to_string(o.libsvm_train_rows) +
+                        " so the test set is not empty (train on every row without a test set, or take fewer "
+                        "training rows)");
+        return n - o.libsvm_train_rows;
+    }
+    if (o.libsvm_test_rows != 0) {
+        if (n <= o.libsvm_test_rows)
+            throw Error(where + "; the split needs more than libsvm_test_rows = " + std::to_string(o.libsvm_test_rows) +
+                        " so the training set is not empty");
+        return o.libsvm_test_rows;
+    }
+    const double f = o.libsvm_test_fraction;
+    if (!(f >= 0.0 && f < 1.0))
+        throw Error("libsvm_test_fraction " + std::to_string(f) + " is outside [0, 1)");
+    std::size_t test = static_cast<std::size_t>(std::llround(f * static_cast<double>(n)));
+    if (f > 0.0 && test == 0 && n >= 2) test = 1;
+    return std::min(test, n - 1);  // at least one training row
+}
+
+}  // namespace
+
+DataSplit load_data(const std::string& source_text, const DataOptions& options) {
+    const Source source = parse_source(source_text, "data source");
+    const bool separate = !options.test_source.empty();
+    if (separate && options.no_test)
+        throw Error("a separate test set ('" + options.test_source + "') and no test set: choose one");
+    if (source.kind != SourceKind::libsvm || separate) {
+        if (options.libsvm_train_rows != 0 || options.libsvm_test_rows != 0)
+            throw Error(std::string("libsvm_train_rows and libsvm_test_rows split a LIBSVM file") +
+                        (separate ? " that has no separate test set" : "; '" + source_text + "' is not one"));
+    }
+
+    DataSplit split;
+    switch (source.kind) {
+        case SourceKind::mackey_glass: split = mackey_glass(options.mackey_glass); break;
+        case SourceKind::idx: split = read_idx_dir(source.path, options.pixel_scale); break;
+        case SourceKind::libsvm: {
+            Dataset all = read_libsvm(source.path);
+            const std::string base = stem_of(source.path);
+            const std::size_t n_test = separate ? 0 : libsvm_test_count(source.path, all.n_samples, options);
+            if (n_test == 0) {
+                split.train = std::move(all);
+                split.test = split.train.slice(0, 0);
+            } else {
+                split.train = all.slice(0, all.n_samples - n_test);
+                split.test = all.slice(all.n_samples - n_test, n_test);
+            }
+            split.train.name = base + "/train";
+            split.test.name = base + "/test";
+            break;
+        }
+    }
+    if (options.no_test) {
+        split.test = split.train.slice(0, 0);
+        split.test.name.clear();
+    }
+    if (!separate) return split;
+
+    const Source test_source = parse_source(options.test_source, "test data source");
+    Dataset test;
+    switch (test_source.kind) {
+        case SourceKind::mackey_glass: test = mackey_glass(options.mackey_glass).test; break;
+        case SourceKind::idx: test = read_idx_dir(test_source.path, options.pixel_scale).test; break;
+        case SourceKind::libsvm:
+            test = read_libsvm(test_source.path);
+            test.name = stem_of(test_source.path) + "/test";
+            break;
+    }
+    const std::string pair = "test data '" + options.test_source + "' and data '" + source_text + "'";
+    if (test.task != split.train.task)
+        throw Error(pair + ": one is a classification set, the other a regression set");
+    if (test.task == Task::regression && test.n_outputs != split.train.n_outputs)
+        throw Error(pair + ": " + std::to_string(test.n_outputs) + " and " + std::to_string(split.train.n_outputs) +
+                    " targets per sample");
+    if (test_source.kind == SourceKind::libsvm && source.kind == SourceKind::libsvm) {
+        // A feature the training rows never use is still a feature: the wider file decides.
+        const std::size_t n = std::max(test.n_features, split.train.n_features);
+        widen(test, n);
+        widen(split.train, n);
+    }
+    if (test.n_features != split.train.n_features)
+        throw Error(pair + ": " + std::to_string(test.n_features) + " and " + std::to_string(split.train.n_features) +
+                    " features per sample");
+    if (test.task == Task::classification) {
+        const std::size_t classes = std::max(test.n_outputs, split.train.n_outputs);
+        test.n_outputs = split.train.n_outputs = classes;
+    }
+    split.test = std::move(test);
+    return split;
 }
 
 }  // namespace sparseprox

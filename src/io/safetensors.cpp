@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/atomic_file.h"
+#include "io/input_text.h"
 #include "sparseprox/error.h"
 #include "sparseprox/model.h"
 
@@ -31,9 +32,12 @@ using nlohmann::json;
 
 constexpr const char* kMetadataKey = "__metadata__";
 
+// At most 8 sizes: a shape read from a file may list any number.
 std::string shape_text(const std::vector<std::size_t>& shape) {
+    constexpr std::size_t kShown = 8;
     std::string s = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    for (std::size_t i = 0; i < shape.size() && i < kShown; ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    if (shape.size() > kShown) s += ", ... (" + std::to_string(shape.size()) + " sizes)";
     return s + "]";
 }
 
@@ -96,10 +100,10 @@ void write_safetensors(const std::string& path, const TensorFile& file) {
     for (const auto& [name, t] : file.tensors) {  // std::map: sorted name order
         if (name.empty()) throw Error("cannot write '" + path + "': a tensor has an empty name");
         if (name == kMetadataKey)
-            throw Error("cannot write '" + path + "': \"" + name + "\" is reserved for metadata, not a tensor name");
+            throw Error("cannot write '" + path + "': \"" + excerpt(name) + "\" is reserved for metadata, not a tensor name");
         std::size_t n = 0;
         if (!element_count(t.shape, n) || n != t.data.size())
-            throw Error("cannot write '" + path + "': tensor '" + name + "' has shape " + shape_text(t.shape) +
+            throw Error("cannot write '" + path + "': tensor '" + excerpt(name) + "' has shape " + shape_text(t.shape) +
                         " but " + std::to_string(t.data.size()) + " values");
         total += 4 * n;
     }
@@ -109,7 +113,7 @@ void write_safetensors(const std::string& path, const TensorFile& file) {
         for (std::size_t i = 0; i < t.data.size(); ++i) {
             const float v = t.data[i];
             if (!std::isfinite(v))
-                throw Error("cannot write '" + path + "': tensor '" + name + "' value " + std::to_string(i) + " is " +
+                throw Error("cannot write '" + path + "': tensor '" + excerpt(name) + "' value " + std::to_string(i) + " is " +
                             (std::isnan(v) ? "NaN" : "Inf"));
             std::uint32_t bits;
             std::memcpy(&bits, &v, sizeof bits);
@@ -155,12 +159,9 @@ TensorFile read_safetensors(const std::string& path) {
     const std::size_t data_start = 8 + static_cast<std::size_t>(header_len);
     const std::size_t data_size = bytes.size() - data_start;
 
-    json header;
-    try {
-        header = json::parse(bytes.begin() + 8, bytes.begin() + static_cast<std::ptrdiff_t>(data_start));
-    } catch (const json::exception& e) {
-        throw Error(where + ": header is not valid JSON: " + e.what());
-    }
+    // Depth-bounded, repeated keys refused: one tensor name given twice is not a file to guess at.
+    const json header = parse_json_input(std::string_view(bytes).substr(8, static_cast<std::size_t>(header_len)),
+                                         where + ": header");
     if (!header.is_object()) throw Error(where + ": header is not a JSON object");
 
     TensorFile out;
@@ -171,22 +172,23 @@ TensorFile read_safetensors(const std::string& path) {
         if (name == kMetadataKey) {
             if (!v.is_object()) throw Error(where + ": \"__metadata__\" is not a JSON object");
             for (auto m = v.begin(); m != v.end(); ++m) {
-                if (!m.value().is_string()) throw Error(where + ": metadata entry '" + m.key() + "' is not a string");
+                if (!m.value().is_string())
+                    throw Error(where + ": metadata entry '" + excerpt(m.key()) + "' is not a string");
                 out.metadata[m.key()] = m.value().get<std::string>();
             }
             continue;
         }
-        const std::string tensor = where + ", tensor '" + name + "'";
+        const std::string tensor = where + ", tensor '" + excerpt(name) + "'";
         if (!v.is_object()) throw Error(tensor + ": header entry is not a JSON object");
         if (!v.contains("dtype") || !v["dtype"].is_string()) throw Error(tensor + ": missing \"dtype\"");
         const std::string dtype = v["dtype"].get<std::string>();
-        if (dtype != "F32") throw Error(tensor + ": unsupported dtype '" + dtype + "' (only F32 is supported)");
+        if (dtype != "F32") throw Error(tensor + ": unsupported dtype '" + excerpt(dtype) + "' (only F32 is supported)");
 
         if (!v.contains("shape") || !v["shape"].is_array()) throw Error(tensor + ": missing \"shape\" array");
         Tensor t;
         for (const json& d : v["shape"]) {
             std::size_t dim = 0;
-            if (!as_index(d, dim)) throw Error(tensor + ": shape " + v["shape"].dump() + " is not a list of sizes");
+            if (!as_index(d, dim)) throw Error(tensor + ": shape " + json_excerpt(v["shape"]) + " is not a list of sizes");
             t.shape.push_back(dim);
         }
         std::size_t n = 0;
@@ -197,13 +199,13 @@ TensorFile read_safetensors(const std::string& path) {
         Entry e;
         e.name = name;
         if (!as_index(v["data_offsets"][0], e.begin) || !as_index(v["data_offsets"][1], e.end) || e.end < e.begin)
-            throw Error(tensor + ": data_offsets " + v["data_offsets"].dump() + " is not a range [begin, end]");
+            throw Error(tensor + ": data_offsets " + json_excerpt(v["data_offsets"]) + " is not a range [begin, end]");
         if (e.end - e.begin != 4 * n)
-            throw Error(tensor + ": data_offsets " + v["data_offsets"].dump() + " span " +
+            throw Error(tensor + ": data_offsets " + json_excerpt(v["data_offsets"]) + " span " +
                         std::to_string(e.end - e.begin) + " bytes but shape " + shape_text(t.shape) + " of F32 needs " +
                         std::to_string(4 * n));
         if (e.end > data_size)
-            throw Error(tensor + ": data_offsets " + v["data_offsets"].dump() + " run past the data buffer (" +
+            throw Error(tensor + ": data_offsets " + json_excerpt(v["data_offsets"]) + " run past the data buffer (" +
                         std::to_string(data_size) + " bytes; file truncated?)");
         t.data.resize(n);
         const unsigned char* src = raw + data_start + e.begin;
@@ -223,10 +225,10 @@ TensorFile read_safetensors(const std::string& path) {
     std::string previous;
     for (const Entry& e : entries) {
         if (e.begin < covered)
-            throw Error(where + ", tensor '" + e.name + "': data_offsets [" + std::to_string(e.begin) + ", " +
-                        std::to_string(e.end) + "] overlap tensor '" + previous + "'");
+            throw Error(where + ", tensor '" + excerpt(e.name) + "': data_offsets [" + std::to_string(e.begin) + ", " +
+                        std::to_string(e.end) + "] overlap tensor '" + excerpt(previous) + "'");
         if (e.begin > covered)
-            throw Error(where + ", tensor '" + e.name + "': data_offsets start at " + std::to_string(e.begin) +
+            throw Error(where + ", tensor '" + excerpt(e.name) + "': data_offsets start at " + std::to_string(e.begin) +
                         ", leaving bytes [" + std::to_string(covered) + ", " + std::to_string(e.begin) +
                         ") of the buffer unused");
         covered = e.end;
@@ -278,14 +280,19 @@ Model load_model(const std::string& path, std::map<std::string, std::string>* me
                     "' has no \"architecture\" metadata entry (not written by SparseProx's save_model?)");
     const auto format = file.metadata.find("format");
     if (format != file.metadata.end() && format->second != "sparseprox")
-        throw Error("model file '" + path + "' has metadata format '" + format->second + "', expected 'sparseprox'");
+        throw Error("model file '" + path + "' has metadata format '" + excerpt(format->second) + "', expected 'sparseprox'");
 
-    Model model(ModelSpec::from_json(arch->second, "architecture in '" + path + "'"));
-    const ModelSpec& spec = model.spec();
-    const auto& segments = model.layout().segments;
-
-    std::size_t used = 0;
-    auto take = [&](const std::string& name, const std::vector<std::size_t>& shape, float* dst) {
+    const ModelSpec spec = ModelSpec::from_json(arch->second, "architecture in '" + path + "'");
+    // Every tensor is checked against the architecture before the model is allocated, so the
+    // parameters allocated are those the file holds (a header may claim any architecture).
+    const ParamLayout layout = ParamLayout::of(spec);
+    const auto& segments = layout.segments;
+    struct Source {
+        const Tensor* weight;
+        const Tensor* bias;
+    };
+    std::vector<Source> sources;
+    auto find = [&](const std::string& name, const std::vector<std::size_t>& shape) {
         const auto it = file.tensors.find(name);
         if (it == file.tensors.end())
             throw Error("model file '" + path + "' lacks tensor '" + name + "' (expected shape " + shape_text(shape) +
@@ -293,16 +300,16 @@ Model load_model(const std::string& path, std::map<std::string, std::string>* me
         if (it->second.shape != shape)
             throw Error("model file '" + path + "', tensor '" + name + "': expected shape " + shape_text(shape) +
                         ", found " + shape_text(it->second.shape));
-        std::copy(it->second.data.begin(), it->second.data.end(), dst);
-        ++used;
+        return &it->second;
     };
     for (std::size_t i = 0; i < segments.size(); ++i) {
         const LayerSpec& layer = spec.layers.at(segments[i].layer);
         const std::string prefix = "layers." + std::to_string(i) + ".";
-        take(prefix + "weight", layer.weight_shape(), model.weight(i));
-        take(prefix + "bias", {layer.n_bias()}, model.bias(i));
+        const Tensor* w = find(prefix + "weight", layer.weight_shape());
+        const Tensor* b = find(prefix + "bias", {layer.n_bias()});
+        sources.push_back({w, b});
     }
-    if (used != file.tensors.size()) {
+    if (2 * segments.size() != file.tensors.size()) {
         for (const auto& [name, t] : file.tensors) {
             bool expected = false;
             for (std::size_t i = 0; i < segments.size() && !expected; ++i) {
@@ -310,10 +317,16 @@ Model load_model(const std::string& path, std::map<std::string, std::string>* me
                 expected = name == prefix + "weight" || name == prefix + "bias";
             }
             if (!expected)
-                throw Error("model file '" + path + "' holds tensor '" + name + "' of shape " + shape_text(t.shape) +
-                            " that its architecture (" + std::to_string(segments.size()) +
+                throw Error("model file '" + path + "' holds tensor '" + excerpt(name) + "' of shape " +
+                            shape_text(t.shape) + " that its architecture (" + std::to_string(segments.size()) +
                             " weight layers) has no place for");
         }
+    }
+
+    Model model(spec);
+    for (std::size_t i = 0; i < segments.size(); ++i) {
+        std::copy(sources[i].weight->data.begin(), sources[i].weight->data.end(), model.weight(i));
+        std::copy(sources[i].bias->data.begin(), sources[i].bias->data.end(), model.bias(i));
     }
     if (metadata) *metadata = std::move(file.metadata);
     return model;

@@ -1,1 +1,1 @@
-build/sparseprox train --data libsvm:../shared/data/mackey-glass/mg_scale.txt --model dense:6-128-128-64-1 --lr 0.1 --batch full --steps 50000 --device cpu --progress-seconds 0 --lambda 0 --weight-decay 1e-4
+build/sparseprox train --data libsvm:../shared/data/mackey-glass/mg_scale.txt --train-rows 1000 --model dense:6-128-128-64-1 --lr 0.1 --batch full --steps 50000 --device cpu --progress-seconds 0 --lambda 0 --weight-decay 1e-4
