@@ -33,7 +33,7 @@ __global__ void broadcast_bias_kernel(const float* __restrict__ b, float* __rest
 }
 
 __global__ void bias_grad_kernel(const float* __restrict__ dL_dy, float* __restrict__ dL_db, std::uint64_t batch,
-                                 std::uint64_t n_out, bool accumulate) {
+                                 std::uint64_t n_out) {
     const std::uint64_t j = blockIdx.x * std::uint64_t{blockDim.x} + threadIdx.x;
     if (j >= n_out) return;
     const float* col = dL_dy + j;
@@ -47,7 +47,7 @@ __global__ void bias_grad_kernel(const float* __restrict__ dL_dy, float* __restr
         for (std::uint64_t k = 0; k < kRowsAhead; ++k) sum += v[k];
     }
     for (; r < batch; ++r) sum += col[r * n_out];
-    dL_db[j] = accumulate ? dL_db[j] + sum : sum;
+    dL_db[j] = sum;
 }
 
 int blas_int(std::size_t n, const char* what) {
@@ -65,11 +65,11 @@ void launch_broadcast_bias(const float* b, float* y, std::size_t batch, std::siz
     SPARSEPROX_CHECK_LAUNCH();
 }
 
-void launch_bias_grad(const float* dL_dy, float* dL_db, std::size_t batch, std::size_t n_out, bool accumulate,
+void launch_bias_grad(const float* dL_dy, float* dL_db, std::size_t batch, std::size_t n_out,
                       cudaStream_t stream) {
     if (n_out == 0) return;
     const auto blocks = static_cast<unsigned>((n_out + kBiasGradThreads - 1) / kBiasGradThreads);
-    bias_grad_kernel<<<blocks, kBiasGradThreads, 0, stream>>>(dL_dy, dL_db, batch, n_out, accumulate);
+    bias_grad_kernel<<<blocks, kBiasGradThreads, 0, stream>>>(dL_dy, dL_db, batch, n_out);
     SPARSEPROX_CHECK_LAUNCH();
 }
 
@@ -100,7 +100,7 @@ void dense_backward(cublasHandle_t handle, const float* x, const float* W, const
     // Column-major: dL_dW^T (n_in, n_out) = x^T (n_in, batch) * dL_dy (batch, n_out).
     SPARSEPROX_CUDA_CHECK(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_T, m_in, m_out, m_batch, &one, x, m_in, dL_dy,
                                       m_out, &zero, dL_dW, m_in));
-    launch_bias_grad(dL_dy, dL_db, batch, n_out, false, stream);
+    launch_bias_grad(dL_dy, dL_db, batch, n_out, stream);
     if (dL_dx) {
         // Column-major: dL_dx^T (n_in, batch) = W^T (n_in, n_out) * dL_dy^T (n_out, batch).
         SPARSEPROX_CUDA_CHECK(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, m_in, m_batch, m_out, &one, W, m_in,

@@ -14,10 +14,9 @@ namespace cuda {
 // beta = 1, as cpu::dense_forward does.
 void launch_broadcast_bias(const float* b, float* y, std::size_t batch, std::size_t n_out, cudaStream_t stream);
 
-// dL_db[j] = (accumulate ? dL_db[j] : 0) + sum over rows r of dL_dy[r][j], rows added in order:
-// bit-identical to cpu::dense_backward's column sums. dL_dy (batch, n_out), dL_db (n_out).
-void launch_bias_grad(const float* dL_dy, float* dL_db, std::size_t batch, std::size_t n_out, bool accumulate,
-                      cudaStream_t stream);
+// dL_db[j] = sum over rows r of dL_dy[r][j], rows added in order: bit-identical to
+// cpu::dense_backward's column sums. dL_dy (batch, n_out), dL_db (n_out).
+void launch_bias_grad(const float* dL_dy, float* dL_db, std::size_t batch, std::size_t n_out, cudaStream_t stream);
 
 // y = x W^T + b.  x (batch, n_in), W (n_out, n_in), b (n_out), y (batch, n_out).
 void dense_forward(cublasHandle_t handle, const float* x, const float* W, const float* b, float* y, std::size_t batch,

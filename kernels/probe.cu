@@ -1,4 +1,4 @@
-// The kernel-load probe of kernel_probe.h. Compiled with the same flags and architectures as
+// The kernel-load probe of kernels/probe.cuh. Compiled with the same flags and architectures as
 // every kernel of the library, so when this one loads and runs, theirs do too.
 #include "kernels/probe.cuh"
 

@@ -1,5 +1,6 @@
 // Queries answered by the CUDA backend when it is compiled in (src/cuda/device_query.cpp), and
-// the one question every build answers: is a CUDA device usable here, and if not, why not.
+// whether a CUDA device is usable here, and if not, why not. Defined in the CUDA backend library
+// only; the core reaches them through its entry points (core/cuda_plugin.h).
 #pragma once
 
 #include <string>
@@ -32,7 +33,7 @@ struct CudaStatus {
 
 // The full check for device `index`: driver, device count, and this build's kernels loaded and
 // run on that device (so it creates the device's primary context when a device is there).
-// Never throws. Answers not_compiled in a build without the CUDA backend.
+// Never throws.
 CudaStatus cuda_status(int index = 0);
 
 // "13.0" from a CUDA version number (13000); "none" for 0.

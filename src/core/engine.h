@@ -97,8 +97,8 @@ public:
 };
 
 std::unique_ptr<Engine> make_cpu_engine(const ModelSpec& spec, Loss loss);
-// Defined in the CUDA backend; throws sparseprox::Error when CUDA was not compiled in or the
-// device is not usable.
+// Through the CUDA backend library (core/cuda_plugin.h); throws sparseprox::Error naming the
+// reason when it cannot be loaded or the device is not usable.
 std::unique_ptr<Engine> make_cuda_engine(const ModelSpec& spec, Loss loss, int device_index);
 std::unique_ptr<Engine> make_engine(const Device& device, const ModelSpec& spec, Loss loss);
 

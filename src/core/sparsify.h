@@ -1,7 +1,7 @@
 // The sparsifiers other than l1 (docs/method.md §7) as the engines run them: the per-run
 // configuration, the gate layout of L0 training, the GMP pruning schedule, and the per-element
-// update formulas shared by the CPU loops (cpu/sparsify.cpp) and the CUDA kernels
-// (kernels/sparsify.cu), like core/elementwise.h for the l1 step.
+// update formulas shared by the CPU loops (src/cpu/l0_gates.cpp, spred.cpp, gmp.cpp) and the CUDA
+// kernels (kernels/l0_gates.cu, spred.cu, gmp.cu), like core/elementwise.h for the l1 step.
 //
 // A training step of every method works on "effective" weights, the dense-shaped weights the
 // network's forward and backward passes use, and on the method's own parameters:
