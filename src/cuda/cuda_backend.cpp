@@ -395,13 +395,16 @@ private:
         return gates_.data();
     }
 
-    // CUB temp storage for sums of up to n items.
+    // CUB temp storage for sums of up to n items (CUB's size query only when n grows: it runs on
+    // every training step).
     void* sum_temp(std::size_t n) {
+        if (n <= sum_temp_items_) return sum_temp_.data();
         const std::size_t need = cub_temp_size(sum_temp_bytes(n));
         if (sum_temp_.bytes() < need) {
             ctx_.synchronize();
             sum_temp_.allocate(need);
         }
+        sum_temp_items_ = n;
         return sum_temp_.data();
     }
 
@@ -413,6 +416,7 @@ private:
     DeviceBuffer<std::uint64_t> sort_index_;       // gmp: slab index
     DeviceBuffer<float> candidate_scratch_;        // the lambda search's candidates
     DeviceBuffer<unsigned char> sum_temp_;
+    std::size_t sum_temp_items_ = 0;               // the most items sum_temp_ was sized for
 
     const Dataset* train_host_ = nullptr;
     const float* train_host_x_ = nullptr;
