@@ -100,6 +100,35 @@ TEST(Cli, TrainsOnTheEmbeddedDefaultAndWritesReportAndModel) {
     fs::remove_all(dir);
 }
 
+// Without a usable CUDA device (here: no GPU, or the backend library out of reach) an explicit
+// cuda device is an error naming why, and auto trains on the CPU, saying so once.
+TEST(Cli, CudaUnusableIsAnErrorAndAutoFallsBack) {
+    if (sparseprox::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is usable here";
+    const std::string env = "SPARSEPROX_CUDA_BACKEND=/nonexistent/libsparseprox_cuda.so LD_LIBRARY_PATH= ";
+    const std::string run = "train --steps 20 --progress-seconds 0 -q --model dense:6-8-1 ";
+    const std::string cmd_cuda = "env " + env + cli_path() + " " + run + "--device cuda 2>&1";
+    FILE* p = popen(("timeout 300 " + cmd_cuda).c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    std::array<char, 4096> buf{};
+    while (fgets(buf.data(), buf.size(), p)) out += buf.data();
+    const int st = pclose(p);
+    ASSERT_TRUE(WIFEXITED(st));
+    EXPECT_EQ(WEXITSTATUS(st), 1) << out;
+    EXPECT_NE(out.find("sparseprox: error:"), std::string::npos) << out;
+    EXPECT_NE(out.find("requested but"), std::string::npos) << out;
+
+    const std::string cmd_auto = "timeout 300 env " + env + cli_path() + " " + run + "--device auto 2>&1";
+    p = popen(cmd_auto.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    out.clear();
+    while (fgets(buf.data(), buf.size(), p)) out += buf.data();
+    const int st_auto = pclose(p);
+    ASSERT_TRUE(WIFEXITED(st_auto));
+    EXPECT_EQ(WEXITSTATUS(st_auto), 0) << out;
+    EXPECT_NE(out.find("device auto uses the CPU"), std::string::npos) << out;
+}
+
 TEST(Cli, StopsInBandWithPerLayerTargets) {
     const CliRun r = run_cli("train --device cpu --steps 3000 --lambda 1e-3 --model dense:6-16-8-1 --target-nnz 80,60,8 "
                           "--tolerance 0.5 --min-layers 2 -q");
