@@ -25,11 +25,10 @@ inline std::string cli_path() {
     return env && *env ? env : SPARSEPROX_CLI_PATH;
 }
 
-inline CliRun run_cli(const std::string& args) {
-    // A command that does not finish within minutes is a failure, not a stuck test suite.
-    const std::string cmd = "timeout 300 " + cli_path() + " " + args + " 2>&1";
+// A shell command line with its standard error joined to its output.
+inline CliRun run_shell(const std::string& cmd) {
     CliRun r;
-    FILE* p = popen(cmd.c_str(), "r");
+    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
     if (!p) return r;
     std::array<char, 4096> buf{};
     while (fgets(buf.data(), buf.size(), p)) r.output += buf.data();
@@ -38,17 +37,14 @@ inline CliRun run_cli(const std::string& args) {
     return r;
 }
 
+inline CliRun run_cli(const std::string& args) {
+    // A command that does not finish within minutes is a failure, not a stuck test suite.
+    return run_shell("timeout 300 " + cli_path() + " " + args);
+}
+
 // The command under a limit on its address space (KiB), as `ulimit -v` sets it.
 inline CliRun run_cli_limited(const std::string& args, long kib) {
-    const std::string cmd = "ulimit -v " + std::to_string(kib) + " && " + cli_path() + " " + args + " 2>&1";
-    CliRun r;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf{};
-    while (fgets(buf.data(), buf.size(), p)) r.output += buf.data();
-    const int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
+    return run_shell("ulimit -v " + std::to_string(kib) + " && " + cli_path() + " " + args);
 }
 
 inline std::filesystem::path temp_dir() {
