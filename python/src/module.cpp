@@ -872,10 +872,10 @@ NB_MODULE(_sparseprox, m) {
                      "The tensor prefix in saved files: 'layers.<index>'.")
         .def_prop_ro("kind", [](const LayerView& v) { return std::string(sp::to_string(layer_spec(v.get(), v.index).kind)); },
                      "'dense' or 'conv2d'.")
-        .def_prop_ro("weight", &weight_view,
+        .def_prop_ro("weight", &weight_view, nb::rv_policy::reference,  // the view's owner is the model
                      "The weights as a writable float32 NumPy view into the model (no copy): (n_out, n_in) for dense, "
                      "(c_out, c_in, kh, kw) for conv2d, as PyTorch's Linear and Conv2d.")
-        .def_prop_ro("bias", &bias_view, "The biases as a writable float32 NumPy view into the model: (n_out,) or (c_out,).")
+        .def_prop_ro("bias", &bias_view, nb::rv_policy::reference, "The biases as a writable float32 NumPy view into the model: (n_out,) or (c_out,).")
         .def_prop_ro("nnz", [](const LayerView& v) { return v.get().nnz(v.index); }, "Exact nonzero weights.")
         .def_prop_ro("n_weights", [](const LayerView& v) { return v.get().weights(v.index).size(); }, "Weight entries.")
         .def("__repr__", [](const LayerView& v) {
