@@ -38,11 +38,6 @@ def mg():
     return sparseprox.mackey_glass()
 
 
-@pytest.fixture(scope="session")
-def mnist(mnist_dir):
-    return sparseprox.load_idx(str(mnist_dir))
-
-
 @pytest.fixture()
 def blobs():
     """A small three-class problem with integer labels."""
