@@ -21,7 +21,7 @@ def main() -> int:
     p.add_argument("--density", type=float, default=0.05, help="target fraction of nonzero weights")
     p.add_argument("--tolerance", type=float, default=0.02, help="band half-width, relative to the target")
     p.add_argument("--steps", type=int, default=1000, help="steps per run of the search")
-    p.add_argument("--lr", type=float, default=0.5)
+    p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--save", default="", help="write the model as safetensors")
     args = p.parse_args()

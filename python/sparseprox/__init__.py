@@ -186,7 +186,9 @@ class _ProgressPrinter:
         if event["event"] == "iteration":
             text = (f"{'interval' if event['rule'] in ('adaptive', 'fixed') else 'run'} {event['iteration']} "
                     f"[{event['rule']}] lambda {event['lambda'][0]:.4g} nnz {event['nnz_total']} "
-                    f"({100 * event['density']:.2f}%)" + ("  IN BAND" if event["in_band"] else ""))
+                    f"({100 * event['density']:.2f}%)"
+                    + (f" test accuracy {100 * event['test_accuracy']:.2f}%" if event["test_accuracy"] is not None else "")
+                    + ("  IN BAND" if event["in_band"] else ""))
             if self.bar is not None:
                 self.bar.write(text)
                 if event["rule"] not in ("adaptive", "fixed"):

@@ -11,6 +11,7 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -907,15 +908,15 @@ NB_MODULE(_sparseprox, m) {
              "string metadata; the write is atomic.")
         .def_static("load",
                     [](const std::string& path) {
-                        std::map<std::string, std::string> meta;
-                        sp::Model model = sp::load_model(path, &meta);
-                        return nb::make_tuple(std::move(model), meta);
+                        std::pair<sp::Model, std::map<std::string, std::string>> out;
+                        out.first = sp::load_model(path, &out.second);
+                        return out;
                     },
                     "path"_a, "Reads a .safetensors model: returns (model, metadata).")
         .def_prop_ro("layers",
                      [](nb::handle self) {
                          const sp::Model& m = nb::cast<const sp::Model&>(self);
-                         nb::list out;
+                         nb::typed<nb::list, LayerView> out;
                          for (std::size_t i = 0; i < m.n_weight_layers(); ++i)
                              out.append(nb::cast(LayerView{nb::borrow(self), i}));
                          return out;
