@@ -455,6 +455,10 @@ RunSetup make_options(const nb::dict& o, const sp::ModelSpec& spec, const sp::Da
 
 nb::object number_or_none(double v) { return std::isfinite(v) ? nb::object(nb::float_(v)) : nb::none(); }
 
+// A float setting as the command line's report stores it: the shortest decimal that reads back
+// as the same float (0.1, not 0.10000000149011612).
+nb::object float_setting(float v) { return number_or_none(sp::shortest_decimal(v)); }
+
 template <class T>
 nb::list to_list(const std::vector<T>& v) {
     nb::list l;
@@ -473,12 +477,12 @@ nb::dict optimizer_report(const sp::OptimizerOptions& o) {
     switch (o.kind) {
         case sp::OptimizerKind::sgd: break;
         case sp::OptimizerKind::momentum:
-        case sp::OptimizerKind::nesterov: j["momentum"] = static_cast<double>(o.momentum); break;
+        case sp::OptimizerKind::nesterov: j["momentum"] = float_setting(o.momentum); break;
         case sp::OptimizerKind::adam:
         case sp::OptimizerKind::adamw:
-            j["beta1"] = static_cast<double>(o.beta1);
-            j["beta2"] = static_cast<double>(o.beta2);
-            j["eps"] = static_cast<double>(o.eps);
+            j["beta1"] = float_setting(o.beta1);
+            j["beta2"] = float_setting(o.beta2);
+            j["eps"] = float_setting(o.eps);
             break;
     }
     return j;
@@ -495,10 +499,14 @@ nb::dict setup_report(const char* command, const RunSetup& s, const sp::ModelSpe
     j["train_rows"] = s.train_rows;
     j["test_rows"] = s.test_rows;
     j["model"] = spec.to_short();
-    j["loss"] = sp::to_string(t.loss.value_or(sp::default_loss(s.classification ? sp::Task::classification
-                                                                                : sp::Task::regression)));
-    j["lr"] = static_cast<double>(s.lr);
-    j["weight_decay"] = static_cast<double>(t.weight_decay);
+    const sp::Task task = s.classification ? sp::Task::classification : sp::Task::regression;
+    j["loss"] = sp::to_string(t.loss.value_or(sp::default_loss(task)));
+    // Data from memory: no source or split; the task, input shape and outputs (model_info.h).
+    sp::ModelInfo info;
+    info.data = sp::DataPreparation::of("", sp::DataOptions{}, task, spec.n_outputs(), spec.input_shape);
+    j["data_preparation"] = nb::module_::import_("json").attr("loads")(sp::to_metadata(info).at("data"));
+    j["lr"] = float_setting(s.lr);
+    j["weight_decay"] = float_setting(t.weight_decay);
     j["batch"] = t.batch_size == 0 ? nb::object(nb::str("full")) : nb::object(nb::int_(t.batch_size));
     j["seed"] = s.seed;
     j["init"] = nb::none();
@@ -506,8 +514,8 @@ nb::dict setup_report(const char* command, const RunSetup& s, const sp::ModelSpe
     nb::dict ls;
     ls["kind"] = sp::lr_schedule_name(t.lr_schedule.kind);
     ls["step_every"] = t.lr_schedule.step_every;
-    ls["gamma"] = static_cast<double>(t.lr_schedule.gamma);
-    ls["lr_min"] = static_cast<double>(t.lr_schedule.lr_min);
+    ls["gamma"] = float_setting(t.lr_schedule.gamma);
+    ls["lr_min"] = float_setting(t.lr_schedule.lr_min);
     ls["warmup_steps"] = t.lr_schedule.warmup_steps;
     j["lr_schedule"] = ls;
     j["method"] = sp::to_string(t.method.method);
@@ -516,14 +524,14 @@ nb::dict setup_report(const char* command, const RunSetup& s, const sp::ModelSpe
         case sp::Method::l1: break;
         case sp::Method::l0:
             mo["group"] = t.method.l0.group;
-            mo["gate_lr"] = static_cast<double>(t.method.l0.gate_lr);
-            mo["drop_init"] = static_cast<double>(t.method.l0.drop_init);
-            mo["drop_init_first"] = static_cast<double>(t.method.l0.drop_init_first);
-            mo["beta"] = static_cast<double>(t.method.l0.beta);
-            mo["gamma"] = static_cast<double>(t.method.l0.gamma);
-            mo["zeta"] = static_cast<double>(t.method.l0.zeta);
+            mo["gate_lr"] = float_setting(t.method.l0.gate_lr);
+            mo["drop_init"] = float_setting(t.method.l0.drop_init);
+            mo["drop_init_first"] = float_setting(t.method.l0.drop_init_first);
+            mo["beta"] = float_setting(t.method.l0.beta);
+            mo["gamma"] = float_setting(t.method.l0.gamma);
+            mo["zeta"] = float_setting(t.method.l0.zeta);
             break;
-        case sp::Method::spred: mo["threshold"] = static_cast<double>(t.method.spred.threshold); break;
+        case sp::Method::spred: mo["threshold"] = float_setting(t.method.spred.threshold); break;
         case sp::Method::gmp:
             mo["begin"] = t.method.gmp.begin;
             mo["end"] = t.method.gmp.end;
@@ -537,7 +545,7 @@ nb::dict setup_report(const char* command, const RunSetup& s, const sp::ModelSpe
     j["tolerance"] = t.stop.tolerance;
     j["min_layers"] = t.stop.min_layers;
     j["finetune"] = t.finetune;
-    j["finetune_lr"] = static_cast<double>(t.finetune_lr > 0.0f ? t.finetune_lr : t.lr);
+    j["finetune_lr"] = float_setting(t.finetune_lr > 0.0f ? t.finetune_lr : t.lr);
     return j;
 }
 
@@ -552,7 +560,7 @@ nb::dict run_report(const char* command, const RunSetup& s, const sp::ModelSpec&
         d["n_weights"] = segs[l].n_weights;
         d["nnz"] = r.nnz[l];
         d["alive_units"] = r.alive.size() > l ? r.alive[l] : 0;
-        d["lambda"] = static_cast<double>(r.lambdas[l]);
+        d["lambda"] = float_setting(r.lambdas[l]);
         layers.append(d);
     }
     j["layers"] = layers;

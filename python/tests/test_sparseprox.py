@@ -246,12 +246,14 @@ def test_train_regression_report(mg):
     (X, y), test = mg
     r = sparseprox.train("dense:6-32-1", X, y, test=test, lam=3e-3, steps=400, device="cpu")
     rep = r.report
-    for key in ("device", "data", "train_rows", "test_rows", "model", "loss", "lr", "batch", "seed", "optimizer",
+    for key in ("device", "data", "data_preparation", "train_rows", "test_rows", "model", "loss", "lr", "batch", "seed", "optimizer",
                 "lr_schedule", "method", "layers", "nnz_total", "n_weights_total", "target_nnz", "tolerance",
                 "train_loss", "test_loss", "train_accuracy", "test_accuracy", "steps", "finetune_steps",
                 "epochs_started", "stopped_in_band", "wall_seconds", "samples_per_second", "diverged"):
         assert key in rep, key
     assert rep["steps"] == 400 and rep["batch"] == "full" and rep["loss"] == "mse"
+    assert rep["lr"] == 0.1 and rep["layers"][0]["lambda"] == 3e-3  # float settings as their shortest decimal
+    assert rep["data_preparation"]["task"] == "regression"
     assert rep["train_rows"] == 1000 and rep["test_rows"] == 385
     assert 0 < r.model.nnz < r.model.n_weights and rep["nnz_total"] == r.model.nnz
     assert [l["nnz"] for l in rep["layers"]] == r.model.nnz_per_layer
