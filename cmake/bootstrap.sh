@@ -4,6 +4,9 @@
 #   bash cmake/bootstrap.sh test                    build, then run the whole test suite
 # Missing Debian packages are installed first (as root, or through sudo). The build goes to
 # ./build (override with SPARSEPROX_BUILD_DIR); extra CMake flags come from SPARSEPROX_CMAKE_ARGS.
+# The test mode also builds the Python module in the same tree: a virtual environment in
+# <build>/venv gets nanobind, scikit-build-core, pytest and NumPy, and the pytest suite
+# (python/tests) runs as the ctest test `python`.
 set -euo pipefail
 
 mode=${1:-}
@@ -16,6 +19,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${SPARSEPROX_BUILD_DIR:-$root/build}
 
 packages=(cmake ninja-build g++ pkg-config libopenblas-dev zlib1g-dev nlohmann-json3-dev libcli11-dev libgtest-dev)
+if [ "$mode" = test ]; then packages+=(python3 python3-venv python3-dev); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,8 +38,19 @@ if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
+python_args=()
+if [ "$mode" = test ]; then
+  # The Python package's build and test tools, from PyPI into a virtual environment of the build.
+  venv="$build/venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    mkdir -p "$build"
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check nanobind scikit-build-core pytest numpy
+  python_args=(-DSPARSEPROX_PYTHON=ON "-DPython_EXECUTABLE=$venv/bin/python")
+fi
 # shellcheck disable=SC2086
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release ${SPARSEPROX_CMAKE_ARGS:-}
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${python_args[@]}" ${SPARSEPROX_CMAKE_ARGS:-}
 cmake --build "$build" -j "$jobs"
 
 if [ "$mode" = main ]; then
