@@ -255,6 +255,70 @@ TEST_F(SearchResume, AdaptiveRecordsTheSetupAndStartsAgain) {
     EXPECT_TRUE(throws_error_with([&] { LambdaSearch(paper).run(init, train_set, nullptr); }, {"strategy"}));
 }
 
+TEST_F(SearchResume, AMalformedCheckpointIsAnErrorNamingTheFile) {
+    SearchOptions o = several_run_options(SearchStrategy::paper);
+    const std::string ckpt = path("good.ckpt");
+    SearchOptions first = o;
+    first.checkpoint_path = ckpt;
+    first.on_iteration = [&](const SearchIteration& it) {
+        if (it.index == 2) throw Stopped();
+    };
+    EXPECT_THROW(LambdaSearch(first).run(init, train_set, nullptr), Stopped);
+    const TensorFile good = read_safetensors(ckpt);
+    ASSERT_EQ(good.metadata.count("state"), 1u);
+    const std::string state = good.metadata.at("state");
+
+    auto resume_from = [&](const TensorFile& f) {
+        write_safetensors(path("bad.ckpt"), f);
+        SearchOptions again = o;
+        again.resume_path = path("bad.ckpt");
+        LambdaSearch(again).run(init, train_set, nullptr);
+    };
+    auto with_state = [&](const std::string& from, const std::string& to) {
+        TensorFile f = good;
+        const std::size_t at = state.find(from);
+        EXPECT_NE(at, std::string::npos) << from;
+        f.metadata["state"] = state.substr(0, at) + to + state.substr(at + from.size());
+        return f;
+    };
+    const std::string bad = path("bad.ckpt");
+    EXPECT_TRUE(throws_error_with([&] { resume_from(with_state("\"next_run\":3", "\"next_run\":2")); },
+                                  {bad, "malformed state", "next run 2 after 3 recorded runs"}));
+    EXPECT_TRUE(throws_error_with([&] { resume_from(with_state("\"next_run\":3", "\"next_run\":\"3\"")); },
+                                  {bad, "malformed state"}));
+    EXPECT_TRUE(throws_error_with([&] { resume_from(with_state("\"rule\":\"lambda0\"", "\"rule\":\"guess\"")); },
+                                  {bad, "unknown lambda rule 'guess'"}));
+    TensorFile truncated = good;
+    truncated.metadata["state"] = state.substr(0, state.size() / 2);
+    EXPECT_TRUE(throws_error_with([&] { resume_from(truncated); }, {bad, "\"state\""}));
+    TensorFile no_best = good;
+    no_best.tensors.erase("best");
+    EXPECT_TRUE(throws_error_with([&] { resume_from(no_best); }, {bad, "tensor 'best' is missing"}));
+    TensorFile short_best = good;
+    short_best.tensors["best"] = Tensor{{3}, {1.0f, 2.0f, 3.0f}};
+    EXPECT_TRUE(throws_error_with([&] { resume_from(short_best); }, {bad, "the best model has 3 parameters"}));
+    TensorFile version = good;
+    version.metadata["checkpoint_version"] = "2";
+    EXPECT_TRUE(throws_error_with([&] { resume_from(version); }, {bad, "checkpoint version '2'"}));
+    TensorFile no_setup = good;
+    no_setup.metadata.erase("setup");
+    EXPECT_TRUE(throws_error_with([&] { resume_from(no_setup); }, {bad, "no \"setup\""}));
+}
+
+TEST_F(SearchResume, ACheckpointThatCannotBeWrittenDoesNotStopTheSearch) {
+    SearchOptions o = several_run_options(SearchStrategy::paper);
+    o.max_outer = 3;
+    const SearchResult plain = LambdaSearch(o).run(init, train_set, nullptr);
+    SearchOptions nowhere = o;
+    nowhere.checkpoint_path = path("no_such_folder/s.ckpt");
+    const SearchResult r = LambdaSearch(nowhere).run(init, train_set, nullptr);
+    EXPECT_NE(r.checkpoint_error.find(nowhere.checkpoint_path), std::string::npos) << r.checkpoint_error;
+    expect_same_search(plain, r, "without its checkpoint");
+    SearchOptions fine = o;
+    fine.checkpoint_path = path("s.ckpt");
+    EXPECT_TRUE(LambdaSearch(fine).run(init, train_set, nullptr).checkpoint_error.empty());
+}
+
 // ---- stop requests -------------------------------------------------------------------------------
 
 TEST(StopRequest, EndsATrainingRunAtAStepBoundaryWithTheModelSoFar) {

@@ -143,6 +143,9 @@ struct SPARSEPROX_API SearchResult {
     // are the finished runs. The checkpoint holds every finished run.
     bool interrupted = false;
     std::size_t resumed_runs = 0;      // runs taken from the checkpoint of SearchOptions::resume_path
+    // Why the latest write of SearchOptions::checkpoint_path failed (a full disk, say); empty when
+    // it succeeded. A failed write does not stop the search: the next run's write tries again.
+    std::string checkpoint_error;
 };
 
 // What a search checkpoint (SearchOptions::checkpoint_path) records, for progress displays and

@@ -252,10 +252,12 @@ int run_search(const SearchFlags& f) {
     so.on_iteration = [&](const SearchIteration& it) {
         done.push_back(it);
         print_iteration(it);
-        if (!f.trace_csv.empty()) try {
-                write_csv(f.trace_csv, done, setup.spec.n_weight_layers());
-            } catch (const Error&) {
-            }
+        if (f.trace_csv.empty()) return;
+        try {
+            write_csv(f.trace_csv, done, setup.spec.n_weight_layers());
+        } catch (const Error&) {
+            // Not fatal to the search: the write at the end reports the failure.
+        }
     };
     SearchResult r;
     try {
@@ -298,6 +300,7 @@ int run_search(const SearchFlags& f) {
 
     // Each output on its own: a failure is reported and the others are still written.
     OutputWriter out;
+    if (!r.checkpoint_error.empty()) out.attempt("--checkpoint", [&] { throw Error(r.checkpoint_error); });
     out.attempt("--save", [&] { save_run(f.train, r.run); });
     if (!f.trace_csv.empty())
         out.attempt("--trace-csv", [&] {
@@ -332,7 +335,8 @@ int run_search(const SearchFlags& f) {
         for (const SearchIteration& it : r.iterations) j["search"].push_back(iteration_json(it, classification));
         write_report(out, f.train.report, std::move(j));
     }
-    if (r.interrupted) return interrupted_exit_status();
+    // A signal after the search (while writing) also ends with its status: the outputs are whole.
+    if (r.interrupted || stop_requested()) return interrupted_exit_status();
     if (out.failed()) return 1;
     return r.reached ? 0 : 3;
 }

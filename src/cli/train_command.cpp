@@ -527,7 +527,8 @@ int run_train(const TrainFlags& f) {
     OutputWriter out;
     out.attempt("--save", [&] { save_run(f, r); });
     write_report(out, f.report, run_report("train", f, setup, r));
-    if (r.interrupted) return interrupted_exit_status();
+    // A signal after the training (while writing) also ends with its status: the outputs are whole.
+    if (r.interrupted || stop_requested()) return interrupted_exit_status();
     return out.failed() ? 1 : 0;
 }
 

@@ -331,7 +331,7 @@ void next_lambdas(Engine& engine, const SearchOptions& o, const Groups& groups, 
 // Reads the checkpoint to resume from and checks it against this search: the setup entries in
 // order, the initialization bit for bit, the sizes of what the loop will index.
 SearchCheckpointData resume_checkpoint(const std::string& path, const SetupList& setup, const Model& init,
-                                       std::size_t n_groups) {
+                                       std::size_t n_groups, std::size_t max_outer) {
     SearchCheckpointData c = load_search_checkpoint(path);
     check_same_setup(path, c.setup, setup);
     const std::vector<float>& slab = init.slab();
@@ -355,6 +355,13 @@ SearchCheckpointData resume_checkpoint(const std::string& path, const SetupList&
         if (s.have_best && c.best_iteration >= c.iterations.size())
             throw Error(bad + "best iteration " + std::to_string(c.best_iteration) + " of " +
                         std::to_string(c.iterations.size()) + ")");
+        // Every finished run left one iteration, one history entry per group and a best run.
+        bool counts = s.next_run == c.iterations.size() && s.have_best == (s.next_run > 0) &&
+                      (s.finished || s.next_run < max_outer);
+        for (const auto& h : s.history) counts = counts && h.size() == s.next_run;
+        if (!counts)
+            throw Error(bad + "next run " + std::to_string(s.next_run) + " after " + std::to_string(c.iterations.size()) +
+                        " recorded runs" + (s.have_best ? "" : ", no best run") + ")");
     }
     return c;
 }
@@ -403,7 +410,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
     const bool checkpointing = !o.checkpoint_path.empty() || !o.resume_path.empty();
     const SetupList setup = checkpointing ? describe_search_setup(o, init, train_set, test_set) : SetupList{};
     std::optional<SearchCheckpointData> resumed;
-    if (!o.resume_path.empty()) resumed = resume_checkpoint(o.resume_path, setup, init, n_groups);
+    if (!o.resume_path.empty()) resumed = resume_checkpoint(o.resume_path, setup, init, n_groups, o.max_outer);
 
     auto engine = make_engine(o.train.device, spec, loss);
 
@@ -469,7 +476,12 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         c.elapsed_seconds = elapsed();
         c.has_loop = loop != nullptr;
         if (loop) c.loop = *loop;
-        save_search_checkpoint(o.checkpoint_path, c);
+        try {
+            save_search_checkpoint(o.checkpoint_path, c);
+            result.checkpoint_error.clear();
+        } catch (const Error& e) {
+            result.checkpoint_error = e.what();  // the search goes on; the caller reports it
+        }
     };
     // gmp and adaptive are one run each: their checkpoint records the setup only, and a resume
     // starts them again.
