@@ -137,7 +137,7 @@ struct SPARSEPROX_API SearchResult {
     bool lambda_start_computed = false;
     std::size_t adapt_ramp = 0;        // adaptive: the schedule length used
     SearchStrategy strategy = SearchStrategy::paper;
-    double wall_seconds = 0.0;         // since the search started, earlier sessions included
+    double wall_seconds = 0.0;         // search time, that before a resume included
     // A stop was requested (sparseprox/stop.h): the search ended at a step boundary; `run` is
     // the best finished run (the interrupted run itself when none finished) and the iterations
     // are the finished runs. The checkpoint holds every finished run.

@@ -416,7 +416,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
 
     SearchResult result;
     result.strategy = o.strategy;
-    // Search time of the sessions before this one (a resumed paper or warm search).
+    // Search time before the resume (a resumed paper or warm search).
     const double elapsed_before = resumed && resumed->has_loop ? resumed->elapsed_seconds : 0.0;
     auto elapsed = [&] { return elapsed_before + seconds_since(t_start); };
 
