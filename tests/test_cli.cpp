@@ -19,57 +19,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_test_util.h"
 #include "sparseprox/sparseprox.h"
 
 namespace fs = std::filesystem;
-
-namespace {
-
-struct CliRun {
-    int status = -1;
-    std::string output;
-};
-
-// The binary under test: the one built with the tests, or SPARSEPROX_TEST_CLI when set (to run
-// these tests against another build).
-std::string cli_path() {
-    const char* env = std::getenv("SPARSEPROX_TEST_CLI");
-    return env && *env ? env : SPARSEPROX_CLI_PATH;
-}
-
-CliRun run_cli(const std::string& args) {
-    // A command that does not finish within minutes is a failure, not a stuck test suite.
-    const std::string cmd = "timeout 300 " + cli_path() + " " + args + " 2>&1";
-    CliRun r;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf{};
-    while (fgets(buf.data(), buf.size(), p)) r.output += buf.data();
-    const int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
-
-// The command under a limit on its address space (KiB), as `ulimit -v` sets it.
-CliRun run_cli_limited(const std::string& args, long kib) {
-    const std::string cmd = "ulimit -v " + std::to_string(kib) + " && " + cli_path() + " " + args + " 2>&1";
-    CliRun r;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf{};
-    while (fgets(buf.data(), buf.size(), p)) r.output += buf.data();
-    const int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
-
-fs::path temp_dir() {
-    fs::path d = fs::temp_directory_path() / ("sparseprox_cli_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-}
-
-}  // namespace
+using namespace sparseprox::test;
 
 TEST(Cli, TrainsOnTheEmbeddedDefaultAndWritesReportAndModel) {
     const fs::path dir = temp_dir();

@@ -6,6 +6,7 @@
 #include "sparseprox/error.h"
 #include "sparseprox/files.h"
 #include "sparseprox/model.h"
+#include "sparseprox/model_info.h"
 #include "sparseprox/safetensors.h"
 #include "sparseprox/search.h"
 #include "sparseprox/stop.h"

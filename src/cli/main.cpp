@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/predict_command.h"
 #include "cli/search_command.h"
 #include "cli/train_command.h"
 #include "cli/usage.h"
@@ -42,8 +43,13 @@ int main(int argc, char** argv) {
         app.add_subcommand("search", "choose lambda (or one lambda per layer) for a target NNZ (Algorithms 1 and 2)");
     cli::add_search_flags(*search_cmd, search_flags);
 
+    cli::PredictFlags predict_flags;
+    CLI::App* predict_cmd = app.add_subcommand(
+        "predict", "run a saved model on data prepared as its training data were (loss, accuracy, outputs)");
+    cli::add_predict_flags(*predict_cmd, predict_flags);
+
     CLI::App* devices_cmd = app.add_subcommand("devices", "list the devices this build can use");
-    const std::vector<CLI::App*> commands = {train_cmd, search_cmd, devices_cmd};
+    const std::vector<CLI::App*> commands = {train_cmd, search_cmd, predict_cmd, devices_cmd};
     for (CLI::App* c : commands) c->allow_extras();
 
     try {
@@ -70,15 +76,15 @@ int main(int argc, char** argv) {
     const std::vector<std::string> top_extras = app.remaining();
     if (!chosen) {
         if (top_extras.empty())
-            return usage_error("no command given: sparseprox train, search or devices (see sparseprox --help)");
+            return usage_error("no command given: sparseprox train, search, predict or devices (see sparseprox --help)");
         const std::string& word = top_extras.front();
         if (!word.empty() && word[0] == '-')
-            return usage_error(cli::extras_message(top_extras, app, "sparseprox", {train_cmd, search_cmd}));
-        return usage_error("unknown command '" + word + "' (expected train, search or devices)" +
+            return usage_error(cli::extras_message(top_extras, app, "sparseprox", {train_cmd, search_cmd, predict_cmd}));
+        return usage_error("unknown command '" + word + "' (expected train, search, predict or devices)" +
                            cli::did_you_mean(word, command_names));
     }
     if (!top_extras.empty())
-        return usage_error(cli::extras_message(top_extras, app, "sparseprox", {train_cmd, search_cmd}) +
+        return usage_error(cli::extras_message(top_extras, app, "sparseprox", {train_cmd, search_cmd, predict_cmd}) +
                            "; flags go after the command");
     const std::vector<std::string> extras = chosen->remaining();
     if (!extras.empty()) {
@@ -90,9 +96,11 @@ int main(int argc, char** argv) {
 
     cli::record_given_flags(*train_cmd, train_flags.given);
     cli::record_given_flags(*search_cmd, search_flags.train.given);
+    cli::record_given_flags(*predict_cmd, predict_flags.given);
     try {
         if (chosen == train_cmd) return cli::run_train(train_flags);
         if (chosen == search_cmd) return cli::run_search(search_flags);
+        if (chosen == predict_cmd) return cli::run_predict(predict_flags);
         std::printf("%s\n", describe_device(Device{}).c_str());
         const int n = cuda_device_count();
         if (!cuda_compiled()) std::printf("CUDA backend not compiled in\n");

@@ -301,7 +301,7 @@ int run_search(const SearchFlags& f) {
     // Each output on its own: a failure is reported and the others are still written.
     OutputWriter out;
     if (!r.checkpoint_error.empty()) out.attempt("--checkpoint", [&] { throw Error(r.checkpoint_error); });
-    out.attempt("--save", [&] { save_run(f.train, r.run); });
+    out.attempt("--save", [&] { save_run(f.train, setup, r.run, run_report("search", f.train, setup, r.run)); });
     if (!f.trace_csv.empty())
         out.attempt("--trace-csv", [&] {
             write_csv(f.trace_csv, r.iterations, setup.spec.n_weight_layers());

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <sstream>
 
 #include "cli/options.h"
@@ -127,32 +129,29 @@ std::string join(const std::vector<std::size_t>& v) {
 
 nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
+nlohmann::json float_json(float v) { return number_or_null(shortest_decimal(v)); }
+
+nlohmann::json preparation_json(const DataPreparation& prep) {
+    ModelInfo info;
+    info.data = prep;
+    return nlohmann::json::parse(to_metadata(info).at("data"));
+}
+
 nlohmann::json optimizer_report(const OptimizerOptions& o) {
     nlohmann::json j{{"kind", optimizer_name(o.kind)}};
     switch (o.kind) {
         case OptimizerKind::sgd: break;
         case OptimizerKind::momentum:
-        case OptimizerKind::nesterov: j["momentum"] = o.momentum; break;
+        case OptimizerKind::nesterov: j["momentum"] = float_json(o.momentum); break;
         case OptimizerKind::adam:
         case OptimizerKind::adamw:
-            j["beta1"] = o.beta1;
-            j["beta2"] = o.beta2;
-            j["eps"] = o.eps;
+            j["beta1"] = float_json(o.beta1);
+            j["beta2"] = float_json(o.beta2);
+            j["eps"] = float_json(o.eps);
             break;
     }
     return j;
 }
-
-namespace {
-
-PixelScale parse_pixel_scale(const std::string& s) {
-    if (s == "symmetric") return PixelScale::symmetric;
-    if (s == "unit") return PixelScale::unit;
-    if (s == "raw") return PixelScale::raw;
-    throw Error("--pixel-scale: '" + s + "' (expected symmetric, unit or raw)");
-}
-
-}  // namespace
 
 void record_given_flags(const CLI::App& cmd, std::set<std::string>& given) {
     for (const CLI::Option* o : cmd.get_options())
@@ -181,6 +180,26 @@ void check_model_fits_data(const TrainFlags& f, const ModelSpec& spec, const Dat
                     (data.task == Task::classification ? " classes" : " targets"));
 }
 
+namespace {
+
+// --data prepared as the --init model's data were (the pixel scale, unless --pixel-scale says).
+void reuse_preparation(const TrainFlags& f, const std::string& what, const DataPreparation& recorded,
+                       DataOptions& options) {
+    if (f.data.rfind("idx:", 0) != 0 || recorded.source_kind() != "idx") return;
+    const PixelScale scale = recorded.options.pixel_scale;
+    if (!f.has("--pixel-scale")) {
+        options.pixel_scale = scale;
+        if (scale != PixelScale::symmetric)
+            std::fprintf(stderr, "sparseprox: note: %s was trained on pixels scaled '%s' (%s); --data %s is scaled the same\n",
+                         what.c_str(), to_string(scale), recorded.feature_scaling.c_str(), f.data.c_str());
+    } else if (options.pixel_scale != scale) {
+        std::fprintf(stderr, "sparseprox: warning: %s was trained on pixels scaled '%s', and --pixel-scale asks for '%s'\n",
+                     what.c_str(), to_string(scale), to_string(options.pixel_scale));
+    }
+}
+
+}  // namespace
+
 RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     RunSetup s;
     DataOptions dopt;
@@ -199,7 +218,11 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     dopt.libsvm_test_fraction = f.test_fraction;
     dopt.no_test = f.no_test;
     dopt.test_source = f.test_data;
-    dopt.pixel_scale = parse_pixel_scale(f.pixel_scale);
+    try {
+        dopt.pixel_scale = parse_pixel_scale(f.pixel_scale);
+    } catch (const Error& e) {
+        throw Error(std::string("--pixel-scale: ") + e.what());
+    }
     s.device = parse_device(f.device);
     if (!(f.tolerance >= 0 && f.tolerance < 1)) throw Error("--tolerance: " + std::to_string(f.tolerance) + " is outside [0, 1)");
     if (!(std::isfinite(f.weight_decay) && f.weight_decay >= 0))
@@ -218,15 +241,30 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     refuse_unless(f, "--finetune-lr", f.finetune, "is the learning rate of --finetune");
     refuse_unless(f, "--pixel-scale", f.data.rfind("idx:", 0) == 0, "scales the pixels of idx:DIR data");
 
+    // --init: the file's architecture, parameters and record of how its data were prepared.
+    // load_model checks the file's tensors against its architecture before allocating.
+    std::optional<Model> loaded;
+    if (!f.init.empty()) {
+        std::map<std::string, std::string> meta;
+        loaded = or_out_of_memory("loading --init " + f.init, [&] { return load_model(f.init, &meta); });
+        s.init_info = read_model_info(meta, f.init);
+        if (s.init_info.data) reuse_preparation(f, "--init " + f.init, *s.init_info.data, dopt);
+    }
+
     s.data = or_out_of_memory("loading --data " + f.data, [&] { return load_data(f.data, dopt); });
     s.classification = s.data.train.task == Task::classification;
     std::string model_text = f.model;
-    if (model_text.empty())
-        model_text = s.classification ? "dense:" + std::to_string(s.data.train.n_features) + "-300-100-" +
-                                            std::to_string(s.data.train.n_outputs)
-                                      : "dense:" + std::to_string(s.data.train.n_features) + "-128-128-64-" +
-                                            std::to_string(s.data.train.n_outputs);
-    s.spec = ModelSpec::parse(model_text);
+    if (model_text.empty() && loaded) {
+        s.spec = loaded->spec();
+    } else {
+        if (model_text.empty())
+            model_text = s.classification ? "dense:" + std::to_string(s.data.train.n_features) + "-300-100-" +
+                                                std::to_string(s.data.train.n_outputs)
+                                          : "dense:" + std::to_string(s.data.train.n_features) + "-128-128-64-" +
+                                                std::to_string(s.data.train.n_outputs);
+        s.spec = ModelSpec::parse(model_text);
+    }
+    s.prep = DataPreparation::of(f.data, dopt, s.data.train.task, s.data.train.n_outputs, s.spec.input_shape);
     // The model against the data before anything the size of the model is allocated.
     check_model_fits_data(f, s.spec, s.data.train);
 
@@ -278,7 +316,11 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     opt.finetune = f.finetune;
     opt.finetune_lr = f.finetune_lr;
     opt.stop.min_layers = f.min_layers;
-    if (!f.loss.empty()) opt.loss = parse_loss(f.loss);
+    if (!f.loss.empty()) {
+        opt.loss = parse_loss(f.loss);
+    } else if (s.init_info.loss && s.init_info.data && s.init_info.data->task == s.data.train.task) {
+        opt.loss = s.init_info.loss;  // the loss the --init model was trained with
+    }
     opt.progress_seconds = f.quiet ? 0.0 : f.progress_seconds;
     const std::size_t n_weights = s.spec.n_weights();
     opt.on_progress = [n_weights](const Progress& p) {
@@ -295,14 +337,13 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     if (f.init.empty()) {
         s.init = or_out_of_memory("allocating " + params, [&] { return Model::initialize(s.spec, f.seed); });
     } else {
-        // load_model checks the file's tensors against its architecture before allocating.
-        const Model loaded = or_out_of_memory("loading --init " + f.init, [&] { return load_model(f.init); });
-        if (loaded.spec().to_short() != s.spec.to_short() || loaded.slab().size() != ParamLayout::of(s.spec).slab_size)
-            throw Error("--init: model file '" + f.init + "' holds " + excerpt(loaded.spec().to_short(), 160) +
-                        " but the run trains " + excerpt(s.spec.to_short(), 160));
+        if (loaded->spec().to_short() != s.spec.to_short() || loaded->slab().size() != ParamLayout::of(s.spec).slab_size)
+            throw Error("--init: model file '" + f.init + "' holds " + excerpt(loaded->spec().to_short(), 160) +
+                        " but the run trains " + excerpt(s.spec.to_short(), 160) +
+                        " (leave out --model to train the file's architecture)");
         or_out_of_memory("allocating " + params, [&] {
             s.init = Model(s.spec);  // the run's spec (names, activations) with the file's parameters
-            s.init.slab() = loaded.slab();
+            s.init.slab() = std::move(loaded->slab());
         });
     }
     return s;
@@ -363,27 +404,31 @@ nlohmann::json setup_report(const char* command, const TrainFlags& f, const RunS
     j["test_rows"] = setup.data.test.n_samples;
     j["model"] = setup.spec.to_short();
     j["loss"] = to_string(opt.loss.value_or(default_loss(setup.data.train.task)));
-    j["lr"] = f.lr;
-    j["weight_decay"] = opt.weight_decay;
+    j["data_preparation"] = preparation_json(setup.prep);
+    j["lr"] = float_json(f.lr);
+    j["weight_decay"] = float_json(opt.weight_decay);
     j["batch"] = opt.batch_size == 0 ? nlohmann::json("full") : nlohmann::json(opt.batch_size);
     j["seed"] = f.seed;
     j["init"] = f.init.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.init);
     j["optimizer"] = optimizer_report(opt.optimizer);
     j["lr_schedule"] = {{"kind", lr_schedule_name(opt.lr_schedule.kind)},
                         {"step_every", opt.lr_schedule.step_every},
-                        {"gamma", opt.lr_schedule.gamma},
-                        {"lr_min", opt.lr_schedule.lr_min},
+                        {"gamma", float_json(opt.lr_schedule.gamma)},
+                        {"lr_min", float_json(opt.lr_schedule.lr_min)},
                         {"warmup_steps", opt.lr_schedule.warmup_steps}};
     j["method"] = method_name(opt.method.method);
     switch (opt.method.method) {
         case Method::l1: j["method_options"] = nlohmann::json::object(); break;
         case Method::l0:
-            j["method_options"] = {{"group", opt.method.l0.group},         {"gate_lr", opt.method.l0.gate_lr},
-                                   {"drop_init", opt.method.l0.drop_init}, {"drop_init_first", opt.method.l0.drop_init_first},
-                                   {"beta", opt.method.l0.beta},           {"gamma", opt.method.l0.gamma},
-                                   {"zeta", opt.method.l0.zeta}};
+            j["method_options"] = {{"group", opt.method.l0.group},
+                                   {"gate_lr", float_json(opt.method.l0.gate_lr)},
+                                   {"drop_init", float_json(opt.method.l0.drop_init)},
+                                   {"drop_init_first", float_json(opt.method.l0.drop_init_first)},
+                                   {"beta", float_json(opt.method.l0.beta)},
+                                   {"gamma", float_json(opt.method.l0.gamma)},
+                                   {"zeta", float_json(opt.method.l0.zeta)}};
             break;
-        case Method::spred: j["method_options"] = {{"threshold", opt.method.spred.threshold}}; break;
+        case Method::spred: j["method_options"] = {{"threshold", float_json(opt.method.spred.threshold)}}; break;
         case Method::gmp:
             j["method_options"] = {{"begin", opt.method.gmp.begin},
                                    {"end", opt.method.gmp.end},
@@ -396,7 +441,7 @@ nlohmann::json setup_report(const char* command, const TrainFlags& f, const RunS
     j["tolerance"] = opt.stop.tolerance;
     j["min_layers"] = opt.stop.min_layers;
     j["finetune"] = opt.finetune;
-    j["finetune_lr"] = opt.finetune_lr > 0.0f ? opt.finetune_lr : opt.lr;
+    j["finetune_lr"] = float_json(opt.finetune_lr > 0.0f ? opt.finetune_lr : opt.lr);
     return j;
 }
 
@@ -411,7 +456,7 @@ nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSet
                                {"n_weights", segs[l].n_weights},
                                {"nnz", r.nnz[l]},
                                {"alive_units", r.alive.size() > l ? r.alive[l] : 0},
-                               {"lambda", r.lambdas[l]}});
+                               {"lambda", float_json(r.lambdas[l])}});
     j["nnz_total"] = r.model.nnz_total();
     j["train_loss"] = number_or_null(r.train_eval.loss);
     j["test_loss"] = number_or_null(r.test_eval.loss);
@@ -440,15 +485,19 @@ Error diverged_error(const DivergedError& e, const TrainFlags& f, nlohmann::json
                  (f.finetune && f.finetune_lr > 0.0f ? " or --finetune-lr" : ""));
 }
 
-void save_run(const TrainFlags& f, const TrainResult& r) {
+void save_run(const TrainFlags& f, const RunSetup& setup, const TrainResult& r, const nlohmann::json& report) {
     if (f.save.empty()) return;
-    std::map<std::string, std::string> meta;
-    std::ostringstream lam;
-    for (std::size_t l = 0; l < r.lambdas.size(); ++l) lam << (l ? "," : "") << r.lambdas[l];
-    meta["lambda"] = lam.str();
-    meta["method"] = method_name(r.method);
+    ModelInfo info;
+    info.data = setup.prep;
+    info.loss = setup.options.loss.value_or(default_loss(setup.data.train.task));
+    info.method = method_name(r.method);
+    info.training_json = report.dump();
+    std::map<std::string, std::string> meta = to_metadata(info);
+    nlohmann::json lambdas = nlohmann::json::array();
+    for (float l : r.lambdas) lambdas.push_back(float_json(l));
+    meta["lambda"] = lambdas.dump();
     meta["seed"] = std::to_string(f.seed);
-    meta["lr"] = std::to_string(f.lr);
+    meta["lr"] = float_json(f.lr).dump();
     meta["steps"] = std::to_string(r.steps);
     save_model(f.save, r.model, meta);
     std::printf("saved model to %s\n", f.save.c_str());
@@ -525,8 +574,9 @@ int run_train(const TrainFlags& f) {
     print_summary(setup, r);
     if (r.interrupted) std::printf("train: %s after %zu steps\n", interrupted_text().c_str(), r.steps);
     OutputWriter out;
-    out.attempt("--save", [&] { save_run(f, r); });
-    write_report(out, f.report, run_report("train", f, setup, r));
+    const nlohmann::json report = run_report("train", f, setup, r);
+    out.attempt("--save", [&] { save_run(f, setup, r, report); });
+    write_report(out, f.report, report);
     // A signal after the training (while writing) also ends with its status: the outputs are whole.
     if (r.interrupted || stop_requested()) return interrupted_exit_status();
     return out.failed() ? 1 : 0;

@@ -93,6 +93,8 @@ struct RunSetup {
     Device device;
     bool classification = false;
     Model init;
+    DataPreparation prep;  // how the data were read, split and scaled (recorded by --save)
+    ModelInfo init_info;   // what the --init file records (empty without --init)
 };
 // Loads the data, parses the model and fills the options. Targets come from --target-nnz when
 // given; lambdas from --lambda when with_lambda.
@@ -116,8 +118,9 @@ nlohmann::json setup_report(const char* command, const TrainFlags& f, const RunS
 Error diverged_error(const DivergedError& e, const TrainFlags& f, nlohmann::json* report);
 // The report keys every command writes about one run (setup_report's and the results).
 nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSetup& setup, const TrainResult& r);
-// --save: the model with its lambdas, seed and lr in the metadata.
-void save_run(const TrainFlags& f, const TrainResult& r);
+// --save: the model with what model_info.h describes in the metadata (the data preparation, the
+// loss, the method, the run's report as "training") and the lambdas, seed, lr and steps.
+void save_run(const TrainFlags& f, const RunSetup& setup, const TrainResult& r, const nlohmann::json& report);
 // Checks, before any work, that every output flag given (--report, --save and `extra`, e.g.
 // --trace-csv) names a file that can be written, and that no two name the same file.
 void check_outputs(const TrainFlags& f, const std::vector<std::pair<std::string, std::string>>& extra = {});
@@ -142,6 +145,10 @@ void write_report(OutputWriter& out, const std::string& path, nlohmann::json rep
 
 // A JSON number, or null for NaN and infinities.
 nlohmann::json number_or_null(double v);
+// A float setting as the shortest decimal that reads back as it (1e-07, not 1.0000000116860974e-07).
+nlohmann::json float_json(float v);
+// The report's "data_preparation" object (the model file's "data" entry).
+nlohmann::json preparation_json(const DataPreparation& prep);
 // The report's "optimizer" object: the kind and the options that kind reads.
 nlohmann::json optimizer_report(const OptimizerOptions& o);
 std::string join(const std::vector<std::size_t>& v);

@@ -1,0 +1,244 @@
+#include "cli/predict_command.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/options.h"
+#include "cli/train_command.h"
+#include "sparseprox/files.h"
+#include "sparseprox/sparseprox.h"
+
+namespace sparseprox {
+namespace cli {
+
+void add_predict_flags(CLI::App& app, PredictFlags& f) {
+    app.add_option("--model", f.model, "a model file written by --save (safetensors)")->required();
+    app.add_option("--data", f.data,
+                   "mackey-glass, libsvm:PATH or idx:DIR (default: the data the model file records)");
+    app.add_option("--rows", f.rows,
+                   "test, train or all (default: test when the data have a test part, else all)");
+    app.add_option("--pixel-scale", f.pixel_scale,
+                   "idx: symmetric, unit or raw (default: the scale the model was trained with)");
+    app.add_option("--device", f.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+    app.add_option("--out", f.out, "write the network's outputs: FILE.npy (float32, rows x outputs) or FILE.csv");
+    app.add_option("--report", f.report, "write a JSON report");
+    app.add_flag("-q,--quiet", f.quiet, "print nothing but errors");
+}
+
+namespace {
+
+Dataset concatenated(const Dataset& a, const Dataset& b) {
+    if (b.n_samples == 0) return a;
+    Dataset d = a;
+    d.n_samples += b.n_samples;
+    d.x.insert(d.x.end(), b.x.begin(), b.x.end());
+    d.y.insert(d.y.end(), b.y.begin(), b.y.end());
+    d.labels.insert(d.labels.end(), b.labels.begin(), b.labels.end());
+    return d;
+}
+
+// A LIBSVM file lists only the nonzero features: a file whose largest index is below the
+// model's width is the same data with zeros after its last column.
+void widen_libsvm(Dataset& d, std::size_t width) {
+    if (d.n_features >= width) return;
+    std::vector<float> x(d.n_samples * width, 0.0f);
+    for (std::size_t r = 0; r < d.n_samples; ++r)
+        std::copy_n(d.x.begin() + static_cast<std::ptrdiff_t>(r * d.n_features), d.n_features,
+                    x.begin() + static_cast<std::ptrdiff_t>(r * width));
+    d.x = std::move(x);
+    d.n_features = width;
+}
+
+void put_le32(std::string& out, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+
+// NumPy's .npy format, version 1.0: magic, header length, a Python dict literal padded so the
+// data start on a 64-byte boundary, then little-endian float32 values in C order.
+std::string npy_bytes(const std::vector<float>& values, std::size_t rows, std::size_t cols) {
+    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
+                         std::to_string(cols) + "), }";
+    const std::size_t preamble = 10;  // magic (6), version (2), header length (2)
+    header.append((64 - (preamble + header.size() + 1) % 64) % 64, ' ');
+    header.push_back('\n');
+    std::string out = "\x93NUMPY";
+    out.push_back('\x01');
+    out.push_back('\x00');
+    out.push_back(static_cast<char>(header.size() & 0xFF));
+    out.push_back(static_cast<char>((header.size() >> 8) & 0xFF));
+    out += header;
+    out.reserve(out.size() + 4 * values.size());
+    for (float v : values) {
+        std::uint32_t bits;
+        std::memcpy(&bits, &v, sizeof bits);
+        put_le32(out, bits);
+    }
+    return out;
+}
+
+std::string csv_text(const std::vector<float>& values, std::size_t rows, std::size_t cols, bool classification) {
+    std::string out = classification ? "predicted" : "";
+    for (std::size_t c = 0; c < cols; ++c) out += (out.empty() ? "" : ",") + std::string("output_") + std::to_string(c);
+    out += "\n";
+    char buf[32];
+    for (std::size_t r = 0; r < rows; ++r) {
+        const float* row = values.data() + r * cols;
+        std::string line;
+        if (classification) {
+            std::size_t best = 0;
+            for (std::size_t c = 1; c < cols; ++c)
+                if (row[c] > row[best]) best = c;
+            line = std::to_string(best);
+        }
+        for (std::size_t c = 0; c < cols; ++c) {
+            std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(row[c]));
+            line += (line.empty() ? "" : ",") + std::string(buf);
+        }
+        out += line + "\n";
+    }
+    return out;
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+}  // namespace
+
+int run_predict(const PredictFlags& f) {
+    // Outputs first: a wrong path fails now, not after the work.
+    if (f.has("--out")) {
+        if (!ends_with(f.out, ".npy") && !ends_with(f.out, ".csv"))
+            throw Error("--out " + f.out + ": the file name must end in .npy or .csv (the format to write)");
+        check_writable(f.out, "--out");
+    }
+    if (f.has("--report")) check_writable(f.report, "--report");
+    if (f.has("--out") && f.has("--report") && resolve_output_path(f.out) == resolve_output_path(f.report))
+        throw Error("--out and --report name the same file '" + f.out + "'");
+    if (f.has("--rows") && f.rows != "test" && f.rows != "train" && f.rows != "all")
+        throw Error("--rows: '" + excerpt(f.rows) + "' (expected test, train or all)");
+    const Device device = parse_device(f.device);
+
+    std::map<std::string, std::string> meta;
+    const Model model = or_out_of_memory("loading --model " + f.model, [&] { return load_model(f.model, &meta); });
+    const ModelInfo info = read_model_info(meta, f.model);
+
+    // The data, prepared as the model's were.
+    std::string source = f.data;
+    DataOptions options;
+    if (source.empty()) {
+        if (!info.data || info.data->source.empty())
+            throw Error("--model " + f.model + " does not record the data it was trained on: give --data");
+        source = info.data->source;
+    }
+    const bool recorded_source = info.data && info.data->source == source;
+    if (recorded_source) {
+        options = info.data->options;
+    } else if (info.data && info.data->source_kind() == "idx") {
+        options.pixel_scale = info.data->options.pixel_scale;
+    }
+    const bool idx = source.rfind("idx:", 0) == 0;
+    const bool libsvm = source.rfind("libsvm:", 0) == 0;
+    if (libsvm && !recorded_source) options.no_test = true;  // another LIBSVM file: all of its rows
+    if (f.has("--pixel-scale")) {
+        if (!idx) throw Error("--pixel-scale does not apply here: it scales the pixels of idx:DIR data, and --data is " + source);
+        try {
+            const PixelScale asked = parse_pixel_scale(f.pixel_scale);
+            if (info.data && info.data->source_kind() == "idx" && asked != info.data->options.pixel_scale)
+                std::fprintf(stderr,
+                             "sparseprox: warning: --model %s was trained on pixels scaled '%s', and --pixel-scale asks for '%s'\n",
+                             f.model.c_str(), to_string(info.data->options.pixel_scale), to_string(asked));
+            options.pixel_scale = asked;
+        } catch (const Error& e) {
+            throw Error(std::string("--pixel-scale: ") + e.what());
+        }
+    } else if (idx && !(info.data && info.data->source_kind() == "idx")) {
+        std::fprintf(stderr,
+                     "sparseprox: warning: --model %s does not record its pixel scale; using 'symmetric' "
+                     "(give --pixel-scale if it was trained otherwise)\n",
+                     f.model.c_str());
+    }
+    const DataSplit split = or_out_of_memory("loading --data " + source, [&] { return load_data(source, options); });
+    const std::string rows = f.rows.empty() ? (split.test.n_samples > 0 ? "test" : "all") : f.rows;
+    if (rows == "test" && split.test.n_samples == 0)
+        throw Error("--data " + source + " has no test rows" +
+                    (recorded_source && options.no_test ? " (the model was trained without a test set)" : "") +
+                    ": give --rows train or all");
+    Dataset data = rows == "test" ? split.test : rows == "train" ? split.train : concatenated(split.train, split.test);
+    if (libsvm) widen_libsvm(data, model.spec().n_inputs);
+    const ModelSpec& spec = model.spec();
+    if (spec.n_inputs != data.n_features)
+        throw Error("--model " + f.model + " takes " + std::to_string(spec.n_inputs) + " inputs but --data " + source +
+                    " has " + std::to_string(data.n_features) + " features");
+    const bool classification = data.task == Task::classification;
+    if (classification ? data.n_outputs > spec.n_outputs() : data.n_outputs != spec.n_outputs())
+        throw Error("--model " + f.model + " has " + std::to_string(spec.n_outputs()) + " outputs but --data " + source +
+                    " has " + std::to_string(data.n_outputs) + (classification ? " classes" : " targets"));
+    data.n_outputs = spec.n_outputs();
+    const Loss loss = info.loss.value_or(default_loss(data.task));
+
+    if (!f.quiet) {
+        std::printf("sparseprox %s: predict %s (%s, %zu of %zu weights nonzero) on %s, %s rows (%zu), device %s\n",
+                    version(), f.model.c_str(), excerpt(spec.to_short(), 120).c_str(), model.nnz_total(),
+                    spec.n_weights(), source.c_str(), rows.c_str(), data.n_samples, describe_device(device).c_str());
+        std::fflush(stdout);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const Evaluation e = or_out_of_memory("evaluating " + std::to_string(data.n_samples) + " rows",
+                                          [&] { return evaluate(model, data, device, loss); });
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double per_second = seconds > 0 ? static_cast<double>(data.n_samples) / seconds : 0.0;
+    if (!f.quiet) {
+        std::printf("%s loss %.6g", rows.c_str(), e.loss);
+        if (classification) std::printf(", accuracy %.2f%%", 100.0 * e.accuracy);
+        std::printf(" (%zu rows, %.0f samples/s)\n", data.n_samples, per_second);
+    }
+
+    OutputWriter out;
+    if (!f.out.empty())
+        out.attempt("--out", [&] {
+            const std::vector<float> y = or_out_of_memory("predicting", [&] { return model.predict(data, device); });
+            const std::size_t cols = spec.n_outputs();
+            write_file_atomic(f.out, ends_with(f.out, ".npy") ? npy_bytes(y, data.n_samples, cols)
+                                                              : csv_text(y, data.n_samples, cols, classification));
+            if (!f.quiet) std::printf("wrote predictions %s\n", f.out.c_str());
+        });
+    if (!f.report.empty()) {
+        nlohmann::json j;
+        j["command"] = "predict";
+        j["version"] = version();
+        j["model"] = f.model;
+        j["architecture"] = spec.to_short();
+        j["model_version"] = info.version.empty() ? nlohmann::json(nullptr) : nlohmann::json(info.version);
+        j["nnz_total"] = model.nnz_total();
+        j["n_weights_total"] = spec.n_weights();
+        j["data"] = source;
+        j["data_preparation"] =
+            preparation_json(DataPreparation::of(source, options, data.task, data.n_outputs, spec.input_shape));
+        j["rows"] = rows;
+        j["n_rows"] = data.n_samples;
+        j["device"] = describe_device(device);
+        j["format"] = "dense";
+        j["loss_kind"] = to_string(loss);
+        j["loss"] = number_or_null(e.loss);
+        j["accuracy"] = classification ? number_or_null(e.accuracy) : nlohmann::json(nullptr);
+        j["wall_seconds"] = seconds;
+        j["samples_per_second"] = per_second;
+        j["out"] = f.out.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.out);
+        write_report(out, f.report, std::move(j));
+    }
+    return out.failed() ? 1 : 0;
+}
+
+}  // namespace cli
+}  // namespace sparseprox
