@@ -101,8 +101,24 @@ struct SPARSEPROX_API SearchOptions {
     double adapt_rate = 0.0;           // a (0: the rule's default, 0.5 relative, 1 sparsity)
     AdaptRule adapt_rule = AdaptRule::relative;
     std::size_t adapt_ramp = 0;        // relative rule: schedule length in steps (0: half the budget)
-    // Called after every outer iteration (for progress output).
+    // Called after every outer iteration (for progress output); for the paper and warm
+    // strategies after the checkpoint of that iteration is written.
     std::function<void(const SearchIteration&)> on_iteration;
+
+    // Checkpoint and resume (README, "Resuming a search"). checkpoint_path not empty: the
+    // search's state is written there (atomically: a reader or a crash never sees half a file)
+    // when it starts and after every run of the paper and warm strategies: the history of
+    // (lambda, NNZ), the next lambdas and their rules, the warm start, the best run with its
+    // model, the initialization, and a description of the setup (options, model, data). The
+    // file is a safetensors file: the models as tensors, the rest as JSON in its metadata.
+    // resume_path not empty: continue the search recorded there, which must have been made with
+    // the same options, model, initialization and data (an Error names the first difference);
+    // it ends with the same result as the uninterrupted search, losing only the run that was in
+    // progress. A finished search's checkpoint returns its result without training. The
+    // adaptive strategy (one run) and gmp record no progress: their resume checks the setup
+    // and starts the search again. The two paths may be the same file.
+    std::string checkpoint_path;
+    std::string resume_path;
 
     // Throws on an empty or impossible band, a bad lambda0/lambda1, max_outer < 2 (paper, warm),
     // adapt_interval 0 or a negative adapt_rate, plus everything TrainOptions::validate checks.
@@ -121,8 +137,29 @@ struct SPARSEPROX_API SearchResult {
     bool lambda_start_computed = false;
     std::size_t adapt_ramp = 0;        // adaptive: the schedule length used
     SearchStrategy strategy = SearchStrategy::paper;
-    double wall_seconds = 0.0;
+    double wall_seconds = 0.0;         // search time, that before a resume included
+    // A stop was requested (sparseprox/stop.h): the search ended at a step boundary; `run` is
+    // the best finished run (the interrupted run itself when none finished) and the iterations
+    // are the finished runs. The checkpoint holds every finished run.
+    bool interrupted = false;
+    std::size_t resumed_runs = 0;      // runs taken from the checkpoint of SearchOptions::resume_path
+    // Why the latest write of SearchOptions::checkpoint_path failed (a full disk, say); empty when
+    // it succeeded. A failed write does not stop the search: the next run's write tries again.
+    std::string checkpoint_error;
 };
+
+// What a search checkpoint (SearchOptions::checkpoint_path) records, for progress displays and
+// for deciding whether to resume.
+struct SPARSEPROX_API SearchCheckpointInfo {
+    SearchStrategy strategy = SearchStrategy::paper;
+    std::vector<SearchIteration> iterations;  // the finished runs, in order
+    bool finished = false;                    // the search ended (in the band, or out of runs)
+    bool reached = false;
+    std::size_t best_iteration = 0;           // valid when iterations is not empty
+    double elapsed_seconds = 0.0;             // search time up to the last finished run
+};
+// Reads a checkpoint; throws sparseprox::Error naming the file when it is not one.
+SPARSEPROX_API SearchCheckpointInfo read_search_checkpoint(const std::string& path);
 
 class SPARSEPROX_API LambdaSearch {
 public:

@@ -9,5 +9,6 @@
 #include "sparseprox/model_info.h"
 #include "sparseprox/safetensors.h"
 #include "sparseprox/search.h"
+#include "sparseprox/stop.h"
 #include "sparseprox/train.h"
 #include "sparseprox/version.h"

@@ -145,6 +145,9 @@ struct SPARSEPROX_API TrainResult {
     std::size_t finetune_steps = 0;  // of which after the in-band step, with the pattern fixed
     std::size_t epochs_started = 0;  // epochs that hold at least one applied step
     bool stopped_in_band = false;  // gmp: the final NNZ lies in the band of the targets
+    // A stop was requested (sparseprox/stop.h): the run ended at a step boundary before its
+    // budget and returns the model so far (no fine-tuning after that point).
+    bool interrupted = false;
     double wall_seconds = 0.0;
     double samples_per_second = 0.0;
     Evaluation train_eval;
@@ -152,7 +155,9 @@ struct SPARSEPROX_API TrainResult {
     std::vector<std::vector<std::size_t>> nnz_history;  // when record_nnz_history
 };
 
-// Trains a copy of `init` on `train` (and evaluates on `test` when it is not null).
+// Trains a copy of `init` on `train` (and evaluates on `test` when it is not null). A stop
+// request (request_stop(), sparseprox/stop.h) ends the run at the next step boundary with
+// TrainResult::interrupted set.
 SPARSEPROX_API TrainResult train(const Model& init, const Dataset& train_set, const Dataset* test_set,
                   const TrainOptions& options);
 

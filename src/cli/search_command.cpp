@@ -6,6 +6,7 @@
 
 #include "cli/options.h"
 #include "sparseprox/files.h"
+#include "sparseprox/stop.h"
 
 namespace sparseprox {
 namespace cli {
@@ -44,7 +45,15 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
     app.add_flag("--no-finetune", f.no_finetune,
                  "return the run's first step in the band as it is (Algorithm 3, the paper) instead of training "
                  "the rest of its budget with that sparsity pattern fixed (the default for search)");
-    app.add_option("--trace-csv", f.trace_csv, "write the search trace (one row per outer iteration) as CSV");
+    app.add_option("--trace-csv", f.trace_csv,
+                   "write the search trace (one row per outer iteration) as CSV, rewritten after every iteration");
+    app.add_option("--checkpoint", f.checkpoint,
+                   "rewrite the search's state to this file after every run, for --resume (default: REPORT.ckpt "
+                   "when --report is given)");
+    app.add_flag("--no-checkpoint", f.no_checkpoint, "write no checkpoint");
+    app.add_option("--resume", f.resume,
+                   "continue the search recorded in this checkpoint (give the same other flags); the adaptive "
+                   "strategy starts again");
 }
 
 namespace {
@@ -87,7 +96,7 @@ std::vector<std::size_t> density_targets(const std::string& text, const ModelSpe
     return targets;
 }
 
-void write_csv(const std::string& path, const SearchResult& r, std::size_t n_layers) {
+void write_csv(const std::string& path, const std::vector<SearchIteration>& iterations, std::size_t n_layers) {
     std::ostringstream c;
     c << "iteration,rule";
     for (std::size_t l = 0; l < n_layers; ++l) c << ",lambda_" << l;
@@ -99,7 +108,7 @@ void write_csv(const std::string& path, const SearchResult& r, std::size_t n_lay
         if (std::isfinite(v)) s.precision(9), s << v;
         return s.str();
     };
-    for (const SearchIteration& it : r.iterations) {
+    for (const SearchIteration& it : iterations) {
         c << it.index << ',' << to_string(it.rule);
         for (float x : it.lambdas) c << ',' << num(x);
         c << ',' << total(it.nnz);
@@ -137,12 +146,38 @@ nlohmann::json iteration_json(const SearchIteration& it, bool classification) {
     return j;
 }
 
+// Where the checkpoint goes: --checkpoint, else REPORT.ckpt, else the --resume file; empty for
+// none.
+std::string checkpoint_path(const SearchFlags& f) {
+    if (f.no_checkpoint) {
+        if (f.train.has("--checkpoint")) throw Error("--checkpoint and --no-checkpoint contradict each other");
+        return {};
+    }
+    if (f.train.has("--checkpoint")) {
+        if (f.checkpoint.empty()) throw Error("--checkpoint: the file name is empty");
+        return f.checkpoint;
+    }
+    if (!f.train.report.empty()) return f.train.report + ".ckpt";
+    return f.resume;
+}
+
 }  // namespace
 
 int run_search(const SearchFlags& f) {
+    // SIGINT/SIGTERM: finish the step in progress, write what was done, exit 130/143.
+    install_stop_on_signal();
+    const std::string checkpoint = checkpoint_path(f);
     // A wrong output path fails now, not after the search.
-    check_outputs(f.train, f.train.has("--trace-csv") ? std::vector<std::pair<std::string, std::string>>{{"--trace-csv", f.trace_csv}}
-                                                      : std::vector<std::pair<std::string, std::string>>{});
+    std::vector<std::pair<std::string, std::string>> extra_outputs;
+    if (f.train.has("--trace-csv")) extra_outputs.emplace_back("--trace-csv", f.trace_csv);
+    if (!checkpoint.empty()) extra_outputs.emplace_back("--checkpoint", checkpoint);
+    check_outputs(f.train, extra_outputs);
+    // The checkpoint to resume from is read now; the search checks it against its setup.
+    SearchCheckpointInfo resumed;
+    if (f.train.has("--resume")) {
+        if (f.resume.empty()) throw Error("--resume: the file name is empty");
+        resumed = read_search_checkpoint(f.resume);
+    }
     RunSetup setup = prepare_run(f.train, false);
     const bool have_nnz = !f.train.target_nnz.empty(), have_density = !f.target_density.empty();
     if (have_nnz == have_density)
@@ -167,6 +202,8 @@ int run_search(const SearchFlags& f) {
     so.stop_run0 = !f.no_stop_run0;
     if (f.no_finetune && f.train.finetune) throw Error("--finetune and --no-finetune contradict each other");
     so.finetune = !f.no_finetune;
+    so.checkpoint_path = checkpoint;
+    so.resume_path = f.resume;
     so.validate(setup.spec);
 
     const std::size_t n_weights = setup.spec.n_weights();
@@ -181,8 +218,15 @@ int run_search(const SearchFlags& f) {
                                         : "",
                 so.train.steps ? (std::to_string(so.train.steps) + " steps").c_str()
                                : (std::to_string(so.train.epochs) + " epochs").c_str());
-    std::fflush(stdout);
     const bool adaptive = so.strategy == SearchStrategy::adaptive;
+    if (!f.resume.empty()) {
+        if (resumed.strategy == SearchStrategy::paper || resumed.strategy == SearchStrategy::warm)
+            std::printf("resuming from %s: %zu run%s done%s\n", f.resume.c_str(), resumed.iterations.size(),
+                        resumed.iterations.size() == 1 ? "" : "s", resumed.finished ? ", the search had finished" : "");
+        else
+            std::printf("resuming from %s: the %s strategy starts again\n", f.resume.c_str(), to_string(resumed.strategy));
+    }
+    std::fflush(stdout);
     if (adaptive) so.train.on_progress = nullptr;  // the interval lines below say it all
     const bool classification = setup.classification;
     so.on_iteration = [&](const SearchIteration& it) {
@@ -200,11 +244,20 @@ int run_search(const SearchFlags& f) {
         std::fflush(stdout);
     };
 
-    std::vector<SearchIteration> done;  // the iterations so far, for a report on failure
+    // The iterations so far, for a report on failure and the trace, which is rewritten after
+    // every iteration (its final write reports a failure; these only try).
+    std::vector<SearchIteration> done;
+    if (resumed.strategy != SearchStrategy::adaptive) done = resumed.iterations;
     const auto print_iteration = so.on_iteration;
     so.on_iteration = [&](const SearchIteration& it) {
         done.push_back(it);
         print_iteration(it);
+        if (f.trace_csv.empty()) return;
+        try {
+            write_csv(f.trace_csv, done, setup.spec.n_weight_layers());
+        } catch (const Error&) {
+            // Not fatal to the search: the write at the end reports the failure.
+        }
     };
     SearchResult r;
     try {
@@ -219,9 +272,7 @@ int run_search(const SearchFlags& f) {
         const Error err = diverged_error(e, f.train, &j);
         OutputWriter out;
         if (!f.trace_csv.empty()) {
-            SearchResult partial;
-            partial.iterations = done;
-            out.attempt("--trace-csv", [&] { write_csv(f.trace_csv, partial, setup.spec.n_weight_layers()); });
+            out.attempt("--trace-csv", [&] { write_csv(f.trace_csv, done, setup.spec.n_weight_layers()); });
         }
         write_report(out, f.train.report, j);
         throw err;
@@ -230,7 +281,13 @@ int run_search(const SearchFlags& f) {
     setup.options = so.train;
     setup.options.finetune = so.finetune || so.train.finetune;
     print_summary(setup, r.run);
-    if (r.reached)
+    if (r.interrupted) {
+        const bool resumable = !checkpoint.empty() && !adaptive && so.train.method.method != Method::gmp;
+        std::printf("search (%s): %s after %zu finished run%s, %zu training steps%s%s\n", to_string(r.strategy),
+                    interrupted_text().c_str(), adaptive ? 0 : r.iterations.size(), !adaptive && r.iterations.size() == 1 ? "" : "s",
+                    adaptive ? r.run.steps : r.total_steps, resumable ? "; continue with --resume " : "",
+                    resumable ? checkpoint.c_str() : "");
+    } else if (r.reached)
         std::printf("search (%s): band reached at iteration %zu after %zu run%s, %zu training steps in all, %.1f s\n",
                     to_string(r.strategy), r.best_iteration, r.outer_iterations, r.outer_iterations == 1 ? "" : "s",
                     r.total_steps, r.wall_seconds);
@@ -243,10 +300,11 @@ int run_search(const SearchFlags& f) {
 
     // Each output on its own: a failure is reported and the others are still written.
     OutputWriter out;
+    if (!r.checkpoint_error.empty()) out.attempt("--checkpoint", [&] { throw Error(r.checkpoint_error); });
     out.attempt("--save", [&] { save_run(f.train, setup, r.run, run_report("search", f.train, setup, r.run)); });
     if (!f.trace_csv.empty())
         out.attempt("--trace-csv", [&] {
-            write_csv(f.trace_csv, r, setup.spec.n_weight_layers());
+            write_csv(f.trace_csv, r.iterations, setup.spec.n_weight_layers());
             std::printf("wrote trace %s\n", f.trace_csv.c_str());
         });
     if (!f.train.report.empty()) {
@@ -269,10 +327,16 @@ int run_search(const SearchFlags& f) {
         j["outer_iterations"] = r.outer_iterations;
         j["total_steps"] = r.total_steps;
         j["search_wall_seconds"] = r.wall_seconds;
+        j["interrupted"] = r.interrupted;
+        j["checkpoint"] = checkpoint.empty() ? nlohmann::json(nullptr) : nlohmann::json(checkpoint);
+        j["resumed_from"] = f.resume.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.resume);
+        j["resumed_runs"] = r.resumed_runs;
         j["search"] = nlohmann::json::array();
         for (const SearchIteration& it : r.iterations) j["search"].push_back(iteration_json(it, classification));
         write_report(out, f.train.report, std::move(j));
     }
+    // A signal after the search (while writing) also ends with its status: the outputs are whole.
+    if (r.interrupted || stop_requested()) return interrupted_exit_status();
     if (out.failed()) return 1;
     return r.reached ? 0 : 3;
 }

@@ -25,10 +25,14 @@ struct SearchFlags {
     bool no_stop_run0 = false;
     bool no_finetune = false;  // return the first in-band iterate (the paper) instead of fine-tuning it
     std::string trace_csv;
+    std::string checkpoint;      // empty: REPORT.ckpt when --report is given, else the --resume file
+    bool no_checkpoint = false;
+    std::string resume;          // a checkpoint to continue from
 };
 
 void add_search_flags(CLI::App& app, SearchFlags& f);
-// Exit status: 0 when the band was hit, 3 when it was not (the closest run is reported).
+// Exit status: 0 when the band was hit, 3 when it was not (the closest run is reported), 130 or
+// 143 when SIGINT or SIGTERM stopped it (the outputs hold what was done).
 int run_search(const SearchFlags& f);
 
 }  // namespace cli

@@ -1,15 +1,17 @@
 #include "cli/train_command.h"
 
 #include <cmath>
-#include <map>
-#include <optional>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <sstream>
 
 #include "cli/options.h"
 #include "sparseprox/files.h"
+#include "sparseprox/stop.h"
 
 namespace sparseprox {
 namespace cli {
@@ -468,6 +470,7 @@ nlohmann::json run_report(const char* command, const TrainFlags& f, const RunSet
     j["wall_seconds"] = r.wall_seconds;
     j["samples_per_second"] = r.samples_per_second;
     j["diverged"] = false;
+    j["interrupted"] = r.interrupted;
     return j;
 }
 
@@ -534,7 +537,19 @@ void write_report(OutputWriter& out, const std::string& path, nlohmann::json rep
     });
 }
 
+std::string interrupted_text() {
+    const int sig = stop_signal();
+    return sig == SIGINT ? "interrupted by SIGINT" : sig == SIGTERM ? "interrupted by SIGTERM" : "interrupted";
+}
+
+int interrupted_exit_status() {
+    const int sig = stop_signal();
+    return 128 + (sig ? sig : SIGINT);
+}
+
 int run_train(const TrainFlags& f) {
+    // SIGINT/SIGTERM: finish the step in progress, write the model so far, exit 130/143.
+    install_stop_on_signal();
     check_outputs(f);  // a wrong output path fails now, not after the training
     RunSetup setup = prepare_run(f, true);
     check_band_flags(f, setup.options.stop);
@@ -557,10 +572,13 @@ int run_train(const TrainFlags& f) {
         throw err;
     }
     print_summary(setup, r);
+    if (r.interrupted) std::printf("train: %s after %zu steps\n", interrupted_text().c_str(), r.steps);
     OutputWriter out;
     const nlohmann::json report = run_report("train", f, setup, r);
     out.attempt("--save", [&] { save_run(f, setup, r, report); });
     write_report(out, f.report, report);
+    // A signal after the training (while writing) also ends with its status: the outputs are whole.
+    if (r.interrupted || stop_requested()) return interrupted_exit_status();
     return out.failed() ? 1 : 0;
 }
 

@@ -153,5 +153,10 @@ nlohmann::json preparation_json(const DataPreparation& prep);
 nlohmann::json optimizer_report(const OptimizerOptions& o);
 std::string join(const std::vector<std::size_t>& v);
 
+// After a stop request (sparseprox/stop.h): "interrupted by SIGINT" (or SIGTERM, or without a
+// signal), and the exit status, 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
+std::string interrupted_text();
+int interrupted_exit_status();
+
 }  // namespace cli
 }  // namespace sparseprox

@@ -7,11 +7,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include "core/band.h"
 #include "core/engine.h"
+#include "core/search_checkpoint.h"
 #include "core/train_loop.h"
 #include "sparseprox/error.h"
 
@@ -287,6 +290,98 @@ LambdaRule summary_rule(const std::vector<LambdaRule>& rules) {
     return rules.empty() ? LambdaRule::median : rules.front();
 }
 
+// The next lambdas of Algorithms 1 and 2 (into state.lambdas, rules, n_candidates), from the
+// history and the gradient of the network the last run returned (still on the engine).
+void next_lambdas(Engine& engine, const SearchOptions& o, const Groups& groups, const Dataset& train_set,
+                  SearchLoopState& state) {
+    const std::size_t n_groups = groups.size();
+    std::vector<Bracket> brackets(n_groups);
+    std::vector<CandidateQuery> queries;
+    std::vector<std::size_t> query_of(n_groups, n_groups);
+    for (std::size_t j = 0; j < n_groups; ++j) {
+        brackets[j] = bracket_from_history(state.history[j], groups.targets[j]);
+        if (brackets[j].has_up) {
+            query_of[j] = queries.size();
+            queries.push_back({groups.layers[j], brackets[j].lambda_low, brackets[j].lambda_up});
+        }
+    }
+    // The candidates |dL/dw| bracket lambda only for the l1 penalty; the other methods take
+    // the bracket's midpoint (or expand it).
+    if (o.train.method.method != Method::l1) queries.clear();
+    const std::vector<CandidateSet> cands =
+        queries.empty() ? std::vector<CandidateSet>{} : engine.gradient_candidates(train_set, o.train.eval_batch, queries);
+    state.n_candidates.assign(n_groups, 0);
+    for (std::size_t j = 0; j < n_groups; ++j) {
+        const CandidateSet c = query_of[j] < cands.size() ? cands[query_of[j]] : CandidateSet{};
+        state.n_candidates[j] = c.count;
+        float largest_j = 0.0f;
+        for (const LambdaRecord& h : state.history[j]) largest_j = std::max(largest_j, h.lambda);
+        LambdaChoice choice = next_lambda(brackets[j], c, largest_j);
+        if (o.train.method.method != Method::l1 && choice.rule == LambdaRule::midpoint) {
+            // No candidate rule for these penalties, and lambda spans decades: bisect in log.
+            const Bracket& b = brackets[j];
+            choice = {b.lambda_low > 0.0f ? std::sqrt(b.lambda_low * b.lambda_up) : b.lambda_up / 10.0f,
+                      LambdaRule::geometric};
+        }
+        state.lambdas[j] = choice.lambda;
+        state.rules[j] = choice.rule;
+    }
+}
+
+// Reads the checkpoint to resume from and checks it against this search: the setup entries in
+// order, the initialization bit for bit, the sizes of what the loop will index.
+SearchCheckpointData resume_checkpoint(const std::string& path, const SetupList& setup, const Model& init,
+                                       std::size_t n_groups, std::size_t max_outer) {
+    SearchCheckpointData c = load_search_checkpoint(path);
+    check_same_setup(path, c.setup, setup);
+    const std::vector<float>& slab = init.slab();
+    if (c.init_slab.size() != slab.size() ||
+        std::memcmp(c.init_slab.data(), slab.data(), slab.size() * sizeof(float)) != 0)
+        throw Error("cannot resume from '" + path + "': the initialization differs from the checkpoint's");
+    const std::string bad = "search checkpoint '" + path + "': malformed state (";
+    if (c.start.size() != n_groups)
+        throw Error(bad + std::to_string(c.start.size()) + " starting lambdas for " + std::to_string(n_groups) + " groups)");
+    if (c.has_loop) {
+        const SearchLoopState& s = c.loop;
+        if (s.lambdas.size() != n_groups || s.rules.size() != n_groups || s.history.size() != n_groups ||
+            (!s.n_candidates.empty() && s.n_candidates.size() != n_groups))
+            throw Error(bad + "the loop's lambdas, rules or history do not have " + std::to_string(n_groups) + " groups)");
+        if (s.have_best && s.best.model.slab().size() != slab.size())
+            throw Error(bad + "the best model has " + std::to_string(s.best.model.slab().size()) + " parameters, not " +
+                        std::to_string(slab.size()) + ")");
+        if (s.have_warm_from && s.warm_from.size() != slab.size())
+            throw Error(bad + "the warm start has " + std::to_string(s.warm_from.size()) + " parameters, not " +
+                        std::to_string(slab.size()) + ")");
+        if (s.have_best && c.best_iteration >= c.iterations.size())
+            throw Error(bad + "best iteration " + std::to_string(c.best_iteration) + " of " +
+                        std::to_string(c.iterations.size()) + ")");
+        // Every finished run left one iteration, one history entry per group and a best run.
+        bool counts = s.next_run == c.iterations.size() && s.have_best == (s.next_run > 0) &&
+                      (s.finished || s.next_run < max_outer);
+        for (const auto& h : s.history) counts = counts && h.size() == s.next_run;
+        if (!counts)
+            throw Error(bad + "next run " + std::to_string(s.next_run) + " after " + std::to_string(c.iterations.size()) +
+                        " recorded runs" + (s.have_best ? "" : ", no best run") + ")");
+    }
+    return c;
+}
+
+// The loop's state from a checked checkpoint, and the result so far into `result`.
+SearchLoopState restore_loop(SearchCheckpointData c, const ModelSpec& spec, SearchResult& result) {
+    SearchLoopState s = std::move(c.loop);
+    if (s.have_best) {
+        Model m(spec);
+        m.slab() = std::move(s.best.model.slab());
+        s.best.model = std::move(m);
+    }
+    result.iterations = std::move(c.iterations);
+    result.total_steps = c.total_steps;
+    result.best_iteration = c.best_iteration;
+    result.reached = c.reached;
+    result.resumed_runs = result.iterations.size();
+    return s;
+}
+
 }  // namespace
 
 std::vector<float> compute_lambda_max(const Model& init, const Dataset& train_set, const Device& device,
@@ -311,14 +406,26 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
     const Groups groups = make_groups(spec, o.train.stop);
     const std::size_t n_groups = groups.size();
 
+    // A checkpoint to continue from: checked against this search before any work.
+    const bool checkpointing = !o.checkpoint_path.empty() || !o.resume_path.empty();
+    const SetupList setup = checkpointing ? describe_search_setup(o, init, train_set, test_set) : SetupList{};
+    std::optional<SearchCheckpointData> resumed;
+    if (!o.resume_path.empty()) resumed = resume_checkpoint(o.resume_path, setup, init, n_groups, o.max_outer);
+
     auto engine = make_engine(o.train.device, spec, loss);
 
     SearchResult result;
     result.strategy = o.strategy;
+    // Search time before the resume (a resumed paper or warm search).
+    const double elapsed_before = resumed && resumed->has_loop ? resumed->elapsed_seconds : 0.0;
+    auto elapsed = [&] { return elapsed_before + seconds_since(t_start); };
 
     // lambda^(0) per group: given, or computed (the largest layer value for a single lambda).
     std::vector<float> start(n_groups);
-    if (o.lambda0.empty()) {
+    if (resumed) {
+        start = resumed->start;  // as computed the first time
+        result.lambda_start_computed = resumed->start_computed;
+    } else if (o.lambda0.empty()) {
         const std::vector<float> lmax = lambda_max_on(*engine, init, train_set, loss, o.train.eval_batch);
         for (std::size_t j = 0; j < n_groups; ++j) {
             float m = 0.0f;
@@ -333,18 +440,52 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
 
     auto finish = [&](TrainResult best_run) {
         result.run = std::move(best_run);
+        result.interrupted = result.interrupted || result.run.interrupted;
         result.lambda_final = result.run.lambdas;
         result.outer_iterations = o.strategy == SearchStrategy::adaptive ? 1 : result.iterations.size();
-        result.wall_seconds = seconds_since(t_start);
+        result.wall_seconds = elapsed();
         return result;
     };
-    auto emit = [&](SearchIteration it) {
+    // An iteration joins the result, then (notify) the caller hears of it.
+    auto record = [&](SearchIteration it) {
         result.total_steps += it.steps;
         it.total_steps = result.total_steps;
-        it.elapsed_seconds = seconds_since(t_start);
+        it.elapsed_seconds = elapsed();
         result.iterations.push_back(it);
+    };
+    auto notify = [&] {
         if (o.on_iteration) o.on_iteration(result.iterations.back());
     };
+    auto emit = [&](SearchIteration it) {
+        record(std::move(it));
+        notify();
+    };
+    // The checkpoint: the result so far and, for paper and warm, the loop's state.
+    auto write_checkpoint = [&](const SearchLoopState* loop) {
+        if (o.checkpoint_path.empty()) return;
+        SearchCheckpointData c;
+        c.setup = setup;
+        c.init_slab = init.slab();
+        c.strategy = o.strategy;
+        c.start = start;
+        c.start_computed = result.lambda_start_computed;
+        c.iterations = result.iterations;
+        c.total_steps = result.total_steps;
+        c.best_iteration = result.best_iteration;
+        c.reached = result.reached;
+        c.elapsed_seconds = elapsed();
+        c.has_loop = loop != nullptr;
+        if (loop) c.loop = *loop;
+        try {
+            save_search_checkpoint(o.checkpoint_path, c);
+            result.checkpoint_error.clear();
+        } catch (const Error& e) {
+            result.checkpoint_error = e.what();  // the search goes on; the caller reports it
+        }
+    };
+    // gmp and adaptive are one run each: their checkpoint records the setup only, and a resume
+    // starts them again.
+    if (o.train.method.method == Method::gmp || o.strategy == SearchStrategy::adaptive) write_checkpoint(nullptr);
 
     // ---- gmp: the pruning schedule reaches the targets itself; one run ------------------------
     if (o.train.method.method == Method::gmp) {
@@ -462,32 +603,34 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
     }
 
     // ---- paper / warm: Algorithms 1 and 2 ------------------------------------------------------
-    std::vector<std::vector<LambdaRecord>> history(n_groups);
-    std::vector<float> lam = start;
-    std::vector<LambdaRule> rules(n_groups, LambdaRule::lambda0);
-    std::vector<std::size_t> n_cand;
-    TrainResult best;
-    std::pair<std::size_t, double> best_close{0, std::numeric_limits<double>::infinity()};
-    bool have_best = false;
-    std::vector<float> from = init.slab();  // where the next warm run starts
-    double warm_score = std::numeric_limits<double>::infinity();
+    SearchLoopState state;
+    if (resumed && resumed->has_loop) {
+        state = restore_loop(std::move(*resumed), spec, result);
+    } else {
+        state.lambdas = start;
+        state.rules.assign(n_groups, LambdaRule::lambda0);
+        state.history.assign(n_groups, {});
+    }
+    write_checkpoint(&state);
+    TrainResult partial;  // an interrupted run, returned when no run finished
 
-    for (std::size_t k = 0; k < o.max_outer; ++k) {
-        if (k == 1) {
-            std::fill(lam.begin(), lam.end(), o.lambda1);
-            std::fill(rules.begin(), rules.end(), LambdaRule::lambda1);
-            n_cand.clear();
-        }
+    for (std::size_t k = state.next_run; k < o.max_outer && !state.finished; ++k) {
         TrainOptions run_opt = o.train;
-        run_opt.lambdas = groups.expand(lam, n_layers);
+        run_opt.lambdas = groups.expand(state.lambdas, n_layers);
         run_opt.finetune = o.finetune || o.train.finetune;
         if (k == 0 && !o.stop_run0) run_opt.stop = StopRule{};  // the released code's behaviour
-        TrainResult r = run_training(*engine, spec, o.strategy == SearchStrategy::warm ? from : init.slab(),
-                                     train_set, test_set, run_opt);
-        emit(record_run(k, r, run_opt.lambdas, summary_rule(rules), n_groups > 1 ? rules : std::vector<LambdaRule>{},
-                        n_cand));
+        const bool warm_start = o.strategy == SearchStrategy::warm && state.have_warm_from;
+        TrainResult r = run_training(*engine, spec, warm_start ? state.warm_from : init.slab(), train_set, test_set,
+                                     run_opt);
+        if (r.interrupted) {  // a stop request: this run is lost, the checkpoint has the others
+            result.interrupted = true;
+            partial = std::move(r);
+            break;
+        }
+        record(record_run(k, r, run_opt.lambdas, summary_rule(state.rules),
+                          n_groups > 1 ? state.rules : std::vector<LambdaRule>{}, state.n_candidates));
         for (std::size_t j = 0; j < n_groups; ++j) {
-            history[j].push_back({lam[j], groups.nnz_of(j, r.nnz)});
+            state.history[j].push_back({state.lambdas[j], groups.nnz_of(j, r.nnz)});
         }
         const auto close = closeness(o.train.stop, r.nnz);
         const bool in_band = r.stopped_in_band;
@@ -502,58 +645,36 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
                 dense_side = dense_side && n >= groups.targets[j];
                 score += static_cast<double>(n) / static_cast<double>(groups.targets[j]);
             }
-            if (dense_side && score <= warm_score) {
-                warm_score = score;
-                from = r.model.slab();
+            if (dense_side && score <= state.warm_score) {
+                state.warm_score = score;
+                state.warm_from = r.model.slab();
+                state.have_warm_from = true;
             }
         }
-        if (!have_best || in_band || closer(close, best_close)) {
-            best_close = close;
+        if (!state.have_best || in_band || closer(close, state.best_close)) {
+            state.best_close = close;
             result.best_iteration = k;
-            best = std::move(r);
-            have_best = true;
+            state.best = std::move(r);
+            state.have_best = true;
         }
+        state.next_run = k + 1;
         if (in_band) {
             result.reached = true;
-            break;
+            state.finished = true;
+        } else if (k + 1 >= o.max_outer) {
+            state.finished = true;  // no run after the last
+        } else if (k == 0) {
+            // Run 1 uses lambda1.
+            std::fill(state.lambdas.begin(), state.lambdas.end(), o.lambda1);
+            std::fill(state.rules.begin(), state.rules.end(), LambdaRule::lambda1);
+            state.n_candidates.clear();
+        } else {
+            next_lambdas(*engine, o, groups, train_set, state);
         }
-        if (k == 0 || k + 1 >= o.max_outer) continue;  // run 1 uses lambda1; no run after the last
-
-        // The next lambdas, from the gradient of the network this run returned (still on the engine).
-        std::vector<Bracket> brackets(n_groups);
-        std::vector<CandidateQuery> queries;
-        std::vector<std::size_t> query_of(n_groups, n_groups);
-        for (std::size_t j = 0; j < n_groups; ++j) {
-            brackets[j] = bracket_from_history(history[j], groups.targets[j]);
-            if (brackets[j].has_up) {
-                query_of[j] = queries.size();
-                queries.push_back({groups.layers[j], brackets[j].lambda_low, brackets[j].lambda_up});
-            }
-        }
-        // The candidates |dL/dw| bracket lambda only for the l1 penalty; the other methods take
-        // the bracket's midpoint (or expand it).
-        if (o.train.method.method != Method::l1) queries.clear();
-        const std::vector<CandidateSet> cands =
-            queries.empty() ? std::vector<CandidateSet>{}
-                            : engine->gradient_candidates(train_set, o.train.eval_batch, queries);
-        n_cand.assign(n_groups, 0);
-        for (std::size_t j = 0; j < n_groups; ++j) {
-            const CandidateSet c = query_of[j] < cands.size() ? cands[query_of[j]] : CandidateSet{};
-            n_cand[j] = c.count;
-            float largest_j = 0.0f;
-            for (const LambdaRecord& h : history[j]) largest_j = std::max(largest_j, h.lambda);
-            LambdaChoice choice = next_lambda(brackets[j], c, largest_j);
-            if (o.train.method.method != Method::l1 && choice.rule == LambdaRule::midpoint) {
-                // No candidate rule for these penalties, and lambda spans decades: bisect in log.
-                const Bracket& b = brackets[j];
-                choice = {b.lambda_low > 0.0f ? std::sqrt(b.lambda_low * b.lambda_up) : b.lambda_up / 10.0f,
-                          LambdaRule::geometric};
-            }
-            lam[j] = choice.lambda;
-            rules[j] = choice.rule;
-        }
+        write_checkpoint(&state);
+        notify();
     }
-    return finish(std::move(best));
+    return finish(state.have_best ? std::move(state.best) : std::move(partial));
 }
 
 SearchResult search(const Model& init, const Dataset& train_set, const Dataset* test_set, const SearchOptions& options) {

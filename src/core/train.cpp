@@ -14,6 +14,7 @@
 #include "core/engine.h"
 #include "core/train_loop.h"
 #include "sparseprox/error.h"
+#include "sparseprox/stop.h"
 
 namespace sparseprox {
 
@@ -343,13 +344,19 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
         stopped = st.stopped;
     };
 
-    // Steps until `limit` enqueued steps or a stop; `control` only in the main phase.
+    // Steps until `limit` enqueued steps, a stop in the band or a stop request; `control` only
+    // in the main phase.
+    bool interrupted = false;
     auto run_steps = [&](std::size_t limit, const RunControl* ctl) {
-        while (step < limit && !stopped) {
+        while (step < limit && !stopped && !interrupted) {
             ++epoch;
             if (batch < n) shuffle(order, rng);
             engine.set_order(order);
             for (std::size_t first = 0; first < n && step < limit; first += batch) {
+                if (stop_requested()) {  // one relaxed load per step
+                    interrupted = true;
+                    break;
+                }
                 const std::size_t count = std::min(batch, n - first);
                 if (scheduled) engine.set_lr(lr_for(step_offset + step));
                 engine.step(first, count);
@@ -372,7 +379,8 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
 
     // Fine-tuning: the rest of the budget with the sparsity pattern of the in-band step fixed
     // (masked steps of the run's optimizer, no penalty: gmp's machinery without a schedule).
-    if (options.finetune && st.stopped && applied < max_steps) {
+    result.interrupted = interrupted;
+    if (options.finetune && st.stopped && applied < max_steps && !interrupted) {
         const std::vector<float> at_stop = engine.get_params();
         sparsify::MethodConfig fixed;
         fixed.method = Method::gmp;  // no targets: no pruning events, the mask stays as it is
@@ -388,6 +396,7 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
         const std::size_t before = epochs_holding(applied, steps_per_epoch);
         step_offset = applied;
         run_steps(max_steps - applied, nullptr);
+        result.interrupted = interrupted;
         result.finetune_steps = st.steps_run;
         applied += st.steps_run;
         epoch = before + epoch;
