@@ -165,6 +165,7 @@ TEST(ModelFile, SavedModelRecordsHowItsDataWerePrepared) {
     EXPECT_EQ(training["lr"].get<double>(), 1e-7);
     EXPECT_EQ(training["steps"], 3);
     EXPECT_EQ(training["model"], "dense:6-8-1");
+    EXPECT_FALSE(training.contains("wall_seconds"));  // the same run gives the same file
     const nlohmann::json j = read_json(report);
     EXPECT_EQ(j["lr"].get<double>(), 1e-7);
     EXPECT_EQ(j["data_preparation"]["source"], "mackey-glass");

@@ -491,7 +491,11 @@ void save_run(const TrainFlags& f, const RunSetup& setup, const TrainResult& r, 
     info.data = setup.prep;
     info.loss = setup.options.loss.value_or(default_loss(setup.data.train.task));
     info.method = method_name(r.method);
-    info.training_json = report.dump();
+    // The run's report without its timings, so that the same run gives the same file.
+    nlohmann::json training = report;
+    training.erase("wall_seconds");
+    training.erase("samples_per_second");
+    info.training_json = training.dump();
     std::map<std::string, std::string> meta = to_metadata(info);
     nlohmann::json lambdas = nlohmann::json::array();
     for (float l : r.lambdas) lambdas.push_back(float_json(l));
