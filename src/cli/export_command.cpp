@@ -40,10 +40,15 @@ struct TorchLayout {
 
 TorchLayout torch_layout(const ModelSpec& spec) {
     TorchLayout t;
+    // Whether the tensor between modules is (batch, c, h, w): from an image input, a conv or a
+    // pool, until a flatten or dense layer (a (c, 1, 1) pool output too needs nn.Flatten).
+    bool four_d = !spec.input_shape.is_flat();
     for (const LayerSpec& l : spec.layers) {
+        if (l.kind == LayerKind::conv2d || l.kind == LayerKind::maxpool2d || l.kind == LayerKind::avgpool2d) four_d = true;
         switch (l.kind) {
             case LayerKind::dense:
-                if (!l.in_shape.is_flat()) t.modules.push_back("nn.Flatten()");
+                if (four_d) t.modules.push_back("nn.Flatten()");
+                four_d = false;
                 t.weight_module.push_back(t.modules.size());
                 t.modules.push_back("nn.Linear(" + std::to_string(l.n_in) + ", " + std::to_string(l.n_out) + ")");
                 break;
@@ -63,7 +68,10 @@ TorchLayout torch_layout(const ModelSpec& spec) {
                                     tuple2(l.stride_h, l.stride_w) + ", padding=" + tuple2(l.pad_h, l.pad_w) +
                                     ", count_include_pad=True)");
                 break;
-            case LayerKind::flatten: t.modules.push_back("nn.Flatten()"); break;
+            case LayerKind::flatten:
+                t.modules.push_back("nn.Flatten()");
+                four_d = false;
+                break;
             case LayerKind::activation:
                 switch (l.activation) {
                     case Activation::relu: t.modules.push_back("nn.ReLU()"); break;
