@@ -20,9 +20,9 @@
 //     change on a shared machine hits all three alike) for a fixed number of passes after 3
 //     warm-up passes. Reported: the median latency of a pass, samples/s = batch / latency, and
 //     the median over repeats of each format's speed-up over dense measured in the same repeat.
-//     With @DENSITY the file's weights are first pruned by magnitude to that fraction in every
-//     weight layer. Also the sizes of the model file and of its compacted file, and the load
-//     average before and after (/proc/loadavg).
+//     With @DENSITY the file's weights are first pruned by magnitude to that fraction of all
+//     weights (one threshold over every layer). Also the sizes of the model file and of its
+//     compacted file, and the load average before and after (/proc/loadavg).
 //
 // Prints a table on stdout and writes the same figures as JSON (--json, written atomically).
 #include <algorithm>
@@ -68,7 +68,7 @@ void usage() {
         "  --json FILE   where the JSON goes (default bench/results/bench.json)\n"
         "  --data-dir D  folder holding mnist/ (default ../shared/data)\n"
         "  --infer LABEL=FILE[@DENSITY]  (c) inference formats on a saved model (repeatable); @DENSITY:\n"
-        "                prune each weight layer by magnitude to that fraction first\n"
+        "                prune by magnitude (one threshold over all layers) to that fraction first\n"
         "  --inference-only  run (c) only\n");
 }
 
@@ -250,17 +250,17 @@ std::string load_average() {
     return s;
 }
 
-// Keeps the round(density * n) largest |w| of every weight layer (ties by position).
+// Keeps the round(density * n) largest |w| over all weight layers together (one global
+// threshold, as magnitude pruning of a whole network; ties by position).
 void prune_by_magnitude(Model& m, double density) {
-    for (std::size_t i = 0; i < m.n_weight_layers(); ++i) {
-        Span<float> w = m.weights(i);
-        const auto keep = static_cast<std::size_t>(std::llround(density * static_cast<double>(w.size())));
-        std::vector<std::size_t> order(w.size());
-        for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
-        std::stable_sort(order.begin(), order.end(),
-                         [&](std::size_t a, std::size_t b) { return std::fabs(w[a]) > std::fabs(w[b]); });
-        for (std::size_t k = keep; k < order.size(); ++k) w[order[k]] = 0.0f;
-    }
+    std::vector<std::pair<std::size_t, std::size_t>> where;  // (layer, index)
+    for (std::size_t i = 0; i < m.n_weight_layers(); ++i)
+        for (std::size_t k = 0; k < m.weights(i).size(); ++k) where.emplace_back(i, k);
+    const auto keep = static_cast<std::size_t>(std::llround(density * static_cast<double>(where.size())));
+    std::stable_sort(where.begin(), where.end(), [&](const auto& a, const auto& b) {
+        return std::fabs(m.weights(a.first)[a.second]) > std::fabs(m.weights(b.first)[b.second]);
+    });
+    for (std::size_t k = keep; k < where.size(); ++k) m.weights(where[k].first)[where[k].second] = 0.0f;
 }
 
 // (c) for one model: rows of {batch, format, median latency, samples/s, speed-up over dense}.
