@@ -67,7 +67,8 @@ void usage() {
         "  --repeats R   timings per figure, the median is reported (default 20)\n"
         "  --json FILE   where the JSON goes (default bench/results/bench.json)\n"
         "  --data-dir D  folder holding mnist/ (default ../shared/data)\n"
-        "  --infer LABEL=FILE[@DENSITY]  (c) inference formats on a saved model (repeatable); @DENSITY:\n"
+        "  --infer LABEL=FILE[@DENSITY]  (c) inference formats on a saved model, or preset:NAME for a preset's\n"
+        "                initialized weights (repeatable); @DENSITY:\n"
         "                prune by magnitude (one threshold over all layers) to that fraction first\n"
         "  --inference-only  run (c) only\n");
 }
@@ -273,7 +274,9 @@ json bench_inference(const std::string& label, const std::string& spec_text, int
         density = std::stod(spec_text.substr(at + 1));
         if (!(density > 0.0 && density <= 1.0)) throw Error("--infer " + label + ": density must be in (0, 1]");
     }
-    Model model = load_model(file);
+    // preset:NAME: the preset's initialized weights (seed 1): the timing depends on the shapes
+    // and the pattern's density, not on the values.
+    Model model = file.rfind("preset:", 0) == 0 ? Model::initialize(ModelSpec::preset(file.substr(7)), 1) : load_model(file);
     if (density > 0.0) prune_by_magnitude(model, density);
     const auto tmp = std::filesystem::temp_directory_path();
     const std::string dense_file = (tmp / ("sparseprox_bench_" + label + ".safetensors")).string();
