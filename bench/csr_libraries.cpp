@@ -105,10 +105,15 @@ void compare(const std::string& what, std::vector<Layer>& layers, int repeats) {
         std::vector<DenseRows> act;  // act[i]: (cols of layer i, batch)
         for (const Layer& l : layers) act.push_back(DenseRows::Constant(l.cols, batch, 0.5f));
         DenseRows last(layers.back().rows, batch);
+        // As the engine: one sample is a sparse matrix x vector product.
         auto eigen_pass = [&] {
             for (std::size_t i = 0; i < layers.size(); ++i) {
                 DenseRows& out = i + 1 < layers.size() ? act[i + 1] : last;
-                out.noalias() = layers[i].eigen * act[i];
+                if (batch == 1)
+                    Eigen::Map<Eigen::VectorXf>(out.data(), out.rows()).noalias() =
+                        layers[i].eigen * Eigen::Map<const Eigen::VectorXf>(act[i].data(), act[i].rows());
+                else
+                    out.noalias() = layers[i].eigen * act[i];
             }
         };
         const float one = 1.0f, zero = 0.0f;

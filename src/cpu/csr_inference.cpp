@@ -7,7 +7,8 @@
 // W (c_out, c_in*kh*kw, CSR) col_n per sample, col_n the im2col matrix (row-major).
 //
 // Eigen was measured against librsb (bench/csr_libraries.cpp; README, Benchmarks) on the
-// lenet300100 shapes and kept.
+// lenet300100 shapes and kept: faster for one sample, within noise of librsb at batch 32 and
+// 256 on the loaded 2-core machine, and header-only.
 #include "cpu/csr_inference.h"
 
 #include <algorithm>
