@@ -14,6 +14,16 @@
 //     preceded by a short warm-up run; samples/s is TrainResult::samples_per_second (training
 //     time including engine setup, excluding the final evaluation).
 //
+// (c) Inference (--infer LABEL=FILE[@DENSITY], repeatable): each saved model in the three formats
+//     of sparseprox/inference.h (dense, csr, compact) at batch 1, 32 and 256 on the CPU. Every
+//     engine is built first; then, per repeat, the formats run in turn (interleaved, so a load
+//     change on a shared machine hits all three alike) for a fixed number of passes after 3
+//     warm-up passes. Reported: the median latency of a pass, samples/s = batch / latency, and
+//     the median over repeats of each format's speed-up over dense measured in the same repeat.
+//     With @DENSITY the file's weights are first pruned by magnitude to that fraction of all
+//     weights (one threshold over every layer). Also the sizes of the model file and of its
+//     compacted file, and the load average before and after (/proc/loadavg).
+//
 // Prints a table on stdout and writes the same figures as JSON (--json, written atomically).
 #include <algorithm>
 #include <chrono>
@@ -22,6 +32,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -44,6 +55,8 @@ struct Options {
     int repeats = 20;
     std::string json_path = "bench/results/bench.json";
     std::string data_dir = "../shared/data";
+    std::vector<std::string> infer;  // LABEL=FILE[@DENSITY]
+    bool inference_only = false;
 };
 
 void usage() {
@@ -53,7 +66,11 @@ void usage() {
         "  --max-n N     largest parameter count of the prox benchmark (default 1e8; 1e7 with --quick)\n"
         "  --repeats R   timings per figure, the median is reported (default 20)\n"
         "  --json FILE   where the JSON goes (default bench/results/bench.json)\n"
-        "  --data-dir D  folder holding mnist/ (default ../shared/data)\n");
+        "  --data-dir D  folder holding mnist/ (default ../shared/data)\n"
+        "  --infer LABEL=FILE[@DENSITY]  (c) inference formats on a saved model, or preset:NAME for a preset's\n"
+        "                initialized weights (repeatable); @DENSITY:\n"
+        "                prune by magnitude (one threshold over all layers) to that fraction first\n"
+        "  --inference-only  run (c) only\n");
 }
 
 Options parse_options(int argc, char** argv) {
@@ -80,6 +97,10 @@ Options parse_options(int argc, char** argv) {
             o.json_path = value();
         } else if (a == "--data-dir") {
             o.data_dir = value();
+        } else if (a == "--infer") {
+            o.infer.push_back(value());
+        } else if (a == "--inference-only") {
+            o.inference_only = true;
         } else if (a == "--help" || a == "-h") {
             usage();
             std::exit(0);
@@ -219,6 +240,113 @@ json bench_training(const std::string& workload, const Model& init, const Datase
 
 }  // namespace
 
+std::string load_average() {
+    std::FILE* f = std::fopen("/proc/loadavg", "r");
+    if (!f) return "unknown";
+    char buf[128] = {0};
+    const bool ok = std::fgets(buf, sizeof buf, f) != nullptr;
+    std::fclose(f);
+    std::string s = ok ? buf : "unknown";
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+}
+
+// Keeps the round(density * n) largest |w| over all weight layers together (one global
+// threshold, as magnitude pruning of a whole network; ties by position).
+void prune_by_magnitude(Model& m, double density) {
+    std::vector<std::pair<std::size_t, std::size_t>> where;  // (layer, index)
+    for (std::size_t i = 0; i < m.n_weight_layers(); ++i)
+        for (std::size_t k = 0; k < m.weights(i).size(); ++k) where.emplace_back(i, k);
+    const auto keep = static_cast<std::size_t>(std::llround(density * static_cast<double>(where.size())));
+    std::stable_sort(where.begin(), where.end(), [&](const auto& a, const auto& b) {
+        return std::fabs(m.weights(a.first)[a.second]) > std::fabs(m.weights(b.first)[b.second]);
+    });
+    for (std::size_t k = keep; k < where.size(); ++k) m.weights(where[k].first)[where[k].second] = 0.0f;
+}
+
+// (c) for one model: rows of {batch, format, median latency, samples/s, speed-up over dense}.
+json bench_inference(const std::string& label, const std::string& spec_text, int repeats) {
+    std::string file = spec_text;
+    double density = 0.0;
+    const std::size_t at = spec_text.rfind('@');
+    if (at != std::string::npos) {
+        file = spec_text.substr(0, at);
+        density = std::stod(spec_text.substr(at + 1));
+        if (!(density > 0.0 && density <= 1.0)) throw Error("--infer " + label + ": density must be in (0, 1]");
+    }
+    // preset:NAME: the preset's initialized weights (seed 1): the timing depends on the shapes
+    // and the pattern's density, not on the values.
+    Model model = file.rfind("preset:", 0) == 0 ? Model::initialize(ModelSpec::preset(file.substr(7)), 1) : load_model(file);
+    if (density > 0.0) prune_by_magnitude(model, density);
+    const auto tmp = std::filesystem::temp_directory_path();
+    const std::string dense_file = (tmp / ("sparseprox_bench_" + label + ".safetensors")).string();
+    const std::string compact_file = (tmp / ("sparseprox_bench_" + label + "-compact.safetensors")).string();
+    save_model(dense_file, model);
+    const CompactModel c = compact(model);
+    save_model(compact_file, c.model, compact_metadata(c));
+    json r;
+    r["label"] = label;
+    r["file"] = file;
+    r["pruned_to_density"] = density > 0.0 ? json(density) : json(nullptr);
+    r["architecture"] = model.spec().to_short();
+    r["nnz_total"] = model.nnz_total();
+    r["n_weights_total"] = model.spec().n_weights();
+    r["compact_architecture"] = c.model.spec().to_short();
+    r["compact_weights"] = c.model.spec().n_weights();
+    r["file_bytes"] = std::filesystem::file_size(dense_file);
+    r["compact_file_bytes"] = std::filesystem::file_size(compact_file);
+    std::filesystem::remove(dense_file);
+    std::filesystem::remove(compact_file);
+    std::printf("  %s: %s, %zu of %zu weights nonzero%s; compact %s; file %zu -> %zu bytes (%.1fx smaller)\n",
+                label.c_str(), r["architecture"].get<std::string>().c_str(), model.nnz_total(), model.spec().n_weights(),
+                density > 0.0 ? " (magnitude-pruned)" : "", r["compact_architecture"].get<std::string>().c_str(),
+                r["file_bytes"].get<std::size_t>(), r["compact_file_bytes"].get<std::size_t>(),
+                static_cast<double>(r["file_bytes"].get<std::size_t>()) / static_cast<double>(r["compact_file_bytes"].get<std::size_t>()));
+    std::printf("  %-6s %-8s %12s %14s %10s %12s\n", "batch", "format", "latency ms", "samples/s", "vs dense", "MACs/sample");
+    const InferenceFormat formats[3] = {InferenceFormat::dense, InferenceFormat::csr, InferenceFormat::compact};
+    r["rows"] = json::array();
+    std::mt19937 rng(1);
+    std::uniform_real_distribution<float> u(0.0f, 1.0f);
+    for (std::size_t batch : {std::size_t{1}, std::size_t{32}, std::size_t{256}}) {
+        std::vector<float> x(batch * model.spec().n_inputs);
+        for (float& v : x) v = u(rng);
+        std::vector<float> y(batch * model.spec().n_outputs());
+        std::vector<std::unique_ptr<InferenceEngine>> engines;
+        for (InferenceFormat f : formats) engines.push_back(std::make_unique<InferenceEngine>(model, Device{}, f, batch));
+        // Passes per timing: about 2e8 dense multiply-adds, at least 3.
+        const double macs = static_cast<double>(engines[0]->multiply_adds_per_sample()) * static_cast<double>(batch);
+        const int passes = static_cast<int>(std::max(3.0, std::min(2000.0, 2e8 / std::max(macs, 1.0))));
+        std::vector<std::vector<double>> ms(3), speedup(3);
+        for (auto& e : engines)
+            for (int w = 0; w < 3; ++w) e->run(x.data(), batch, y.data());
+        for (int rep = 0; rep < repeats; ++rep) {
+            double t[3];
+            for (int k = 0; k < 3; ++k) {
+                const auto t0 = std::chrono::steady_clock::now();
+                for (int p = 0; p < passes; ++p) engines[k]->run(x.data(), batch, y.data());
+                t[k] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / passes;
+                ms[k].push_back(t[k]);
+            }
+            for (int k = 0; k < 3; ++k) speedup[k].push_back(t[0] / t[k]);
+        }
+        for (int k = 0; k < 3; ++k) {
+            json row;
+            row["batch"] = batch;
+            row["format"] = to_string(formats[k]);
+            row["median_latency_ms"] = median(ms[k]);
+            row["samples_per_second"] = static_cast<double>(batch) / (median(ms[k]) / 1000.0);
+            row["speedup_vs_dense"] = median(speedup[k]);
+            row["multiply_adds_per_sample"] = engines[k]->multiply_adds_per_sample();
+            row["passes_per_timing"] = passes;
+            std::printf("  %-6zu %-8s %12.4f %14.0f %9.2fx %12zu\n", batch, to_string(formats[k]),
+                        row["median_latency_ms"].get<double>(), row["samples_per_second"].get<double>(),
+                        row["speedup_vs_dense"].get<double>(), engines[k]->multiply_adds_per_sample());
+            r["rows"].push_back(row);
+        }
+    }
+    return r;
+}
+
 int main(int argc, char** argv) {
     try {
         const Options opt = parse_options(argc, argv);
@@ -246,6 +374,7 @@ int main(int argc, char** argv) {
         }
         if (!have_cuda) std::printf("  cuda: skipped (%s)\n", no_cuda_why.c_str());
 
+        if (!opt.inference_only) {
         // ---- (a) the prox step -----------------------------------------------------------------
         std::printf("\n(a) prox step, %g bytes per parameter, median of %d\n", kBytesPerParam, opt.repeats);
         std::printf("  %-12s %-8s %-46s %10s %10s %8s\n", "params", "device", "variant", "ms", "GB/s", "of copy");
@@ -323,6 +452,23 @@ int main(int argc, char** argv) {
         } else {
             std::printf("  mnist: skipped (no folder %s; give --data-dir)\n", mnist_dir.c_str());
             out["training_skipped"] = "mnist: no folder " + mnist_dir;
+        }
+        }  // !inference_only
+
+        // ---- (c) inference formats ----------------------------------------------------------------
+        if (!opt.infer.empty()) {
+            std::printf("\n(c) inference on the CPU: dense vs csr vs compact, median of %d interleaved repeats\n",
+                        opt.repeats);
+            out["inference_load_before"] = load_average();
+            std::printf("  load average before: %s\n", out["inference_load_before"].get<std::string>().c_str());
+            out["inference"] = json::array();
+            for (const std::string& item : opt.infer) {
+                const std::size_t eq = item.find('=');
+                if (eq == std::string::npos || eq == 0) throw Error("--infer " + item + ": expected LABEL=FILE[@DENSITY]");
+                out["inference"].push_back(bench_inference(item.substr(0, eq), item.substr(eq + 1), opt.repeats));
+            }
+            out["inference_load_after"] = load_average();
+            std::printf("  load average after: %s\n", out["inference_load_after"].get<std::string>().c_str());
         }
 
         const std::filesystem::path path(opt.json_path);

@@ -18,7 +18,7 @@ esac
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${SPARSEPROX_BUILD_DIR:-$root/build}
 
-packages=(cmake ninja-build g++ pkg-config libopenblas-dev zlib1g-dev nlohmann-json3-dev libcli11-dev libgtest-dev)
+packages=(cmake ninja-build g++ pkg-config libopenblas-dev zlib1g-dev nlohmann-json3-dev libeigen3-dev libcli11-dev libgtest-dev)
 if [ "$mode" = test ]; then packages+=(python3 python3-venv python3-dev); fi
 missing=()
 for p in "${packages[@]}"; do
@@ -46,7 +46,8 @@ if [ "$mode" = test ]; then
     mkdir -p "$build"
     python3 -m venv "$venv"
   fi
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check nanobind scikit-build-core pytest numpy
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check nanobind scikit-build-core pytest numpy \
+    safetensors onnx onnxruntime
   python_args=(-DSPARSEPROX_PYTHON=ON "-DPython_EXECUTABLE=$venv/bin/python")
 fi
 # shellcheck disable=SC2086

@@ -4,6 +4,7 @@
 #include "sparseprox/export.h"
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -12,9 +13,13 @@
 
 namespace sparseprox {
 
+enum class DType { f32, i64 };
+
 struct SPARSEPROX_API Tensor {
     std::vector<std::size_t> shape;
-    std::vector<float> data;  // row-major
+    std::vector<float> data;  // row-major (dtype f32)
+    DType dtype = DType::f32;
+    std::vector<std::int64_t> ints;  // row-major (dtype i64: index arrays such as CSR's)
 };
 
 struct SPARSEPROX_API TensorFile {
@@ -22,7 +27,7 @@ struct SPARSEPROX_API TensorFile {
     std::map<std::string, std::string> metadata;  // "__metadata__": string values only
 };
 
-// Low level. The writer emits dtype "F32" only; the reader accepts F32 and rejects other dtypes,
+// Low level. Tensors are "F32" (Tensor::data) or "I64" (Tensor::ints); the reader rejects other dtypes,
 // bad header lengths, overlapping or out-of-range offsets, truncation and NaN/Inf values, with
 // errors that name the file and the tensor. Writes go to a temporary file renamed into place.
 // Writer: tensors stored contiguously in name order, the JSON header padded with spaces to a

@@ -5,6 +5,8 @@
 #include "sparseprox/device.h"
 #include "sparseprox/error.h"
 #include "sparseprox/files.h"
+#include "sparseprox/inference.h"
+#include "sparseprox/npy.h"
 #include "sparseprox/model.h"
 #include "sparseprox/model_info.h"
 #include "sparseprox/safetensors.h"

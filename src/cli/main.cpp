@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/export_command.h"
 #include "cli/predict_command.h"
 #include "cli/search_command.h"
 #include "cli/train_command.h"
@@ -48,8 +49,13 @@ int main(int argc, char** argv) {
         "predict", "run a saved model on data prepared as its training data were (loss, accuracy, outputs)");
     cli::add_predict_flags(*predict_cmd, predict_flags);
 
+    cli::ExportFlags export_flags;
+    CLI::App* export_cmd = app.add_subcommand(
+        "export", "write a saved model for PyTorch (torch), as CSR arrays (csr) or compacted (compact)");
+    cli::add_export_flags(*export_cmd, export_flags);
+
     CLI::App* devices_cmd = app.add_subcommand("devices", "list the devices this build can use");
-    const std::vector<CLI::App*> commands = {train_cmd, search_cmd, predict_cmd, devices_cmd};
+    const std::vector<CLI::App*> commands = {train_cmd, search_cmd, predict_cmd, export_cmd, devices_cmd};
     for (CLI::App* c : commands) c->allow_extras();
 
     try {
@@ -76,15 +82,15 @@ int main(int argc, char** argv) {
     const std::vector<std::string> top_extras = app.remaining();
     if (!chosen) {
         if (top_extras.empty())
-            return usage_error("no command given: sparseprox train, search, predict or devices (see sparseprox --help)");
+            return usage_error("no command given: sparseprox train, search, predict, export or devices (see sparseprox --help)");
         const std::string& word = top_extras.front();
         if (!word.empty() && word[0] == '-')
-            return usage_error(cli::extras_message(top_extras, app, "sparseprox", {train_cmd, search_cmd, predict_cmd}));
-        return usage_error("unknown command '" + word + "' (expected train, search, predict or devices)" +
+            return usage_error(cli::extras_message(top_extras, app, "sparseprox", {train_cmd, search_cmd, predict_cmd, export_cmd}));
+        return usage_error("unknown command '" + word + "' (expected train, search, predict, export or devices)" +
                            cli::did_you_mean(word, command_names));
     }
     if (!top_extras.empty())
-        return usage_error(cli::extras_message(top_extras, app, "sparseprox", {train_cmd, search_cmd, predict_cmd}) +
+        return usage_error(cli::extras_message(top_extras, app, "sparseprox", {train_cmd, search_cmd, predict_cmd, export_cmd}) +
                            "; flags go after the command");
     const std::vector<std::string> extras = chosen->remaining();
     if (!extras.empty()) {
@@ -97,10 +103,12 @@ int main(int argc, char** argv) {
     cli::record_given_flags(*train_cmd, train_flags.given);
     cli::record_given_flags(*search_cmd, search_flags.train.given);
     cli::record_given_flags(*predict_cmd, predict_flags.given);
+    cli::record_given_flags(*export_cmd, export_flags.given);
     try {
         if (chosen == train_cmd) return cli::run_train(train_flags);
         if (chosen == search_cmd) return cli::run_search(search_flags);
         if (chosen == predict_cmd) return cli::run_predict(predict_flags);
+        if (chosen == export_cmd) return cli::run_export(export_flags);
         std::printf("%s\n", describe_device(Device{}).c_str());
         const int n = cuda_device_count();
         if (!cuda_compiled()) std::printf("CUDA backend not compiled in\n");

@@ -24,12 +24,15 @@ namespace cli {
 void add_predict_flags(CLI::App& app, PredictFlags& f) {
     app.add_option("--model", f.model, "a model file written by --save (safetensors)")->required();
     app.add_option("--data", f.data,
-                   "mackey-glass, libsvm:PATH or idx:DIR (default: the data the model file records)");
+                   "mackey-glass, libsvm:PATH, idx:DIR or FILE.npy of inputs (float32/float64, (n, features) or "
+                   "(n, c, h, w); predictions only) (default: the data the model file records)");
     app.add_option("--rows", f.rows,
                    "test, train or all (default: test when the data have a test part, else all)");
     app.add_option("--pixel-scale", f.pixel_scale,
                    "idx: symmetric, unit or raw (default: the scale the model was trained with)");
     app.add_option("--device", f.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+    app.add_option("--format", f.format, "inference format: dense, csr or compact")->capture_default_str();
+    app.add_option("--batch", f.batch, "rows per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--out", f.out, "write the network's outputs: FILE.npy (float32, rows x outputs) or FILE.csv");
     app.add_option("--report", f.report, "write a JSON report");
     app.add_flag("-q,--quiet", f.quiet, "print nothing but errors");
@@ -113,6 +116,70 @@ bool ends_with(const std::string& s, const std::string& tail) {
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
+std::vector<float> select_columns(const std::vector<float>& x, std::size_t rows, std::size_t width,
+                                  const std::vector<std::size_t>& columns) {
+    std::vector<float> out(rows * columns.size());
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t j = 0; j < columns.size(); ++j) out[r * columns.size() + j] = x[r * width + columns[j]];
+    return out;
+}
+
+// --data FILE.npy: inputs without labels; the outputs go to --out.
+int predict_npy(const PredictFlags& f, const Model& model, const Device& device, InferenceFormat format,
+                const std::vector<std::size_t>* columns, std::size_t data_width) {
+    if (f.out.empty()) throw Error("--data " + f.data + " holds inputs only (no labels to score): give --out FILE");
+    if (f.has("--rows") || f.has("--pixel-scale"))
+        throw Error(std::string(f.has("--rows") ? "--rows" : "--pixel-scale") + " does not apply to --data " + f.data +
+                    " (the array is used as it is, every row)");
+    const NpyArray a = or_out_of_memory("loading --data " + f.data, [&] { return read_npy(f.data); });
+    std::size_t per_row = 1;
+    for (std::size_t k = 1; k < a.shape.size(); ++k) per_row *= a.shape[k];
+    std::string shape;
+    for (std::size_t d : a.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+    if ((a.shape.size() != 2 && a.shape.size() != 4) || per_row != data_width)
+        throw Error("--data " + f.data + ": shape (" + shape + "), the model takes (n, " + std::to_string(data_width) +
+                    ")" + (model.spec().input_shape.is_flat() ? "" : " or (n, " + [&] {
+                        const SampleShape& s = model.spec().input_shape;
+                        return std::to_string(s.channels) + ", " + std::to_string(s.height) + ", " + std::to_string(s.width);
+                    }() + ")"));
+    const std::size_t rows = a.shape[0];
+    const std::vector<float> x = columns ? select_columns(a.data, rows, data_width, *columns) : a.data;
+    if (!f.quiet) {
+        std::printf("sparseprox %s: predict %s on %s (%zu rows), device %s, format %s\n", version(), f.model.c_str(),
+                    f.data.c_str(), rows, describe_device(device).c_str(), to_string(format));
+        std::fflush(stdout);
+    }
+    InferenceEngine engine(model, device, format, f.batch);
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<float> y = or_out_of_memory("predicting", [&] { return engine.run(x); });
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const std::size_t cols = model.spec().n_outputs();
+    OutputWriter out;
+    out.attempt("--out", [&] {
+        write_file_atomic(f.out, ends_with(f.out, ".npy") ? npy_bytes(y, rows, cols) : csv_text(y, rows, cols, cols >= 2));
+        if (!f.quiet) std::printf("wrote predictions %s\n", f.out.c_str());
+    });
+    if (!f.report.empty()) {
+        nlohmann::json j;
+        j["command"] = "predict";
+        j["version"] = version();
+        j["model"] = f.model;
+        j["architecture"] = model.spec().to_short();
+        j["data"] = f.data;
+        j["n_rows"] = rows;
+        j["device"] = describe_device(device);
+        j["format"] = to_string(format);
+        j["batch"] = f.batch;
+        j["loss"] = nullptr;
+        j["accuracy"] = nullptr;
+        j["wall_seconds"] = seconds;
+        j["samples_per_second"] = seconds > 0 ? static_cast<double>(rows) / seconds : 0.0;
+        j["out"] = f.out;
+        write_report(out, f.report, std::move(j));
+    }
+    return out.failed() ? 1 : 0;
+}
+
 }  // namespace
 
 int run_predict(const PredictFlags& f) {
@@ -128,10 +195,22 @@ int run_predict(const PredictFlags& f) {
     if (f.has("--rows") && f.rows != "test" && f.rows != "train" && f.rows != "all")
         throw Error("--rows: '" + excerpt(f.rows) + "' (expected test, train or all)");
     const Device device = parse_device(f.device);
+    InferenceFormat format;
+    try {
+        format = parse_inference_format(f.format);
+    } catch (const Error& e) {
+        throw Error(std::string("--format: ") + e.what());
+    }
+    if (f.batch == 0) throw Error("--batch: must be at least 1");
 
     std::map<std::string, std::string> meta;
     const Model model = or_out_of_memory("loading --model " + f.model, [&] { return load_model(f.model, &meta); });
     const ModelInfo info = read_model_info(meta, f.model);
+    // A compacted model reads some columns of the data its original was trained on.
+    std::vector<std::size_t> columns;
+    std::size_t data_width = model.spec().n_inputs;
+    const bool selects = read_input_columns(meta, f.model, model.spec().n_inputs, columns, data_width);
+    if (ends_with(f.data, ".npy")) return predict_npy(f, model, device, format, selects ? &columns : nullptr, data_width);
 
     // The data, prepared as the model's were.
     std::string source = f.data;
@@ -175,11 +254,15 @@ int run_predict(const PredictFlags& f) {
                     (recorded_source && options.no_test ? " (the model was trained without a test set)" : "") +
                     ": give --rows train or all");
     Dataset data = rows == "test" ? split.test : rows == "train" ? split.train : concatenated(split.train, split.test);
-    if (libsvm) widen_libsvm(data, model.spec().n_inputs);
+    if (libsvm) widen_libsvm(data, data_width);
     const ModelSpec& spec = model.spec();
-    if (spec.n_inputs != data.n_features)
-        throw Error("--model " + f.model + " takes " + std::to_string(spec.n_inputs) + " inputs but --data " + source +
+    if (data_width != data.n_features)
+        throw Error("--model " + f.model + " takes " + std::to_string(data_width) + " inputs but --data " + source +
                     " has " + std::to_string(data.n_features) + " features");
+    if (selects) {
+        data.x = select_columns(data.x, data.n_samples, data.n_features, columns);
+        data.n_features = columns.size();
+    }
     const bool classification = data.task == Task::classification;
     if (classification ? data.n_outputs > spec.n_outputs() : data.n_outputs != spec.n_outputs())
         throw Error("--model " + f.model + " has " + std::to_string(spec.n_outputs()) + " outputs but --data " + source +
@@ -193,21 +276,24 @@ int run_predict(const PredictFlags& f) {
                     spec.n_weights(), source.c_str(), rows.c_str(), data.n_samples, describe_device(device).c_str());
         std::fflush(stdout);
     }
+    std::vector<float> y;
+    InferenceEngine engine = or_out_of_memory("preparing the " + std::string(to_string(format)) + " engine",
+                                              [&] { return InferenceEngine(model, device, format, f.batch); });
     const auto t0 = std::chrono::steady_clock::now();
     const Evaluation e = or_out_of_memory("evaluating " + std::to_string(data.n_samples) + " rows",
-                                          [&] { return evaluate(model, data, device, loss); });
+                                          [&] { return engine.evaluate(data, loss, f.out.empty() ? nullptr : &y); });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double per_second = seconds > 0 ? static_cast<double>(data.n_samples) / seconds : 0.0;
     if (!f.quiet) {
         std::printf("%s loss %.6g", rows.c_str(), e.loss);
         if (classification) std::printf(", accuracy %.2f%%", 100.0 * e.accuracy);
-        std::printf(" (%zu rows, %.0f samples/s)\n", data.n_samples, per_second);
+        std::printf(" (%zu rows, %.0f samples/s, format %s, batch %zu)\n", data.n_samples, per_second,
+                    to_string(format), f.batch);
     }
 
     OutputWriter out;
     if (!f.out.empty())
         out.attempt("--out", [&] {
-            const std::vector<float> y = or_out_of_memory("predicting", [&] { return model.predict(data, device); });
             const std::size_t cols = spec.n_outputs();
             write_file_atomic(f.out, ends_with(f.out, ".npy") ? npy_bytes(y, data.n_samples, cols)
                                                               : csv_text(y, data.n_samples, cols, classification));
@@ -228,7 +314,8 @@ int run_predict(const PredictFlags& f) {
         j["rows"] = rows;
         j["n_rows"] = data.n_samples;
         j["device"] = describe_device(device);
-        j["format"] = "dense";
+        j["format"] = to_string(format);
+        j["batch"] = f.batch;
         j["loss_kind"] = to_string(loss);
         j["loss"] = number_or_null(e.loss);
         j["accuracy"] = classification ? number_or_null(e.accuracy) : nlohmann::json(nullptr);

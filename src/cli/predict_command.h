@@ -17,6 +17,8 @@ struct PredictFlags {
     std::string device = "auto";
     std::string out;          // predictions: .npy (float32, rows x outputs) or .csv
     std::string report;       // JSON
+    std::string format = "dense";  // dense, csr or compact (sparseprox/inference.h)
+    std::size_t batch = 256;  // rows per forward pass
     bool quiet = false;
     std::set<std::string> given;
     bool has(const char* flag) const { return given.count(flag) > 0; }

@@ -244,14 +244,28 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     // --init: the file's architecture, parameters and record of how its data were prepared.
     // load_model checks the file's tensors against its architecture before allocating.
     std::optional<Model> loaded;
+    std::map<std::string, std::string> meta;
     if (!f.init.empty()) {
-        std::map<std::string, std::string> meta;
         loaded = or_out_of_memory("loading --init " + f.init, [&] { return load_model(f.init, &meta); });
         s.init_info = read_model_info(meta, f.init);
         if (s.init_info.data) reuse_preparation(f, "--init " + f.init, *s.init_info.data, dopt);
     }
 
     s.data = or_out_of_memory("loading --data " + f.data, [&] { return load_data(f.data, dopt); });
+    // A compacted --init model reads some of the data's columns (sparseprox/inference.h).
+    std::vector<std::size_t> columns;
+    std::size_t from = 0;
+    if (loaded && read_input_columns(meta, f.init, loaded->spec().n_inputs, columns, from) &&
+        s.data.train.n_features == from) {
+        for (Dataset* d : {&s.data.train, &s.data.test}) {
+            std::vector<float> x(d->n_samples * columns.size());
+            for (std::size_t r = 0; r < d->n_samples; ++r)
+                for (std::size_t j = 0; j < columns.size(); ++j) x[r * columns.size() + j] = d->x[r * from + columns[j]];
+            d->x = std::move(x);
+            d->n_features = columns.size();
+        }
+        s.input_columns = meta.at("input_columns");
+    }
     s.classification = s.data.train.task == Task::classification;
     std::string model_text = f.model;
     if (model_text.empty() && loaded) {
@@ -503,6 +517,7 @@ void save_run(const TrainFlags& f, const RunSetup& setup, const TrainResult& r, 
     meta["seed"] = std::to_string(f.seed);
     meta["lr"] = float_json(f.lr).dump();
     meta["steps"] = std::to_string(r.steps);
+    if (!setup.input_columns.empty()) meta["input_columns"] = setup.input_columns;
     save_model(f.save, r.model, meta);
     std::printf("saved model to %s\n", f.save.c_str());
 }

@@ -95,6 +95,7 @@ struct RunSetup {
     Model init;
     DataPreparation prep;  // how the data were read, split and scaled (recorded by --save)
     ModelInfo init_info;   // what the --init file records (empty without --init)
+    std::string input_columns;  // a compacted --init file's "input_columns" entry: selected from the data, carried to --save
 };
 // Loads the data, parses the model and fills the options. Targets come from --target-nnz when
 // given; lambdas from --lambda when with_lambda.

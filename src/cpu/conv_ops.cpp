@@ -139,6 +139,8 @@ bool pool_parallel(const PoolShape& s, idx n_planes) {
 
 }  // namespace
 
+void conv2d_im2col(const ConvShape& s, const float* x, float* col) { im2col(s, x, col); }
+
 std::size_t conv2d_workspace_floats(const ConvShape& s) { return s.c_in * s.kh * s.kw * s.h_out() * s.w_out(); }
 
 void conv2d_forward(const ConvShape& s, const float* x, const float* W, const float* b, float* y,

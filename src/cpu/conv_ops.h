@@ -15,6 +15,10 @@ namespace cpu {
 // Floats of scratch memory conv2d_forward / conv2d_backward need (the im2col matrix of one
 // sample: c_in*kh*kw rows by h_out*w_out columns).
 std::size_t conv2d_workspace_floats(const ConvShape& s);
+// The im2col matrix of one sample x (c_in, h_in, w_in): col (c_in*kh*kw, h_out*w_out), row
+// (c, i, j) holding x[c, oy*stride_h + i - pad_h, ox*stride_w + j - pad_w], padded positions 0
+// (the sparse inference engine multiplies it by a CSR kernel matrix).
+void conv2d_im2col(const ConvShape& s, const float* x, float* col);
 
 // y (batch, c_out, h_out, w_out) = W * x + b, for x (batch, c_in, h_in, w_in), W (c_out, c_in,
 // kh, kw), b (c_out). workspace: conv2d_workspace_floats(s) floats.

@@ -102,15 +102,22 @@ void write_safetensors(const std::string& path, const TensorFile& file) {
         if (name == kMetadataKey)
             throw Error("cannot write '" + path + "': \"" + excerpt(name) + "\" is reserved for metadata, not a tensor name");
         std::size_t n = 0;
-        if (!element_count(t.shape, n) || n != t.data.size())
+        const std::size_t values = t.dtype == DType::i64 ? t.ints.size() : t.data.size();
+        if (!element_count(t.shape, n) || n != values)
             throw Error("cannot write '" + path + "': tensor '" + excerpt(name) + "' has shape " + shape_text(t.shape) +
-                        " but " + std::to_string(t.data.size()) + " values");
-        total += 4 * n;
+                        " but " + std::to_string(values) + " values");
+        total += (t.dtype == DType::i64 ? 8 : 4) * n;
     }
     data.reserve(total);
     for (const auto& [name, t] : file.tensors) {
         const std::size_t begin = data.size();
-        for (std::size_t i = 0; i < t.data.size(); ++i) {
+        for (const std::int64_t v : t.ints) {
+            if (t.dtype != DType::i64) break;
+            const auto bits = static_cast<std::uint64_t>(v);
+            put_u32le(data, static_cast<std::uint32_t>(bits & 0xFFFFFFFFu));
+            put_u32le(data, static_cast<std::uint32_t>(bits >> 32));
+        }
+        for (std::size_t i = 0; t.dtype == DType::f32 && i < t.data.size(); ++i) {
             const float v = t.data[i];
             if (!std::isfinite(v))
                 throw Error("cannot write '" + path + "': tensor '" + excerpt(name) + "' value " + std::to_string(i) + " is " +
@@ -120,7 +127,7 @@ void write_safetensors(const std::string& path, const TensorFile& file) {
             put_u32le(data, bits);
         }
         json entry = json::object();
-        entry["dtype"] = "F32";
+        entry["dtype"] = t.dtype == DType::i64 ? "I64" : "F32";
         entry["shape"] = t.shape;
         entry["data_offsets"] = json::array({begin, data.size()});
         header[name] = std::move(entry);
@@ -182,7 +189,9 @@ TensorFile read_safetensors(const std::string& path) {
         if (!v.is_object()) throw Error(tensor + ": header entry is not a JSON object");
         if (!v.contains("dtype") || !v["dtype"].is_string()) throw Error(tensor + ": missing \"dtype\"");
         const std::string dtype = v["dtype"].get<std::string>();
-        if (dtype != "F32") throw Error(tensor + ": unsupported dtype '" + excerpt(dtype) + "' (only F32 is supported)");
+        if (dtype != "F32" && dtype != "I64")
+            throw Error(tensor + ": unsupported dtype '" + excerpt(dtype) + "' (only F32 and I64 are supported)");
+        const std::size_t item = dtype == "I64" ? 8 : 4;
 
         if (!v.contains("shape") || !v["shape"].is_array()) throw Error(tensor + ": missing \"shape\" array");
         Tensor t;
@@ -200,16 +209,26 @@ TensorFile read_safetensors(const std::string& path) {
         e.name = name;
         if (!as_index(v["data_offsets"][0], e.begin) || !as_index(v["data_offsets"][1], e.end) || e.end < e.begin)
             throw Error(tensor + ": data_offsets " + json_excerpt(v["data_offsets"]) + " is not a range [begin, end]");
-        if (e.end - e.begin != 4 * n)
+        if (n > std::numeric_limits<std::size_t>::max() / item || e.end - e.begin != item * n)
             throw Error(tensor + ": data_offsets " + json_excerpt(v["data_offsets"]) + " span " +
-                        std::to_string(e.end - e.begin) + " bytes but shape " + shape_text(t.shape) + " of F32 needs " +
-                        std::to_string(4 * n));
+                        std::to_string(e.end - e.begin) + " bytes but shape " + shape_text(t.shape) + " of " + dtype +
+                        " needs " + std::to_string(item * n));
         if (e.end > data_size)
             throw Error(tensor + ": data_offsets " + json_excerpt(v["data_offsets"]) + " run past the data buffer (" +
                         std::to_string(data_size) + " bytes; file truncated?)");
-        t.data.resize(n);
         const unsigned char* src = raw + data_start + e.begin;
-        for (std::size_t i = 0; i < n; ++i) {
+        if (item == 8) {
+            t.dtype = DType::i64;
+            t.ints.resize(n);
+            for (std::size_t i = 0; i < n; ++i) {
+                std::uint64_t bits = 0;
+                for (int k = 0; k < 8; ++k) bits |= static_cast<std::uint64_t>(src[8 * i + k]) << (8 * k);
+                t.ints[i] = static_cast<std::int64_t>(bits);
+            }
+        } else {
+            t.data.resize(n);
+        }
+        for (std::size_t i = 0; item == 4 && i < n; ++i) {
             t.data[i] = get_f32le(src + 4 * i);
             if (!std::isfinite(t.data[i]))
                 throw Error(tensor + ": value " + std::to_string(i) + " is " + (std::isnan(t.data[i]) ? "NaN" : "Inf"));
@@ -264,8 +283,9 @@ void save_model(const std::string& path, const Model& model, const std::map<std:
                         " has a parameter layout that does not match its " + shape_text(w_shape) + " shape");
         const std::string prefix = "layers." + std::to_string(i) + ".";
         // Built by constructor: assigning a braced list here trips a GCC 12 -Wnonnull false positive.
-        Tensor w{w_shape, std::vector<float>(model.weight(i), model.weight(i) + seg.n_weights)};
-        Tensor b{std::vector<std::size_t>{seg.n_bias}, std::vector<float>(model.bias(i), model.bias(i) + seg.n_bias)};
+        Tensor w{w_shape, std::vector<float>(model.weight(i), model.weight(i) + seg.n_weights), DType::f32, {}};
+        Tensor b{std::vector<std::size_t>{seg.n_bias}, std::vector<float>(model.bias(i), model.bias(i) + seg.n_bias), DType::f32,
+                 {}};
         file.tensors.emplace(prefix + "weight", std::move(w));
         file.tensors.emplace(prefix + "bias", std::move(b));
     }
@@ -300,6 +320,8 @@ Model load_model(const std::string& path, std::map<std::string, std::string>* me
         if (it->second.shape != shape)
             throw Error("model file '" + path + "', tensor '" + name + "': expected shape " + shape_text(shape) +
                         ", found " + shape_text(it->second.shape));
+        if (it->second.dtype != DType::f32)
+            throw Error("model file '" + path + "', tensor '" + name + "': expected dtype F32, found I64");
         return &it->second;
     };
     for (std::size_t i = 0; i < segments.size(); ++i) {
