@@ -8,5 +8,6 @@
 #include "sparseprox/model.h"
 #include "sparseprox/safetensors.h"
 #include "sparseprox/search.h"
+#include "sparseprox/threads.h"
 #include "sparseprox/train.h"
 #include "sparseprox/version.h"
