@@ -467,6 +467,7 @@ def main():
                           and q["condition"] == "all"), None)
             if quiet:
                 row["busy_over_quiet"] = ratio(figure(row["sparseprox"]), figure(quiet["sparseprox"]))
+                row["torch_best_busy_over_quiet"] = ratio(figure(row["torch_best"]), figure(quiet["torch_best"]))
     out = {"info": info, "rows": rows}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out + ".tmp"
