@@ -318,6 +318,28 @@ def ratio(a, b):
     return a / b if a and b else None
 
 
+def markdown(path):
+    """A Markdown table of a written JSON (for the README)."""
+    with open(path) as f:
+        d = json.load(f)
+    names = {"1": "1 thread", "all": "all threads", "busy": "all, 1 core busy"}
+    print("| workload | device | threads | SparseProx | PyTorch best | PyTorch paper style | vs best | vs paper |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+
+    def fig(r):
+        if not r or "error" in r:
+            return None
+        return r.get("samples_per_second", r.get("gb_per_s"))
+
+    for r in d["rows"]:
+        unit = " GB/s" if r["workload"].startswith("prox") else ""
+        cells = [fig(r["sparseprox"]), fig(r["torch_best"]), fig(r["torch_paper"])]
+        text = [f"{v:,.1f}{unit}" if unit and v is not None else (f"{v:,.0f}" if v is not None else "-") for v in cells]
+        rb, rp = r.get("ratio_vs_best"), r.get("ratio_vs_paper")
+        print(f"| {r['workload']} | {r['device']} | {names.get(r['condition'], r['condition'])} | {text[0]} | {text[1]} | "
+              f"{text[2]} | {f'{rb:.2f}x' if rb else '-'} | {f'{rp:.2f}x' if rp else '-'} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", default=os.path.join(ROOT, "build", "bench", "sparseprox_bench"))
@@ -335,6 +357,7 @@ def main():
     ap.add_argument("--cuda-only", action="store_true", help="only the GPU (no CPU conditions)")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--note", default="", help="a line about the conditions, stored in the JSON")
+    ap.add_argument("--markdown", metavar="JSON", help="print a written JSON as a Markdown table and stop")
     # worker mode
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--workload", help=argparse.SUPPRESS)
@@ -346,6 +369,9 @@ def main():
     args = ap.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.markdown:
+        markdown(args.markdown)
         return
     if args.cuda_only:
         args.cuda, args.conditions = True, ""
