@@ -156,11 +156,12 @@ void ThreadTuner::reset(const ThreadSetting& s) {
     automatic_ = s.automatic && s.n > 1;
     candidates_.clear();
     if (automatic_) {
-        // The maximum first (the likely winner on a quiet machine), then the powers of two below it.
+        // Ascending: 1, 2, 4, ... and the maximum. One thread first, because it is never far
+        // off (at most the core count slower) while too many threads next to a busy neighbour can
+        // be ten times slower; a later candidate that is clearly slower is dropped after two
+        // steps (end_step), so looking at a bad count costs little.
+        for (int p = 1; p < s.n; p *= 2) candidates_.push_back(p);
         candidates_.push_back(s.n);
-        int p = 1;
-        while (p * 2 < s.n) p *= 2;
-        for (; p >= 1; p /= 2) candidates_.push_back(p);
         scores_.assign(candidates_.size(), 0.0);
         candidate_ = 0;
         exploring_ = true;
@@ -205,7 +206,7 @@ void ThreadTuner::end_step() {
     in_step_ = false;
     if (!exploring_) return;
     const double seconds = std::chrono::duration<double>(Clock::now() - step_start_).count();
-    if (steps_seen_++ < kWarmSteps) return;
+    if (steps_seen_++ < kWarmSteps) return;  // NOLINT: kWarmSteps may be 0
     times_.push_back(seconds);
     // A candidate already twice as slow as the best so far on two steps is dropped early: the
     // cost of looking at a bad count stays a few steps.

@@ -27,8 +27,8 @@ ThreadSetting thread_setting();
 void hold_blas_to_one_thread();
 
 // The automatic count, chosen by timing training steps (begin_step .. end_step) at each
-// candidate count (1, 2, 4, ... and the maximum): a few steps per candidate, the median step
-// time decides, and the choice holds for an interval that doubles (1 s up to 16 s) while the
+// candidate count (1, 2, 4, ... and the maximum): a few steps per candidate (two for one already
+// twice as slow as the best), the median step time decides, and the choice holds for an interval that doubles (1 s up to 16 s) while the
 // same count keeps winning. A fixed count is simply applied. Every call sets the calling
 // thread's OpenMP team size (omp_set_num_threads), which is all the backend's loops read.
 class ThreadTuner {
@@ -40,7 +40,7 @@ public:
 
 private:
     using Clock = std::chrono::steady_clock;
-    static constexpr int kWarmSteps = 1;     // untimed after a switch: caches, woken threads
+    static constexpr int kWarmSteps = 0;     // untimed after a switch (waking threads costs microseconds)
     static constexpr int kMeasureSteps = 5;  // timed per candidate; their median is its score
 
     void reset(const ThreadSetting& s);
