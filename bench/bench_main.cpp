@@ -277,7 +277,7 @@ json bench_training(const std::string& key, const std::string& workload, const M
     warm.steps = warm_steps;
     const TrainResult w = train(init, data, nullptr, warm);
     const double steps = seconds * w.samples_per_second / static_cast<double>(batch);
-    opt.steps = static_cast<std::size_t>(std::clamp(steps, 20.0, 200000.0));
+    opt.steps = static_cast<std::size_t>(std::clamp(steps, 10.0, 200000.0));
     const TrainResult r = train(init, data, nullptr, opt);
     std::size_t nnz = 0;
     for (std::size_t v : r.nnz) nnz += v;
@@ -456,8 +456,8 @@ int main(int argc, char** argv) {
             c.seed = 1;
             const Model mlp = Model::initialize(ModelSpec::preset("lenet300100"), 1);
             run("lenet300100", "lenet300100 (784-300-100-10) batch 128", mlp, images, c, 20);
-            run("cnn8", "cnn8 batch 128", Model::initialize(ModelSpec::preset("cnn8"), 1), images, c, 3);
-            run("lenet5", "lenet5 batch 128", Model::initialize(ModelSpec::preset("lenet5"), 1), images, c, 5);
+            run("cnn8", "cnn8 batch 128", Model::initialize(ModelSpec::preset("cnn8"), 1), images, c, 2);
+            run("lenet5", "lenet5 batch 128", Model::initialize(ModelSpec::preset("lenet5"), 1), images, c, 3);
             // The other sparsifiers on the MLP: the cost of their extra per-step work.
             struct MethodRow {
                 const char* name;

@@ -402,6 +402,8 @@ def main():
         else:
             print("torch_compare: PyTorch is not importable here; SparseProx figures only", file=sys.stderr)
     cores = physical_cores()
+    info = {"machine_before": machine(), "torch": torch_version, "conditions": conditions, "seconds": args.seconds,
+            "note": args.note, "sparseprox_threads": {}}
     train_keys = [w for w in workloads if w != "prox"]
     rows = []
 
@@ -462,6 +464,16 @@ def main():
             return None
         return r.get("samples_per_second", r.get("gb_per_s"))
 
+    def save(partial=True):
+        """The JSON so far (after every row, so a run cut short still leaves its figures)."""
+        out = {"info": dict(info, complete=not partial), "rows": rows}
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(out, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, args.out)
+
     def print_row(row):
         s, p, b = figure(row["sparseprox"]), figure(row["torch_paper"]), figure(row["torch_best"])
         row["ratio_vs_best"], row["ratio_vs_paper"] = ratio(s, b), ratio(s, p)
@@ -470,11 +482,10 @@ def main():
         rf = lambda v: f"{v:7.2f}x" if v is not None else f"{'-':>8}"
         print(f"{row['workload']:<20} {row['device']:<5} {row['condition']:<5} {fmt(s)} {fmt(b)} {fmt(p)} "
               f"{rf(row['ratio_vs_best'])} {rf(row['ratio_vs_paper'])}  {unit}", flush=True)
+        save()
 
     print(f"{'workload':<20} {'dev':<5} {'cond':<5} {'sparseprox':>12} {'torch best':>12} {'torch paper':>12} "
           f"{'vs best':>8} {'vs paper':>8}")
-    info = {"machine_before": machine(), "torch": torch_version, "conditions": conditions, "seconds": args.seconds,
-            "note": args.note, "sparseprox_threads": {}}
     for c in conditions:
         if c == "busy":
             with Busy():
@@ -494,13 +505,7 @@ def main():
             if quiet:
                 row["busy_over_quiet"] = ratio(figure(row["sparseprox"]), figure(quiet["sparseprox"]))
                 row["torch_best_busy_over_quiet"] = ratio(figure(row["torch_best"]), figure(quiet["torch_best"]))
-    out = {"info": info, "rows": rows}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(out, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, args.out)
+    save(partial=False)
     print(f"wrote {args.out}")
 
 

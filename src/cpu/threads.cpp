@@ -169,6 +169,7 @@ void ThreadTuner::reset(const ThreadSetting& s) {
         times_.clear();
         winner_ = 0;
         interval_s_ = 1.0;
+        round_start_ = Clock::now();
         set_current(candidates_[0]);
     } else {
         set_current(s.n);
@@ -191,6 +192,7 @@ void ThreadTuner::begin_step() {
     if (!automatic_) return;
     const Clock::time_point now = Clock::now();
     if (!exploring_ && now >= hold_until_) {
+        round_start_ = now;
         exploring_ = true;
         candidate_ = 0;
         steps_seen_ = 0;
@@ -208,13 +210,14 @@ void ThreadTuner::end_step() {
     const double seconds = std::chrono::duration<double>(Clock::now() - step_start_).count();
     if (steps_seen_++ < kWarmSteps) return;  // NOLINT: kWarmSteps may be 0
     times_.push_back(seconds);
-    // A candidate already twice as slow as the best so far on two steps is dropped early: the
-    // cost of looking at a bad count stays a few steps.
+    // A candidate already twice as slow as the best so far on two steps, or four times on one,
+    // is dropped early: the cost of looking at a bad count stays a step or two.
     double best = 0.0;
     for (std::size_t i = 0; i < candidate_; ++i)
         if (scores_[i] > 0 && (best == 0.0 || scores_[i] < best)) best = scores_[i];
-    const bool hopeless = best > 0 && times_.size() >= 2 &&
-                          std::min(times_[times_.size() - 1], times_[times_.size() - 2]) > 2.0 * best;
+    const bool hopeless = best > 0 && (times_.back() > 4.0 * best ||
+                                       (times_.size() >= 2 &&
+                                        std::min(times_[times_.size() - 1], times_[times_.size() - 2]) > 2.0 * best));
     if (static_cast<int>(times_.size()) < kMeasureSteps && !hopeless) return;
     std::vector<double> t = times_;
     std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2), t.end());
@@ -238,7 +241,12 @@ void ThreadTuner::next_candidate() {
     winner_ = winner;
     exploring_ = false;
     set_current(winner);
-    hold_until_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval_s_));
+    // The hold lasts the interval, and at least 20 rounds' time, so tuning costs at most about 5%
+    // however long a step is (a CNN step on a loaded machine can take seconds).
+    const Clock::time_point now = Clock::now();
+    const double round_s = std::chrono::duration<double>(now - round_start_).count();
+    hold_until_ = now + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(std::max(interval_s_, 20.0 * round_s)));
 }
 
 }  // namespace cpu

@@ -27,9 +27,10 @@ ThreadSetting thread_setting();
 void hold_blas_to_one_thread();
 
 // The automatic count, chosen by timing training steps (begin_step .. end_step) at each
-// candidate count (1, 2, 4, ... and the maximum): a few steps per candidate (two for one already
-// twice as slow as the best), the median step time decides, and the choice holds for an interval that doubles (1 s up to 16 s) while the
-// same count keeps winning. A fixed count is simply applied. Every call sets the calling
+// candidate count (1, 2, 4, ... and the maximum): a few steps per candidate (one or two for one
+// clearly slower than the best), the median step time decides, and the choice holds for an
+// interval that doubles (1 s up to 16 s) while the same count keeps winning, and is at least 20
+// times the round's own duration. A fixed count is simply applied. Every call sets the calling
 // thread's OpenMP team size (omp_set_num_threads), which is all the backend's loops read.
 class ThreadTuner {
 public:
@@ -59,6 +60,7 @@ private:
     int winner_ = 0;                 // the count chosen by the previous round
     double interval_s_ = 1.0;        // how long a choice holds before the next round
     Clock::time_point hold_until_{};
+    Clock::time_point round_start_{};
     Clock::time_point step_start_{};
     bool in_step_ = false;
 };
