@@ -23,7 +23,7 @@ EPOCHS_MLP=${EPOCHS_MLP:-5}
 EPOCHS_LENET5=${EPOCHS_LENET5:-2}
 MAX_OUTER=${MAX_OUTER:-10}
 mkdir -p "$OUT"
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+export SPARSEPROX_NUM_THREADS=1  # one CPU thread per job (sparseprox/threads.h)
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # row NAME DATASET MODEL EPOCHS DENSITY METHOD

@@ -21,7 +21,7 @@ PAPER_EPOCHS=${PAPER_EPOCHS:-3}
 DENSE_EPOCHS=${DENSE_EPOCHS:-5}
 FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-5}
 mkdir -p "$OUT"
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+export SPARSEPROX_NUM_THREADS=1  # one CPU thread per job (sparseprox/threads.h)
 BASE="--data idx:$DATA/mnist --model cnn8 --lr 0.1 --batch 128 --device $DEVICE --progress-seconds 60"
 SINGLE="--target-nnz 50000 --tolerance 0.001"
 MULTI="--target-nnz 250,8000,13000,20000,4200 --tolerance 0.1"

@@ -14,7 +14,7 @@ SPARSEPROX=${SPARSEPROX:-build/sparseprox}
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-docs/results/regression}
 mkdir -p "$OUT"
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+export SPARSEPROX_NUM_THREADS=1  # one CPU thread per job (sparseprox/threads.h)
 COMMON="--data libsvm:$DATA/mackey-glass/mg_scale.txt --train-rows 1000 --model dense:6-128-128-64-1 --lr 0.1 --batch full --steps 50000 --device $DEVICE --progress-seconds 0"
 SINGLE="--target-nnz 2000 --tolerance 0.001"
 MULTI="--target-nnz 650,1200,1000,45 --tolerance 0.05 --min-layers 3"

@@ -12,5 +12,6 @@
 #include "sparseprox/safetensors.h"
 #include "sparseprox/search.h"
 #include "sparseprox/stop.h"
+#include "sparseprox/threads.h"
 #include "sparseprox/train.h"
 #include "sparseprox/version.h"

@@ -22,6 +22,10 @@ void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda) {
                    "a preset (cnn8, lenet5, lenet300100), dense:6-128-128-64-1[:activation] or a JSON model file "
                    "(default: dense:6-128-128-64-1 for regression, dense:784-300-100-10 for images)");
     app.add_option("--device", f.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+    app.add_option("--threads", f.threads,
+                   "CPU threads: a count, or auto (the physical cores available, fewer while that is faster; "
+                   "overrides SPARSEPROX_NUM_THREADS)")
+        ->capture_default_str();
     app.add_option("--lr", f.lr, "learning rate eta")->capture_default_str();
     if (with_lambda)
         app.add_option("--lambda", f.lambda, "penalty strength (l1: the l1 weight; l0: the expected-L0 weight; spred: the weight decay; gmp: "
@@ -224,6 +228,12 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
         throw Error(std::string("--pixel-scale: ") + e.what());
     }
     s.device = parse_device(f.device);
+    if (f.threads != "auto") {
+        if (f.threads.empty() || f.threads.size() > 6 || f.threads.find_first_not_of("0123456789") != std::string::npos ||
+            std::stoi(f.threads) < 1)
+            throw Error("--threads: '" + f.threads + "' is not a thread count (a whole number >= 1, or auto)");
+        set_num_threads(std::stoi(f.threads));
+    }
     if (!(f.tolerance >= 0 && f.tolerance < 1)) throw Error("--tolerance: " + std::to_string(f.tolerance) + " is outside [0, 1)");
     if (!(std::isfinite(f.weight_decay) && f.weight_decay >= 0))
         throw Error("--weight-decay: " + std::to_string(f.weight_decay) + " must be finite and >= 0");

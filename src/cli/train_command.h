@@ -21,6 +21,7 @@ struct TrainFlags {
     std::string data = "mackey-glass";
     std::string model;  // default from the data: dense:6-128-128-64-1 or dense:784-300-100-10
     std::string device = "auto";
+    std::string threads = "auto";  // CPU threads: auto or a count (sparseprox/threads.h)
     float lr = 0.1f;
     std::string lambda = "1e-4";
     float weight_decay = 0.0f;

@@ -79,6 +79,11 @@ public:
     // flag; CUDA answers false and lets the frozen kernels skip the step).
     virtual bool known_stopped(const StepState* state) = 0;
 
+    // A training step's operations start and end (Network::step brackets them). The CPU backend
+    // times the steps here to choose its thread count (cpu/threads.h); queuing backends ignore it.
+    virtual void begin_step() {}
+    virtual void end_step() {}
+
     // Called once by a network whose model has conv2d or pooling layers: throws, naming the
     // reason, when this backend cannot run them (CUDA without cuDNN), so the failure comes at
     // construction rather than in the middle of a run.

@@ -1,12 +1,12 @@
 #include "sparseprox/device.h"
 
-#include <omp.h>
 
 #include <cstdio>
 #include <mutex>
 
 #include "core/cuda_plugin.h"
 #include "sparseprox/error.h"
+#include "sparseprox/threads.h"
 #include "sparseprox/version.h"
 
 namespace sparseprox {
@@ -71,7 +71,7 @@ Device parse_device(const std::string& text) {
 
 std::string describe_device(const Device& device) {
     if (device.kind == DeviceKind::cpu)
-        return "cpu (" + std::to_string(omp_get_max_threads()) + " threads, OpenBLAS)";
+        return "cpu (" + describe_threads() + ", OpenBLAS)";
     std::string why;
     const detail::CudaPlugin* p = detail::cuda_plugin(&why);
     if (!p) throw Error("device '" + device.to_string() + "': " + why);

@@ -234,6 +234,7 @@ public:
         if (count == 0 || first + count > order_size_)
             throw Error("step: empty batch or batch beyond the epoch order");
         reserve_rows(count);
+        b.begin_step();
         const std::size_t n_in = spec_.n_inputs, n_out = spec_.n_outputs();
         const std::uint32_t* rows = order_ + first;
         b.gather_rows(train_rows_.x, n_in, rows, count, batch_x_.data());
@@ -289,6 +290,7 @@ public:
             }
         }
         b.stop_rule(state_.data(), stop_config_.data(), stop_targets_.data(), nnz);
+        b.end_step();
         ++steps_queued_;
     }
 

@@ -1,4 +1,10 @@
 // Element-wise activations on the CPU: OpenMP loops over core/elementwise.h.
+//
+// One loop per activation kind, the kind a template constant, so the per-element switch folds
+// away and ReLU's loops vectorize (a compare and a blend per 8 floats): with the switch inside
+// the loop, ReLU forward and backward took a quarter of a Mackey-Glass training step at one
+// thread. 8 bytes per element forward, 12 backward: memory-bound, far below the GEMMs' share
+// once vectorized.
 #include "cpu/activation.h"
 
 #include "core/elementwise.h"
@@ -6,18 +12,41 @@
 
 namespace sparseprox {
 namespace cpu {
+namespace {
+
+template <int Kind>
+void forward_loop(const float* x, float* y, std::size_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+    for (idx i = 0; i < static_cast<idx>(n); ++i) y[i] = ew::act_forward(Kind, x[i]);
+}
+
+template <int Kind>
+void backward_loop(const float* x, const float* y, const float* dL_dy, float* dL_dx, std::size_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+    for (idx i = 0; i < static_cast<idx>(n); ++i) dL_dx[i] = dL_dy[i] * ew::act_derivative(Kind, x[i], y[i]);
+}
+
+}  // namespace
 
 void activation_forward(Activation a, const float* x, float* y, std::size_t n) {
-    const int kind = static_cast<int>(a);
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
-    for (idx i = 0; i < static_cast<idx>(n); ++i) y[i] = ew::act_forward(kind, x[i]);
+    switch (static_cast<int>(a)) {
+        case 1: forward_loop<1>(x, y, n); break;
+        case 2: forward_loop<2>(x, y, n); break;
+        case 3: forward_loop<3>(x, y, n); break;
+        case 4: forward_loop<4>(x, y, n); break;
+        default: forward_loop<0>(x, y, n); break;
+    }
 }
 
 void activation_backward(Activation a, const float* x, const float* y, const float* dL_dy, float* dL_dx,
                          std::size_t n) {
-    const int kind = static_cast<int>(a);
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
-    for (idx i = 0; i < static_cast<idx>(n); ++i) dL_dx[i] = dL_dy[i] * ew::act_derivative(kind, x[i], y[i]);
+    switch (static_cast<int>(a)) {
+        case 1: backward_loop<1>(x, y, dL_dy, dL_dx, n); break;
+        case 2: backward_loop<2>(x, y, dL_dy, dL_dx, n); break;
+        case 3: backward_loop<3>(x, y, dL_dy, dL_dx, n); break;
+        case 4: backward_loop<4>(x, y, dL_dy, dL_dx, n); break;
+        default: backward_loop<0>(x, y, dL_dy, dL_dx, n); break;
+    }
 }
 
 }  // namespace cpu

@@ -10,11 +10,14 @@
 // (sample, channel) plane, so no two threads ever write the same element.
 #include "cpu/conv_ops.h"
 
-#include <cblas.h>
+#include "cpu/gemm.h"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 namespace sparseprox {
 namespace cpu {
@@ -40,14 +43,14 @@ bool is_pointwise(const ConvShape& s) {
 // col (c_in*kh*kw, h_out*w_out) from one sample x (c_in, h_in, w_in). Row (c, i, j) holds
 // x[c, oy*stride_h + i - pad_h, ox*stride_w + j - pad_w] over (oy, ox); padded positions are 0.
 // Every row is written by one thread only.
-void im2col(const ConvShape& s, const float* x, float* col) {
+void im2col(const ConvShape& s, const float* x, float* col, bool threaded) {
     const idx h_in = static_cast<idx>(s.h_in), w_in = static_cast<idx>(s.w_in);
     const idx h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
     const idx kh = static_cast<idx>(s.kh), kw = static_cast<idx>(s.kw);
     const idx sh = static_cast<idx>(s.stride_h), sw = static_cast<idx>(s.stride_w);
     const idx ph = static_cast<idx>(s.pad_h), pw = static_cast<idx>(s.pad_w);
     const idx n_rows = static_cast<idx>(s.c_in) * kh * kw, n_cols = h_out * w_out;
-#pragma omp parallel for schedule(static) if (static_cast<std::size_t>(n_rows * n_cols) >= kParallelMin)
+#pragma omp parallel for schedule(static) if (threaded && static_cast<std::size_t>(n_rows * n_cols) >= kParallelMin)
     for (idx r = 0; r < n_rows; ++r) {
         const idx c = r / (kh * kw), i = (r / kw) % kh, j = r % kw;
         const float* xc = x + c * h_in * w_in;
@@ -71,7 +74,7 @@ void im2col(const ConvShape& s, const float* x, float* col) {
 // input position it was gathered from. One thread per channel, since the taps (i, j) of a
 // channel overlap whenever stride < kernel; within a channel the order is fixed, so the result
 // is deterministic.
-void col2im(const ConvShape& s, const float* col, float* dx) {
+void col2im(const ConvShape& s, const float* col, float* dx, bool threaded) {
     const idx c_in = static_cast<idx>(s.c_in);
     const idx h_in = static_cast<idx>(s.h_in), w_in = static_cast<idx>(s.w_in);
     const idx h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
@@ -79,7 +82,7 @@ void col2im(const ConvShape& s, const float* col, float* dx) {
     const idx sh = static_cast<idx>(s.stride_h), sw = static_cast<idx>(s.stride_w);
     const idx ph = static_cast<idx>(s.pad_h), pw = static_cast<idx>(s.pad_w);
     const idx n_cols = h_out * w_out;
-#pragma omp parallel for schedule(static) if (static_cast<std::size_t>(c_in * kh * kw * n_cols) >= kParallelMin)
+#pragma omp parallel for schedule(static) if (threaded && static_cast<std::size_t>(c_in * kh * kw * n_cols) >= kParallelMin)
     for (idx c = 0; c < c_in; ++c) {
         float* dxc = dx + c * h_in * w_in;
         std::fill(dxc, dxc + h_in * w_in, 0.0f);
@@ -137,9 +140,25 @@ bool pool_parallel(const PoolShape& s, idx n_planes) {
     return n_planes > 1 && static_cast<std::size_t>(n_planes) * s.h_out() * s.w_out() * s.kh * s.kw >= kParallelMin;
 }
 
+// The sample-parallel loops: one im2col matrix per thread, grown to the largest convolution
+// seen and kept (no allocation per step).
+float* thread_scratch(std::size_t floats) {
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < floats) scratch.resize(floats);
+    return scratch.data();
+}
+
+// Whether a loop over the samples of a batch is worth threading: more than one sample and
+// enough multiply-adds (each sample's work is independent of the others and of the thread
+// count, so threading it never changes a bit).
+bool samples_parallel(const ConvShape& s, std::size_t n_k, std::size_t n_pix) {
+    return s.batch > 1 && omp_get_max_threads() > 1 && !omp_in_parallel() &&
+           s.batch * s.c_out * n_k * n_pix >= (std::size_t{1} << 18);
+}
+
 }  // namespace
 
-void conv2d_im2col(const ConvShape& s, const float* x, float* col) { im2col(s, x, col); }
+void conv2d_im2col(const ConvShape& s, const float* x, float* col) { im2col(s, x, col, true); }
 
 std::size_t conv2d_workspace_floats(const ConvShape& s) { return s.c_in * s.kh * s.kw * s.h_out() * s.w_out(); }
 
@@ -149,19 +168,22 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* W, const fl
     const std::size_t x_stride = s.c_in * s.h_in * s.w_in, y_stride = s.c_out * n_pix;
     if (s.batch == 0 || y_stride == 0) return;
     const bool pointwise = is_pointwise(s);
-    for (std::size_t n = 0; n < s.batch; ++n) {
+    // One sample per iteration, the samples over the threads: each sample's im2col and GEMM run
+    // on one thread (the GEMM's blocks one after another), as many regions per layer as one.
+    const bool threaded = samples_parallel(s, n_k, n_pix);
+#pragma omp parallel for schedule(static) if (threaded)
+    for (idx i = 0; i < static_cast<idx>(s.batch); ++i) {
+        const std::size_t n = static_cast<std::size_t>(i);
         const float* xn = x + n * x_stride;  // (c_in, h_in, w_in)
         float* yn = y + n * y_stride;        // (c_out, h_out, w_out)
         const float* col = xn;               // (n_k, n_pix)
         if (!pointwise) {
-            im2col(s, xn, workspace);
-            col = workspace;
+            float* ws = threaded ? thread_scratch(n_k * n_pix) : workspace;
+            im2col(s, xn, ws, !threaded);
+            col = ws;
         }
-        for (std::size_t co = 0; co < s.c_out; ++co) std::fill(yn + co * n_pix, yn + (co + 1) * n_pix, b[co]);
-        // yn (c_out, n_pix) += W (c_out, n_k) * col (n_k, n_pix)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(s.c_out), static_cast<int>(n_pix),
-                    static_cast<int>(n_k), 1.0f, W, static_cast<int>(n_k), col, static_cast<int>(n_pix), 1.0f, yn,
-                    static_cast<int>(n_pix));
+        // yn (c_out, n_pix) = b (per channel) + W (c_out, n_k) * col (n_k, n_pix)
+        sgemm(false, false, s.c_out, n_pix, n_k, W, n_k, col, n_pix, 1.0f, yn, n_pix, b, true);
     }
 }
 
@@ -191,30 +213,37 @@ void conv2d_backward(const ConvShape& s, const float* x, const float* W, const f
         dL_db[co] += static_cast<float>(sum);
     }
 
-    // Samples one after another: dL_dW accumulates over the batch in sample order, and every
-    // GEMM's own order is fixed for a given OpenBLAS thread count, so the result is reproducible.
+    // dL_dx: every sample on its own (dcol = W^T dyn, scattered back by col2im), the samples
+    // over the threads.
     const bool pointwise = is_pointwise(s);
+    if (dL_dx) {
+        const bool threaded = samples_parallel(s, n_k, n_pix);
+#pragma omp parallel for schedule(static) if (threaded)
+        for (idx i = 0; i < static_cast<idx>(s.batch); ++i) {
+            const std::size_t n = static_cast<std::size_t>(i);
+            const float* dyn = dL_dy + n * y_stride;  // (c_out, n_pix)
+            float* dxn = dL_dx + n * x_stride;        // (c_in, h_in, w_in)
+            // dcol (n_k, n_pix) = W^T (n_k, c_out) * dyn (c_out, n_pix), written straight into
+            // dL_dx when col is x itself, else into scratch and scattered.
+            float* dcol = pointwise ? dxn : (threaded ? thread_scratch(n_k * n_pix) : workspace);
+            sgemm(true, false, n_k, n_pix, s.c_out, W, n_k, dyn, n_pix, 0.0f, dcol, n_pix);
+            if (!pointwise) col2im(s, dcol, dxn, !threaded);
+        }
+    }
+
+    // dL_dW: samples one after another, so it accumulates over the batch in sample order; each
+    // GEMM's order is fixed by its shape (cpu/gemm.h), so the result is the same at any thread
+    // count.
     for (std::size_t n = 0; n < s.batch; ++n) {
         const float* xn = x + n * x_stride;       // (c_in, h_in, w_in)
         const float* dyn = dL_dy + n * y_stride;  // (c_out, n_pix)
         const float* col = xn;                    // (n_k, n_pix)
         if (!pointwise) {
-            im2col(s, xn, workspace);
+            im2col(s, xn, workspace, true);
             col = workspace;
         }
         // dL_dW (c_out, n_k) += dyn (c_out, n_pix) * col^T (n_pix, n_k)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(s.c_out), static_cast<int>(n_k),
-                    static_cast<int>(n_pix), 1.0f, dyn, static_cast<int>(n_pix), col, static_cast<int>(n_pix), 1.0f,
-                    dL_dW, static_cast<int>(n_k));
-        if (!dL_dx) continue;
-        // dcol (n_k, n_pix) = W^T (n_k, c_out) * dyn (c_out, n_pix), written straight into dL_dx
-        // when col is x itself, else into the workspace (col is no longer needed) and scattered.
-        float* dxn = dL_dx + n * x_stride;
-        float* dcol = pointwise ? dxn : workspace;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(n_k), static_cast<int>(n_pix),
-                    static_cast<int>(s.c_out), 1.0f, W, static_cast<int>(n_k), dyn, static_cast<int>(n_pix), 0.0f,
-                    dcol, static_cast<int>(n_pix));
-        if (!pointwise) col2im(s, dcol, dxn);
+        sgemm(false, true, s.c_out, n_k, n_pix, dyn, n_pix, col, n_pix, 1.0f, dL_dW, n_k);
     }
 }
 

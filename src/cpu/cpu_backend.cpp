@@ -21,6 +21,7 @@
 #include "cpu/prox_step.h"
 #include "cpu/spred.h"
 #include "cpu/stop_rule.h"
+#include "cpu/threads.h"
 #include "sparseprox/error.h"
 
 namespace sparseprox {
@@ -30,6 +31,11 @@ bool stopped(const std::int32_t* stop) { return stop != nullptr && *stop != 0; }
 
 class CpuBackend final : public Backend {
 public:
+    CpuBackend() {
+        cpu::hold_blas_to_one_thread();
+        tuner_.apply();
+    }
+
     std::string name() const override { return "cpu"; }
 
     void* allocate(std::size_t bytes) override {
@@ -52,9 +58,12 @@ public:
         return order_.data();
     }
     bool known_stopped(const StepState* state) override { return state->stopped != 0; }
+    void begin_step() override { tuner_.begin_step(); }
+    void end_step() override { tuner_.end_step(); }
 
     void gather_rows(const float* src, std::size_t n_cols, const std::uint32_t* rows, std::size_t n_rows,
                      float* dst) override {
+        tuner_.apply();
         cpu::gather_rows(src, n_cols, rows, n_rows, dst);
     }
     void gather_labels(const std::int32_t* src, const std::uint32_t* rows, std::size_t n_rows,
@@ -64,6 +73,7 @@ public:
 
     void dense_forward(const float* x, const float* W, const float* b, float* y, std::size_t batch, std::size_t n_in,
                        std::size_t n_out) override {
+        tuner_.apply();  // passes outside training steps (evaluation) run at the current count too
         cpu::dense_forward(x, W, b, y, batch, n_in, n_out);
     }
     void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db, float* dL_dx,
@@ -72,6 +82,7 @@ public:
     }
 
     void conv2d_forward(const ConvShape& s, const float* x, const float* W, const float* b, float* y) override {
+        tuner_.apply();
         cpu::conv2d_forward(s, x, W, b, y, workspace(s));
     }
     void conv2d_backward(const ConvShape& s, const float* x, const float* W, const float* dL_dy, float* dL_dW,
@@ -120,6 +131,7 @@ public:
     void prox_step(float* params, const float* grads, const ParamLayout& layout, const float* hyper,
                    const std::int32_t* stop, std::uint64_t* layer_nnz) override {
         if (stopped(stop)) return;
+        tuner_.apply();
         cpu::prox_step(params, grads, layout, hyper[0], hyper + 1, layer_nnz);
     }
     void prox_step_unfused(float* params, const float* grads, const ParamLayout& layout, const float* hyper,
@@ -218,6 +230,7 @@ private:
 
     std::vector<std::uint32_t> order_;
     std::vector<float> workspace_;
+    cpu::ThreadTuner tuner_;
 };
 
 }  // namespace

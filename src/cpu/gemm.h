@@ -1,0 +1,27 @@
+// Row-major sgemm on the CPU backend's threads: C (m, n) = op(A) (m, k) * op(B) (k, n) + beta * C,
+// cut into blocks along m or n, one OpenBLAS call (at one thread) per block, the blocks shared
+// over the OpenMP team. An optional bias is written into C just before its block's product
+// (beta = 1 then), while the block is in cache.
+//
+// The blocks depend only on the shape and on available_cores() (a property of the machine,
+// read once), never on the thread count in force, so every element is computed by the same
+// call with the same operands at any thread count: the result is the same bits whatever the
+// tuner chooses (OpenBLAS's order inside one call depends only on that call's shape).
+#pragma once
+
+#include <cstddef>
+
+namespace sparseprox {
+namespace cpu {
+
+// bias: null, or per column of C (length n, every row gets it: a dense layer) when bias_rows is
+// false, or per row of C (length m: a convolution's channels) when bias_rows is true.
+void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* A, std::size_t lda,
+           const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc, const float* bias = nullptr,
+           bool bias_rows = false);
+
+// How many blocks sgemm cuts an (m, n, k) product into (exposed for the tests).
+std::size_t gemm_blocks(std::size_t m, std::size_t n, std::size_t k);
+
+}  // namespace cpu
+}  // namespace sparseprox
