@@ -493,17 +493,20 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
     //                     from its count at B to its target (B = R/6, R = T/2 by default);
     //   approach [R, D)   the band armed, the count steered to halve its distance every interval;
     //   landing  D = R + T/10: a count still above the band is trimmed to the target by
-    //                     magnitude within each group; below it, lambda keeps falling (weights
-    //                     regrow) until a step meets the band.
+    //                     magnitude within each group. A count that fell through the band (once
+    //                     it is armed, or still below it at D) lands from the last parameters
+    //                     polled above the band, trimmed the same way: units that died do not
+    //                     regrow under the l1 step (their weights get no gradient).
     // A run that meets the band (by a step or by the landing) trains the rest of its budget with
     // that pattern fixed (SearchOptions::finetune), at least 40% of the budget by default: the
     // pruned network recovers from the penalty's shrinkage there (gradual magnitude pruning, which
     // does not shrink, fine-tunes its last 25%).
     //
     // Mini-batch noise: the NNZ of a convolutional network moves by thousands between single
-    // steps (small weights flicker in and out), so the count an update reacts to is the mean of
-    // the polls over its interval (polled every K/4 steps), extrapolated from the centre of that
-    // interval to the next update with the previous interval's mean. At a fixed lambda the count
+    // steps (small weights flicker in and out), so the count an update reacts to is the settled
+    // count (weights above one step's shrinkage lr lambda_l), the mean of the polls over its
+    // interval (polled every K/4 steps), extrapolated to the next update with the previous
+    // interval's mean. At a fixed lambda the count
     // lags lambda by hundreds of steps; comparing the schedule with the extrapolated count keeps
     // the rule from raising lambda while the count already falls fast.
     //
