@@ -183,7 +183,7 @@ TEST(Cli, DefaultSearchTrainsTheReturnedNetworkItsWholeBudget) {
     const fs::path dir = temp_dir();
     const fs::path full = dir / "full.json", early = dir / "early.json";
     const std::string base = "search --device cpu --model dense:6-16-8-1 --steps 2000 --target-nnz 60 --tolerance 0.05 "
-                             "--lambda0 0.05 -q --report ";
+                             "--strategy paper --lambda0 0.05 -q --report ";
     const CliRun a = run_cli(base + full.string());
     const CliRun b = run_cli(base + early.string() + " --no-finetune");
     ASSERT_EQ(a.status, 0) << a.output;
@@ -201,6 +201,40 @@ TEST(Cli, DefaultSearchTrainsTheReturnedNetworkItsWholeBudget) {
     const CliRun both = run_cli(base + full.string() + " --finetune --no-finetune");
     EXPECT_NE(both.status, 0);
     EXPECT_NE(both.output.find("contradict"), std::string::npos) << both.output;
+    fs::remove_all(dir);
+}
+
+// Without --strategy, an l1 search for one total target is the adaptive strategy with the
+// magnitude allocation (one run, a lambda per layer), and a per-layer search is the paper's.
+TEST(Cli, DefaultSearchIsAdaptiveWithTheMagnitudeAllocation) {
+    const fs::path dir = temp_dir();
+    const fs::path report = dir / "default.json";
+    const CliRun r = run_cli("search --device cpu --model dense:6-16-8-1 --steps 2000 --target-nnz 60 --tolerance 0.05 "
+                             "-q --report " + report.string());
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("search (l1, adaptive)"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("allocation magnitude: layer targets"), std::string::npos) << r.output;
+    std::ifstream in(report);
+    const nlohmann::json j = nlohmann::json::parse(in);
+    EXPECT_EQ(j["strategy"], "adaptive");
+    EXPECT_EQ(j["allocation"], "magnitude");
+    ASSERT_EQ(j["layer_targets"].size(), 3u);
+    std::size_t sum = 0;
+    for (const auto& t : j["layer_targets"]) sum += t.get<std::size_t>();
+    EXPECT_EQ(sum, 60u);
+    EXPECT_EQ(j["total_steps"].get<std::size_t>(), 2000u);
+    EXPECT_EQ(j["steps"].get<std::size_t>(), 2000u);
+    EXPECT_EQ(j["adapt_interval"].get<std::size_t>(), 20u);
+    const CliRun u = run_cli("search --device cpu --model dense:6-16-8-1 --steps 2000 --target-nnz 60 --tolerance 0.05 "
+                             "--allocation uniform -q --report " + report.string());
+    ASSERT_EQ(u.status, 0) << u.output;
+    std::ifstream in2(report);
+    const nlohmann::json k = nlohmann::json::parse(in2);
+    EXPECT_EQ(k["allocation"], "uniform");
+    EXPECT_TRUE(k["layer_targets"].empty());
+    const CliRun p = run_cli("search --device cpu --model dense:6-16-8-1 --steps 50 --target-nnz 40,30,4 --tolerance 0.5 "
+                             "--max-outer 2 -q");
+    EXPECT_NE(p.output.find("search (l1, paper)"), std::string::npos) << p.output;
     fs::remove_all(dir);
 }
 
@@ -247,7 +281,7 @@ TEST(Cli, SearchWritesTraceReportAndCsv) {
 TEST(Cli, SearchByDensityAndAMissedBandExitsWithThree) {
     // One run of 5 steps cannot reach an exact count of 1 weight: exit status 3, closest run.
     const CliRun miss = run_cli("search --device cpu --model dense:6-8-1 --steps 5 --target-density 0.02 "
-                                "--tolerance 0 --max-outer 2 -q");
+                                "--tolerance 0 --strategy paper --max-outer 2 -q");
     EXPECT_EQ(miss.status, 3) << miss.output;
     EXPECT_NE(miss.output.find("band NOT reached after 2 runs"), std::string::npos) << miss.output;
 }
@@ -267,8 +301,9 @@ TEST(Cli, SearchRejectsImpossibleTargets) {
         {"search --steps 1 --target-density 0.1,0.2", "2 values"},
         {"search --steps 1 --target-nnz 100 --strategy greedy", "greedy"},
         {"search --steps 1 --target-nnz 100 --lambda0 -1", "lambda0"},
-        {"search --steps 1 --target-nnz 100 --max-outer 1", "max_outer"},
+        {"search --steps 1 --target-nnz 100 --strategy paper --max-outer 1", "max_outer"},
         {"search --steps 1 --target-nnz 100 --adapt-rule pid --strategy adaptive", "pid"},
+        {"search --steps 1 --target-nnz 100 --allocation erk", "erk"},
     };
     for (const auto& c : cases) {
         const CliRun r = run_cli(c.args);
@@ -446,7 +481,10 @@ TEST(Cli, NonsenseValuesAreRefused) {
         {"train --steps 1 --gmp-end 0.5", "--gmp-end does not apply"},
         {"train --steps 1 --finetune-lr 0.1", "--finetune-lr does not apply"},
         {"train --steps 1 --pixel-scale unit", "--pixel-scale does not apply"},
-        {"search --steps 1 --target-nnz 100 --adapt-interval 5", "--adapt-interval does not apply"},
+        {"search --steps 1 --target-nnz 100 --strategy paper --adapt-interval 5", "--adapt-interval does not apply"},
+        {"search --steps 1 --target-nnz 100 --strategy warm --allocation uniform", "--allocation does not apply"},
+        {"search --steps 1 --target-nnz 10,10 --allocation magnitude", "--allocation does not apply"},
+        {"search --steps 1 --target-nnz 100 --method l0 --allocation uniform", "--allocation does not apply"},
         {"search --steps 1 --target-nnz 100 --max-outer -2", "--max-outer: '-2'"},
     };
     for (const auto& c : cases) {

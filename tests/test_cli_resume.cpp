@@ -135,7 +135,7 @@ int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 // A paper search on the embedded Mackey-Glass data that takes several runs of a fraction of a
 // second each (a tight band).
 const char* kSearch =
-    "search --device cpu --model dense:6-16-8-1 --steps 1500 --target-nnz 60 --tolerance 0.001 --max-outer 8 "
+    "search --strategy paper --device cpu --model dense:6-16-8-1 --steps 1500 --target-nnz 60 --tolerance 0.001 --max-outer 8 "
     "--seed 3 --progress-seconds 0";
 
 class CliResume : public TempDirTest {

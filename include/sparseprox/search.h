@@ -57,6 +57,27 @@ enum class AdaptRule { relative, sparsity };
 SPARSEPROX_API const char* to_string(AdaptRule r);
 SPARSEPROX_API AdaptRule parse_adapt_rule(const std::string& name);
 
+// How an l1 search with one total target shares it among the weight layers (docs/method.md
+// §8.6). Applies to the adaptive strategy; the paper and warm strategies always use one lambda.
+//   uniform    one lambda for every layer (Algorithm 1, the paper): each layer keeps the weights
+//              whose loss gradient outweighs that lambda, which starves layers with small
+//              gradients (lenet300100 at 5%: 1,647 of 30,000 weights in its second layer).
+//   magnitude  (default) per-layer targets t_l summing to the total: the layers' shares of the
+//              total's largest weight magnitudes over the whole network at the end of the dense
+//              warm-up (magnitude_allocation), which is the allocation of global gradual
+//              magnitude pruning; each layer's lambda is then steered toward its t_l.
+enum class Allocation { uniform, magnitude };
+SPARSEPROX_API const char* to_string(Allocation a);
+SPARSEPROX_API Allocation parse_allocation(const std::string& name);  // uniform, magnitude
+
+// The per-layer counts of the `total` largest |w| over every weight layer of `model` (a weight
+// ranks by its magnitude alone, whatever its layer). Ties at the threshold magnitude (zeros
+// among them, when fewer than `total` weights are nonzero) are shared among the layers in
+// proportion to how many tied weights each holds. Every layer gets at least one weight (taken
+// from the largest share). The counts sum to `total`; throws if `total` is 0 or exceeds the
+// weights, or if it is smaller than the number of weight layers.
+SPARSEPROX_API std::vector<std::size_t> magnitude_allocation(const Model& model, std::size_t total);
+
 // One outer iteration (a training run; for the adaptive strategy, one steering interval).
 struct SPARSEPROX_API SearchIteration {
     std::size_t index = 0;
@@ -96,11 +117,17 @@ struct SPARSEPROX_API SearchOptions {
     // false: run 0 ignores the band and trains its whole budget, as the authors' released code
     // did in three of its four scripts (docs/method.md §6). true: the band ends run 0 too (§4).
     bool stop_run0 = true;
-    // adaptive strategy
-    std::size_t adapt_interval = 200;  // steps between lambda updates (K)
+    // adaptive strategy (docs/method.md §8.5)
+    std::size_t adapt_interval = 0;    // steps between lambda updates (K; 0: 1/100 of the budget, >= 1)
     double adapt_rate = 0.0;           // a (0: the rule's default, 0.5 relative, 1 sparsity)
     AdaptRule adapt_rule = AdaptRule::relative;
-    std::size_t adapt_ramp = 0;        // relative rule: schedule length in steps (0: half the budget)
+    // Relative rule: the step at which the NNZ schedule reaches the target (R; 0: half the
+    // budget). The schedule starts at R/6 after a warm-up at the starting lambda; the band is
+    // armed from R, and a count still above the band at R + budget/10 (the landing step) is
+    // trimmed to the target by magnitude within each group.
+    std::size_t adapt_ramp = 0;
+    // One total target with the adaptive strategy and l1: how the total is shared among layers.
+    Allocation allocation = Allocation::magnitude;
     // Called after every outer iteration (for progress output); for the paper and warm
     // strategies after the checkpoint of that iteration is written.
     std::function<void(const SearchIteration&)> on_iteration;
@@ -135,7 +162,12 @@ struct SPARSEPROX_API SearchResult {
     std::vector<float> lambda_final;   // per weight layer, of the returned run
     std::vector<float> lambda_start;   // per weight layer: lambda^(0) as given or computed
     bool lambda_start_computed = false;
-    std::size_t adapt_ramp = 0;        // adaptive: the schedule length used
+    std::size_t adapt_ramp = 0;        // adaptive: the schedule's end R used
+    std::size_t adapt_interval = 0;    // adaptive: the interval K used
+    std::size_t landing_step = 0;      // adaptive, relative rule: when a count above the band is trimmed
+    bool landed = false;               // adaptive: the band was met by a trim (not by a step)
+    Allocation allocation = Allocation::uniform;  // the allocation used
+    std::vector<std::size_t> layer_targets;        // magnitude allocation: t_l per weight layer
     SearchStrategy strategy = SearchStrategy::paper;
     double wall_seconds = 0.0;         // search time, that before a resume included
     // A stop was requested (sparseprox/stop.h): the search ended at a step boundary; `run` is

@@ -17,7 +17,13 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
                    "target as a fraction of the weights: one value, or one per weight layer (instead of --target-nnz)");
     app.add_option("--strategy", f.strategy,
                    "paper (Algorithms 1/2: every run from the initialization), warm (each run from the closest "
-                   "dense-side run's weights) or adaptive (one run, lambda steered online)")
+                   "dense-side run's weights), adaptive (one run, lambda steered online) or auto (adaptive for "
+                   "l1 with one total target, paper otherwise)")
+        ->capture_default_str();
+    app.add_option("--allocation", f.allocation,
+                   "l1, one total target, adaptive strategy: magnitude (each layer steered to its share of the "
+                   "largest magnitudes after the warm-up, as global magnitude pruning shares them) or uniform "
+                   "(one lambda for all layers, the paper's)")
         ->capture_default_str();
     app.add_option("--lambda0", f.lambda0,
                    "starting lambda (too few nonzeros): one value, or one per layer for per-layer targets "
@@ -26,8 +32,8 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
     app.add_option("--max-outer", f.max_outer, "the most training runs (outer iterations), the first two included")
         ->check(whole_number(false))
         ->capture_default_str();
-    app.add_option("--adapt-interval", f.adapt_interval, "adaptive: steps between lambda updates")
-        ->check(whole_number(true))
+    app.add_option("--adapt-interval", f.adapt_interval, "adaptive: steps between lambda updates (0: 1/100 of the budget)")
+        ->check(whole_number(false))
         ->capture_default_str();
     app.add_option("--adapt-rate", f.adapt_rate, "adaptive: gain a of the update rule (0: 0.5 relative, 1 sparsity)")
         ->capture_default_str();
@@ -36,8 +42,9 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
                    "(the rule of docs/method.md §7)")
         ->capture_default_str();
     app.add_option("--adapt-ramp", f.adapt_ramp,
-                   "adaptive (relative rule): steps over which the NNZ schedule falls to the target "
-                   "(0: half the step budget)")
+                   "adaptive (relative rule): the step at which the NNZ schedule reaches the target; the "
+                   "schedule starts at a sixth of it, the band is armed from it, and a count above the band a "
+                   "tenth of the budget later is trimmed to the target (0: half the step budget)")
         ->check(whole_number(false))
         ->capture_default_str();
     app.add_flag("--no-stop-run0", f.no_stop_run0,
@@ -185,13 +192,20 @@ int run_search(const SearchFlags& f) {
                              : "a search needs a target: --target-nnz N (or one count per layer) or --target-density D");
     if (have_density) setup.options.stop.targets = density_targets(f.target_density, setup.spec);
     check_band_flags(f.train, setup.options.stop);
-    const bool adaptive_strategy = f.strategy == "adaptive";
+    // auto: the adaptive strategy where it lands in one run (l1, one total target: the count
+    // follows lambda smoothly), the paper's search otherwise (docs/method.md §8.5).
+    const bool l1_total = setup.options.method.method == Method::l1 && setup.options.stop.targets.size() == 1;
+    const std::string strategy = f.strategy == "auto" ? (l1_total ? "adaptive" : "paper") : f.strategy;
+    const bool adaptive_strategy = strategy == "adaptive";
     for (const char* flag : {"--adapt-interval", "--adapt-rate", "--adapt-rule", "--adapt-ramp"})
         refuse_unless(f.train, flag, adaptive_strategy, "is an option of --strategy adaptive");
+    refuse_unless(f.train, "--allocation", adaptive_strategy && l1_total,
+                  "applies to the adaptive strategy with --method l1 and one total target");
 
     SearchOptions so;
     so.train = setup.options;
-    so.strategy = parse_search_strategy(f.strategy);
+    so.strategy = parse_search_strategy(strategy);
+    so.allocation = parse_allocation(f.allocation);
     if (!f.lambda0.empty()) so.lambda0 = parse_float_list("--lambda0", f.lambda0);
     so.lambda1 = f.lambda1;
     so.max_outer = f.max_outer;
@@ -297,6 +311,9 @@ int run_search(const SearchFlags& f) {
                     to_string(r.strategy), r.outer_iterations, r.outer_iterations == 1 ? "" : "s", r.total_steps,
                     r.wall_seconds, r.best_iteration);
     std::printf("lambda %s\n", fmt_lambdas(r.lambda_final).c_str());
+    if (!r.layer_targets.empty())
+        std::printf("allocation %s: layer targets %s%s\n", to_string(r.allocation), join(r.layer_targets).c_str(),
+                    r.landed ? " (landed by the trim)" : "");
 
     // Each output on its own: a failure is reported and the others are still written.
     OutputWriter out;
@@ -319,10 +336,14 @@ int run_search(const SearchFlags& f) {
         j["max_outer"] = so.max_outer;
         j["stop_run0"] = so.stop_run0;
         if (adaptive) {
-            j["adapt_interval"] = so.adapt_interval;
+            j["adapt_interval"] = r.adapt_interval;
             j["adapt_rate"] = so.adapt_rate;
             j["adapt_rule"] = to_string(so.adapt_rule);
             j["adapt_ramp"] = r.adapt_ramp;
+            j["landing_step"] = r.landing_step;
+            j["landed"] = r.landed;
+            j["allocation"] = to_string(r.allocation);
+            j["layer_targets"] = r.layer_targets;
         }
         j["outer_iterations"] = r.outer_iterations;
         j["total_steps"] = r.total_steps;

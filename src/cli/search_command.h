@@ -14,14 +14,15 @@ namespace cli {
 struct SearchFlags {
     TrainFlags train;
     std::string target_density;  // one fraction, or one per weight layer
-    std::string strategy = "paper";
+    std::string strategy = "auto";  // adaptive for l1 with one total target, paper otherwise
     std::string lambda0;         // empty: computed from the gradient (docs/method.md §2)
     float lambda1 = 1e-7f;
     std::size_t max_outer = 99;
-    std::size_t adapt_interval = 200;
+    std::size_t adapt_interval = 0;  // 0: 1/100 of the budget
     double adapt_rate = 0.0;
     std::string adapt_rule = "relative";
     std::size_t adapt_ramp = 0;
+    std::string allocation = "magnitude";
     bool no_stop_run0 = false;
     bool no_finetune = false;  // return the first in-band iterate (the paper) instead of fine-tuning it
     std::string trace_csv;

@@ -8,7 +8,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <utility>
 
@@ -60,7 +62,77 @@ AdaptRule parse_adapt_rule(const std::string& name) {
     throw Error("unknown adaptive rule '" + name + "' (expected relative or sparsity)");
 }
 
+const char* to_string(Allocation a) { return a == Allocation::uniform ? "uniform" : "magnitude"; }
+
+Allocation parse_allocation(const std::string& name) {
+    if (name == "uniform") return Allocation::uniform;
+    if (name == "magnitude") return Allocation::magnitude;
+    throw Error("unknown allocation '" + name + "' (expected uniform or magnitude)");
+}
+
 // ---- the rules -----------------------------------------------------------------------------------
+
+std::vector<std::size_t> magnitude_allocation(const Model& model, std::size_t total) {
+    const ParamLayout& layout = model.layout();
+    const std::size_t n_layers = layout.segments.size();
+    const std::size_t n_weights = model.spec().n_weights();
+    if (total == 0 || total > n_weights)
+        throw Error("magnitude allocation: total " + std::to_string(total) + " must lie in [1, " +
+                    std::to_string(n_weights) + "]");
+    if (total < n_layers)
+        throw Error("magnitude allocation: total " + std::to_string(total) + " is below one weight for each of the " +
+                    std::to_string(n_layers) + " weight layers");
+    // The threshold: the total-th largest magnitude.
+    std::vector<float> mags;
+    mags.reserve(n_weights);
+    for (std::size_t l = 0; l < n_layers; ++l)
+        for (std::size_t i = 0; i < layout.segments[l].n_weights; ++i) mags.push_back(std::fabs(model.weight(l)[i]));
+    const auto kth = mags.begin() + static_cast<std::ptrdiff_t>(total - 1);
+    std::nth_element(mags.begin(), kth, mags.end(), std::greater<float>());
+    const float threshold = *kth;
+    // Above the threshold every weight is in; the rest of the total comes from the ties, shared
+    // in proportion to each layer's tied count (largest remainders, then layer order).
+    std::vector<std::size_t> out(n_layers, 0), tied(n_layers, 0);
+    std::size_t above = 0, n_tied = 0;
+    for (std::size_t l = 0; l < n_layers; ++l) {
+        for (std::size_t i = 0; i < layout.segments[l].n_weights; ++i) {
+            const float a = std::fabs(model.weight(l)[i]);
+            if (a > threshold) ++out[l];
+            else if (a == threshold) ++tied[l];
+        }
+        above += out[l];
+        n_tied += tied[l];
+    }
+    const std::size_t from_ties = total - above;  // <= n_tied by the choice of the threshold
+    std::vector<std::pair<double, std::size_t>> remainders;
+    std::vector<std::size_t> taken(n_layers, 0);
+    std::size_t given = 0;
+    for (std::size_t l = 0; l < n_layers && from_ties > 0; ++l) {
+        const double share = static_cast<double>(from_ties) * static_cast<double>(tied[l]) / static_cast<double>(n_tied);
+        taken[l] = std::min(tied[l], static_cast<std::size_t>(std::floor(share)));
+        given += taken[l];
+        remainders.push_back({share - static_cast<double>(taken[l]), l});
+    }
+    std::stable_sort(remainders.begin(), remainders.end(),
+                     [](const auto& a, const auto& b) { return a.first > b.first; });
+    // Terminates: the shares sum to from_ties <= n_tied, so some layer has a tie left.
+    for (std::size_t k = 0; given < from_ties; k = (k + 1) % remainders.size()) {
+        const std::size_t l = remainders[k].second;
+        if (taken[l] < tied[l]) {
+            ++taken[l];
+            ++given;
+        }
+    }
+    for (std::size_t l = 0; l < n_layers; ++l) out[l] += taken[l];
+    // No layer left empty: a layer without weights cuts the network.
+    for (std::size_t l = 0; l < n_layers; ++l) {
+        if (out[l] > 0) continue;
+        const auto largest = static_cast<std::size_t>(std::max_element(out.begin(), out.end()) - out.begin());
+        --out[largest];
+        out[l] = 1;
+    }
+    return out;
+}
 
 Bracket bracket_from_history(const std::vector<LambdaRecord>& history, std::size_t target) {
     Bracket b;
@@ -133,7 +205,6 @@ void SearchOptions::validate(const ModelSpec& spec) const {
         throw Error("max_outer " + std::to_string(max_outer) +
                     " is too small: the search needs at least its two starting runs");
     if (strategy == SearchStrategy::adaptive) {
-        if (adapt_interval == 0) throw Error("adapt_interval must be at least 1 step");
         if (!(std::isfinite(adapt_rate) && adapt_rate >= 0.0))
             throw Error("adapt_rate " + std::to_string(adapt_rate) + " must be finite and >= 0 (0: the rule's default)");
     }
@@ -282,6 +353,60 @@ SearchIteration record_run(std::size_t index, const TrainResult& r, const std::v
     return it;
 }
 
+// The landing (docs/method.md §8.5): the count each group keeps when a run above the band is
+// trimmed to the total of the targets. The excess n - sum t is taken from the groups above their
+// targets, in proportion to how far above they are; the counts sum to the targets' total.
+std::vector<std::size_t> trim_counts(const std::vector<std::size_t>& counts, const std::vector<std::size_t>& targets) {
+    std::size_t n = 0, t = 0, over = 0;
+    for (std::size_t j = 0; j < counts.size(); ++j) {
+        n += counts[j];
+        t += targets[j];
+        if (counts[j] > targets[j]) over += counts[j] - targets[j];
+    }
+    std::vector<std::size_t> keep = counts;
+    if (n <= t || over == 0) return keep;
+    const std::size_t excess = n - t;  // <= over
+    std::size_t removed = 0;
+    for (std::size_t j = 0; j < counts.size(); ++j) {
+        if (counts[j] <= targets[j]) continue;
+        const auto cut = static_cast<std::size_t>(static_cast<double>(counts[j] - targets[j]) *
+                                                  static_cast<double>(excess) / static_cast<double>(over));
+        keep[j] -= cut;
+        removed += cut;
+    }
+    while (removed < excess) {  // the rounding: from the group furthest above its target
+        std::size_t worst = 0;
+        long long worst_gap = std::numeric_limits<long long>::min();
+        for (std::size_t j = 0; j < keep.size(); ++j) {
+            const long long gap = static_cast<long long>(keep[j]) - static_cast<long long>(targets[j]);
+            if (keep[j] > 0 && gap > worst_gap) worst_gap = gap, worst = j;
+        }
+        --keep[worst];
+        ++removed;
+    }
+    return keep;
+}
+
+// `slab` with each group's weights cut to its largest `keep[j]` magnitudes (ties: the first in
+// slab order stay).
+std::vector<float> trim_to(std::vector<float> slab, const ModelSpec& spec, const Groups& groups,
+                           const std::vector<std::size_t>& keep) {
+    const ParamLayout layout = ParamLayout::of(spec);
+    for (std::size_t j = 0; j < groups.size(); ++j) {
+        std::vector<std::pair<float, std::size_t>> alive;  // (|w|, slab index)
+        for (std::size_t l : groups.layers[j]) {
+            const ParamSegment& seg = layout.segments[l];
+            for (std::size_t i = 0; i < seg.n_weights; ++i)
+                if (slab[seg.weight_offset + i] != 0.0f) alive.push_back({std::fabs(slab[seg.weight_offset + i]), seg.weight_offset + i});
+        }
+        if (alive.size() <= keep[j]) continue;
+        auto larger = [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; };
+        std::nth_element(alive.begin(), alive.begin() + static_cast<std::ptrdiff_t>(keep[j]), alive.end(), larger);
+        for (std::size_t k = keep[j]; k < alive.size(); ++k) slab[alive[k].second] = 0.0f;
+    }
+    return slab;
+}
+
 // The rule shown for an iteration: the common rule of its groups, or "median" when they differ
 // (the per-layer rules are listed separately).
 LambdaRule summary_rule(const std::vector<LambdaRule>& rules) {
@@ -422,11 +547,12 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
 
     // lambda^(0) per group: given, or computed (the largest layer value for a single lambda).
     std::vector<float> start(n_groups);
+    std::vector<float> lmax;  // per weight layer, when computed
     if (resumed) {
         start = resumed->start;  // as computed the first time
         result.lambda_start_computed = resumed->start_computed;
     } else if (o.lambda0.empty()) {
-        const std::vector<float> lmax = lambda_max_on(*engine, init, train_set, loss, o.train.eval_batch);
+        lmax = lambda_max_on(*engine, init, train_set, loss, o.train.eval_batch);
         for (std::size_t j = 0; j < n_groups; ++j) {
             float m = 0.0f;
             for (std::size_t l : groups.layers[j]) m = std::max(m, lmax[l]);
@@ -501,55 +627,130 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
 
     // ---- adaptive: one run, lambda steered every adapt_interval steps --------------------------
     //
-    // Lambda changes only between intervals and the band's stop rule is armed (for the relative
-    // rule from the end of its ramp), so the run ends at the first iterate in the band: a plain
-    // proximal step at the lambda of its interval (the final phase at fixed lambda; its length is
-    // the last trace entry's steps).
+    // The relative rule (docs/method.md §8.5) runs in four phases over the run's budget T:
+    //   warm-up  [0, B)   the starting lambda (lambda^(1) unless lambda0 is given), no steering;
+    //   ramp     [B, R)   each group's count steered along the cubic of gradual magnitude pruning
+    //                     from its count at B to its target (B = R/6, R = T/2 by default);
+    //   approach [R, D)   the band armed, the count steered to halve its distance every interval;
+    //   landing  D = R + T/10: a count still above the band is trimmed to the target by
+    //                     magnitude within each group. A count that fell through the band (once
+    //                     it is armed, or still below it at D) lands from the last parameters
+    //                     polled above the band, trimmed the same way: units that died do not
+    //                     regrow under the l1 step (their weights get no gradient).
+    // A run that meets the band (by a step or by the landing) trains the rest of its budget with
+    // that pattern fixed (SearchOptions::finetune), at least 40% of the budget by default: the
+    // pruned network recovers from the penalty's shrinkage there (gradual magnitude pruning, which
+    // does not shrink, fine-tunes its last 25%).
     //
-    // The relative rule steers the count along a schedule: the cubic of gradual magnitude
-    // pruning (docs/method.md §7) from the dense count to l* over the ramp, then an approach that
-    // halves the distance to l* every interval. At a fixed lambda the NNZ falls with a lag of
-    // hundreds of steps behind lambda; a rule that reacts to the current count keeps raising
-    // lambda while the count is already falling fast, and overshoots: the units it kills come
-    // back slowly, if at all. So the rule compares the schedule's count at the next poll with
-    // the count extrapolated to it from the last two polls (`ahead`). A network pruned along the
-    // schedule keeps training while it thins out, and the band is met at the end of the ramp by
-    // a slowly moving count, which the per-step stop rule cannot jump over.
-    // The sparsity rule is docs/method.md §7's, on the current count.
+    // Mini-batch noise: the NNZ of a convolutional network moves by thousands between single
+    // steps (small weights flicker in and out), so the count an update reacts to is the settled
+    // count (weights above one step's shrinkage lr lambda_l), the mean of the polls over its
+    // interval (polled every K/4 steps), extrapolated to the next update with the previous
+    // interval's mean. At a fixed lambda the count
+    // lags lambda by hundreds of steps; comparing the schedule with the extrapolated count keeps
+    // the rule from raising lambda while the count already falls fast.
+    //
+    // With one total target and Allocation::magnitude (l1), every layer is its own group: at B
+    // the total is shared among the layers as global magnitude pruning would share it
+    // (magnitude_allocation of the warmed-up weights), and each layer's lambda is steered to its
+    // share, so no layer is starved by a gradient scale smaller than the others'.
+    // The sparsity rule is docs/method.md §7's, on the current count, from step 0.
     if (o.strategy == SearchStrategy::adaptive) {
-        std::vector<float> lam(n_groups);
-        for (std::size_t j = 0; j < n_groups; ++j)
-            lam[j] = o.lambda0.empty() ? std::sqrt(o.lambda1 * start[j]) : start[j];
-        constexpr double kApproach = 0.5;  // the distance to the target left after one interval
-        const double rate = o.adapt_rate > 0 ? o.adapt_rate : (o.adapt_rule == AdaptRule::relative ? 0.5 : 1.0);
-        const float lambda_floor = 1e-12f, lambda_ceiling = 1e3f;
-        std::vector<std::size_t> prev_nnz;
-        std::size_t last_poll_step = 0, index = 0;
-        LambdaRule current_rule = LambdaRule::adaptive;
-        auto t_interval = Clock::now();
-
-        // The ramp: the schedule's length in steps (default: half the run's step budget).
+        const bool relative = o.adapt_rule == AdaptRule::relative;
         const std::size_t budget = step_budget(o.train, train_set.n_samples);
-        const std::size_t ramp = std::max<std::size_t>(1, o.adapt_ramp ? o.adapt_ramp : budget / 2);
-        result.adapt_ramp = ramp;
+        const std::size_t K = o.adapt_interval ? o.adapt_interval : std::max<std::size_t>(1, budget / 100);
+        const std::size_t R = std::max<std::size_t>(1, o.adapt_ramp ? o.adapt_ramp : budget / 2);
+        const std::size_t B = relative ? R / 6 : 0;
+        const std::size_t D = relative ? std::min(budget, R + budget / 10) : budget;
+        const std::size_t poll = std::max<std::size_t>(1, K / 4);
+        result.adapt_ramp = R;
+        result.adapt_interval = K;
+        result.landing_step = relative ? D : 0;
 
-        auto update = [&](const std::vector<std::size_t>& nnz, std::size_t step) {
+        const bool allocate = o.allocation == Allocation::magnitude && o.train.method.method == Method::l1 &&
+                              o.train.stop.targets.size() == 1 && n_layers > 1;
+        result.allocation = allocate ? Allocation::magnitude : Allocation::uniform;
+        Groups steer = groups;
+        std::vector<float> group_start = start;  // the computed or given start, per steering group
+        if (allocate) {  // one group per layer; the targets are set at B
+            steer.layers.clear();
+            steer.targets.assign(n_layers, 0);
+            steer.n_weights.clear();
+            group_start.clear();
+            const ParamLayout layout = ParamLayout::of(spec);
+            for (std::size_t l = 0; l < n_layers; ++l) {
+                steer.layers.push_back({l});
+                steer.n_weights.push_back(layout.segments[l].n_weights);
+                group_start.push_back(o.lambda0.empty() ? start[0] : o.lambda0[0]);
+            }
+        }
+        const std::size_t n_steer = steer.size();
+        // Warm-up at lambda^(0) when given, else lambda^(1); from B each group at lambda^(0)
+        // when given, else sqrt(lambda^(1) lambda_computed).
+        std::vector<float> lam(n_steer);
+        for (std::size_t j = 0; j < n_steer; ++j)
+            lam[j] = o.lambda0.empty() ? (B > 0 ? o.lambda1 : std::sqrt(o.lambda1 * group_start[j])) : group_start[j];
+        const double rate = o.adapt_rate > 0 ? o.adapt_rate : (relative ? 0.5 : 1.0);
+        constexpr double kApproach = 0.5;  // the distance to the target left after one interval
+        const float lambda_floor = 1e-12f, lambda_ceiling = 1e3f;
+
+        std::vector<double> from_count(n_steer, 0.0), sum(n_steer, 0.0), prev_mean;
+        std::vector<float> dense_side;  // the latest parameters above the band (the landing's fallback)
+        std::vector<std::size_t> dense_side_nnz;
+        std::size_t n_polls = 0, next_update = B + K, last_emit_step = 0, index = 0;
+        bool started = B == 0, armed = !relative;
+        LambdaRule current_rule = B > 0 ? (o.lambda0.empty() ? LambdaRule::lambda1 : LambdaRule::lambda0)
+                                        : LambdaRule::adaptive;
+        auto t_interval = Clock::now();
+        auto emit_interval = [&](const EngineStatus& st) {
+            SearchIteration it;
+            it.index = index++;
+            it.lambdas = steer.expand(lam, n_layers);
+            it.rule = current_rule;
+            it.nnz = st.nnz;
+            it.steps = st.steps_run - last_emit_step;
+            last_emit_step = st.steps_run;
+            it.train_loss = std::numeric_limits<double>::quiet_NaN();
+            it.test_loss = std::numeric_limits<double>::quiet_NaN();
+            it.seconds = seconds_since(t_interval);
+            t_interval = Clock::now();
+            emit(it);
+        };
+        auto set_targets = [&](const std::vector<float>& params, const std::vector<std::size_t>& nnz) {
+            if (allocate) {
+                Model m(spec);
+                m.slab() = params;
+                steer.targets = magnitude_allocation(m, o.train.stop.targets[0]);
+                result.layer_targets = steer.targets;
+            }
+            for (std::size_t j = 0; j < n_steer; ++j) from_count[j] = static_cast<double>(steer.nnz_of(j, nnz));
+        };
+        if (started) {
+            set_targets(init.slab(), init.nnz());
+            if (allocate && o.lambda0.empty())
+                for (std::size_t j = 0; j < n_steer; ++j) lam[j] = std::sqrt(o.lambda1 * group_start[j]);
+        }
+
+        auto update = [&](const std::vector<double>& mean, const std::vector<std::size_t>& nnz, std::size_t step) {
             bool changed = false;
-            for (std::size_t j = 0; j < n_groups; ++j) {
-                const double n = static_cast<double>(groups.nnz_of(j, nnz));
-                const double t = static_cast<double>(groups.targets[j]);
+            for (std::size_t j = 0; j < n_steer; ++j) {
+                const double t = static_cast<double>(steer.targets[j]);
                 double f = 1.0;
-                if (o.adapt_rule == AdaptRule::relative) {
-                    const double before = prev_nnz.empty() ? n : static_cast<double>(groups.nnz_of(j, prev_nnz));
-                    const double ahead = std::max(0.0, 2.0 * n - before);
-                    const double next = static_cast<double>(step + o.adapt_interval);
-                    const double left = 1.0 - std::min(1.0, next / static_cast<double>(ramp));
-                    const double N = static_cast<double>(groups.n_weights[j]);
-                    const double desired =
-                        next < static_cast<double>(ramp) ? t + (N - t) * left * left * left : t + kApproach * (n - t);
-                    f = std::clamp(std::pow(std::max(ahead, 1.0) / desired, rate), 1.0 / (1.0 + rate), 1.0 + rate);
+                if (relative) {
+                    const double before = prev_mean.empty() ? mean[j] : prev_mean[j];
+                    const double ahead = std::max(1.0, mean[j] + (mean[j] - before));
+                    const double next = static_cast<double>(step + K);
+                    double desired;
+                    if (next < static_cast<double>(R)) {
+                        const double left = 1.0 - (next - static_cast<double>(B)) / static_cast<double>(R - B);
+                        desired = t + (from_count[j] - t) * left * left * left;
+                    } else {
+                        desired = t + kApproach * (mean[j] - t);
+                    }
+                    f = std::clamp(std::pow(ahead / std::max(desired, 1.0), rate), 1.0 / (1.0 + rate), 1.0 + rate);
                 } else {
-                    const double N = static_cast<double>(groups.n_weights[j]);
+                    const double n = static_cast<double>(steer.nnz_of(j, nnz));
+                    const double N = static_cast<double>(steer.n_weights[j]);
                     const double gap = 1.0 + rate * std::fabs(n - t) / N;  // |s - s*| = |n - t| / N
                     f = n > t ? gap : (n < t ? 1.0 / gap : 1.0);
                 }
@@ -561,40 +762,127 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         };
 
         TrainOptions run_opt = o.train;
-        run_opt.lambdas = groups.expand(lam, n_layers);
+        run_opt.lambdas = steer.expand(lam, n_layers);
         run_opt.finetune = o.finetune || o.train.finetune;
-        bool armed = o.adapt_rule != AdaptRule::relative;  // the relative rule arms after its ramp
         if (!armed) run_opt.stop = StopRule{};
         RunControl ctl;
-        ctl.poll_every = o.adapt_interval;
-        ctl.on_poll = [&](Engine& e, const EngineStatus& st) {
-            SearchIteration it;
-            it.index = index++;
-            it.lambdas = groups.expand(lam, n_layers);
-            it.rule = current_rule;
-            it.nnz = st.nnz;
-            it.steps = st.steps_run - last_poll_step;
-            last_poll_step = st.steps_run;
-            it.train_loss = st.loss_count ? st.loss_sum / static_cast<double>(st.loss_count)
-                                          : std::numeric_limits<double>::quiet_NaN();
-            it.test_loss = std::numeric_limits<double>::quiet_NaN();
-            it.seconds = seconds_since(t_interval);
-            t_interval = Clock::now();
-            emit(it);
-            const bool changed = update(st.nnz, st.steps_run);
-            prev_nnz = st.nnz;
-            if (!armed && st.steps_run + o.adapt_interval > ramp) {
+        ctl.poll_every = poll;
+        ctl.landing_band = o.train.stop;
+        ctl.on_poll = [&](Engine& e, const EngineStatus& st) -> std::optional<std::vector<float>> {
+            const std::size_t s = st.steps_run;
+            if (!started) {
+                if (s < B) return std::nullopt;
+                started = true;  // the end of the warm-up: the targets, then lambda from its start
+                emit_interval(st);
+                set_targets(e.get_params(), st.nnz);
+                if (o.lambda0.empty())
+                    for (std::size_t j = 0; j < n_steer; ++j) lam[j] = std::sqrt(o.lambda1 * group_start[j]);
+                current_rule = LambdaRule::adaptive;
+                e.set_hyper(o.train.lr, steer.expand(lam, n_layers));
+                next_update = s + K;
+                return std::nullopt;
+            }
+            const std::vector<float> params = e.get_params();
+            // The dense side: the latest parameters whose count lies above the band (in every
+            // group for per-layer targets), where a count that fell through the band lands from.
+            {
+                bool above = true;
+                std::size_t n_total = 0, t_total = 0;
+                for (std::size_t j = 0; j < n_steer; ++j) {
+                    const std::size_t n = steer.nnz_of(j, st.nnz);
+                    n_total += n;
+                    t_total += steer.targets[j];
+                    if (o.train.stop.targets.size() > 1)
+                        above = above && static_cast<double>(n) > static_cast<double>(steer.targets[j]) * (1.0 + o.train.stop.tolerance);
+                }
+                above = above && static_cast<double>(n_total) > static_cast<double>(t_total) * (1.0 + o.train.stop.tolerance);
+                if (above) {
+                    dense_side = params;
+                    dense_side_nnz = st.nnz;
+                }
+            }
+            // The settled count of each group: weights larger than one step's shrinkage lr lambda_l.
+            // With mini-batches a weight the penalty holds at zero turns nonzero for a step whenever
+            // one batch's gradient outweighs lambda; those flickers, thousands in a conv net's big
+            // layers, are not part of the pattern the penalty is selecting.
+            const ParamLayout& layout = init.layout();
+            for (std::size_t j = 0; j < n_steer; ++j) {
+                const float shrink = o.train.lr * lam[j];
+                std::size_t settled = 0;
+                for (std::size_t l : steer.layers[j]) {
+                    const float* w = params.data() + layout.segments[l].weight_offset;
+                    for (std::size_t i = 0; i < layout.segments[l].n_weights; ++i) settled += std::fabs(w[i]) > shrink;
+                }
+                sum[j] += static_cast<double>(settled);
+            }
+            ++n_polls;
+            if (s >= next_update) {
+                std::vector<double> mean(n_steer);
+                for (std::size_t j = 0; j < n_steer; ++j) mean[j] = sum[j] / static_cast<double>(n_polls);
+                emit_interval(st);
+                const bool changed = update(mean, st.nnz, s);
+                prev_mean = mean;
+                std::fill(sum.begin(), sum.end(), 0.0);
+                n_polls = 0;
+                next_update = s + K;
+                current_rule = changed ? LambdaRule::adaptive : LambdaRule::fixed;
+                if (changed) e.set_hyper(o.train.lr, steer.expand(lam, n_layers));
+            }
+            if (!armed && s + poll > R) {
                 e.set_stop_rule(o.train.stop);  // the ramp is over: the band may end the run
                 armed = true;
             }
-            current_rule = changed ? LambdaRule::adaptive : LambdaRule::fixed;
-            if (changed) e.set_hyper(o.train.lr, groups.expand(lam, n_layers));
+            const double rho = o.train.stop.tolerance;
+            std::size_t n_now = 0, t_sum = 0;
+            for (std::size_t j = 0; j < n_steer; ++j) n_now += steer.nnz_of(j, st.nnz), t_sum += steer.targets[j];
+            const bool below = static_cast<double>(n_now) < static_cast<double>(t_sum) * (1.0 - rho);
+            if (relative && !result.landed && below && (armed || s >= D) && !dense_side.empty()) {
+                // The count fell through the band (units that died do not come back): land from
+                // the last parameters above it, trimmed to the targets.
+                result.landed = true;
+                std::vector<std::size_t> counts(n_steer);
+                for (std::size_t j = 0; j < n_steer; ++j) counts[j] = steer.nnz_of(j, dense_side_nnz);
+                std::vector<std::size_t> keep = counts;
+                if (o.train.stop.targets.size() > 1)
+                    for (std::size_t j = 0; j < n_steer; ++j) keep[j] = std::min(counts[j], steer.targets[j]);
+                else
+                    keep = trim_counts(counts, steer.targets);
+                return trim_to(dense_side, spec, steer, keep);
+            }
+            if (relative && s >= D && !result.landed) {
+                std::vector<std::size_t> counts(n_steer);
+                std::size_t n_total = 0;
+                for (std::size_t j = 0; j < n_steer; ++j) n_total += counts[j] = steer.nnz_of(j, st.nnz);
+                if (o.train.stop.targets.size() > 1) {
+                    // Per-layer bands: every layer above its band is cut to its target.
+                    std::vector<std::size_t> keep = counts;
+                    bool above = false;
+                    for (std::size_t j = 0; j < n_steer; ++j)
+                        if (static_cast<double>(counts[j]) > static_cast<double>(steer.targets[j]) * (1.0 + rho)) {
+                            keep[j] = steer.targets[j];
+                            above = true;
+                        }
+                    if (above) {
+                        result.landed = true;
+                        return trim_to(e.get_params(), spec, steer, keep);
+                    }
+                } else {
+                    const std::size_t target =
+                        std::accumulate(steer.targets.begin(), steer.targets.end(), std::size_t{0});
+                    if (static_cast<double>(n_total) > static_cast<double>(target) * (1.0 + rho)) {
+                        result.landed = true;
+                        return trim_to(e.get_params(), spec, steer, trim_counts(counts, steer.targets));
+                    }
+                }
+            }
+            return std::nullopt;
         };
         TrainResult r = run_training(*engine, spec, init.slab(), train_set, test_set, run_opt, &ctl);
-        r.lambdas = groups.expand(lam, n_layers);
-        // The last interval (ended by the stop, or by the budget), with the fine-tuning after a stop.
+        r.lambdas = steer.expand(lam, n_layers);
+        if (!started) result.layer_targets.clear();
+        // The last interval (ended by the stop, the landing or the budget), with the fine-tuning.
         SearchIteration it = record_run(index, r, r.lambdas, current_rule, {}, {});
-        it.steps = r.steps - last_poll_step;
+        it.steps = r.steps - last_emit_step;
         it.seconds = seconds_since(t_interval);
         emit(it);
         result.reached = r.stopped_in_band;

@@ -301,6 +301,8 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
         return static_cast<float>(static_cast<double>(lr) * static_cast<double>(phase_lr) / static_cast<double>(options.lr));
     };
     bool stopped = false;
+    std::optional<std::vector<float>> landed;  // parameters a RunControl ended the run with
+    bool was_landed = false;                   // (then fine-tuned even when they miss the band)
     auto t_report = Clock::now();
     double report_loss_sum = 0.0;
     std::size_t report_loss_count = 0, report_samples = 0, samples = 0;
@@ -348,7 +350,7 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
     // in the main phase.
     bool interrupted = false;
     auto run_steps = [&](std::size_t limit, const RunControl* ctl) {
-        while (step < limit && !stopped && !interrupted) {
+        while (step < limit && !stopped && !landed && !interrupted) {
             ++epoch;
             if (batch < n) shuffle(order, rng);
             engine.set_order(order);
@@ -366,21 +368,36 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
                     poll();
                     if (stopped) break;
                     report(false);
-                    if (ctl && ctl->on_poll) ctl->on_poll(engine, st);
+                    if (ctl && ctl->on_poll) {
+                        landed = ctl->on_poll(engine, st);
+                        if (landed) break;
+                    }
                 }
             }
         }
-        if (step % poll_every != 0 || step == 0) poll();
+        if (!landed && (step % poll_every != 0 || step == 0)) poll();
     };
     run_steps(max_steps, control);
     std::size_t applied = st.steps_run;
     result.stopped_in_band = st.stopped;
     if (gmp) result.stopped_in_band = options.stop.holds(st.nnz);  // the schedule's end point
+    if (landed) {
+        // The control ended the run with its own parameters: the engine holds them from here on.
+        engine.set_params(*landed);
+        Model m(spec);
+        m.slab() = *landed;
+        st.nnz = m.nnz();
+        const StopRule& band = options.stop.enabled() || !control ? options.stop : control->landing_band;
+        st.stopped = band.holds(st.nnz);
+        result.stopped_in_band = st.stopped;
+        landed.reset();  // the fine-tuning phase below runs on its own
+        was_landed = true;
+    }
 
     // Fine-tuning: the rest of the budget with the sparsity pattern of the in-band step fixed
     // (masked steps of the run's optimizer, no penalty: gmp's machinery without a schedule).
     result.interrupted = interrupted;
-    if (options.finetune && st.stopped && applied < max_steps && !interrupted) {
+    if (options.finetune && (st.stopped || was_landed) && applied < max_steps && !interrupted) {
         const std::vector<float> at_stop = engine.get_params();
         sparsify::MethodConfig fixed;
         fixed.method = Method::gmp;  // no targets: no pruning events, the mask stays as it is

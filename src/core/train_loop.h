@@ -17,8 +17,14 @@ struct RunControl {
     // Poll the engine every this many steps (0: the default, 32; 1 when NNZ history is kept).
     std::size_t poll_every = 0;
     // Called after every poll that did not end the run, with the engine and its status. It may
-    // change the engine's lambdas or stop rule (they take effect from the next step).
-    std::function<void(Engine&, const EngineStatus&)> on_poll;
+    // change the engine's lambdas or stop rule (they take effect from the next step), or end the
+    // run itself by returning the parameters it ends with (the adaptive search's landing): the
+    // run then counts as stopped in the band when those parameters' NNZ satisfy options.stop, and
+    // the fine-tuning phase, when enabled, starts from them with their sparsity pattern fixed.
+    std::function<std::optional<std::vector<float>>(Engine&, const EngineStatus&)> on_poll;
+    // The band a run ended by on_poll is judged by when options.stop is empty (a search that arms
+    // the band during the run).
+    StopRule landing_band;
 };
 
 // Runs Algorithm 3 from `init_slab` on `engine` (whose model is `spec`) with `options`
