@@ -62,33 +62,6 @@ void widen_libsvm(Dataset& d, std::size_t width) {
     d.n_features = width;
 }
 
-void put_le32(std::string& out, std::uint32_t v) {
-    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-
-// NumPy's .npy format, version 1.0: magic, header length, a Python dict literal padded so the
-// data start on a 64-byte boundary, then little-endian float32 values in C order.
-std::string npy_bytes(const std::vector<float>& values, std::size_t rows, std::size_t cols) {
-    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
-                         std::to_string(cols) + "), }";
-    const std::size_t preamble = 10;  // magic (6), version (2), header length (2)
-    header.append((64 - (preamble + header.size() + 1) % 64) % 64, ' ');
-    header.push_back('\n');
-    std::string out = "\x93NUMPY";
-    out.push_back('\x01');
-    out.push_back('\x00');
-    out.push_back(static_cast<char>(header.size() & 0xFF));
-    out.push_back(static_cast<char>((header.size() >> 8) & 0xFF));
-    out += header;
-    out.reserve(out.size() + 4 * values.size());
-    for (float v : values) {
-        std::uint32_t bits;
-        std::memcpy(&bits, &v, sizeof bits);
-        put_le32(out, bits);
-    }
-    return out;
-}
-
 std::string csv_text(const std::vector<float>& values, std::size_t rows, std::size_t cols, bool classification) {
     std::string out = classification ? "predicted" : "";
     for (std::size_t c = 0; c < cols; ++c) out += (out.empty() ? "" : ",") + std::string("output_") + std::to_string(c);
@@ -114,6 +87,16 @@ std::string csv_text(const std::vector<float>& values, std::size_t rows, std::si
 
 bool ends_with(const std::string& s, const std::string& tail) {
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// --out: the outputs (rows x cols) as .npy or CSV, through `out`.
+void write_predictions(OutputWriter& out, const PredictFlags& f, const std::vector<float>& y, std::size_t rows,
+                       std::size_t cols, bool classification) {
+    out.attempt("--out", [&] {
+        write_file_atomic(f.out, ends_with(f.out, ".npy") ? npy_bytes(y, {rows, cols})
+                                                          : csv_text(y, rows, cols, classification));
+        if (!f.quiet) std::printf("wrote predictions %s\n", f.out.c_str());
+    });
 }
 
 std::vector<float> select_columns(const std::vector<float>& x, std::size_t rows, std::size_t width,
@@ -155,10 +138,7 @@ int predict_npy(const PredictFlags& f, const Model& model, const Device& device,
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const std::size_t cols = model.spec().n_outputs();
     OutputWriter out;
-    out.attempt("--out", [&] {
-        write_file_atomic(f.out, ends_with(f.out, ".npy") ? npy_bytes(y, rows, cols) : csv_text(y, rows, cols, cols >= 2));
-        if (!f.quiet) std::printf("wrote predictions %s\n", f.out.c_str());
-    });
+    write_predictions(out, f, y, rows, cols, cols >= 2);
     if (!f.report.empty()) {
         nlohmann::json j;
         j["command"] = "predict";
@@ -292,13 +272,7 @@ int run_predict(const PredictFlags& f) {
     }
 
     OutputWriter out;
-    if (!f.out.empty())
-        out.attempt("--out", [&] {
-            const std::size_t cols = spec.n_outputs();
-            write_file_atomic(f.out, ends_with(f.out, ".npy") ? npy_bytes(y, data.n_samples, cols)
-                                                              : csv_text(y, data.n_samples, cols, classification));
-            if (!f.quiet) std::printf("wrote predictions %s\n", f.out.c_str());
-        });
+    if (!f.out.empty()) write_predictions(out, f, y, data.n_samples, spec.n_outputs(), classification);
     if (!f.report.empty()) {
         nlohmann::json j;
         j["command"] = "predict";
