@@ -43,6 +43,10 @@ enum class SearchStrategy {
 };
 SPARSEPROX_API const char* to_string(SearchStrategy s);
 SPARSEPROX_API SearchStrategy parse_search_strategy(const std::string& name);  // paper, warm, adaptive
+// The strategy a search named `name` uses for runs of `train`: "auto" is adaptive for l1 with one
+// total target (it lands in one run's budget there, docs/method.md §8.5) and paper otherwise;
+// other names as parse_search_strategy. The command line's and the Python package's default.
+SPARSEPROX_API SearchStrategy choose_search_strategy(const std::string& name, const TrainOptions& train);
 
 // How the adaptive strategy moves lambda every `adapt_interval` steps (n: the group's current
 // NNZ, l*: its target, N: its weight count, a: adapt_rate):

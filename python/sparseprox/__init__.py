@@ -359,7 +359,8 @@ def train(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
 def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
            target_nnz: Union[None, int, Sequence[int]] = None,
            target_density: Union[None, float, Sequence[float]] = None,
-           strategy: str = "paper",
+           strategy: str = "auto",
+           allocation: str = "magnitude",
            tolerance: float = 0.001,
            min_layers: int = 0,
            test: Optional[Tuple[ArrayLike, ArrayLike]] = None,
@@ -373,7 +374,7 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
            lambda0: Union[None, float, Sequence[float]] = None,
            lambda1: float = 1e-7,
            max_outer: int = 99,
-           adapt_interval: int = 200,
+           adapt_interval: int = 0,
            adapt_rate: float = 0.0,
            adapt_rule: str = "relative",
            adapt_ramp: int = 0,
@@ -399,9 +400,11 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
 
     target_nnz: one total, or one count per weight layer; or target_density: a fraction of the
         weights, one value or one per layer (exactly one of the two).
-    strategy: ``"paper"`` (every run from the initialization), ``"warm"`` or ``"adaptive"``
-        (one run, lambda steered online, with adapt_interval, adapt_rate, adapt_rule,
-        adapt_ramp). tolerance, min_layers: the band. lambda0, lambda1, max_outer: the search's
+    strategy: ``"auto"`` (the default: ``"adaptive"`` for l1 with one total target, else
+        ``"paper"``), ``"paper"`` (every run from the initialization), ``"warm"`` or
+        ``"adaptive"`` (one run, lambda steered online, with adapt_interval (0: 1/100 of the
+        budget), adapt_rate, adapt_rule, adapt_ramp; allocation ``"magnitude"`` or
+        ``"uniform"`` shares one total target among the layers). tolerance, min_layers: the band. lambda0, lambda1, max_outer: the search's
         bracket and budget of runs; steps/epochs are the budget of one run.
     finetune: True (the default, ``--no-finetune`` is False): the run in the band trains the
         rest of its budget with the pattern fixed; finetune_lr its learning rate.
@@ -422,10 +425,11 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
     options.update({
         "target_density": _floats(target_density, "target_density"),
         "strategy": str(strategy),
+        "allocation": str(allocation),
         "lambda0": _floats(lambda0, "lambda0"),
         "lambda1": float(lambda1),
         "max_outer": _whole(max_outer, "max_outer"),
-        "adapt_interval": _whole(adapt_interval, "adapt_interval", 1),
+        "adapt_interval": _whole(adapt_interval, "adapt_interval"),
         "adapt_rate": float(adapt_rate),
         "adapt_rule": str(adapt_rule),
         "adapt_ramp": _whole(adapt_ramp, "adapt_ramp"),

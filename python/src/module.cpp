@@ -745,7 +745,8 @@ nb::tuple search_py(const sp::Model& model, const AnyArray& x, const AnyArray& y
 
     sp::SearchOptions so;
     so.train = s.options;
-    so.strategy = sp::parse_search_strategy(opt<std::string>(options, "strategy"));
+    so.strategy = sp::choose_search_strategy(opt<std::string>(options, "strategy"), so.train);
+    so.allocation = sp::parse_allocation(opt<std::string>(options, "allocation"));
     so.lambda0 = opt<std::vector<float>>(options, "lambda0");
     so.lambda1 = opt<float>(options, "lambda1");
     so.max_outer = opt<std::size_t>(options, "max_outer");
@@ -792,10 +793,16 @@ nb::tuple search_py(const sp::Model& model, const AnyArray& x, const AnyArray& y
     j["max_outer"] = so.max_outer;
     j["stop_run0"] = so.stop_run0;
     if (so.strategy == sp::SearchStrategy::adaptive) {
-        j["adapt_interval"] = so.adapt_interval;
+        j["adapt_interval"] = r.adapt_interval;
         j["adapt_rate"] = so.adapt_rate;
         j["adapt_rule"] = sp::to_string(so.adapt_rule);
         j["adapt_ramp"] = r.adapt_ramp;
+        j["landing_step"] = r.landing_step;
+        j["landed"] = r.landed;
+        j["allocation"] = sp::to_string(r.allocation);
+        nb::list targets;
+        for (std::size_t t : r.layer_targets) targets.append(t);
+        j["layer_targets"] = targets;
     }
     j["outer_iterations"] = r.outer_iterations;
     j["total_steps"] = r.total_steps;

@@ -195,8 +195,8 @@ int run_search(const SearchFlags& f) {
     // auto: the adaptive strategy where it lands in one run (l1, one total target: the count
     // follows lambda smoothly), the paper's search otherwise (docs/method.md §8.5).
     const bool l1_total = setup.options.method.method == Method::l1 && setup.options.stop.targets.size() == 1;
-    const std::string strategy = f.strategy == "auto" ? (l1_total ? "adaptive" : "paper") : f.strategy;
-    const bool adaptive_strategy = strategy == "adaptive";
+    const SearchStrategy strategy = choose_search_strategy(f.strategy, setup.options);
+    const bool adaptive_strategy = strategy == SearchStrategy::adaptive;
     for (const char* flag : {"--adapt-interval", "--adapt-rate", "--adapt-rule", "--adapt-ramp"})
         refuse_unless(f.train, flag, adaptive_strategy, "is an option of --strategy adaptive");
     refuse_unless(f.train, "--allocation", adaptive_strategy && l1_total,
@@ -204,7 +204,7 @@ int run_search(const SearchFlags& f) {
 
     SearchOptions so;
     so.train = setup.options;
-    so.strategy = parse_search_strategy(strategy);
+    so.strategy = strategy;
     so.allocation = parse_allocation(f.allocation);
     if (!f.lambda0.empty()) so.lambda0 = parse_float_list("--lambda0", f.lambda0);
     so.lambda1 = f.lambda1;

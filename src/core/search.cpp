@@ -54,6 +54,12 @@ SearchStrategy parse_search_strategy(const std::string& name) {
     throw Error("unknown search strategy '" + name + "' (expected paper, warm or adaptive)");
 }
 
+SearchStrategy choose_search_strategy(const std::string& name, const TrainOptions& train) {
+    if (name != "auto") return parse_search_strategy(name);
+    const bool l1_total = train.method.method == Method::l1 && train.stop.targets.size() == 1;
+    return l1_total ? SearchStrategy::adaptive : SearchStrategy::paper;
+}
+
 const char* to_string(AdaptRule r) { return r == AdaptRule::relative ? "relative" : "sparsity"; }
 
 AdaptRule parse_adapt_rule(const std::string& name) {
