@@ -55,6 +55,11 @@ struct SPARSEPROX_API CompactModel {
 
 SPARSEPROX_API CompactModel compact(const Model& model);
 
+// Rows of `width` features (rows, width) -> the given columns of each, in order
+// (rows, columns.size()): how a compacted model's inputs are taken from its original's.
+SPARSEPROX_API std::vector<float> select_columns(const float* x, std::size_t rows, std::size_t width,
+                                                 const std::vector<std::size_t>& columns);
+
 // A compacted model file records the input columns it reads as the metadata entry
 // "input_columns" = {"from": original_inputs, "keep": [...]} (only when some were removed).
 SPARSEPROX_API std::map<std::string, std::string> compact_metadata(const CompactModel& c);

@@ -703,15 +703,22 @@ std::string array_name(const char* what, const AnyArray& a) {
     return std::string(what) + " " + dtype_name(a.dtype()) + shape_text(a);
 }
 
-nb::tuple train_py(const sp::Model& model, const AnyArray& x, const AnyArray& y, const std::optional<AnyArray>& x_test,
-                   const std::optional<AnyArray>& y_test, const nb::dict& options, nb::object callback,
-                   double progress_seconds) {
-    Inputs in = make_inputs(model, x, y, x_test, y_test);
-    RunSetup s = make_options(options, model.spec(), in.train, true);
+// The run's options from the keywords, with the names and row counts of its arrays.
+RunSetup make_setup(const nb::dict& options, const sp::Model& model, const Inputs& in, const AnyArray& x,
+                    const std::optional<AnyArray>& x_test, bool with_lambda) {
+    RunSetup s = make_options(options, model.spec(), in.train, with_lambda);
     s.data_name = array_name("array", x);
     s.test_name = in.has_test ? array_name("array", *x_test) : "";
     s.train_rows = in.train.n_samples;
     s.test_rows = in.has_test ? in.test.n_samples : 0;
+    return s;
+}
+
+nb::tuple train_py(const sp::Model& model, const AnyArray& x, const AnyArray& y, const std::optional<AnyArray>& x_test,
+                   const std::optional<AnyArray>& y_test, const nb::dict& options, nb::object callback,
+                   double progress_seconds) {
+    Inputs in = make_inputs(model, x, y, x_test, y_test);
+    RunSetup s = make_setup(options, model, in, x, x_test, true);
     s.options.validate(model.spec());
     ProgressBridge bridge{callback, progress_seconds, model.spec().n_weights()};
     bridge.install(s.options);
@@ -730,11 +737,7 @@ nb::tuple search_py(const sp::Model& model, const AnyArray& x, const AnyArray& y
                     const std::optional<AnyArray>& y_test, const nb::dict& options, nb::object callback,
                     double progress_seconds) {
     Inputs in = make_inputs(model, x, y, x_test, y_test);
-    RunSetup s = make_options(options, model.spec(), in.train, false);
-    s.data_name = array_name("array", x);
-    s.test_name = in.has_test ? array_name("array", *x_test) : "";
-    s.train_rows = in.train.n_samples;
-    s.test_rows = in.has_test ? in.test.n_samples : 0;
+    RunSetup s = make_setup(options, model, in, x, x_test, false);
     const auto densities = opt<std::vector<double>>(options, "target_density");
     const bool have_nnz = !s.options.stop.targets.empty(), have_density = !densities.empty();
     if (have_nnz == have_density)

@@ -99,14 +99,6 @@ void write_predictions(OutputWriter& out, const PredictFlags& f, const std::vect
     });
 }
 
-std::vector<float> select_columns(const std::vector<float>& x, std::size_t rows, std::size_t width,
-                                  const std::vector<std::size_t>& columns) {
-    std::vector<float> out(rows * columns.size());
-    for (std::size_t r = 0; r < rows; ++r)
-        for (std::size_t j = 0; j < columns.size(); ++j) out[r * columns.size() + j] = x[r * width + columns[j]];
-    return out;
-}
-
 // --data FILE.npy: inputs without labels; the outputs go to --out.
 int predict_npy(const PredictFlags& f, const Model& model, const Device& device, InferenceFormat format,
                 const std::vector<std::size_t>* columns, std::size_t data_width) {
@@ -126,7 +118,7 @@ int predict_npy(const PredictFlags& f, const Model& model, const Device& device,
                         return std::to_string(s.channels) + ", " + std::to_string(s.height) + ", " + std::to_string(s.width);
                     }() + ")"));
     const std::size_t rows = a.shape[0];
-    const std::vector<float> x = columns ? select_columns(a.data, rows, data_width, *columns) : a.data;
+    const std::vector<float> x = columns ? select_columns(a.data.data(), rows, data_width, *columns) : a.data;
     if (!f.quiet) {
         std::printf("sparseprox %s: predict %s on %s (%zu rows), device %s, format %s\n", version(), f.model.c_str(),
                     f.data.c_str(), rows, describe_device(device).c_str(), to_string(format));
@@ -201,31 +193,20 @@ int run_predict(const PredictFlags& f) {
         source = info.data->source;
     }
     const bool recorded_source = info.data && info.data->source == source;
-    if (recorded_source) {
-        options = info.data->options;
-    } else if (info.data && info.data->source_kind() == "idx") {
-        options.pixel_scale = info.data->options.pixel_scale;
-    }
+    if (recorded_source) options = info.data->options;
     const bool idx = source.rfind("idx:", 0) == 0;
     const bool libsvm = source.rfind("libsvm:", 0) == 0;
     if (libsvm && !recorded_source) options.no_test = true;  // another LIBSVM file: all of its rows
-    if (f.has("--pixel-scale")) {
-        if (!idx) throw Error("--pixel-scale does not apply here: it scales the pixels of idx:DIR data, and --data is " + source);
-        try {
-            const PixelScale asked = parse_pixel_scale(f.pixel_scale);
-            if (info.data && info.data->source_kind() == "idx" && asked != info.data->options.pixel_scale)
-                std::fprintf(stderr,
-                             "sparseprox: warning: --model %s was trained on pixels scaled '%s', and --pixel-scale asks for '%s'\n",
-                             f.model.c_str(), to_string(info.data->options.pixel_scale), to_string(asked));
-            options.pixel_scale = asked;
-        } catch (const Error& e) {
-            throw Error(std::string("--pixel-scale: ") + e.what());
-        }
-    } else if (idx && !(info.data && info.data->source_kind() == "idx")) {
-        std::fprintf(stderr,
-                     "sparseprox: warning: --model %s does not record its pixel scale; using 'symmetric' "
-                     "(give --pixel-scale if it was trained otherwise)\n",
-                     f.model.c_str());
+    if (f.has("--pixel-scale") && !idx)
+        throw Error("--pixel-scale does not apply here: it scales the pixels of idx:DIR data, and --data is " + source);
+    if (idx) {
+        if (!f.has("--pixel-scale") && !(info.data && info.data->source_kind() == "idx"))
+            std::fprintf(stderr,
+                         "sparseprox: warning: --model %s does not record its pixel scale; using 'symmetric' "
+                         "(give --pixel-scale if it was trained otherwise)\n",
+                         f.model.c_str());
+        options.pixel_scale =
+            pixel_scale_for("--model " + f.model, info.data, f.has("--pixel-scale") ? &f.pixel_scale : nullptr);
     }
     const DataSplit split = or_out_of_memory("loading --data " + source, [&] { return load_data(source, options); });
     const std::string rows = f.rows.empty() ? (split.test.n_samples > 0 ? "test" : "all") : f.rows;
@@ -240,7 +221,7 @@ int run_predict(const PredictFlags& f) {
         throw Error("--model " + f.model + " takes " + std::to_string(data_width) + " inputs but --data " + source +
                     " has " + std::to_string(data.n_features) + " features");
     if (selects) {
-        data.x = select_columns(data.x, data.n_samples, data.n_features, columns);
+        data.x = select_columns(data.x.data(), data.n_samples, data.n_features, columns);
         data.n_features = columns.size();
     }
     const bool classification = data.task == Task::classification;

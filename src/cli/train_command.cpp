@@ -184,25 +184,29 @@ void check_model_fits_data(const TrainFlags& f, const ModelSpec& spec, const Dat
                     (data.task == Task::classification ? " classes" : " targets"));
 }
 
-namespace {
-
-// --data prepared as the --init model's data were (the pixel scale, unless --pixel-scale says).
-void reuse_preparation(const TrainFlags& f, const std::string& what, const DataPreparation& recorded,
-                       DataOptions& options) {
-    if (f.data.rfind("idx:", 0) != 0 || recorded.source_kind() != "idx") return;
-    const PixelScale scale = recorded.options.pixel_scale;
-    if (!f.has("--pixel-scale")) {
-        options.pixel_scale = scale;
-        if (scale != PixelScale::symmetric)
-            std::fprintf(stderr, "sparseprox: note: %s was trained on pixels scaled '%s' (%s); --data %s is scaled the same\n",
-                         what.c_str(), to_string(scale), recorded.feature_scaling.c_str(), f.data.c_str());
-    } else if (options.pixel_scale != scale) {
-        std::fprintf(stderr, "sparseprox: warning: %s was trained on pixels scaled '%s', and --pixel-scale asks for '%s'\n",
-                     what.c_str(), to_string(scale), to_string(options.pixel_scale));
+PixelScale pixel_scale_for(const std::string& what, const std::optional<DataPreparation>& recorded,
+                           const std::string* given) {
+    PixelScale asked = PixelScale::symmetric;
+    if (given) {
+        try {
+            asked = parse_pixel_scale(*given);
+        } catch (const Error& e) {
+            throw Error(std::string("--pixel-scale: ") + e.what());
+        }
     }
+    if (!recorded || recorded->source_kind() != "idx") return asked;
+    const PixelScale scale = recorded->options.pixel_scale;
+    if (!given) {
+        if (scale != PixelScale::symmetric)
+            std::fprintf(stderr, "sparseprox: note: %s was trained on pixels scaled '%s' (%s); the data are scaled the same\n",
+                         what.c_str(), to_string(scale), recorded->feature_scaling.c_str());
+        return scale;
+    }
+    if (asked != scale)
+        std::fprintf(stderr, "sparseprox: warning: %s was trained on pixels scaled '%s', and --pixel-scale asks for '%s'\n",
+                     what.c_str(), to_string(scale), to_string(asked));
+    return asked;
 }
-
-}  // namespace
 
 RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     RunSetup s;
@@ -258,7 +262,9 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     if (!f.init.empty()) {
         loaded = or_out_of_memory("loading --init " + f.init, [&] { return load_model(f.init, &meta); });
         s.init_info = read_model_info(meta, f.init);
-        if (s.init_info.data) reuse_preparation(f, "--init " + f.init, *s.init_info.data, dopt);
+        if (f.data.rfind("idx:", 0) == 0)
+            dopt.pixel_scale = pixel_scale_for("--init " + f.init, s.init_info.data,
+                                               f.has("--pixel-scale") ? &f.pixel_scale : nullptr);
     }
 
     s.data = or_out_of_memory("loading --data " + f.data, [&] { return load_data(f.data, dopt); });
@@ -268,10 +274,7 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     if (loaded && read_input_columns(meta, f.init, loaded->spec().n_inputs, columns, from) &&
         s.data.train.n_features == from) {
         for (Dataset* d : {&s.data.train, &s.data.test}) {
-            std::vector<float> x(d->n_samples * columns.size());
-            for (std::size_t r = 0; r < d->n_samples; ++r)
-                for (std::size_t j = 0; j < columns.size(); ++j) x[r * columns.size() + j] = d->x[r * from + columns[j]];
-            d->x = std::move(x);
+            d->x = select_columns(d->x.data(), d->n_samples, from, columns);
             d->n_features = columns.size();
         }
         s.input_columns = meta.at("input_columns");

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -101,6 +102,12 @@ struct RunSetup {
 // Loads the data, parses the model and fills the options. Targets come from --target-nnz when
 // given; lambdas from --lambda when with_lambda.
 RunSetup prepare_run(const TrainFlags& f, bool with_lambda);
+// The pixel scale of idx data for a model trained on `recorded` data (`what` names the model,
+// e.g. "--init m.safetensors"): the recorded scale (a note on stderr when it is not the default)
+// unless `given` (the --pixel-scale value) is set; a given scale other than the recorded one is a
+// warning. Without a record: the given scale, else symmetric.
+PixelScale pixel_scale_for(const std::string& what, const std::optional<DataPreparation>& recorded,
+                           const std::string* given);
 // The model's inputs and outputs against the data's features and targets (or classes); the
 // error names both flags.
 void check_model_fits_data(const TrainFlags& f, const ModelSpec& spec, const Dataset& data);

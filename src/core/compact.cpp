@@ -47,12 +47,16 @@ inline float weight_at(const WeightLayer& L, std::size_t v, std::size_t u, std::
 
 }  // namespace
 
-std::vector<float> CompactModel::select_inputs(const float* x, std::size_t rows) const {
-    std::vector<float> out(rows * input_columns.size());
+std::vector<float> select_columns(const float* x, std::size_t rows, std::size_t width,
+                                  const std::vector<std::size_t>& columns) {
+    std::vector<float> out(rows * columns.size());
     for (std::size_t r = 0; r < rows; ++r)
-        for (std::size_t j = 0; j < input_columns.size(); ++j)
-            out[r * input_columns.size() + j] = x[r * original_inputs + input_columns[j]];
+        for (std::size_t j = 0; j < columns.size(); ++j) out[r * columns.size() + j] = x[r * width + columns[j]];
     return out;
+}
+
+std::vector<float> CompactModel::select_inputs(const float* x, std::size_t rows) const {
+    return select_columns(x, rows, original_inputs, input_columns);
 }
 
 CompactModel compact(const Model& model) {
