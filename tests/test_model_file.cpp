@@ -276,3 +276,23 @@ TEST(ModelFile, MnistModelReloadedWithoutThePixelScaleScoresItsReport) {
     ASSERT_EQ(p.status, 0) << p.output;
     EXPECT_EQ(printed_accuracy(p.output), percent(trained)) << p.output;
 }
+
+TEST(ModelFile, PixelScaleErrorsAndModelsWithoutARecord) {
+    const fs::path dir = temp_dir() / "pixel_errors";
+    write_idx_folder(dir / "digits", 40, 20, 5);
+    const std::string data = " --data idx:" + (dir / "digits").string();
+    // A model saved through the API with no record of its data: predict says what it assumes.
+    const fs::path bare = dir / "bare.safetensors";
+    save_model(bare.string(), Model::initialize(ModelSpec::parse("dense:16-10"), 1));
+    const CliRun p = run_cli("predict --device cpu --model " + bare.string() + data);
+    ASSERT_EQ(p.status, 0) << p.output;
+    EXPECT_NE(p.output.find("does not record its pixel scale; using 'symmetric'"), std::string::npos) << p.output;
+    // An unknown scale is one error line naming the flag, for predict and for train.
+    for (const std::string& cmd : {"predict --device cpu --model " + bare.string() + data + " --pixel-scale bogus",
+                                   "train --device cpu --steps 1 --model dense:16-10" + data + " --pixel-scale bogus"}) {
+        const CliRun r = run_cli(cmd);
+        EXPECT_EQ(r.status, 1) << cmd << "\n" << r.output;
+        EXPECT_NE(r.output.find("sparseprox: error: --pixel-scale: unknown pixel scale 'bogus'"), std::string::npos)
+            << r.output;
+    }
+}
