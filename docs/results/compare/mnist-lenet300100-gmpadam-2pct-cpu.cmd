@@ -1,1 +1,1 @@
-build-cpu/sparseprox search --data idx:../shared/data/mnist --model lenet300100 --pixel-scale unit --batch 128 --epochs 5 --device cpu --progress-seconds 0 --tolerance 0.01 --target-density 0.02 --method gmp --optimizer adam --lr 0.001
+build/sparseprox search --data idx:../shared/data/mnist --model lenet300100 --pixel-scale unit --batch 128 --epochs 5 --device cpu --progress-seconds 0 --tolerance 0.01 --target-density 0.02 --method gmp --optimizer adam --lr 0.001

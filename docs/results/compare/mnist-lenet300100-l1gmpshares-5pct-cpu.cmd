@@ -1,1 +1,1 @@
-build-cpu/sparseprox search --data idx:../shared/data/mnist --model lenet300100 --pixel-scale unit --batch 128 --epochs 5 --device cpu --progress-seconds 0 --tolerance 0.01 --target-nnz 5927,6626,757 --strategy adaptive --method l1 --lr 0.1
+build/sparseprox search --data idx:../shared/data/mnist --model lenet300100 --pixel-scale unit --batch 128 --epochs 5 --device cpu --progress-seconds 0 --tolerance 0.01 --target-nnz 5927,6626,757 --strategy adaptive --method l1 --lr 0.1
