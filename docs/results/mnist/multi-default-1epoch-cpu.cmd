@@ -1,0 +1,1 @@
+build/sparseprox search --data idx:../shared/data/mnist --model cnn8 --lr 0.1 --batch 128 --device cpu --progress-seconds 60 --target-nnz 250,8000,13000,20000,4200 --tolerance 0.1 --epochs 1 --strategy adaptive --trace-csv docs/results/mnist/multi-default-1epoch-cpu.csv --save docs/results/mnist/multi-default-1epoch-cpu.safetensors
