@@ -238,6 +238,29 @@ TEST(Cli, DefaultSearchIsAdaptiveWithTheMagnitudeAllocation) {
     fs::remove_all(dir);
 }
 
+// --start-rows: the computed lambda0 from that many evenly spaced training rows, in the report;
+// refused beside a given --lambda0, which leaves nothing to compute.
+TEST(Cli, SearchStartRows) {
+    const fs::path dir = temp_dir();
+    const fs::path report = dir / "start.json";
+    const std::string base = "search --device cpu --model dense:6-16-8-1 --steps 200 --target-nnz 60 --tolerance 0.05 -q ";
+    const CliRun all = run_cli(base + "--report " + report.string());
+    ASSERT_EQ(all.status, 0) << all.output;
+    std::ifstream in(report);
+    const nlohmann::json j = nlohmann::json::parse(in);
+    EXPECT_EQ(j["lambda_start_rows"].get<std::size_t>(), j["train_rows"].get<std::size_t>());
+    const CliRun some = run_cli(base + "--start-rows 100 --report " + report.string());
+    ASSERT_EQ(some.status, 0) << some.output;
+    std::ifstream in2(report);
+    const nlohmann::json k = nlohmann::json::parse(in2);
+    EXPECT_EQ(k["lambda_start_rows"].get<std::size_t>(), 100u);
+    EXPECT_NE(k["lambda_start"], j["lambda_start"]);
+    const CliRun both = run_cli(base + "--start-rows 100 --lambda0 0.01");
+    EXPECT_EQ(both.status, 1);
+    EXPECT_NE(both.output.find("sparseprox: error: --start-rows 100"), std::string::npos) << both.output;
+    fs::remove_all(dir);
+}
+
 TEST(Cli, SearchWritesTraceReportAndCsv) {
     const fs::path dir = temp_dir() / "search";
     fs::create_directories(dir);

@@ -337,6 +337,55 @@ TEST(NetworkSearch, WarmAndAdaptiveReachTheSingleTarget) {
     }
 }
 
+// The computed start from a subset of rows: evenly spaced rows (floor(k n / rows)), the same
+// lambda_max as the explicit subset, and the strategy's default (all rows for the paper's search,
+// at most SearchOptions::kAdaptiveStartRows for the adaptive strategy) in the result.
+TEST(StartRows, ComputedStartUsesEvenlySpacedRows) {
+    const Dataset d = smooth_regression(10000, 21);
+    const ModelSpec spec = ModelSpec::parse("dense:4-24-16-1");
+    const Model init = Model::initialize(spec, 9);
+    Dataset subset = d.slice(0, 1);
+    subset.n_samples = 0;
+    subset.x.clear();
+    subset.y.clear();
+    for (std::size_t k = 0; k < 300; ++k) {
+        const std::size_t r = k * d.n_samples / 300;
+        subset.x.insert(subset.x.end(), d.x.begin() + r * 4, d.x.begin() + (r + 1) * 4);
+        subset.y.push_back(d.y[r]);
+        ++subset.n_samples;
+    }
+    const std::vector<float> from_subset = compute_lambda_max(init, subset, Device{});
+    EXPECT_EQ(compute_lambda_max(init, d, Device{}, std::nullopt, 300), from_subset);
+    const std::vector<float> all = compute_lambda_max(init, d, Device{});
+    EXPECT_EQ(compute_lambda_max(init, d, Device{}, std::nullopt, 0), all);
+    EXPECT_EQ(compute_lambda_max(init, d, Device{}, std::nullopt, d.n_samples + 5), all);
+    EXPECT_NE(from_subset, all) << "300 of 10000 rows give another gradient";
+
+    SearchOptions o = small_net_options();
+    o.train.steps = 20;
+    o.train.stop.targets = {120};
+    o.train.stop.tolerance = 0.02;
+    o.max_outer = 2;
+    const SearchResult paper = LambdaSearch(o).run(init, d, nullptr);
+    EXPECT_EQ(paper.lambda_start_rows, d.n_samples);
+    // One total target: one lambda, the largest layer value, for every layer.
+    auto one_lambda = [](const std::vector<float>& per_layer) {
+        return std::vector<float>(per_layer.size(), *std::max_element(per_layer.begin(), per_layer.end()));
+    };
+    EXPECT_EQ(paper.lambda_start, one_lambda(all));
+    o.strategy = SearchStrategy::adaptive;
+    const SearchResult adaptive = LambdaSearch(o).run(init, d, nullptr);
+    EXPECT_EQ(adaptive.lambda_start_rows, SearchOptions::kAdaptiveStartRows);
+    EXPECT_EQ(adaptive.lambda_start,
+              one_lambda(compute_lambda_max(init, d, Device{}, std::nullopt, SearchOptions::kAdaptiveStartRows)));
+    o.start_rows = 300;
+    EXPECT_EQ(LambdaSearch(o).run(init, d, nullptr).lambda_start, one_lambda(from_subset));
+    o.lambda0 = {0.01f};
+    const SearchResult given = LambdaSearch(o).run(init, d, nullptr);
+    EXPECT_FALSE(given.lambda_start_computed);
+    EXPECT_EQ(given.lambda_start_rows, 0u);
+}
+
 TEST(NetworkSearch, RunZeroCanIgnoreTheBand) {
     const Dataset d = smooth_regression(256, 7);
     const Model init = Model::initialize(ModelSpec::parse("dense:4-24-16-1"), 9);

@@ -132,6 +132,14 @@ struct SPARSEPROX_API SearchOptions {
     std::size_t adapt_ramp = 0;
     // One total target with the adaptive strategy and l1: how the total is shared among layers.
     Allocation allocation = Allocation::magnitude;
+    // The rows of train_set whose gradients give the computed lambda^(0) (compute_lambda_max;
+    // docs/method.md §8.1), evenly spaced over the set: 0, the default, takes all of them for the
+    // paper and warm strategies (the paper's lambda_max) and at most kAdaptiveStartRows for the
+    // adaptive strategy, whose start only seeds the steering (two full-data gradients cost about
+    // one epoch, as much as a whole one-epoch run). Any other value: that many rows (at most all).
+    // Ignored when lambda0 is given.
+    std::size_t start_rows = 0;
+    static constexpr std::size_t kAdaptiveStartRows = 4096;
     // Called after every outer iteration (for progress output); for the paper and warm
     // strategies after the checkpoint of that iteration is written.
     std::function<void(const SearchIteration&)> on_iteration;
@@ -166,6 +174,7 @@ struct SPARSEPROX_API SearchResult {
     std::vector<float> lambda_final;   // per weight layer, of the returned run
     std::vector<float> lambda_start;   // per weight layer: lambda^(0) as given or computed
     bool lambda_start_computed = false;
+    std::size_t lambda_start_rows = 0;  // training rows the computed lambda^(0) came from (0: given)
     std::size_t adapt_ramp = 0;        // adaptive: the schedule's end R used
     std::size_t adapt_interval = 0;    // adaptive: the interval K used
     std::size_t landing_step = 0;      // adaptive, relative rule: when a count above the band is trimmed
@@ -217,8 +226,9 @@ private:
 // which W = 0 is stationary. For a network with more than one weight layer this is 0 for every
 // layer (W = 0 is always stationary there), so each layer falls back to ||grad_{W_l} L(W0, b0)||_inf
 // at the initialization: above it the first proximal steps can only shrink that layer's weights.
+// rows: the gradients over that many evenly spaced rows of train_set (0, or more than it has: all).
 SPARSEPROX_API std::vector<float> compute_lambda_max(const Model& init, const Dataset& train_set, const Device& device,
-                                                    std::optional<Loss> loss = std::nullopt);
+                                                    std::optional<Loss> loss = std::nullopt, std::size_t rows = 0);
 
 // Runs the search of `options` from `init` on `train_set` (and evaluates on `test_set` when it
 // is not null): the same as LambdaSearch(options).run(init, train_set, test_set).

@@ -378,6 +378,7 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
            adapt_rate: float = 0.0,
            adapt_rule: str = "relative",
            adapt_ramp: int = 0,
+           start_rows: int = 0,
            stop_run0: bool = True,
            finetune: bool = True,
            finetune_lr: float = 0.0,
@@ -405,7 +406,9 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
         ``"adaptive"`` (one run, lambda steered online, with adapt_interval (0: 1/100 of the
         budget), adapt_rate, adapt_rule, adapt_ramp; allocation ``"magnitude"`` or
         ``"uniform"`` shares one total target among the layers). tolerance, min_layers: the band. lambda0, lambda1, max_outer: the search's
-        bracket and budget of runs; steps/epochs are the budget of one run.
+        bracket and budget of runs; steps/epochs are the budget of one run. start_rows: the
+        evenly spaced training rows whose gradients give the computed lambda0 (0: all of them for
+        ``"paper"`` and ``"warm"``, at most 4096 for ``"adaptive"``).
     finetune: True (the default, ``--no-finetune`` is False): the run in the band trains the
         rest of its budget with the pattern fixed; finetune_lr its learning rate.
     stop_run0: False is ``--no-stop-run0``.
@@ -433,6 +436,7 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
         "adapt_rate": float(adapt_rate),
         "adapt_rule": str(adapt_rule),
         "adapt_ramp": _whole(adapt_ramp, "adapt_ramp"),
+        "start_rows": _whole(start_rows, "start_rows"),
         "stop_run0": bool(stop_run0),
         "search_finetune": bool(finetune),
         "_classification": _is_classification(y),

@@ -757,6 +757,7 @@ nb::tuple search_py(const sp::Model& model, const AnyArray& x, const AnyArray& y
     so.adapt_rate = opt<double>(options, "adapt_rate");
     so.adapt_rule = sp::parse_adapt_rule(opt<std::string>(options, "adapt_rule"));
     so.adapt_ramp = opt<std::size_t>(options, "adapt_ramp");
+    so.start_rows = opt<std::size_t>(options, "start_rows");
     so.stop_run0 = opt<bool>(options, "stop_run0");
     so.finetune = opt<bool>(options, "search_finetune");
     so.validate(model.spec());
@@ -792,6 +793,7 @@ nb::tuple search_py(const sp::Model& model, const AnyArray& x, const AnyArray& y
     j["lambda_final"] = floats_to_list(r.lambda_final);
     j["lambda_start"] = floats_to_list(r.lambda_start);
     j["lambda_start_computed"] = r.lambda_start_computed;
+    j["lambda_start_rows"] = r.lambda_start_rows;
     j["lambda1"] = static_cast<double>(so.lambda1);
     j["max_outer"] = so.max_outer;
     j["stop_run0"] = so.stop_run0;

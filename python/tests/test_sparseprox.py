@@ -299,7 +299,7 @@ def test_search_matches_cli_on_mackey_glass(mg, cli, tmp_path):
     rep = run_cli(cli, ["search", *flags], tmp_path, ok=(0, 3))
     r = sparseprox.search("dense:6-32-1", X, y, test=test, target_nnz=60, tolerance=0.05, steps=800, device="cpu")
     for key in ("reached", "lambda_final", "lambda_start", "nnz_total", "train_loss", "test_loss", "outer_iterations",
-                "total_steps", "best_iteration", "strategy", "target_nnz", "finetune"):
+                "total_steps", "best_iteration", "strategy", "target_nnz", "finetune", "lambda_start_rows"):
         assert r.report[key] == rep[key], key
     assert [it["nnz"] for it in r.report["search"]] == [it["nnz"] for it in rep["search"]]
     assert [it["lambda"] for it in r.report["search"]] == [it["lambda"] for it in rep["search"]]
@@ -315,6 +315,11 @@ def test_adaptive_search(mg):
     assert target == round(0.3 * 224)
     assert r.reached and abs(r.model.nnz - target) <= 0.02 * target
     assert len(r.report["search"]) >= 2
+    assert r.report["lambda_start_rows"] == len(X)
+    few = sparseprox.search("dense:6-32-1", X, y, target_density=0.3, tolerance=0.02, strategy="adaptive",
+                            steps=50, start_rows=100, device="cpu")
+    assert few.report["lambda_start_rows"] == 100
+    assert few.report["lambda_start"] != r.report["lambda_start"]
 
 
 def write_idx(folder, prefix, images, labels):

@@ -28,6 +28,11 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
     app.add_option("--lambda0", f.lambda0,
                    "starting lambda (too few nonzeros): one value, or one per layer for per-layer targets "
                    "(default: computed from the loss gradient)");
+    app.add_option("--start-rows", f.start_rows,
+                   "rows of the training data (evenly spaced) whose gradients give the computed lambda0 (0: all "
+                   "of them for the paper and warm strategies, at most 4096 for adaptive)")
+        ->check(whole_number(false))
+        ->capture_default_str();
     app.add_option("--lambda1", f.lambda1, "the second run's lambda (too many nonzeros)")->capture_default_str();
     app.add_option("--max-outer", f.max_outer, "the most training runs (outer iterations), the first two included")
         ->check(whole_number(false))
@@ -213,6 +218,10 @@ int run_search(const SearchFlags& f) {
     so.adapt_rate = f.adapt_rate;
     so.adapt_rule = parse_adapt_rule(f.adapt_rule);
     so.adapt_ramp = f.adapt_ramp;
+    so.start_rows = f.start_rows;
+    if (f.start_rows != 0 && !f.lambda0.empty())
+        throw Error("--start-rows " + std::to_string(f.start_rows) +
+                    " has nothing to do with --lambda0 given: the start is computed only without it");
     so.stop_run0 = !f.no_stop_run0;
     if (f.no_finetune && f.train.finetune) throw Error("--finetune and --no-finetune contradict each other");
     so.finetune = !f.no_finetune;
@@ -332,6 +341,7 @@ int run_search(const SearchFlags& f) {
         j["lambda_final"] = r.lambda_final;
         j["lambda_start"] = r.lambda_start;
         j["lambda_start_computed"] = r.lambda_start_computed;
+        j["lambda_start_rows"] = r.lambda_start_rows;
         j["lambda1"] = so.lambda1;
         j["max_outer"] = so.max_outer;
         j["stop_run0"] = so.stop_run0;

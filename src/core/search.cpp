@@ -253,6 +253,29 @@ std::vector<float> fitted_output_bias(const Dataset& d, Loss loss) {
     return b;
 }
 
+// `rows` evenly spaced rows of d (row floor(k n / rows) for k < rows), or d itself when rows is 0
+// or at least its size.
+const Dataset& spaced_rows(const Dataset& d, std::size_t rows, Dataset& storage) {
+    if (rows == 0 || rows >= d.n_samples) return d;
+    storage = Dataset{};
+    storage.name = d.name + " (" + std::to_string(rows) + " evenly spaced rows)";
+    storage.task = d.task;
+    storage.n_samples = rows;
+    storage.n_features = d.n_features;
+    storage.n_outputs = d.n_outputs;
+    storage.x.reserve(rows * d.n_features);
+    for (std::size_t k = 0; k < rows; ++k) {
+        const std::size_t r = static_cast<std::size_t>((static_cast<unsigned __int128>(k) * d.n_samples) / rows);
+        storage.x.insert(storage.x.end(), d.x.begin() + static_cast<std::ptrdiff_t>(r * d.n_features),
+                         d.x.begin() + static_cast<std::ptrdiff_t>((r + 1) * d.n_features));
+        if (!d.y.empty())
+            storage.y.insert(storage.y.end(), d.y.begin() + static_cast<std::ptrdiff_t>(r * d.n_outputs),
+                             d.y.begin() + static_cast<std::ptrdiff_t>((r + 1) * d.n_outputs));
+        if (!d.labels.empty()) storage.labels.push_back(d.labels[r]);
+    }
+    return storage;
+}
+
 std::vector<float> lambda_max_on(Engine& engine, const Model& init, const Dataset& data, Loss loss,
                                  std::size_t chunk) {
     const ParamLayout& layout = init.layout();
@@ -516,11 +539,12 @@ SearchLoopState restore_loop(SearchCheckpointData c, const ModelSpec& spec, Sear
 }  // namespace
 
 std::vector<float> compute_lambda_max(const Model& init, const Dataset& train_set, const Device& device,
-                                      std::optional<Loss> loss) {
+                                      std::optional<Loss> loss, std::size_t rows) {
     check_fits(init.spec(), train_set);
     const Loss l = resolve_loss(loss, train_set);
     auto engine = make_engine(device, init.spec(), l);
-    return lambda_max_on(*engine, init, train_set, l, 4096);
+    Dataset storage;
+    return lambda_max_on(*engine, init, spaced_rows(train_set, rows, storage), l, 4096);
 }
 
 // ---- the search ----------------------------------------------------------------------------------
@@ -557,8 +581,14 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
     if (resumed) {
         start = resumed->start;  // as computed the first time
         result.lambda_start_computed = resumed->start_computed;
+        result.lambda_start_rows = resumed->start_rows;
     } else if (o.lambda0.empty()) {
-        lmax = lambda_max_on(*engine, init, train_set, loss, o.train.eval_batch);
+        std::size_t rows = o.start_rows;
+        if (rows == 0 && o.strategy == SearchStrategy::adaptive) rows = SearchOptions::kAdaptiveStartRows;
+        Dataset storage;
+        const Dataset& start_set = spaced_rows(train_set, rows, storage);
+        lmax = lambda_max_on(*engine, init, start_set, loss, o.train.eval_batch);
+        result.lambda_start_rows = start_set.n_samples;
         for (std::size_t j = 0; j < n_groups; ++j) {
             float m = 0.0f;
             for (std::size_t l : groups.layers[j]) m = std::max(m, lmax[l]);
@@ -601,6 +631,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         c.strategy = o.strategy;
         c.start = start;
         c.start_computed = result.lambda_start_computed;
+        c.start_rows = result.lambda_start_rows;
         c.iterations = result.iterations;
         c.total_steps = result.total_steps;
         c.best_iteration = result.best_iteration;

@@ -295,6 +295,7 @@ void save_search_checkpoint(const std::string& path, const SearchCheckpointData&
     json state = {{"strategy", to_string(c.strategy)},
                   {"start", c.start},
                   {"start_computed", c.start_computed},
+                  {"start_rows", c.start_rows},
                   {"iterations", iterations},
                   {"total_steps", c.total_steps},
                   {"best_iteration", c.best_iteration},
@@ -340,6 +341,7 @@ SearchCheckpointData load_search_checkpoint(const std::string& path) {
         c.strategy = parse_search_strategy(state.at("strategy").get<std::string>());
         c.start = floats_of(state.at("start"));
         c.start_computed = state.at("start_computed").get<bool>();
+        c.start_rows = state.value("start_rows", std::size_t{0});  // absent from older checkpoints: 0, unknown
         for (const json& it : state.at("iterations")) c.iterations.push_back(iteration_of(it));
         c.total_steps = state.at("total_steps").get<std::size_t>();
         c.best_iteration = state.at("best_iteration").get<std::size_t>();

@@ -43,6 +43,7 @@ struct SearchCheckpointData {
     SearchStrategy strategy = SearchStrategy::paper;
     std::vector<float> start;               // lambda^(0) per group
     bool start_computed = false;
+    std::size_t start_rows = 0;             // the rows it was computed from
     std::vector<SearchIteration> iterations;
     std::size_t total_steps = 0;
     std::size_t best_iteration = 0;
