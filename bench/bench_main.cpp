@@ -17,11 +17,14 @@
 //     final evaluation).
 //
 // (c) Inference (--infer LABEL=FILE[@DENSITY], repeatable): each saved model in the three formats
-//     of sparseprox/inference.h (dense, csr, compact) at batch 1, 32 and 256 on the CPU. Every
+//     of sparseprox/inference.h (dense, csr, compact) at batch 1, 32 and 256 on every device of
+//     the run (the CPU, and CUDA device 0 when one is usable; rows labelled by device). Every
 //     engine is built first; then, per repeat, the formats run in turn (interleaved, so a load
 //     change on a shared machine hits all three alike) for a fixed number of passes after 3
-//     warm-up passes. Reported: the median latency of a pass, samples/s = batch / latency, and
-//     the median over repeats of each format's speed-up over dense measured in the same repeat.
+//     warm-up passes. A pass is InferenceEngine::run: on CUDA the input upload, the queued layers
+//     and the output download, which waits for them, so host wall-clock timings are synchronized.
+//     Reported: the median latency of a pass, samples/s = batch / latency, and the median over
+//     repeats of each format's speed-up over dense on the same device in the same repeat.
 //     With @DENSITY the file's weights are first pruned by magnitude to that fraction of all
 //     weights (one threshold over every layer). Also the sizes of the model file and of its
 //     compacted file, and the load average before and after (/proc/loadavg).
@@ -375,7 +378,8 @@ void prune_by_magnitude(Model& m, double density) {
 }
 
 // (c) for one model: rows of {batch, format, median latency, samples/s, speed-up over dense}.
-json bench_inference(const std::string& label, const std::string& spec_text, int repeats) {
+json bench_inference(const std::string& label, const std::string& spec_text, int repeats,
+                     const std::vector<Device>& devices) {
     std::string file = spec_text;
     double density = 0.0;
     const std::size_t at = spec_text.rfind('@');
@@ -412,46 +416,54 @@ json bench_inference(const std::string& label, const std::string& spec_text, int
                 density > 0.0 ? " (magnitude-pruned)" : "", r["compact_architecture"].get<std::string>().c_str(),
                 r["file_bytes"].get<std::size_t>(), r["compact_file_bytes"].get<std::size_t>(),
                 static_cast<double>(r["file_bytes"].get<std::size_t>()) / static_cast<double>(r["compact_file_bytes"].get<std::size_t>()));
-    std::printf("  %-6s %-8s %12s %14s %10s %12s\n", "batch", "format", "latency ms", "samples/s", "vs dense", "MACs/sample");
     const InferenceFormat formats[3] = {InferenceFormat::dense, InferenceFormat::csr, InferenceFormat::compact};
     r["rows"] = json::array();
-    std::mt19937 rng(1);
-    std::uniform_real_distribution<float> u(0.0f, 1.0f);
-    for (std::size_t batch : {std::size_t{1}, std::size_t{32}, std::size_t{256}}) {
-        std::vector<float> x(batch * model.spec().n_inputs);
-        for (float& v : x) v = u(rng);
-        std::vector<float> y(batch * model.spec().n_outputs());
-        std::vector<std::unique_ptr<InferenceEngine>> engines;
-        for (InferenceFormat f : formats) engines.push_back(std::make_unique<InferenceEngine>(model, Device{}, f, batch));
-        // Passes per timing: about 2e8 dense multiply-adds, at least 3.
-        const double macs = static_cast<double>(engines[0]->multiply_adds_per_sample()) * static_cast<double>(batch);
-        const int passes = static_cast<int>(std::max(3.0, std::min(2000.0, 2e8 / std::max(macs, 1.0))));
-        std::vector<std::vector<double>> ms(3), speedup(3);
-        for (auto& e : engines)
-            for (int w = 0; w < 3; ++w) e->run(x.data(), batch, y.data());
-        for (int rep = 0; rep < repeats; ++rep) {
-            double t[3];
-            for (int k = 0; k < 3; ++k) {
-                const auto t0 = std::chrono::steady_clock::now();
-                for (int p = 0; p < passes; ++p) engines[k]->run(x.data(), batch, y.data());
-                t[k] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / passes;
-                ms[k].push_back(t[k]);
+    for (const Device& device : devices) {
+        // One block per device; the CPU-only table keeps its single, unlabelled block.
+        if (devices.size() > 1) std::printf("  on %s\n", device.to_string().c_str());
+        std::printf("  %-6s %-8s %12s %14s %10s %12s\n", "batch", "format", "latency ms", "samples/s", "vs dense",
+                    "MACs/sample");
+        std::mt19937 rng(1);
+        std::uniform_real_distribution<float> u(0.0f, 1.0f);
+        for (std::size_t batch : {std::size_t{1}, std::size_t{32}, std::size_t{256}}) {
+            std::vector<float> x(batch * model.spec().n_inputs);
+            for (float& v : x) v = u(rng);
+            std::vector<float> y(batch * model.spec().n_outputs());
+            std::vector<std::unique_ptr<InferenceEngine>> engines;
+            for (InferenceFormat f : formats) engines.push_back(std::make_unique<InferenceEngine>(model, device, f, batch));
+            // Passes per timing: about 2e8 dense multiply-adds, at least 3. Every pass ends with
+            // the download of its outputs, which on CUDA waits for the pass: the timings cover
+            // the upload, the layers and the download, synchronized.
+            const double macs = static_cast<double>(engines[0]->multiply_adds_per_sample()) * static_cast<double>(batch);
+            const int passes = static_cast<int>(std::max(3.0, std::min(2000.0, 2e8 / std::max(macs, 1.0))));
+            std::vector<std::vector<double>> ms(3), speedup(3);
+            for (auto& e : engines)
+                for (int w = 0; w < 3; ++w) e->run(x.data(), batch, y.data());
+            for (int rep = 0; rep < repeats; ++rep) {
+                double t[3];
+                for (int k = 0; k < 3; ++k) {
+                    const auto t0 = std::chrono::steady_clock::now();
+                    for (int p = 0; p < passes; ++p) engines[k]->run(x.data(), batch, y.data());
+                    t[k] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / passes;
+                    ms[k].push_back(t[k]);
+                }
+                for (int k = 0; k < 3; ++k) speedup[k].push_back(t[0] / t[k]);
             }
-            for (int k = 0; k < 3; ++k) speedup[k].push_back(t[0] / t[k]);
-        }
-        for (int k = 0; k < 3; ++k) {
-            json row;
-            row["batch"] = batch;
-            row["format"] = to_string(formats[k]);
-            row["median_latency_ms"] = median(ms[k]);
-            row["samples_per_second"] = static_cast<double>(batch) / (median(ms[k]) / 1000.0);
-            row["speedup_vs_dense"] = median(speedup[k]);
-            row["multiply_adds_per_sample"] = engines[k]->multiply_adds_per_sample();
-            row["passes_per_timing"] = passes;
-            std::printf("  %-6zu %-8s %12.4f %14.0f %9.2fx %12zu\n", batch, to_string(formats[k]),
-                        row["median_latency_ms"].get<double>(), row["samples_per_second"].get<double>(),
-                        row["speedup_vs_dense"].get<double>(), engines[k]->multiply_adds_per_sample());
-            r["rows"].push_back(row);
+            for (int k = 0; k < 3; ++k) {
+                json row;
+                row["device"] = device.to_string();
+                row["batch"] = batch;
+                row["format"] = to_string(formats[k]);
+                row["median_latency_ms"] = median(ms[k]);
+                row["samples_per_second"] = static_cast<double>(batch) / (median(ms[k]) / 1000.0);
+                row["speedup_vs_dense"] = median(speedup[k]);
+                row["multiply_adds_per_sample"] = engines[k]->multiply_adds_per_sample();
+                row["passes_per_timing"] = passes;
+                std::printf("  %-6zu %-8s %12.4f %14.0f %9.2fx %12zu\n", batch, to_string(formats[k]),
+                            row["median_latency_ms"].get<double>(), row["samples_per_second"].get<double>(),
+                            row["speedup_vs_dense"].get<double>(), engines[k]->multiply_adds_per_sample());
+                r["rows"].push_back(row);
+            }
         }
     }
     return r;
@@ -595,7 +607,9 @@ int main(int argc, char** argv) {
 
         // ---- (c) inference formats ----------------------------------------------------------------
         if (!opt.infer.empty()) {
-            std::printf("\n(c) inference on the CPU: dense vs csr vs compact, median of %d interleaved repeats\n",
+            std::string on;
+            for (const Device& d : devices) on += (on.empty() ? "" : " and ") + (d.kind == DeviceKind::cpu ? std::string("the CPU") : d.to_string());
+            std::printf("\n(c) inference on %s: dense vs csr vs compact, median of %d interleaved repeats\n", on.c_str(),
                         opt.repeats);
             out["inference_load_before"] = load_average();
             std::printf("  load average before: %s\n", out["inference_load_before"].get<std::string>().c_str());
@@ -603,7 +617,7 @@ int main(int argc, char** argv) {
             for (const std::string& item : opt.infer) {
                 const std::size_t eq = item.find('=');
                 if (eq == std::string::npos || eq == 0) throw Error("--infer " + item + ": expected LABEL=FILE[@DENSITY]");
-                out["inference"].push_back(bench_inference(item.substr(0, eq), item.substr(eq + 1), opt.repeats));
+                out["inference"].push_back(bench_inference(item.substr(0, eq), item.substr(eq + 1), opt.repeats, devices));
             }
             out["inference_load_after"] = load_average();
             std::printf("  load average after: %s\n", out["inference_load_after"].get<std::string>().c_str());

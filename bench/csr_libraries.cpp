@@ -1,5 +1,5 @@
 // csr_libraries: Eigen's sparse x dense product against librsb's rsb_spmm on the CPU CSR
-// engine's work (cpu/csr_inference.cpp): y^T (n_out, batch) = W (n_out, n_in) x^T (n_in, batch),
+// engine's work (cpu/csr_ops.cpp): y^T (n_out, batch) = W (n_out, n_in) x^T (n_in, batch),
 // the right-hand side row-major, for the three weight layers of lenet300100 (784-300-100-10)
 // at a given density (every layer alike, nonzeros at random positions) or for a saved model's
 // own weights (--model FILE). Batch 1, 32 and 256; per repeat the two libraries run in turn

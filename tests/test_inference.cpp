@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend_test_util.h"
 #include "cli_test_util.h"
 #include "sparseprox/sparseprox.h"
 
@@ -168,7 +169,64 @@ TEST(Inference, EvaluateMatchesTheTrainingEngine) {
     }
     EXPECT_EQ(parse_inference_format("csr"), InferenceFormat::csr);
     EXPECT_THROW(parse_inference_format("sparse"), Error);
-    EXPECT_THROW(InferenceEngine(m, Device{DeviceKind::cuda, 0}, InferenceFormat::csr), Error);
+    // csr runs on CUDA too; without a usable device the engine's construction names the reason.
+    std::string why;
+    if (!testing_util::try_cuda_backend(&why))
+        EXPECT_THROW(InferenceEngine(m, Device{DeviceKind::cuda, 0}, InferenceFormat::csr), Error);
+}
+
+// The csr format on CUDA (cuSPARSE for the dense layers, cuDNN for the conv layers) against the
+// dense engine on the same device and on the CPU, within the bound the CPU formats are held to:
+// |a - b| <= 1e-5 + 1e-4 |b| (float sums of at most a few hundred products in another order,
+// and CUDA's tanhf/expf within a few ulps of glibc's).
+void expect_csr_on_cuda_agrees(const Model& m, std::size_t rows, std::size_t batch) {
+    const std::vector<float> x = random_inputs(rows * m.spec().n_inputs, 7);
+    const Device cuda{DeviceKind::cuda, 0};
+    const std::vector<float> csr = predict(m, x, cuda, InferenceFormat::csr, batch);
+    expect_close(csr, predict(m, x, cuda, InferenceFormat::dense, batch), 1e-5f, 1e-4f);
+    expect_close(csr, predict(m, x, Device{}, InferenceFormat::dense, batch), 1e-5f, 1e-4f);
+}
+
+TEST(InferenceCuda, CsrMatchesDenseForAnMlp) {
+    SPARSEPROX_CUDA_BACKEND_OR_SKIP(probe);
+    probe.reset();
+    // Batch 1 (cuSPARSE's SpMV), odd batches and a last partial pass (37 rows), SpMM.
+    const Model small = sparse_model(ModelSpec::parse("dense:19-23-11-3"), 0.3, 1);
+    for (std::size_t batch : {1, 5, 32}) expect_csr_on_cuda_agrees(small, 37, batch);
+    // lenet300100's shapes at 5%.
+    const Model lenet = sparse_model(ModelSpec::preset("lenet300100"), 0.05, 2);
+    for (std::size_t batch : {1, 256}) expect_csr_on_cuda_agrees(lenet, 300, batch);
+    InferenceEngine e(lenet, Device{DeviceKind::cuda, 0}, InferenceFormat::csr, 8);
+    EXPECT_EQ(e.multiply_adds_per_sample(), lenet.nnz_total());
+}
+
+TEST(InferenceCuda, CsrMatchesDenseForAConvNet) {
+    SPARSEPROX_CUDA_BACKEND_OR_SKIP(probe);
+    probe.reset();
+    const std::string json = R"({"input_shape": [2, 9, 9], "layers": [
+        {"type": "conv2d", "filters": 5, "kernel": 3, "padding": 1}, {"type": "activation", "activation": "relu"},
+        {"type": "maxpool2d", "kernel": 2, "stride": 1},
+        {"type": "conv2d", "filters": 6, "kernel": 3}, {"type": "activation", "activation": "tanh"},
+        {"type": "avgpool2d", "kernel": 2, "stride": 2},
+        {"type": "dense", "units": 7}, {"type": "activation", "activation": "sigmoid"},
+        {"type": "dense", "units": 4}]})";
+    const Model m = sparse_model(ModelSpec::parse(json), 0.5, 3);
+    for (std::size_t batch : {1, 4}) expect_csr_on_cuda_agrees(m, 9, batch);
+    // The conv layers run dense there: every kernel weight counts, times the output positions.
+    const ModelSpec& spec = m.spec();
+    std::size_t want = 0;
+    for (std::size_t k = 0, w = 0; k < spec.layers.size(); ++k) {
+        const LayerSpec& l = spec.layers[k];
+        if (!l.has_weights()) continue;
+        if (l.kind == LayerKind::conv2d) {
+            want += l.n_weights() * l.out_shape.height * l.out_shape.width;
+        } else {
+            for (float v : m.weights(w)) want += v != 0.0f;
+        }
+        ++w;
+    }
+    InferenceEngine e(m, Device{DeviceKind::cuda, 0}, InferenceFormat::csr, 4);
+    EXPECT_EQ(e.multiply_adds_per_sample(), want);
 }
 
 TEST(SafetensorsInt64, RoundTripAndRefusedAsWeights) {
@@ -271,6 +329,23 @@ TEST(InferenceCli, BadFormatsAndInputsAreOneErrorLine) {
         EXPECT_EQ(r.output.rfind("sparseprox: error: ", 0), 0u) << r.output;
         EXPECT_NE(r.output.find(c.message), std::string::npos) << r.output;
         EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    }
+    // predict --format csr --device cuda: the outputs where a GPU is usable, else one error line
+    // naming the device.
+    {
+        const std::string y = (dir / "inf_cli_y_csr_cuda.npy").string();
+        const test::CliRun r = test::run_cli("predict -q --device cuda --model " + model + " --data " + x + " --out " +
+                                             y + " --format csr --batch 2");
+        std::string why;
+        if (testing_util::try_cuda_backend(&why)) {
+            ASSERT_EQ(r.status, 0) << r.output;
+            expect_close(read_npy(y).data, load_model(model).predict(random_inputs(3 * 4, 1), Device{}), 1e-5f, 1e-4f);
+        } else {
+            EXPECT_EQ(r.status, 1) << r.output;
+            EXPECT_EQ(r.output.rfind("sparseprox: error: ", 0), 0u) << r.output;
+            EXPECT_NE(r.output.find("device 'cuda'"), std::string::npos) << r.output;
+            EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+        }
     }
     // The .npy path's outputs equal the API's, in every format.
     for (const char* fmt : {"dense", "csr", "compact"}) {

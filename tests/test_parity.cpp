@@ -6,6 +6,7 @@
 //             rule, gathers, relu);
 //   ulps      where a libm function may differ by an ulp or two (tanh, sigmoid, exp/log);
 //   nrmse     sqrt(sum (a - b)^2 / sum ref^2) for sums whose order differs (GEMMs, convolutions,
+//             csr products,
 //             whole training steps): FP32 reordering gives ~2^-24 sqrt(k) (1e-6 at k = 10^4)
 //             where TF32 would give ~2^-11 (5e-4), so a bound of 1e-5 catches TF32 (whole runs
 //             with momentum and Adam are held to 2e-5 and 5e-5);
@@ -39,6 +40,7 @@
 #include "backend_test_util.h"
 #include "core/backend.h"
 #include "core/band.h"
+#include "core/csr.h"
 #include "core/network.h"
 #include "core/sparsify.h"
 #include "sparseprox/model.h"
@@ -407,6 +409,44 @@ void add_dense_conv_cases(std::vector<Case>& cases) {
             b->avgpool2d_forward(s, d_x.data(), y.data());
             b->avgpool2d_backward(s, d_x.data(), y.data(), d_dy.data(), gx.data());
             return Outputs{out("y", widen(get(y)), ulps(2)), out("dL_dx", widen(get(gx)), ulps(4))};
+        }});
+    }
+}
+
+// The csr product of the csr inference format: a random sparse W (about a fifth of the entries
+// nonzero, every fifth row empty) built by the backend from the same host arrays, then y = x W^T
+// + b. Batch 1 is cuSPARSE's SpMV path, larger batches its SpMM; the product's sums differ from
+// Eigen's only in order (nrmse, as the dense GEMMs). A matrix without nonzeros gives the bias
+// exactly.
+void add_csr_cases(std::vector<Case>& cases) {
+    struct Dims { std::size_t batch, n_in, n_out; double density; };
+    for (Dims d : {Dims{1, 1, 1, 1.0}, Dims{1, 111, 7, 0.2}, Dims{19, 111, 7, 0.2}, Dims{128, 784, 300, 0.05},
+                   Dims{33, 3001, 65, 0.2}, Dims{5, 13, 11, 0.0}}) {
+        const std::string name = "csr_forward_" + std::to_string(d.batch) + "x" + std::to_string(d.n_in) + "x" +
+                                 std::to_string(d.n_out) + (d.density == 0.0 ? "_empty" : "");
+        cases.push_back({name, false, [d](const BackendFactory& make) {
+            auto b = make();
+            const auto x = uniform(d.batch * d.n_in, 41);
+            auto W = uniform(d.n_out * d.n_in, 42, -0.2f, 0.2f);
+            const auto keep = uniform(W.size(), 43, 0.0f, 1.0f);
+            for (std::size_t i = 0; i < W.size(); ++i)
+                if (keep[i] >= d.density || (d.n_out > 1 && (i / d.n_in) % 5 == 0)) W[i] = 0.0f;
+            const auto bias = uniform(d.n_out, 44);
+            const CsrHost host = csr_from_dense(W.data(), d.n_out, d.n_in, "parity");
+            // Two passes on one matrix, the second at a batch the first did not size the
+            // workspace for (when there is one): the workspace is looked up per batch size.
+            const std::unique_ptr<CsrMatrix> m = b->csr_matrix(host, d.batch + 2);
+            auto d_x = put(*b, x), d_b = put(*b, bias);
+            Buffer<float> y(*b, d.batch * d.n_out), y_more(*b, (d.batch + 2) * d.n_out);
+            auto x_more = uniform((d.batch + 2) * d.n_in, 45);
+            auto d_x_more = put(*b, x_more);
+            b->csr_forward(*m, d_x.data(), d_b.data(), y.data(), d.batch);
+            b->csr_forward(*m, d_x_more.data(), d_b.data(), y_more.data(), d.batch + 2);
+            const Tolerance t = d.density == 0.0 ? bitwise() : nrmse(1e-5);
+            Outputs o{out("nnz", {double(m->nnz())}, bitwise(), false), out("y", widen(get(y)), t),
+                      out("y_batch_plus_2", widen(get(y_more)), t)};
+            o[0].may_be_trivial = d.density == 0.0;
+            return o;
         }});
     }
 }
@@ -843,6 +883,7 @@ std::vector<Case> all_cases() {
     add_elementwise_cases(cases);
     add_loss_cases(cases);
     add_dense_conv_cases(cases);
+    add_csr_cases(cases);
     add_slab_cases(cases);
     add_sparsifier_cases(cases);
     add_optimizer_cases(cases);

@@ -3,12 +3,14 @@
 // A model trained to 5% of its weights is still stored dense. Three inference formats run the
 // same function:
 //   dense    the training engine's forward pass (BLAS sgemm over every weight, zeros included);
-//   csr      every weight layer as a compressed-sparse-row matrix: a dense layer multiplies
-//            (n_out, n_in) CSR by the batch, a conv layer multiplies (c_out, c_in*kh*kw) CSR by
-//            the im2col patches of each sample (CPU: Eigen's sparse x dense product);
+//   csr      every dense layer as a compressed-sparse-row matrix (n_out, n_in) multiplied by the
+//            batch (CPU: Eigen's sparse x dense product; CUDA: cuSPARSE's SpMM, SpMV for one
+//            row). Conv layers: on the CPU a (c_out, c_in*kh*kw) CSR matrix multiplied by the
+//            im2col patches of each sample; on CUDA they run dense through cuDNN, as in the
+//            dense format (multiply_adds_per_sample() counts them so);
 //   compact  the smaller dense network compact() builds (dead units and inputs removed), run by
 //            the dense engine.
-// csr is the CPU's; dense and compact run on any device.
+// Every format runs on every device.
 #pragma once
 
 #include "sparseprox/export.h"
@@ -98,7 +100,8 @@ public:
     std::size_t n_outputs() const;
     std::size_t max_batch() const;
     // Weights the format multiplies per sample: dense and compact count every entry of their
-    // dense matrices (conv: times the output positions), csr only the nonzeros.
+    // dense matrices (conv: times the output positions), csr only the nonzeros (but every
+    // weight of a conv layer on CUDA, which runs it dense).
     std::size_t multiply_adds_per_sample() const;
 
 private:

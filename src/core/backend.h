@@ -29,12 +29,14 @@
 #include <utility>
 #include <vector>
 
+#include "core/csr.h"
 #include "core/gates.h"
 #include "core/layer_shapes.h"
 #include "core/optimizer.h"
 #include "core/records.h"
 #include "core/sparsify.h"
 #include "sparseprox/data.h"
+#include "sparseprox/error.h"
 #include "sparseprox/model.h"
 #include "core/search_rules.h"
 #include "sparseprox/search.h"
@@ -104,6 +106,22 @@ public:
     // when null). All overwritten.
     virtual void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db,
                                 float* dL_dx, std::size_t batch, std::size_t n_in, std::size_t n_out) = 0;
+
+    // ---- csr products (the csr inference format, core/csr_network.h) --------------------------------
+    // W as this backend's sparse matrix (its arrays copied into backend memory), for products with
+    // batches of up to max_batch rows (max_batch >= 1). Setup only: may wait for queued work.
+    virtual std::unique_ptr<CsrMatrix> csr_matrix(const CsrHost& W, std::size_t max_batch) = 0;
+    // y = x W^T + b, computed as y = b, then y += x W^T: x (batch, W.cols()), b (W.rows()),
+    // y (batch, W.rows()); batch <= W.max_batch(), W from this backend's csr_matrix.
+    virtual void csr_forward(const CsrMatrix& W, const float* x, const float* b, float* y, std::size_t batch) = 0;
+    // Whether this backend multiplies convolutions by sparse kernels (csr_conv2d_forward); where it
+    // does not, the csr engine runs conv layers through the dense conv2d_forward.
+    virtual bool has_csr_conv2d() const { return false; }
+    // y (batch, c_out, h_out, w_out) = W col_n + b for each sample n: W (c_out, c_in*kh*kw) from
+    // csr_matrix, col_n the im2col matrix (c_in*kh*kw, h_out*w_out) of sample n of x (batch, c_in,
+    // h_in, w_in). Throws where has_csr_conv2d() is false.
+    virtual void csr_conv2d_forward(const ConvShape& s, const CsrMatrix& W, const float* x, const float* b,
+                                    float* y);
 
     // ---- conv2d, pool2d (NCHW; core/layer_shapes.h) ------------------------------------------------
     virtual void conv2d_forward(const ConvShape& s, const float* x, const float* W, const float* b, float* y) = 0;
@@ -214,6 +232,10 @@ public:
                            const std::vector<std::size_t>& keep, const std::int32_t* stop,
                            std::uint64_t* layer_nnz) = 0;
 };
+
+inline void Backend::csr_conv2d_forward(const ConvShape&, const CsrMatrix&, const float*, const float*, float*) {
+    throw Error(name() + ": no sparse convolution on this backend (has_csr_conv2d() is false)");
+}
 
 // The CPU backend (src/cpu/cpu_backend.cpp).
 std::unique_ptr<Backend> make_cpu_backend();

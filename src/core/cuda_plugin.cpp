@@ -82,7 +82,7 @@ Loaded load() {
     }
 #ifdef SPARSEPROX_WITH_CUDA
     r.why = std::string("the CUDA backend library ") + SPARSEPROX_CUDA_LIBRARY_NAME +
-            " (or the CUDA runtime, cuBLAS or cuDNN it needs) could not be loaded:" + tried;
+            " (or the CUDA runtime, cuBLAS, cuSPARSE or cuDNN it needs) could not be loaded:" + tried;
 #else
     (void)tried;
     r.why = "this build of SparseProx has no CUDA backend (configured with SPARSEPROX_CUDA=OFF or without a CUDA "

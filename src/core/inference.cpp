@@ -1,7 +1,7 @@
 // InferenceEngine (sparseprox/inference.h): one model prepared for one format on one device.
 //   dense    the training network (core/network.cpp) through the Engine interface;
 //   compact  compact()'s smaller model through the same engine, its inputs gathered first;
-//   csr      the CPU's CSR network (cpu/csr_inference.h).
+//   csr      the CSR network (core/csr_network.h) over the device's backend.
 #include "sparseprox/inference.h"
 
 #include <algorithm>
@@ -10,9 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "core/backend.h"
+#include "core/csr_network.h"
 #include "core/engine.h"
 #include "core/train_loop.h"
-#include "cpu/csr_inference.h"
 #include "cpu/loss.h"
 #include "sparseprox/error.h"
 
@@ -46,7 +47,7 @@ struct InferenceEngine::Impl {
     bool gather = false;                // compact with fewer inputs than the original
     CompactModel compacted;
     // csr
-    std::unique_ptr<cpu::CsrNetwork> csr;
+    std::unique_ptr<CsrNetwork> csr;
 
     void run_pass(const float* x, std::size_t rows, float* y) {
         if (csr) {
@@ -88,10 +89,9 @@ InferenceEngine::InferenceEngine(const Model& model, const Device& device, Infer
     m.n_inputs = spec.n_inputs;
     m.n_outputs = spec.n_outputs();
     if (format == InferenceFormat::csr) {
-        if (device.kind != DeviceKind::cpu)
-            throw Error("the csr inference format runs on the CPU only (device " + device.to_string() +
-                        "); use --format compact or dense on a GPU");
-        m.csr = std::make_unique<cpu::CsrNetwork>(model, m.max_batch);
+        std::unique_ptr<Backend> backend =
+            device.kind == DeviceKind::cpu ? make_cpu_backend() : make_cuda_backend(device.index);
+        m.csr = std::make_unique<CsrNetwork>(std::move(backend), model, m.max_batch);
         m.multiply_adds = m.csr->multiply_adds_per_sample();
         return;
     }

@@ -12,6 +12,7 @@
 #include "cpu/candidates.h"
 #include "cpu/conv_ops.h"
 #include "cpu/count.h"
+#include "cpu/csr_ops.h"
 #include "cpu/dense.h"
 #include "cpu/gather.h"
 #include "cpu/gmp.h"
@@ -79,6 +80,22 @@ public:
     void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db, float* dL_dx,
                         std::size_t batch, std::size_t n_in, std::size_t n_out) override {
         cpu::dense_backward(x, W, dL_dy, dL_dW, dL_db, dL_dx, batch, n_in, n_out);
+    }
+
+    std::unique_ptr<CsrMatrix> csr_matrix(const CsrHost& W, std::size_t max_batch) override {
+        return cpu::csr_matrix(W, max_batch);
+    }
+    void csr_forward(const CsrMatrix& W, const float* x, const float* b, float* y, std::size_t batch) override {
+        tuner_.apply();
+        const std::size_t need = cpu::csr_forward_workspace_floats(W, batch);
+        if (workspace_.size() < need) workspace_.resize(need);
+        cpu::csr_forward(W, x, b, y, batch, workspace_.data());
+    }
+    bool has_csr_conv2d() const override { return true; }
+    void csr_conv2d_forward(const ConvShape& s, const CsrMatrix& W, const float* x, const float* b,
+                            float* y) override {
+        tuner_.apply();
+        cpu::csr_conv2d_forward(s, W, x, b, y, workspace(s));
     }
 
     void conv2d_forward(const ConvShape& s, const float* x, const float* W, const float* b, float* y) override {
@@ -221,7 +238,7 @@ private:
         return r;
     }
 
-    // im2col scratch of one sample, grown to the largest convolution seen.
+    // im2col scratch of one sample (and the csr products' transposes), grown to the largest need seen.
     float* workspace(const ConvShape& s) {
         const std::size_t need = cpu::conv2d_workspace_floats(s);
         if (workspace_.size() < need) workspace_.resize(need);

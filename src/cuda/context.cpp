@@ -1,6 +1,7 @@
 #include "cuda/context.h"
 
 #include "cuda/cudnn_ops.h"
+#include "cuda/cusparse_ops.h"
 
 namespace sparseprox {
 namespace cuda {
@@ -40,9 +41,18 @@ Cudnn& CudaContext::cudnn() {
     return *cudnn_;
 }
 
+Cusparse& CudaContext::cusparse() {
+    if (!cusparse_) {
+        activate();  // cusparseCreate binds the handle to the current device
+        cusparse_ = std::make_unique<Cusparse>(stream_);
+    }
+    return *cusparse_;
+}
+
 void CudaContext::release() noexcept {
     if (stream_) cudaStreamSynchronize(stream_);  // let queued work finish before its memory goes
     cudnn_.reset();  // its handle and workspace are bound to the stream: they go first
+    cusparse_.reset();
     if (cublas_) cublasDestroy(cublas_);
     cublas_ = nullptr;
     cublas_workspace_ = DeviceBuffer<unsigned char>();

@@ -1,7 +1,7 @@
 // One CUDA device as the backend uses it: the device index, one stream for all work, a cuBLAS
 // handle bound to that stream with its own workspace and, created on first use, the cuDNN state
-// (handle, workspace, descriptor and algorithm caches: cuda/cudnn_ops.h) bound to the same
-// stream. Non-copyable.
+// (handle, workspace, descriptor and algorithm caches: cuda/cudnn_ops.h) and the cuSPARSE handle
+// (cuda/cusparse_ops.h), both bound to the same stream. Non-copyable.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -14,7 +14,8 @@
 namespace sparseprox {
 namespace cuda {
 
-class Cudnn;  // cuda/cudnn_ops.h; opaque here so that this header never needs cudnn.h
+class Cudnn;     // cuda/cudnn_ops.h; opaque here so that this header never needs cudnn.h
+class Cusparse;  // cuda/cusparse_ops.h; likewise for cusparse.h
 
 class CudaContext {
 public:
@@ -34,6 +35,10 @@ public:
     // that never convolve or pool should not pay). Throws sparseprox::Error when that fails or
     // when the library was built without cuDNN.
     Cudnn& cudnn();
+    // The cuSPARSE handle of this context, created on the first call (only the csr inference
+    // format multiplies sparse matrices; training never pays for the handle). Throws
+    // sparseprox::Error when that fails.
+    Cusparse& cusparse();
 
     // Makes this context's device current for the calling thread (cheap; every engine entry
     // point calls it so that several engines on several devices can share a thread).
@@ -48,7 +53,8 @@ private:
     cudaStream_t stream_ = nullptr;
     cublasHandle_t cublas_ = nullptr;
     DeviceBuffer<unsigned char> cublas_workspace_;
-    std::unique_ptr<Cudnn> cudnn_;  // null until cudnn() is first called
+    std::unique_ptr<Cudnn> cudnn_;        // null until cudnn() is first called
+    std::unique_ptr<Cusparse> cusparse_;  // null until cusparse() is first called
 };
 
 }  // namespace cuda

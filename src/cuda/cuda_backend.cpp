@@ -1,7 +1,8 @@
 // The CUDA backend: device memory, one stream (cuda/context.h) on which every operation of
-// core/backend.h is queued (kernels/<op>.cu, cuBLAS, and cuDNN through cuda/cudnn_ops.h), the
-// training set uploaded once, and the host-side plans the kernels need: the tile table of each
-// parameter layout, the device copy of the L0 gate layout and the GMP sort scratch.
+// core/backend.h is queued (kernels/<op>.cu, cuBLAS, cuDNN through cuda/cudnn_ops.h and cuSPARSE
+// through cuda/cusparse_ops.h), the training set uploaded once, and the host-side plans the
+// kernels need: the tile table of each parameter layout, the device copy of the L0 gate layout
+// and the GMP sort scratch.
 //
 // Only the operations that return host values wait for the stream (download, the candidate
 // median, the GMP sort); a training step queues its work and returns.
@@ -18,6 +19,7 @@
 #include "cuda/common.h"
 #include "cuda/context.h"
 #include "cuda/cudnn_ops.h"
+#include "cuda/cusparse_ops.h"
 #include "cuda/tile_table.h"
 #include "kernels/activation.cuh"
 #include "kernels/axpy.cuh"
@@ -184,6 +186,15 @@ public:
     void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db, float* dL_dx,
                         std::size_t batch, std::size_t n_in, std::size_t n_out) override {
         cuda::dense_backward(ctx_.cublas(), x, W, dL_dy, dL_dW, dL_db, dL_dx, batch, n_in, n_out, ctx_.stream());
+    }
+
+    // The csr engine's dense layers; its conv layers run dense through cuDNN (has_csr_conv2d is
+    // false here).
+    std::unique_ptr<CsrMatrix> csr_matrix(const CsrHost& W, std::size_t max_batch) override {
+        return cuda::csr_matrix(ctx_, W, max_batch);
+    }
+    void csr_forward(const CsrMatrix& W, const float* x, const float* b, float* y, std::size_t batch) override {
+        cuda::csr_forward(ctx_, W, x, b, y, batch);
     }
 
     void conv2d_forward(const ConvShape& s, const float* x, const float* W, const float* b, float* y) override {

@@ -19,7 +19,7 @@ execute_process(COMMAND readelf -d ${core_lib} OUTPUT_VARIABLE needed RESULT_VAR
 if(rc)
   message(FATAL_ERROR "readelf failed on ${core_lib}")
 endif()
-if(needed MATCHES "libcuda|libcublas|libcudnn")
+if(needed MATCHES "libcuda|libcublas|libcusparse|libcudnn")
   message(FATAL_ERROR "libsparseprox.so needs a CUDA library:\n${needed}")
 endif()
 execute_process(COMMAND nm -D --defined-only -C ${core_lib} OUTPUT_VARIABLE symbols RESULT_VARIABLE rc)
