@@ -241,7 +241,10 @@ std::shared_ptr<Collective> make_world_collective() {
         check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
         std::atexit(finalize_at_exit);
     }
-    world = std::make_shared<MpiCollective>(MPI_COMM_WORLD, false);
+    // A duplicate: our traffic and our error handler stay off the application's MPI_COMM_WORLD.
+    MPI_Comm dup = MPI_COMM_NULL;
+    check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &dup), "MPI_Comm_dup");
+    world = std::make_shared<MpiCollective>(dup, true);
     return world;
 }
 
