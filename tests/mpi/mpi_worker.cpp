@@ -4,6 +4,10 @@
 //                             and prints "rank R steps S stopped B nnz N0,N1,... hash H loss L"
 //   mpi_worker die R STEP T   the same with a T-second timeout, but rank R exits (status 3)
 //                             once it has passed STEP steps; the others must fail naming it
+//   mpi_worker app            as `train`, with MPI initialized by the program itself and the
+//                             communicator made from its MPI_COMM_WORLD (communicator_from_mpi)
+#include <mpi.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -14,13 +18,14 @@ using namespace sparseprox;
 
 int main(int argc, char** argv) {
     const std::string mode = argc > 1 ? argv[1] : "";
-    if (mode != "train" && mode != "die") {
-        std::fprintf(stderr, "usage: mpi_worker train | die RANK STEP TIMEOUT\n");
+    if (mode != "train" && mode != "die" && mode != "app") {
+        std::fprintf(stderr, "usage: mpi_worker train | die RANK STEP TIMEOUT | app\n");
         return 2;
     }
+    if (mode == "app") MPI_Init(&argc, &argv);
     Communicator world;
     try {
-        world = Communicator::world();
+        world = mode == "app" ? communicator_from_mpi(MPI_COMM_WORLD) : Communicator::world();
         const DataSplit data = test::worker_data();
         TrainOptions o = test::worker_options();
         o.communicator = world;
@@ -42,6 +47,10 @@ int main(int argc, char** argv) {
                     r.stopped_in_band ? 1 : 0, nnz.c_str(),
                     static_cast<unsigned long long>(test::slab_hash(r.model.slab())), r.test_eval.loss);
         std::fflush(stdout);
+        if (mode == "app") {
+            world = Communicator();  // the library's duplicate of MPI_COMM_WORLD is freed first
+            MPI_Finalize();
+        }
         return 0;
     } catch (const Error& e) {
         std::fprintf(stderr, "sparseprox: error: %s\n", e.what());

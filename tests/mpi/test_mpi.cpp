@@ -103,6 +103,21 @@ TEST(DataParallel, TwoRanksMatchOneProcessAndAgreeBitForBit) {
     EXPECT_TRUE(within(r0.loss, one.test_eval.loss, 0.02, 0.0)) << r0.loss << " vs " << one.test_eval.loss;
 }
 
+TEST(DataParallel, AnApplicationsOwnCommunicatorGivesTheSameRun) {
+    // MPI initialized by the program, the group made from its MPI_COMM_WORLD: the same
+    // arithmetic as the launcher's world, so the same weights bit for bit.
+    const CliRun world = run_shell(mpirun() + SPARSEPROX_MPI_WORKER " train");
+    const CliRun app = run_shell(mpirun() + SPARSEPROX_MPI_WORKER " app");
+    ASSERT_EQ(world.status, 0) << world.output;
+    ASSERT_EQ(app.status, 0) << app.output;
+    const auto a = parse_ranks(world.output), b = parse_ranks(app.output);
+    ASSERT_EQ(a.size(), 2u) << world.output;
+    ASSERT_EQ(b.size(), 2u) << app.output;
+    EXPECT_EQ(b.at(0).hash, b.at(1).hash);
+    EXPECT_EQ(b.at(0).hash, a.at(0).hash);
+    EXPECT_EQ(b.at(0).steps, a.at(0).steps);
+}
+
 TEST(DataParallel, ARankThatDiesIsNamedWithinTheTimeout) {
     // mpirun normally ends the job itself when a rank exits early; with that turned off the
     // survivor is left in its all-reduce, and only the timeout (3 s here) ends it.
