@@ -25,6 +25,12 @@
 // Any other kind keeps its state in opt_state_, slots x slab_size floats per trained slab (the
 // parameters; for spred u and then v), zeroed by set_params; the step's constants (Adam's bias
 // corrections, the momentum threshold scale) come from the same applied-step count.
+//
+// Data-parallel (set_collective, core/collective.h): each rank runs the forward and backward
+// passes on its share of the batch, and the gradient slab is summed over the group right after
+// backward, before anything reads it (weight decay, the optimizer, the methods' updates), so
+// every later operation sees the same slab on every rank and computes the same parameters, NNZ
+// counts and stop flag without communicating.
 #include "core/network.h"
 
 #include <algorithm>
