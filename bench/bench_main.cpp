@@ -68,6 +68,8 @@ struct Options {
     std::string threads = "auto";
     bool prox = true, training = true, methods = false, cuda = true, cpu = true;
     double seconds = 2.0;  // training: about this long per measured run (CPU)
+    bool data_parallel = false;    // --data-parallel: training throughput on the launcher's ranks
+    std::size_t dp_steps = 300;    // steps of each measured data-parallel run
 };
 
 void usage() {
@@ -88,7 +90,9 @@ void usage() {
         "  --methods     also the MLP with every sparsifier (l0, l0 group gates, spred, gmp)\n"
         "  --cpu-only    skip the CUDA backend even when a GPU is present\n"
         "  --cuda-only   skip the CPU backend (an error without a usable GPU)\n"
-        "  --seconds S   about how long each measured CPU training run lasts (default 2; 0.5 with --quick)\n");
+        "  --seconds S   about how long each measured CPU training run lasts (default 2; 0.5 with --quick)\n"
+        "  --data-parallel [--dp-steps N]  only data-parallel training throughput on the CPU over the ranks\n"
+        "                mpirun started (run it alone for 1 rank, under mpirun -np 2 for 2; N steps, default 300)\n");
 }
 
 Options parse_options(int argc, char** argv) {
@@ -136,6 +140,12 @@ Options parse_options(int argc, char** argv) {
             o.seconds = std::stod(value());
             if (!(o.seconds > 0.0)) throw Error("--seconds must be positive");
             seconds_given = true;
+        } else if (a == "--data-parallel") {
+            o.data_parallel = true;
+        } else if (a == "--dp-steps") {
+            const long n = std::stol(value());
+            if (n < 1) throw Error("--dp-steps must be at least 1");
+            o.dp_steps = static_cast<std::size_t>(n);
         } else if (a == "--help" || a == "-h") {
             usage();
             std::exit(0);
@@ -469,6 +479,86 @@ json bench_inference(const std::string& label, const std::string& spec_text, int
     return r;
 }
 
+// Data-parallel training throughput (README, "Distributed training"): the MNIST MLP at batch 128
+// and 1024 and the regression net at full batch, each trained `dp_steps` steps on every rank of
+// the launcher's world (a fixed count: the ranks must run the same steps), after a 20-step
+// warm-up. Rank 0 prints and writes the JSON; the others only compute. Per step each rank
+// all-reduces the gradient slab once: a ring moves 2 (N - 1) / N x slab bytes in and out of
+// every rank (docs/scaling.md).
+int run_data_parallel(const Options& opt) {
+    Communicator world;
+    try {
+        world = Communicator::world();
+        const bool root = world.rank() == 0;
+        const int n = world.size();
+        Dataset images;
+        std::string images_what;
+        const std::string mnist_dir = opt.data_dir + "/mnist";
+        if (std::filesystem::is_directory(mnist_dir)) {
+            images = read_idx_dir(mnist_dir).train;
+            images_what = "mnist (" + mnist_dir + ")";
+        } else {
+            images = synthetic_mnist(60000);
+            images_what = "synthetic MNIST-shaped rows (no folder " + mnist_dir + ")";
+        }
+        const DataSplit mg = mackey_glass();
+        struct Job {
+            const char* key;
+            const char* model;
+            const Dataset* data;
+            std::size_t batch;
+        };
+        const std::vector<Job> jobs = {{"mnist_mlp_b128", "dense:784-300-100-10", &images, 128},
+                                       {"mnist_mlp_b1024", "dense:784-300-100-10", &images, 1024},
+                                       {"mackey_glass_full", "dense:6-128-128-64-1", &mg.train, 0}};
+        if (root)
+            std::printf("data-parallel training on %s, %s per rank, %zu steps per run\n%-20s %6s %14s %14s %12s\n",
+                        world.describe().c_str(), describe_threads().c_str(), opt.dp_steps, "workload", "ranks",
+                        "samples/s", "slab bytes", "ms/step");
+        json rows = json::array();
+        for (const Job& j : jobs) {
+            const Model init = Model::initialize(ModelSpec::parse(j.model), 1);
+            TrainOptions o;
+            o.communicator = world;
+            o.lambdas = {1e-4f};
+            o.batch_size = j.batch;
+            o.progress_seconds = 0;
+            o.steps = 20;
+            train(init, *j.data, nullptr, o);  // warm-up
+            o.steps = opt.dp_steps;
+            const TrainResult r = train(init, *j.data, nullptr, o);
+            const double slab_bytes = 4.0 * static_cast<double>(init.slab().size());
+            const std::size_t batch = j.batch ? j.batch : j.data->n_samples;
+            const double ms_per_step = 1000.0 * static_cast<double>(batch) / r.samples_per_second;
+            if (root)
+                std::printf("%-20s %6d %14.0f %14.0f %12.3f\n", j.key, n, r.samples_per_second, slab_bytes, ms_per_step);
+            rows.push_back({{"key", j.key},
+                            {"model", j.model},
+                            {"batch", batch},
+                            {"ranks", n},
+                            {"steps", r.steps},
+                            {"samples_per_second", r.samples_per_second},
+                            {"ms_per_step", ms_per_step},
+                            {"slab_bytes", slab_bytes},
+                            {"ring_bytes_per_rank_per_step", 2.0 * (n - 1) / n * slab_bytes}});
+        }
+        if (root) {
+            json out{{"data_parallel", rows},
+                     {"communicator", world.describe()},
+                     {"threads", describe_threads()},
+                     {"images", images_what},
+                     {"steps", opt.dp_steps}};
+            write_file_atomic(opt.json_path, out.dump(2) + "\n");
+            std::printf("wrote %s\n", opt.json_path.c_str());
+        }
+        return 0;
+    } catch (const Error& e) {
+        std::fprintf(stderr, "sparseprox_bench: error: %s\n", e.what());
+        if (world.distributed()) world.abort(1);
+        return 1;
+    }
+}
+
 int main(int argc, char** argv) {
     try {
         const Options opt = parse_options(argc, argv);
@@ -478,6 +568,7 @@ int main(int argc, char** argv) {
                 throw Error("--threads: '" + opt.threads + "' is not a thread count (a whole number >= 1, or auto)");
             set_num_threads(std::stoi(opt.threads));
         }
+        if (opt.data_parallel) return run_data_parallel(opt);
         std::vector<Device> devices = {Device{DeviceKind::cpu, 0}};
         std::vector<std::unique_ptr<Backend>> backends;
         backends.push_back(make_cpu_backend());

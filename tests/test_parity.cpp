@@ -333,6 +333,19 @@ void add_loss_cases(std::vector<Case>& cases) {
             t.atol_each.push_back(2.0 * std::ldexp(std::fabs(double(a) * x[i]) + std::fabs(double(y[i])), -24));
         return Outputs{out("y", widen(y), t)};
     }});
+    // The gradient all-reduce over a group of one (the CPU: no communication; CUDA: an NCCL
+    // communicator of one rank, the same code path as several GPUs). The sum over one rank is
+    // the input, bit for bit; the multi-rank sums are checked under mpirun (tests/mpi).
+    cases.push_back({"allreduce_sum", false, [](const BackendFactory& make) {
+        auto b = make();
+        const std::size_t n = 100019;
+        const auto x = uniform(n, 11, -3.0f, 3.0f);
+        auto d_x = put(*b, x);
+        auto group = make_single_process_collective();
+        b->allreduce_sum(d_x.data(), n, *group);
+        b->allreduce_sum(d_x.data(), n, *group);  // twice: the second waits for the first
+        return Outputs{out("x", widen(get(d_x)), bitwise())};
+    }});
 }
 
 void add_dense_conv_cases(std::vector<Case>& cases) {

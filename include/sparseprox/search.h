@@ -30,6 +30,7 @@ enum class LambdaRule {
     adaptive,   // the adaptive strategy steered lambda during a run
     fixed,      // the adaptive strategy's final phase at a fixed lambda
     geometric,  // methods other than l1: sqrt(lambda_low * lambda_up), lambda_up / 10 when low is 0
+    quantile,   // parallel search: one of the P-quantiles of the candidates (median for P = 1)
 };
 SPARSEPROX_API const char* to_string(LambdaRule r);
 
@@ -99,6 +100,10 @@ struct SPARSEPROX_API SearchIteration {
     double test_accuracy = -1.0;              // classification only
     double seconds = 0.0;                     // wall time of this iteration
     double elapsed_seconds = 0.0;             // since the search started
+    // Parallel search (SearchOptions::ranks_per_run): the round this run belonged to and the
+    // first rank of the group that trained it (0 and 0 for a search on one group).
+    std::size_t round = 0;
+    int rank = 0;
 };
 
 struct SPARSEPROX_API SearchOptions {
@@ -159,6 +164,16 @@ struct SPARSEPROX_API SearchOptions {
     std::string checkpoint_path;
     std::string resume_path;
 
+    // The parallel search (README, "Distributed training"): the ranks of train.communicator
+    // form groups of ranks_per_run ranks (0: one group of all ranks), each training its runs
+    // data-parallel. With P groups, the paper and warm strategies train P lambdas per round:
+    // round 0 lambda^(0), lambda^(1) and (P > 2) points between them in log scale; later rounds
+    // the P-quantiles of the candidate set instead of its median (P points of the bracket for
+    // the midpoint, expand and geometric rules), so the bracket shrinks by about P + 1 per
+    // round. The adaptive strategy and gmp (one run) train on one group of all ranks. Only
+    // world rank 0 writes the checkpoint; resuming a parallel search (P > 1) is refused.
+    std::size_t ranks_per_run = 1;
+
     // Throws on an empty or impossible band, a bad lambda0/lambda1, max_outer < 2 (paper, warm),
     // adapt_interval 0 or a negative adapt_rate, plus everything TrainOptions::validate checks.
     void validate(const ModelSpec& spec) const;
@@ -170,6 +185,8 @@ struct SPARSEPROX_API SearchResult {
     std::size_t best_iteration = 0;
     std::vector<SearchIteration> iterations;
     std::size_t outer_iterations = 0;  // training runs made
+    std::size_t rounds = 0;            // rounds of runs trained at once (= runs on one group)
+    std::size_t parallel_runs = 1;     // P: runs per round (groups of ranks_per_run ranks)
     std::size_t total_steps = 0;       // training steps over all runs
     std::vector<float> lambda_final;   // per weight layer, of the returned run
     std::vector<float> lambda_start;   // per weight layer: lambda^(0) as given or computed

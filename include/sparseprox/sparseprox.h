@@ -3,6 +3,7 @@
 
 #include "sparseprox/data.h"
 #include "sparseprox/device.h"
+#include "sparseprox/distributed.h"
 #include "sparseprox/error.h"
 #include "sparseprox/files.h"
 #include "sparseprox/inference.h"

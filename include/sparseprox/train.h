@@ -12,6 +12,7 @@
 
 #include "sparseprox/data.h"
 #include "sparseprox/device.h"
+#include "sparseprox/distributed.h"
 #include "sparseprox/method.h"
 #include "sparseprox/model.h"
 
@@ -121,6 +122,12 @@ struct SPARSEPROX_API TrainOptions {
     bool record_nnz_history = false;  // keep NNZ per layer after every step (slow on CUDA)
     std::size_t eval_batch = 4096;    // rows per forward pass when evaluating
     std::function<void(const Progress&)> on_progress;
+    // Data-parallel training (sparseprox/distributed.h): every rank of the group calls train()
+    // with the same options, model and data; each mini-batch of batch_size rows is split over
+    // the ranks and the gradients are summed with one all-reduce per step, so every rank returns
+    // the same model. A stop request (sparseprox/stop.h) on any rank ends the run on all of them
+    // at the next poll. The default: one process.
+    Communicator communicator;
 
     // Throws on lr <= 0 or not finite, a negative or NaN lambda or weight decay, a lambda list of
     // the wrong length, neither epochs nor steps given, out-of-range method, optimizer or

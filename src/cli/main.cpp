@@ -1,8 +1,10 @@
 // sparseprox: the command-line front end of the library.
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -104,7 +106,29 @@ int main(int argc, char** argv) {
     cli::record_given_flags(*search_cmd, search_flags.train.given);
     cli::record_given_flags(*predict_cmd, predict_flags.given);
     cli::record_given_flags(*export_cmd, export_flags.given);
+    // Under mpirun, train and search run on every rank: MPI starts here (only when the launcher
+    // started several ranks), and the ranks other than 0 print nothing but their errors.
+    Communicator world;
+    // An error ends the whole job: under mpirun the other ranks would otherwise wait in their
+    // next collective until the timeout. Rank 0 says it; another rank says it with its number,
+    // after a moment in which rank 0, failing on the same input, usually ends the job first (so
+    // bad input gives one line, not one per rank).
+    auto fail = [&](const std::string& message, int status) {
+        if (world.distributed() && world.rank() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        std::fprintf(stderr, "sparseprox: %s%s\n",
+                     world.distributed() && world.rank() != 0 ? ("rank " + std::to_string(world.rank()) + ": ").c_str() : "",
+                     message.c_str());
+        std::fflush(stderr);
+        if (world.distributed()) world.abort(status);
+        return status;
+    };
     try {
+        if (chosen == train_cmd || chosen == search_cmd) {
+            world = Communicator::world();
+            cli::set_world(world);
+            if (world.rank() != 0 && !std::freopen("/dev/null", "w", stdout))
+                throw Error("rank " + std::to_string(world.rank()) + ": cannot silence the standard output");
+        }
         if (chosen == train_cmd) return cli::run_train(train_flags);
         if (chosen == search_cmd) return cli::run_search(search_flags);
         if (chosen == predict_cmd) return cli::run_predict(predict_flags);
@@ -116,13 +140,10 @@ int main(int argc, char** argv) {
         if (cuda_compiled() && n == 0) std::printf("no usable CUDA device\n");
         return 0;
     } catch (const Error& e) {
-        std::fprintf(stderr, "sparseprox: error: %s\n", e.what());
-        return 1;
+        return fail(std::string("error: ") + e.what(), 1);
     } catch (const std::bad_alloc&) {
-        std::fprintf(stderr, "sparseprox: error: out of memory\n");
-        return 1;
+        return fail("error: out of memory", 1);
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "sparseprox: internal error: %s\n", e.what());
-        return 2;
+        return fail(std::string("internal error: ") + e.what(), 2);
     }
 }

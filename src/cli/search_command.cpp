@@ -63,6 +63,11 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
                    "rewrite the search's state to this file after every run, for --resume (default: REPORT.ckpt "
                    "when --report is given)");
     app.add_flag("--no-checkpoint", f.no_checkpoint, "write no checkpoint");
+    app.add_option("--ranks-per-run", f.ranks_per_run,
+                   "under mpirun: ranks that train one run together (data-parallel); the search trains "
+                   "ranks / this many lambdas per round (0: all ranks, one run at a time)")
+        ->check(whole_number(false))
+        ->capture_default_str();
     app.add_option("--resume", f.resume,
                    "continue the search recorded in this checkpoint (give the same other flags); the adaptive "
                    "strategy starts again");
@@ -114,7 +119,8 @@ void write_csv(const std::string& path, const std::vector<SearchIteration>& iter
     for (std::size_t l = 0; l < n_layers; ++l) c << ",lambda_" << l;
     c << ",nnz_total";
     for (std::size_t l = 0; l < n_layers; ++l) c << ",nnz_" << l;
-    c << ",candidates,steps,total_steps,in_band,train_loss,test_loss,test_accuracy,seconds,elapsed_seconds,finetune_steps\n";
+    c << ",candidates,steps,total_steps,in_band,train_loss,test_loss,test_accuracy,seconds,elapsed_seconds,finetune_steps,"
+         "round,rank\n";
     auto num = [](double v) {
         std::ostringstream s;
         if (std::isfinite(v)) s.precision(9), s << v;
@@ -128,7 +134,7 @@ void write_csv(const std::string& path, const std::vector<SearchIteration>& iter
         c << ',' << total(it.n_candidates) << ',' << it.steps << ',' << it.total_steps << ','
           << (it.in_band ? 1 : 0) << ',' << num(it.train_loss) << ',' << num(it.test_loss) << ','
           << (it.test_accuracy >= 0 ? num(it.test_accuracy) : std::string()) << ',' << num(it.seconds) << ','
-          << num(it.elapsed_seconds) << ',' << it.finetune_steps << '\n';
+          << num(it.elapsed_seconds) << ',' << it.finetune_steps << ',' << it.round << ',' << it.rank << '\n';
     }
     write_file_atomic(path, c.str());
 }
@@ -155,6 +161,8 @@ nlohmann::json iteration_json(const SearchIteration& it, bool classification) {
     j["test_accuracy"] = classification && it.test_accuracy >= 0 ? number_or_null(it.test_accuracy) : nlohmann::json(nullptr);
     j["seconds"] = it.seconds;
     j["elapsed_seconds"] = it.elapsed_seconds;
+    j["round"] = it.round;
+    j["rank"] = it.rank;
     return j;
 }
 
@@ -225,7 +233,18 @@ int run_search(const SearchFlags& f) {
     so.stop_run0 = !f.no_stop_run0;
     if (f.no_finetune && f.train.finetune) throw Error("--finetune and --no-finetune contradict each other");
     so.finetune = !f.no_finetune;
-    so.checkpoint_path = checkpoint;
+    so.ranks_per_run = f.ranks_per_run;
+    if (f.train.has("--ranks-per-run") && !world().distributed())
+        throw Error("--ranks-per-run applies under mpirun (this is one process)");
+    // A parallel search (several runs per round) writes no checkpoint and cannot resume one.
+    const bool one_run = strategy == SearchStrategy::adaptive || so.train.method.method == Method::gmp;
+    const std::size_t per_run = so.ranks_per_run == 0 ? static_cast<std::size_t>(world().size()) : so.ranks_per_run;
+    const bool parallel = !one_run && per_run > 0 && static_cast<std::size_t>(world().size()) / per_run > 1;
+    if (parallel && (f.train.has("--checkpoint") || f.train.has("--resume")))
+        throw Error(std::string(f.train.has("--resume") ? "--resume" : "--checkpoint") +
+                    ": a parallel search (" + std::to_string(static_cast<std::size_t>(world().size()) / per_run) +
+                    " runs per round) keeps no checkpoint; give --ranks-per-run 0 to search one run at a time");
+    so.checkpoint_path = parallel ? std::string() : checkpoint;
     so.resume_path = f.resume;
     so.validate(setup.spec);
 
@@ -241,6 +260,12 @@ int run_search(const SearchFlags& f) {
                                         : "",
                 so.train.steps ? (std::to_string(so.train.steps) + " steps").c_str()
                                : (std::to_string(so.train.epochs) + " epochs").c_str());
+    if (world().distributed())
+        std::printf("%s: %s\n", world().describe().c_str(),
+                    parallel ? (std::to_string(static_cast<std::size_t>(world().size()) / per_run) + " runs per round, " +
+                                std::to_string(per_run) + " rank" + (per_run == 1 ? "" : "s") + " each")
+                                   .c_str()
+                             : "one run at a time, data-parallel over every rank");
     const bool adaptive = so.strategy == SearchStrategy::adaptive;
     if (!f.resume.empty()) {
         if (resumed.strategy == SearchStrategy::paper || resumed.strategy == SearchStrategy::warm)
@@ -254,6 +279,7 @@ int run_search(const SearchFlags& f) {
     const bool classification = setup.classification;
     so.on_iteration = [&](const SearchIteration& it) {
         if (adaptive && f.train.quiet) return;
+        if (parallel) std::printf("round %zu rank %d: ", it.round, it.rank);
         std::printf("%s %zu [%s%s]  lambda %s  nnz %zu (%.2f%%) [%s]  steps %zu (total %zu)", adaptive ? "interval" : "run",
                     it.index, to_string(it.rule),
                     it.n_candidates.empty() ? "" : (", " + std::to_string(total(it.n_candidates)) + " candidates").c_str(),
@@ -275,7 +301,7 @@ int run_search(const SearchFlags& f) {
     so.on_iteration = [&](const SearchIteration& it) {
         done.push_back(it);
         print_iteration(it);
-        if (f.trace_csv.empty()) return;
+        if (f.trace_csv.empty() || !is_root()) return;
         try {
             write_csv(f.trace_csv, done, setup.spec.n_weight_layers());
         } catch (const Error&) {
@@ -294,10 +320,11 @@ int run_search(const SearchFlags& f) {
         for (const SearchIteration& it : done) j["search"].push_back(iteration_json(it, classification));
         const Error err = diverged_error(e, f.train, &j);
         OutputWriter out;
-        if (!f.trace_csv.empty()) {
-            out.attempt("--trace-csv", [&] { write_csv(f.trace_csv, done, setup.spec.n_weight_layers()); });
+        if (is_root()) {
+            if (!f.trace_csv.empty())
+                out.attempt("--trace-csv", [&] { write_csv(f.trace_csv, done, setup.spec.n_weight_layers()); });
+            write_report(out, f.train.report, j);
         }
-        write_report(out, f.train.report, j);
         throw err;
     }
 
@@ -311,8 +338,12 @@ int run_search(const SearchFlags& f) {
                     adaptive ? r.run.steps : r.total_steps, resumable ? "; continue with --resume " : "",
                     resumable ? checkpoint.c_str() : "");
     } else if (r.reached)
-        std::printf("search (%s): band reached at iteration %zu after %zu run%s, %zu training steps in all, %.1f s\n",
+        std::printf("search (%s): band reached at iteration %zu after %zu run%s%s, %zu training steps in all, %.1f s\n",
                     to_string(r.strategy), r.best_iteration, r.outer_iterations, r.outer_iterations == 1 ? "" : "s",
+                    r.parallel_runs > 1 ? (" in " + std::to_string(r.rounds) + " round" + (r.rounds == 1 ? "" : "s") +
+                                           " of " + std::to_string(r.parallel_runs))
+                                              .c_str()
+                                        : "",
                     r.total_steps, r.wall_seconds);
     else
         std::printf("search (%s): band NOT reached after %zu run%s (%zu training steps, %.1f s); returning the "
@@ -324,8 +355,10 @@ int run_search(const SearchFlags& f) {
         std::printf("allocation %s: layer targets %s%s\n", to_string(r.allocation), join(r.layer_targets).c_str(),
                     r.landed ? " (landed by the trim)" : "");
 
-    // Each output on its own: a failure is reported and the others are still written.
+    // Each output on its own: a failure is reported and the others are still written. Rank 0
+    // writes them (every rank holds the same result).
     OutputWriter out;
+    if (!is_root()) return r.interrupted || stop_requested() ? interrupted_exit_status() : r.reached ? 0 : 3;
     if (!r.checkpoint_error.empty()) out.attempt("--checkpoint", [&] { throw Error(r.checkpoint_error); });
     out.attempt("--save", [&] { save_run(f.train, setup, r.run, run_report("search", f.train, setup, r.run)); });
     if (!f.trace_csv.empty())
@@ -356,6 +389,9 @@ int run_search(const SearchFlags& f) {
             j["layer_targets"] = r.layer_targets;
         }
         j["outer_iterations"] = r.outer_iterations;
+        j["rounds"] = r.rounds;
+        j["runs_per_round"] = r.parallel_runs;
+        j["ranks_per_run"] = per_run;
         j["total_steps"] = r.total_steps;
         j["search_wall_seconds"] = r.wall_seconds;
         j["interrupted"] = r.interrupted;

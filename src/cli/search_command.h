@@ -30,6 +30,7 @@ struct SearchFlags {
     std::string checkpoint;      // empty: REPORT.ckpt when --report is given, else the --resume file
     bool no_checkpoint = false;
     std::string resume;          // a checkpoint to continue from
+    std::size_t ranks_per_run = 1;  // under mpirun: ranks training one run (0: all, one run at a time)
 };
 
 void add_search_flags(CLI::App& app, SearchFlags& f);

@@ -1,6 +1,7 @@
 #include "cli/train_command.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -67,6 +68,11 @@ void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda) {
         ->check(finite_non_negative())
         ->capture_default_str();
     app.add_flag("--quiet,-q", f.quiet, "print only the summary");
+    app.add_option("--comm-timeout", f.comm_timeout,
+                   "under mpirun: seconds one collective may wait before the ranks that did not answer are named "
+                   "and the job ends")
+        ->check(finite_non_negative())
+        ->capture_default_str();
     app.add_flag("--finetune", f.finetune,
                  "after an early stop in the band, train the rest of the budget with the sparsity pattern fixed "
                  "(masked SGD, no penalty)");
@@ -232,6 +238,18 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
         throw Error(std::string("--pixel-scale: ") + e.what());
     }
     s.device = parse_device(f.device);
+    // Under mpirun, one GPU per rank: `cuda` and `auto` (no index given) take the rank's GPU on
+    // its node (the launcher's local rank, modulo the GPUs there).
+    if (world().distributed() && s.device.kind == DeviceKind::cuda && f.device.find(':') == std::string::npos) {
+        int local = world().rank();
+        for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
+            if (const char* v = std::getenv(name); v && *v) {
+                local = std::atoi(v);
+                break;
+            }
+        const int n_gpus = cuda_device_count();
+        if (n_gpus > 0) s.device = parse_device("cuda:" + std::to_string(local % n_gpus));
+    }
     if (f.threads != "auto") {
         if (f.threads.empty() || f.threads.size() > 6 || f.threads.find_first_not_of("0123456789") != std::string::npos ||
             std::stoi(f.threads) < 1)
@@ -349,6 +367,16 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
         opt.loss = s.init_info.loss;  // the loss the --init model was trained with
     }
     opt.progress_seconds = f.quiet ? 0.0 : f.progress_seconds;
+    opt.communicator = world();
+    if (f.has("--comm-timeout")) {
+        if (!opt.communicator.distributed())
+            throw Error("--comm-timeout applies under mpirun (this is one process)");
+        try {
+            opt.communicator.set_timeout(f.comm_timeout);
+        } catch (const Error& e) {
+            throw Error(std::string("--comm-timeout: ") + e.what());
+        }
+    }
     const std::size_t n_weights = s.spec.n_weights();
     opt.on_progress = [n_weights](const Progress& p) {
         std::size_t total = 0;
@@ -425,6 +453,8 @@ nlohmann::json setup_report(const char* command, const TrainFlags& f, const RunS
     j["command"] = command;
     j["version"] = version();
     j["device"] = describe_device(setup.device);
+    j["ranks"] = world().size();  // data-parallel (and parallel-search) processes
+    if (world().distributed()) j["communicator"] = world().describe();
     j["data"] = f.data;
     j["test_data"] = f.test_data.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.test_data);
     j["train_rows"] = setup.data.train.n_samples;
@@ -579,6 +609,14 @@ int interrupted_exit_status() {
     return 128 + (sig ? sig : SIGINT);
 }
 
+namespace {
+Communicator g_world;
+}  // namespace
+
+void set_world(const Communicator& w) { g_world = w; }
+const Communicator& world() { return g_world; }
+bool is_root() { return g_world.rank() == 0; }
+
 int run_train(const TrainFlags& f) {
     // SIGINT/SIGTERM: finish the step in progress, write the model so far, exit 130/143.
     install_stop_on_signal();
@@ -589,6 +627,9 @@ int run_train(const TrainFlags& f) {
     std::printf("sparseprox %s: train %s (%s) on %s (%s), %zu weights, device %s\n", version(),
                 setup.spec.to_short().c_str(), method_name(setup.options.method.method), f.data.c_str(),
                 rows_text(setup).c_str(), setup.spec.n_weights(), describe_device(setup.device).c_str());
+    if (world().distributed())
+        std::printf("data-parallel over %s: each batch of %zu rows split over the ranks\n", world().describe().c_str(),
+                    setup.options.batch_size ? setup.options.batch_size : setup.data.train.n_samples);
     std::fflush(stdout);
 
     TrainResult r;
@@ -600,15 +641,17 @@ int run_train(const TrainFlags& f) {
         nlohmann::json j = setup_report("train", f, setup);
         const Error err = diverged_error(e, f, &j);
         OutputWriter out;
-        write_report(out, f.report, j);
+        if (is_root()) write_report(out, f.report, j);
         throw err;
     }
     print_summary(setup, r);
     if (r.interrupted) std::printf("train: %s after %zu steps\n", interrupted_text().c_str(), r.steps);
     OutputWriter out;
     const nlohmann::json report = run_report("train", f, setup, r);
-    out.attempt("--save", [&] { save_run(f, setup, r, report); });
-    write_report(out, f.report, report);
+    if (is_root()) {  // every rank holds the same model; one writes it
+        out.attempt("--save", [&] { save_run(f, setup, r, report); });
+        write_report(out, f.report, report);
+    }
     // A signal after the training (while writing) also ends with its status: the outputs are whole.
     if (r.interrupted || stop_requested()) return interrupted_exit_status();
     return out.failed() ? 1 : 0;

@@ -43,6 +43,7 @@ struct TrainFlags {
     bool no_test = false;             // no test set
     std::string pixel_scale = "symmetric";
     double progress_seconds = 2.0;
+    double comm_timeout = 30.0;       // under mpirun: seconds a collective may take (sparseprox/distributed.h)
     bool quiet = false;
     bool finetune = false;
     float finetune_lr = 0.0f;
@@ -74,6 +75,12 @@ struct TrainFlags {
     std::set<std::string> given;
     bool has(const char* flag) const { return given.count(flag) > 0; }
 };
+
+// The processes of this invocation (mpirun: every rank; otherwise one), set once by main before
+// train or search runs. Only rank 0 prints progress and writes files; the others print errors.
+void set_world(const Communicator& world);
+const Communicator& world();
+bool is_root();
 
 // Fills `given` with the long names of the options `cmd` received.
 void record_given_flags(const CLI::App& cmd, std::set<std::string>& given);

@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/collective.h"
 #include "core/csr.h"
 #include "core/gates.h"
 #include "core/layer_shapes.h"
@@ -160,6 +161,13 @@ public:
     // ---- axpy --------------------------------------------------------------------------------------------
     // y += a x over n floats (BLAS saxpy: the weight decay and the full-data gradient's chunks).
     virtual void axpy(float a, const float* x, float* y, std::size_t n) = 0;
+
+    // ---- data-parallel training ------------------------------------------------------------------------
+    // data[i] = sum over the ranks of `group` of data[i], n floats of backend memory, after the
+    // work queued before it (the gradient slab of a data-parallel step: core/collective.h). The
+    // CPU sums host memory through the group (MPI); CUDA sums device memory with NCCL on its
+    // stream, one communicator per group, its id broadcast through the group.
+    virtual void allreduce_sum(float* data, std::size_t n, Collective& group) = 0;
 
     // ---- slab operations: parameter slabs laid out by `layout` ------------------------------------------
     // hyper = [lr, lambda_0, ..., lambda_{L-1}] in backend memory; layer_nnz (L) receives the

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/collective.h"
 #include "core/sparsify.h"
 #include "sparseprox/data.h"
 #include "sparseprox/model.h"
@@ -36,6 +37,7 @@ struct EngineStatus {
     std::vector<std::size_t> nnz;   // per weight layer, after the last applied step
     double loss_sum = 0.0;          // sum of mini-batch mean losses since the last status()
     std::size_t loss_count = 0;     // number of steps in loss_sum
+    bool stop_requested = false;    // data-parallel: a stop was requested on some rank (status())
 };
 
 class Engine {
@@ -71,6 +73,16 @@ public:
     // Per-layer targets already expanded: targets.size() is 1 (total) or n_weight_layers;
     // empty disables the rule. Also clears a previous stop.
     virtual void set_stop_rule(const StopRule& rule) = 0;
+
+    // Data-parallel training (core/collective.h): with a group of more than one rank, step()
+    // trains this rank's contiguous share of each mini-batch (every rank is given the same epoch
+    // order and the same global batch), with the loss gradient scaled by 1/global batch, sums
+    // the gradient slab over the group with one all-reduce, then applies the same update on
+    // every rank; status() sums the loss accumulator over the group, and evaluate() splits its
+    // chunks over the ranks and sums the chunk sums (the same result, bit for bit, as one
+    // process). gradient() and predict() stay whole on every rank. Null or one rank: one
+    // process. Every rank must make the same engine calls in the same order.
+    virtual void set_collective(std::shared_ptr<Collective> group) = 0;
 
     // The data set must outlive the engine and stay unchanged: the CPU engine keeps a pointer
     // to it and the CUDA engine keeps its device copy (reused by evaluate() for the same object).

@@ -25,6 +25,12 @@
 // Any other kind keeps its state in opt_state_, slots x slab_size floats per trained slab (the
 // parameters; for spred u and then v), zeroed by set_params; the step's constants (Adam's bias
 // corrections, the momentum threshold scale) come from the same applied-step count.
+//
+// Data-parallel (set_collective, core/collective.h): each rank runs the forward and backward
+// passes on its share of the batch, and the gradient slab is summed over the group right after
+// backward, before anything reads it (weight decay, the optimizer, the methods' updates), so
+// every later operation sees the same slab on every rank and computes the same parameters, NNZ
+// counts and stop flag without communicating.
 #include "core/network.h"
 
 #include <algorithm>
@@ -36,6 +42,7 @@
 #include "core/layer_shapes.h"
 #include "core/train_loop.h"
 #include "sparseprox/error.h"
+#include "sparseprox/stop.h"
 
 namespace sparseprox {
 namespace {
@@ -204,6 +211,10 @@ public:
         backend_->fill_zero(stop_flag(), sizeof(std::int32_t));  // clears a previous stop
     }
 
+    void set_collective(std::shared_ptr<Collective> group) override {
+        group_ = group && group->size() > 1 ? std::move(group) : nullptr;
+    }
+
     void set_train_data(const Dataset& data) override {
         check_data(data, "set_train_data");
         if (data.n_samples > std::numeric_limits<std::uint32_t>::max())
@@ -233,13 +244,26 @@ public:
         if (!train_host_) throw Error("step: no training data set");
         if (count == 0 || first + count > order_size_)
             throw Error("step: empty batch or batch beyond the epoch order");
-        reserve_rows(count);
+        // Data-parallel: this rank's contiguous share [local_first, local_first + local) of the
+        // global batch; the gradient is scaled by 1/count (the global batch) so that the sum over
+        // the ranks is the one-process gradient. A rank whose share is empty (a batch smaller than
+        // the group) adds a zero gradient and no loss.
+        std::size_t local_first = first, local = count;
+        if (group_) {
+            const auto r = static_cast<std::size_t>(group_->rank()), p = static_cast<std::size_t>(group_->size());
+            const std::size_t begin = count * r / p, end = count * (r + 1) / p;
+            local_first = first + begin;
+            local = end - begin;
+        }
+        reserve_rows(std::max<std::size_t>(local, 1));
         b.begin_step();
         const std::size_t n_in = spec_.n_inputs, n_out = spec_.n_outputs();
-        const std::uint32_t* rows = order_ + first;
-        b.gather_rows(train_rows_.x, n_in, rows, count, batch_x_.data());
-        if (loss_ == Loss::mse) b.gather_rows(train_rows_.y, n_out, rows, count, batch_y_.data());
-        else b.gather_labels(train_rows_.labels, rows, count, batch_labels_.data());
+        const std::uint32_t* rows = order_ + local_first;
+        if (local > 0) {
+            b.gather_rows(train_rows_.x, n_in, rows, local, batch_x_.data());
+            if (loss_ == Loss::mse) b.gather_rows(train_rows_.y, n_out, rows, local, batch_y_.data());
+            else b.gather_labels(train_rows_.labels, rows, local, batch_labels_.data());
+        }
 
         // params_ holds the exported weights between steps; l0 and spred train at effective ones.
         const std::int32_t* stop = stop_flag();
@@ -250,12 +274,21 @@ public:
         else if (method_.method == Method::spred)
             b.spred_effective(master_.data(), aux_.data(), layout_, params_.data(), stop);
 
-        forward(batch_x_.data(), count);
-        loss_and_grad(batch_y_.data(), batch_labels_.data(), count, 1.0f / static_cast<float>(count), true,
-                      sample_loss_.data(), nullptr);
-        b.sum(sample_loss_.data(), count, batch_loss_.data());
+        if (local > 0) {
+            forward(batch_x_.data(), local);
+            loss_and_grad(batch_y_.data(), batch_labels_.data(), local, 1.0f / static_cast<float>(count), true,
+                          sample_loss_.data(), nullptr);
+            b.sum(sample_loss_.data(), local, batch_loss_.data());
+            backward(batch_x_.data(), local, grads_.data());
+        } else {
+            b.fill_zero(batch_loss_.data(), sizeof(double));
+            b.fill_zero(grads_.data(), layout_.slab_size * sizeof(float));
+        }
+        // This rank's loss sum over the global count: status() sums the ranks' accumulators.
         b.accumulate_step_loss(batch_loss_.data(), count, state_.data());
-        backward(batch_x_.data(), count, grads_.data());
+        // The one collective of a data-parallel step: the gradient slab summed over the group
+        // (its padding is zero everywhere). Every rank then applies the same update.
+        if (group_) b.allreduce_sum(grads_.data(), layout_.slab_size, *group_);
         // The weight decay enters the gradient, except adamw's, which the optimizer applies decoupled.
         if (weight_decay_ != 0.0f && optimizer_.kind != OptimizerKind::adamw)
             for (const ParamSegment& s : layout_.segments)
@@ -308,6 +341,19 @@ public:
         out.nnz.assign(nnz.begin(), nnz.end());
         out.loss_sum = st.loss_sum;
         out.loss_count = static_cast<std::size_t>(st.loss_count);
+        // Every rank holds its rows' share of each step's mean loss (the count is the same on
+        // every rank): their sum is the mean over the global batches. A NaN on any rank reaches
+        // every rank, so all of them see a divergence together.
+        // A stop request on any rank (sparseprox/stop.h) travels with it, so that every rank
+        // ends the run at the same step.
+        if (group_) {
+            double sums[2] = {out.loss_sum, stop_requested() ? 1.0 : 0.0};
+            group_->sum(sums, 2, "the loss all-reduce");
+            out.loss_sum = sums[0];
+            out.stop_requested = sums[1] > 0.0;
+        } else {
+            out.stop_requested = stop_requested();
+        }
         return out;
     }
 
@@ -325,7 +371,13 @@ public:
         reserve_rows(std::min(chunk, n));
         Buffer<double> chunk_loss(*backend_, n_chunks);
         Buffer<std::uint64_t> chunk_correct(*backend_, classify ? n_chunks : 0);
+        // Data-parallel: chunk i is computed by rank i mod P; the others leave its sums at zero.
+        const std::size_t n_ranks = group_ ? static_cast<std::size_t>(group_->size()) : 1;
+        const std::size_t my_rank = group_ ? static_cast<std::size_t>(group_->rank()) : 0;
+        chunk_loss.zero();
+        if (classify) chunk_correct.zero();
         for (std::size_t i = 0, first = 0; first < n; ++i, first += chunk) {
+            if (i % n_ranks != my_rank) continue;
             const std::size_t m = std::min(chunk, n - first);
             const StagedRows rows = rows_of(data, first, m);
             forward(rows.x, m);
@@ -334,14 +386,24 @@ public:
             backend_->sum(sample_loss_.data(), m, chunk_loss.data() + i);
             if (classify) backend_->sum(sample_correct_.data(), m, chunk_correct.data() + i);
         }
+        std::vector<double> losses = chunk_loss.to_host();
+        std::vector<std::uint64_t> corrects = classify ? chunk_correct.to_host() : std::vector<std::uint64_t>{};
+        if (group_) {
+            // One all-reduce of every chunk's sums (x + 0 == x exactly, and counts below 2^53 are
+            // exact doubles): every rank gets the chunk sums one process computes.
+            std::vector<double> sums(losses);
+            for (std::uint64_t c : corrects) sums.push_back(static_cast<double>(c));
+            group_->sum(sums.data(), sums.size(), "the evaluation all-reduce");
+            std::copy_n(sums.begin(), n_chunks, losses.begin());
+            for (std::size_t i = 0; i < corrects.size(); ++i) corrects[i] = static_cast<std::uint64_t>(sums[n_chunks + i]);
+        }
         // Chunk sums added in order on the host: the same sum for the same chunking on every backend.
-        const std::vector<double> losses = chunk_loss.to_host();
         double sum = 0.0;
         for (double v : losses) sum += v;
         e.loss = sum / static_cast<double>(n);
         if (classify) {
             std::uint64_t correct = 0;
-            for (std::uint64_t c : chunk_correct.to_host()) correct += c;
+            for (std::uint64_t c : corrects) correct += c;
             if (data.task == Task::classification) e.accuracy = static_cast<double>(correct) / static_cast<double>(n);
         }
         return e;
@@ -576,6 +638,7 @@ private:
     }
 
     std::unique_ptr<Backend> backend_;  // first: built first, destroyed last
+    std::shared_ptr<Collective> group_;  // data-parallel group (null: one process)
     ModelSpec spec_;
     Loss loss_;
     ParamLayout layout_;

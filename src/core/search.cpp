@@ -31,6 +31,7 @@ const char* to_string(LambdaRule r) {
         case LambdaRule::median: return "median";
         case LambdaRule::midpoint: return "midpoint";
         case LambdaRule::geometric: return "geometric";
+        case LambdaRule::quantile: return "quantile";
         case LambdaRule::expand: return "expand";
         case LambdaRule::adaptive: return "adaptive";
         case LambdaRule::fixed: return "fixed";
@@ -178,6 +179,48 @@ LambdaChoice next_lambda(const Bracket& bracket, const CandidateSet& candidates,
     return {(bracket.lambda_low + bracket.lambda_up) / 2.0f, LambdaRule::midpoint};
 }
 
+std::vector<LambdaChoice> next_lambdas_parallel(const Bracket& bracket, const std::vector<float>& sorted,
+                                                float largest_tried, std::size_t P, bool l1) {
+    std::vector<LambdaChoice> out;
+    if (P == 0) return out;
+    if (!bracket.has_up) {
+        float v = largest_tried;
+        for (std::size_t i = 0; i < P; ++i) out.push_back({v *= 10.0f, LambdaRule::expand});
+        return out;
+    }
+    const double low = bracket.lambda_low, up = bracket.lambda_up;
+    // The i-th of P points strictly inside the bracket, i = 1..P.
+    auto inside = [&](std::size_t i) -> LambdaChoice {
+        const double t = static_cast<double>(i) / static_cast<double>(P + 1);
+        if (l1) return {static_cast<float>(low + t * (up - low)), LambdaRule::midpoint};
+        if (low > 0.0) return {static_cast<float>(std::exp((1.0 - t) * std::log(low) + t * std::log(up))), LambdaRule::geometric};
+        return {static_cast<float>(up / std::pow(10.0, static_cast<double>(P + 1 - i))), LambdaRule::geometric};
+    };
+    if (!l1 || sorted.empty()) {
+        for (std::size_t i = 1; i <= P; ++i) out.push_back(inside(i));
+        return out;
+    }
+    const std::size_t m = sorted.size();
+    std::vector<float> taken;
+    for (std::size_t i = 1; i <= P; ++i) {
+        const std::size_t k = i * (m - 1) / (P + 1);
+        if (!taken.empty() && sorted[k] == taken.back()) continue;
+        taken.push_back(sorted[k]);
+        out.push_back({sorted[k], LambdaRule::quantile});
+    }
+    // Fewer distinct candidates than runs: the rest are points of the bracket not yet taken.
+    for (std::size_t i = 1; out.size() < P && i <= 2 * P + 2; ++i) {
+        const LambdaChoice c = inside(i);
+        if (!(c.lambda > low && c.lambda < up)) continue;
+        bool seen = false;
+        for (const LambdaChoice& o : out) seen = seen || o.lambda == c.lambda;
+        if (!seen) out.push_back(c);
+    }
+    while (out.size() < P) out.push_back(out.empty() ? inside(1) : out.back());  // a degenerate bracket
+    std::sort(out.begin(), out.end(), [](const LambdaChoice& a, const LambdaChoice& b) { return a.lambda < b.lambda; });
+    return out;
+}
+
 // ---- options -------------------------------------------------------------------------------------
 
 namespace {
@@ -210,6 +253,14 @@ void SearchOptions::validate(const ModelSpec& spec) const {
     if (strategy != SearchStrategy::adaptive && max_outer < 2)
         throw Error("max_outer " + std::to_string(max_outer) +
                     " is too small: the search needs at least its two starting runs");
+    const int n_ranks = train.communicator.size();
+    if (ranks_per_run > static_cast<std::size_t>(n_ranks) || (ranks_per_run > 0 && n_ranks % static_cast<int>(ranks_per_run) != 0))
+        throw Error("ranks per run " + std::to_string(ranks_per_run) + " must divide the " + std::to_string(n_ranks) +
+                    " ranks of the search (0: all of them)");
+    const bool one_run = strategy == SearchStrategy::adaptive || train.method.method == Method::gmp;
+    if (!one_run && ranks_per_run > 0 && static_cast<std::size_t>(n_ranks) / ranks_per_run > 1 && !resume_path.empty())
+        throw Error("a parallel search (" + std::to_string(static_cast<std::size_t>(n_ranks) / ranks_per_run) +
+                    " runs per round) cannot be resumed from a checkpoint: resume it with ranks per run = all ranks");
     if (strategy == SearchStrategy::adaptive) {
         if (!(std::isfinite(adapt_rate) && adapt_rate >= 0.0))
             throw Error("adapt_rate " + std::to_string(adapt_rate) + " must be finite and >= 0 (0: the rule's default)");
@@ -536,6 +587,258 @@ SearchLoopState restore_loop(SearchCheckpointData c, const ModelSpec& spec, Sear
     return s;
 }
 
+// ---- the parallel search ---------------------------------------------------------------------------
+
+// A finished run as the doubles every rank sends in the round's gather (NaN and infinities
+// travel as they are): [valid, lambdas (n_layers), nnz (n_layers), steps, finetune_steps,
+// epochs_started, in band, interrupted, train loss, train accuracy, test loss, test accuracy,
+// seconds, samples per second].
+constexpr std::size_t kRecordScalars = 11;
+
+std::vector<double> encode_run(const TrainResult* r, std::size_t n_layers) {
+    std::vector<double> v(1 + 2 * n_layers + kRecordScalars, 0.0);
+    if (!r) return v;
+    v[0] = 1.0;
+    for (std::size_t l = 0; l < n_layers; ++l) {
+        v[1 + l] = r->lambdas[l];
+        v[1 + n_layers + l] = static_cast<double>(r->nnz[l]);
+    }
+    double* t = v.data() + 1 + 2 * n_layers;
+    t[0] = static_cast<double>(r->steps);
+    t[1] = static_cast<double>(r->finetune_steps);
+    t[2] = static_cast<double>(r->epochs_started);
+    t[3] = r->stopped_in_band ? 1.0 : 0.0;
+    t[4] = r->interrupted ? 1.0 : 0.0;
+    t[5] = r->train_eval.loss;
+    t[6] = r->train_eval.accuracy;
+    t[7] = r->test_eval.loss;
+    t[8] = r->test_eval.accuracy;
+    t[9] = r->wall_seconds;
+    t[10] = r->samples_per_second;
+    return v;
+}
+
+// The run a record describes, without its model (filled in when it is needed).
+TrainResult decode_run(const double* v, std::size_t n_layers, const TrainOptions& o, const std::string& device) {
+    TrainResult r;
+    r.device = device;
+    r.method = o.method.method;
+    for (std::size_t l = 0; l < n_layers; ++l) {
+        r.lambdas.push_back(static_cast<float>(v[1 + l]));
+        r.nnz.push_back(static_cast<std::size_t>(v[1 + n_layers + l]));
+    }
+    const double* t = v + 1 + 2 * n_layers;
+    r.steps = static_cast<std::size_t>(t[0]);
+    r.finetune_steps = static_cast<std::size_t>(t[1]);
+    r.epochs_started = static_cast<std::size_t>(t[2]);
+    r.stopped_in_band = t[3] != 0.0;
+    r.interrupted = t[4] != 0.0;
+    r.train_eval.loss = t[5];
+    r.train_eval.accuracy = t[6];
+    r.test_eval.loss = t[7];
+    r.test_eval.accuracy = t[8];
+    r.wall_seconds = t[9];
+    r.samples_per_second = t[10];
+    return r;
+}
+
+// The parameters of the run trained by the group led by world rank `owner`, on every rank.
+std::vector<float> share_model(const Communicator& world, int owner, const std::vector<float>* mine,
+                               std::size_t slab_size) {
+    std::vector<float> slab(slab_size, 0.0f);
+    if (world.rank() == owner) slab = *mine;
+    world.collective()->broadcast(slab.data(), slab.size() * sizeof(float), owner, "the model broadcast");
+    return slab;
+}
+
+// The paper and warm strategies with P groups of `per_run` ranks: each round trains P lambdas at
+// once (one per group), then every rank learns every run's record (one gather), the best run's
+// and the warm start's parameters come from their groups (broadcasts), and world rank 0 picks
+// the next round's lambdas from the candidates of the round's densest run at or above the
+// target (the bracket's lower end, as the serial search's run 1) and sends them to all.
+TrainResult parallel_rounds(Engine& engine, const SearchOptions& o, const TrainOptions& base, const Communicator& world,
+                            std::size_t P, std::size_t per_run, const Groups& groups, const Model& init,
+                            const std::vector<float>& start, const Dataset& train_set, const Dataset* test_set,
+                            SearchResult& result, const std::function<double()>& elapsed) {
+    const ModelSpec& spec = init.spec();
+    const std::size_t n_layers = spec.n_weight_layers();
+    const std::size_t n_groups = groups.size();
+    const std::size_t slab_size = init.slab().size();
+    const std::size_t my_run = static_cast<std::size_t>(world.rank()) / per_run;
+    const bool l1 = o.train.method.method == Method::l1;
+    const std::string device = engine.device_name();
+
+    // plan[i][j]: the lambda and rule of run i of the round for weight-layer group j.
+    std::vector<std::vector<LambdaChoice>> plan(P, std::vector<LambdaChoice>(n_groups));
+    std::vector<std::vector<std::size_t>> plan_candidates(P, std::vector<std::size_t>(n_groups, 0));
+    for (std::size_t j = 0; j < n_groups; ++j) {
+        plan[0][j] = {start[j], LambdaRule::lambda0};
+        plan[1][j] = {o.lambda1, LambdaRule::lambda1};
+        // P > 2: the others between lambda^(1) and lambda^(0), equally spaced in log scale.
+        for (std::size_t i = 2; i < P; ++i) {
+            const double t = static_cast<double>(i - 1) / static_cast<double>(P - 1);
+            plan[i][j] = {static_cast<float>(std::exp((1.0 - t) * std::log(static_cast<double>(o.lambda1)) +
+                                                      t * std::log(static_cast<double>(start[j])))),
+                          LambdaRule::geometric};
+        }
+    }
+
+    std::vector<std::vector<LambdaRecord>> history(n_groups);
+    TrainResult best;
+    bool have_best = false;
+    std::pair<std::size_t, double> best_close{0, 0.0};
+    std::vector<float> warm_from;
+    double warm_score = std::numeric_limits<double>::infinity();
+    TrainResult partial;
+    std::size_t k = 0;  // runs so far
+    for (std::size_t round = 0; k < o.max_outer; ++round) {
+        const std::size_t n_this = std::min(P, o.max_outer - k);
+        // This group's run (groups past n_this only take part in the collectives).
+        std::optional<TrainResult> mine;
+        if (my_run < n_this) {
+            TrainOptions run_opt = base;
+            std::vector<float> lam(n_groups);
+            for (std::size_t j = 0; j < n_groups; ++j) lam[j] = plan[my_run][j].lambda;
+            run_opt.lambdas = groups.expand(lam, n_layers);
+            run_opt.finetune = o.finetune || o.train.finetune;
+            if (round == 0 && my_run == 0 && !o.stop_run0) run_opt.stop = StopRule{};
+            const bool warm_start = o.strategy == SearchStrategy::warm && !warm_from.empty();
+            mine = run_training(engine, spec, warm_start ? warm_from : init.slab(), train_set, test_set, run_opt);
+        }
+        const std::vector<double> all = world.collective()->gather(encode_run(mine ? &*mine : nullptr, n_layers),
+                                                                   "the gather of the round's runs");
+        const std::size_t rec = 1 + 2 * n_layers + kRecordScalars;
+        bool interrupted = false, in_band_any = false;
+        std::optional<std::size_t> best_this, warm_this, densest_this;
+        std::size_t densest_total = std::numeric_limits<std::size_t>::max();
+        std::size_t target_total = 0;
+        for (std::size_t t : groups.targets) target_total += t;
+        std::vector<TrainResult> runs;
+        for (std::size_t i = 0; i < n_this; ++i) {
+            const double* v = all.data() + i * per_run * rec;  // the record of the group's first rank
+            runs.push_back(decode_run(v, n_layers, o.train, device));
+            interrupted = interrupted || runs.back().interrupted;
+        }
+        if (interrupted) {  // a stop request: the round is lost (the others are finished runs)
+            result.interrupted = true;
+            if (mine) partial = std::move(*mine);
+            break;
+        }
+        for (std::size_t i = 0; i < n_this; ++i) {
+            const TrainResult& r = runs[i];
+            std::vector<LambdaRule> rules(n_groups);
+            std::vector<std::size_t> cands(n_groups);
+            for (std::size_t j = 0; j < n_groups; ++j) {
+                rules[j] = plan[i][j].rule;
+                cands[j] = plan_candidates[i][j];
+            }
+            SearchIteration it = record_run(k + i, r, r.lambdas, summary_rule(rules),
+                                            n_groups > 1 ? rules : std::vector<LambdaRule>{},
+                                            round == 0 ? std::vector<std::size_t>{} : cands);
+            it.round = round;
+            it.rank = static_cast<int>(i * per_run);
+            result.total_steps += it.steps;
+            it.total_steps = result.total_steps;
+            it.elapsed_seconds = elapsed();
+            result.iterations.push_back(it);
+            for (std::size_t j = 0; j < n_groups; ++j)
+                history[j].push_back({plan[i][j].lambda, groups.nnz_of(j, r.nnz)});
+            const auto close = closeness(o.train.stop, r.nnz);
+            if (!have_best || (r.stopped_in_band && !best.stopped_in_band) ||
+                (r.stopped_in_band == best.stopped_in_band && closer(close, best_close))) {
+                best_close = close;
+                result.best_iteration = k + i;
+                best = r;
+                have_best = true;
+                best_this = i;
+            }
+            in_band_any = in_band_any || r.stopped_in_band;
+            bool dense_side = true;
+            double score = 0.0;
+            std::size_t total_nnz = 0;
+            for (std::size_t j = 0; j < n_groups; ++j) {
+                const std::size_t n = groups.nnz_of(j, r.nnz);
+                dense_side = dense_side && n >= groups.targets[j];
+                score += static_cast<double>(n) / static_cast<double>(groups.targets[j]);
+                total_nnz += n;
+            }
+            if (o.strategy == SearchStrategy::warm && dense_side && score <= warm_score) {
+                warm_score = score;
+                warm_this = i;
+            }
+            if (total_nnz >= target_total && total_nnz < densest_total) {
+                densest_total = total_nnz;
+                densest_this = i;
+            }
+        }
+        // The models that moved: the best run's and the warm start's, from their groups.
+        if (best_this) {
+            best.model = Model(spec);
+            best.model.slab() = share_model(world, static_cast<int>(*best_this * per_run), mine ? &mine->model.slab() : nullptr,
+                                            slab_size);
+            best.alive = best.model.alive_units();
+        }
+        if (warm_this) warm_from = share_model(world, static_cast<int>(*warm_this * per_run),
+                                               mine ? &mine->model.slab() : nullptr, slab_size);
+        k += n_this;
+        ++result.rounds;
+        for (std::size_t i = result.iterations.size() - n_this; i < result.iterations.size(); ++i)
+            if (o.on_iteration) o.on_iteration(result.iterations[i]);
+        if (in_band_any) {
+            result.reached = true;
+            break;
+        }
+        if (k >= o.max_outer) break;
+
+        // The next round: world rank 0 computes the candidates at the round's densest run on the
+        // dense side (else its last run) and sends the plan to every rank.
+        const std::size_t source = densest_this ? *densest_this : n_this - 1;
+        const std::vector<float> at = share_model(world, static_cast<int>(source * per_run),
+                                                  mine ? &mine->model.slab() : nullptr, slab_size);
+        std::vector<double> packed(3 * P * n_groups, 0.0);  // per run and group: lambda, rule, candidates
+        if (world.rank() == 0) {
+            std::vector<float> grad;
+            const ParamLayout& layout = init.layout();
+            for (std::size_t j = 0; j < n_groups; ++j) {
+                const Bracket b = bracket_from_history(history[j], groups.targets[j]);
+                std::vector<float> cands;
+                if (l1 && b.has_up) {
+                    if (grad.empty()) {
+                        engine.set_params(at);
+                        grad = engine.gradient(train_set, o.train.eval_batch);
+                    }
+                    for (std::size_t l : groups.layers[j]) {
+                        const ParamSegment& seg = layout.segments[l];
+                        for (std::size_t w = 0; w < seg.n_weights; ++w) {
+                            const float a = std::fabs(grad[seg.weight_offset + w]);
+                            if (a > b.lambda_low && a < b.lambda_up) cands.push_back(a);  // NaN fails both
+                        }
+                    }
+                    std::sort(cands.begin(), cands.end());
+                }
+                float largest = 0.0f;
+                for (const LambdaRecord& h : history[j]) largest = std::max(largest, h.lambda);
+                const std::vector<LambdaChoice> next = next_lambdas_parallel(b, cands, largest, P, l1);
+                for (std::size_t i = 0; i < P; ++i) {
+                    double* p = packed.data() + 3 * (i * n_groups + j);
+                    p[0] = next[i].lambda;
+                    p[1] = static_cast<double>(static_cast<int>(next[i].rule));
+                    p[2] = static_cast<double>(cands.size());
+                }
+            }
+        }
+        world.collective()->broadcast(packed.data(), packed.size() * sizeof(double), 0, "the broadcast of the next lambdas");
+        for (std::size_t i = 0; i < P; ++i)
+            for (std::size_t j = 0; j < n_groups; ++j) {
+                const double* p = packed.data() + 3 * (i * n_groups + j);
+                plan[i][j] = {static_cast<float>(p[0]), static_cast<LambdaRule>(static_cast<int>(p[1]))};
+                plan_candidates[i][j] = static_cast<std::size_t>(p[2]);
+            }
+    }
+    if (!have_best) return partial;
+    return best;
+}
+
 }  // namespace
 
 std::vector<float> compute_lambda_max(const Model& init, const Dataset& train_set, const Device& device,
@@ -569,8 +872,21 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
 
     auto engine = make_engine(o.train.device, spec, loss);
 
+    // The groups of ranks (SearchOptions::ranks_per_run): P runs per round, each trained
+    // data-parallel on its group. The one-run strategies train on one group of all ranks.
+    const Communicator& world = o.train.communicator;
+    const bool one_run = o.strategy == SearchStrategy::adaptive || o.train.method.method == Method::gmp;
+    const std::size_t n_ranks = static_cast<std::size_t>(world.size());
+    const std::size_t per_run = one_run || o.ranks_per_run == 0 ? n_ranks : o.ranks_per_run;
+    const std::size_t P = n_ranks / per_run;
+    const Communicator group = P > 1 ? world.split(world.rank() / static_cast<int>(per_run)) : world;
+    engine->set_collective(group.collective());
+    TrainOptions base = o.train;  // every run's options start from these
+    base.communicator = group;
+
     SearchResult result;
     result.strategy = o.strategy;
+    result.parallel_runs = P;
     // Search time before the resume (a resumed paper or warm search).
     const double elapsed_before = resumed && resumed->has_loop ? resumed->elapsed_seconds : 0.0;
     auto elapsed = [&] { return elapsed_before + seconds_since(t_start); };
@@ -605,6 +921,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         result.interrupted = result.interrupted || result.run.interrupted;
         result.lambda_final = result.run.lambdas;
         result.outer_iterations = o.strategy == SearchStrategy::adaptive ? 1 : result.iterations.size();
+        if (P == 1) result.rounds = result.outer_iterations;
         result.wall_seconds = elapsed();
         return result;
     };
@@ -623,8 +940,9 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         notify();
     };
     // The checkpoint: the result so far and, for paper and warm, the loop's state.
+    // World rank 0 writes it; a parallel search (P > 1) writes none (its rounds do not resume).
     auto write_checkpoint = [&](const SearchLoopState* loop) {
-        if (o.checkpoint_path.empty()) return;
+        if (o.checkpoint_path.empty() || world.rank() != 0 || P > 1) return;
         SearchCheckpointData c;
         c.setup = setup;
         c.init_slab = init.slab();
@@ -652,7 +970,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
 
     // ---- gmp: the pruning schedule reaches the targets itself; one run ------------------------
     if (o.train.method.method == Method::gmp) {
-        TrainOptions run_opt = o.train;
+        TrainOptions run_opt = base;
         run_opt.lambdas = std::vector<float>(n_layers, 0.0f);
         TrainResult r = run_training(*engine, spec, init.slab(), train_set, test_set, run_opt);
         // run_training judges the final counts against the band (StopRule::holds).
@@ -798,7 +1116,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
             return changed;
         };
 
-        TrainOptions run_opt = o.train;
+        TrainOptions run_opt = base;
         run_opt.lambdas = steer.expand(lam, n_layers);
         run_opt.finetune = o.finetune || o.train.finetune;
         if (!armed) run_opt.stop = StopRule{};
@@ -927,6 +1245,10 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         return finish(std::move(r));
     }
 
+    // ---- paper / warm on P groups at once ---------------------------------------------------------
+    if (P > 1) return finish(parallel_rounds(*engine, o, base, world, P, per_run, groups, init, start, train_set,
+                                             test_set, result, elapsed));
+
     // ---- paper / warm: Algorithms 1 and 2 ------------------------------------------------------
     SearchLoopState state;
     if (resumed && resumed->has_loop) {
@@ -940,7 +1262,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
     TrainResult partial;  // an interrupted run, returned when no run finished
 
     for (std::size_t k = state.next_run; k < o.max_outer && !state.finished; ++k) {
-        TrainOptions run_opt = o.train;
+        TrainOptions run_opt = base;
         run_opt.lambdas = groups.expand(state.lambdas, n_layers);
         run_opt.finetune = o.finetune || o.train.finetune;
         if (k == 0 && !o.stop_run0) run_opt.stop = StopRule{};  // the released code's behaviour
@@ -952,8 +1274,10 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
             partial = std::move(r);
             break;
         }
-        record(record_run(k, r, run_opt.lambdas, summary_rule(state.rules),
-                          n_groups > 1 ? state.rules : std::vector<LambdaRule>{}, state.n_candidates));
+        SearchIteration it = record_run(k, r, run_opt.lambdas, summary_rule(state.rules),
+                                        n_groups > 1 ? state.rules : std::vector<LambdaRule>{}, state.n_candidates);
+        it.round = k;  // one run per round
+        record(std::move(it));
         for (std::size_t j = 0; j < n_groups; ++j) {
             state.history[j].push_back({state.lambdas[j], groups.nnz_of(j, r.nnz)});
         }

@@ -105,7 +105,8 @@ std::vector<float> floats_of(const json& j) {
 
 LambdaRule parse_rule(const std::string& name) {
     for (LambdaRule r : {LambdaRule::lambda0, LambdaRule::lambda1, LambdaRule::median, LambdaRule::midpoint,
-                         LambdaRule::expand, LambdaRule::adaptive, LambdaRule::fixed, LambdaRule::geometric})
+                         LambdaRule::expand, LambdaRule::adaptive, LambdaRule::fixed, LambdaRule::geometric,
+                         LambdaRule::quantile})
         if (name == to_string(r)) return r;
     throw Error("unknown lambda rule '" + name + "'");
 }
@@ -154,6 +155,7 @@ SearchIteration iteration_of(const json& j) {
     it.test_accuracy = num_of(j.at("test_accuracy"));
     it.seconds = num_of(j.at("seconds"));
     it.elapsed_seconds = num_of(j.at("elapsed_seconds"));
+    it.round = it.index;  // checkpoints are of searches with one run per round (on rank 0)
     return it;
 }
 

@@ -50,4 +50,16 @@ struct LambdaChoice {
 // midpoint; with no upper end (every run so far too dense) 10 x `largest_tried`.
 LambdaChoice next_lambda(const Bracket& bracket, const CandidateSet& candidates, float largest_tried);
 
+// The parallel search's next P lambdas of one group (P >= 1), in increasing order:
+//   no upper end:  largest_tried x 10^1 .. 10^P (expand);
+//   candidates (l1, sorted ascending, all inside the bracket): the P-quantiles, entry
+//                  floor(i (m - 1) / (P + 1)) for i = 1..P of the m candidates (for P = 1 the
+//                  lower median, as next_lambda), duplicates replaced by points of the bracket
+//                  (so the P runs try P different values);
+//   no candidates: P equally spaced points of (lambda_low, lambda_up) (midpoint), or for the
+//                  other methods P points equally spaced in log scale (geometric; from
+//                  lambda_up / 10^P when lambda_low is 0).
+std::vector<LambdaChoice> next_lambdas_parallel(const Bracket& bracket, const std::vector<float>& sorted_candidates,
+                                                float largest_tried, std::size_t P, bool l1);
+
 }  // namespace sparseprox

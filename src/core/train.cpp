@@ -249,6 +249,7 @@ TrainResult train(const Model& init, const Dataset& train_set, const Dataset* te
     check_fits(spec, train_set);
     if (test_set) check_fits(spec, *test_set);
     auto engine = make_engine(options.device, spec, resolve_loss(options.loss, train_set));
+    engine->set_collective(options.communicator.collective());
     return run_training(*engine, spec, init.slab(), train_set, test_set, options);
 }
 
@@ -349,13 +350,16 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
     // Steps until `limit` enqueued steps, a stop in the band or a stop request; `control` only
     // in the main phase.
     bool interrupted = false;
+    const bool distributed = options.communicator.distributed();
     auto run_steps = [&](std::size_t limit, const RunControl* ctl) {
         while (step < limit && !stopped && !landed && !interrupted) {
             ++epoch;
             if (batch < n) shuffle(order, rng);
             engine.set_order(order);
             for (std::size_t first = 0; first < n && step < limit; first += batch) {
-                if (stop_requested()) {  // one relaxed load per step
+                // One process: a relaxed load per step. Data-parallel: at the polls, where the
+                // request of any rank reaches all of them (EngineStatus::stop_requested).
+                if (!distributed && stop_requested()) {
                     interrupted = true;
                     break;
                 }
@@ -366,6 +370,10 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
                 samples += count;
                 if (step % poll_every == 0) {
                     poll();
+                    if (distributed && st.stop_requested) {
+                        interrupted = true;
+                        break;
+                    }
                     if (stopped) break;
                     report(false);
                     if (ctl && ctl->on_poll) {

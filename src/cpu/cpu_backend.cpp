@@ -142,6 +142,11 @@ public:
 
     void axpy(float a, const float* x, float* y, std::size_t n) override { cpu::axpy(a, x, y, n); }
 
+    // Host memory: MPI sums it in place (the group polls its request against the timeout).
+    void allreduce_sum(float* data, std::size_t n, Collective& group) override {
+        if (n > 0) group.sum(data, n, "the gradient all-reduce");
+    }
+
     void count_nonzero(const float* params, const ParamLayout& layout, std::uint64_t* layer_nnz) override {
         cpu::count_layers(params, layout, layer_nnz);
     }

@@ -20,6 +20,7 @@
 #include "cuda/context.h"
 #include "cuda/cudnn_ops.h"
 #include "cuda/cusparse_ops.h"
+#include "cuda/nccl_group.h"
 #include "cuda/tile_table.h"
 #include "kernels/activation.cuh"
 #include "kernels/axpy.cuh"
@@ -251,6 +252,13 @@ public:
 
     void axpy(float a, const float* x, float* y, std::size_t n) override { cuda::axpy(ctx_.cublas(), a, x, y, n); }
 
+    // NCCL on the stream, one communicator per group (made on the first call, collectively).
+    void allreduce_sum(float* data, std::size_t n, Collective& group) override {
+        ctx_.activate();
+        if (!nccl_ || nccl_->group() != &group) nccl_ = std::make_unique<NcclGroup>(group, ctx_.device());
+        nccl_->sum(data, n, ctx_.stream());
+    }
+
     void count_nonzero(const float* params, const ParamLayout& layout, std::uint64_t* layer_nnz) override {
         table(layout).count(params, layer_nnz, ctx_.stream());
     }
@@ -420,6 +428,7 @@ private:
     }
 
     CudaContext ctx_;  // before every device member: built first, destroyed last
+    std::unique_ptr<NcclGroup> nccl_;  // data-parallel: the gradient all-reduce (null until used)
     std::vector<std::unique_ptr<TileTable>> tables_;
     std::vector<sparsify::GateSegment> gates_host_;
     DeviceBuffer<sparsify::GateSegment> gates_;
