@@ -61,6 +61,7 @@ __all__ = [
     "search",
     "to_torch",
     "train",
+    "world",
 ]
 
 ArrayLike = Any  # a NumPy array, a DLPack tensor (torch.Tensor on the CPU) or a nested sequence
@@ -245,7 +246,7 @@ def _is_classification(y: Any) -> bool:
 
 def _options(*, lam, lr, epochs, steps, batch, seed, target_nnz, tolerance, min_layers, device, method,
              optimizer, momentum, beta1, beta2, adam_eps, lr_schedule, lr_step_every, lr_gamma, lr_min,
-             warmup_steps, weight_decay, loss, finetune, finetune_lr) -> dict:
+             warmup_steps, weight_decay, loss, finetune, finetune_lr, distributed=False, comm_timeout=0.0) -> dict:
     if batch is not None and batch != "full":
         if isinstance(batch, (bool, np.bool_)) or not isinstance(batch, (int, np.integer)):
             raise ValueError(f"batch: {batch!r} (give a positive size or 'full')")
@@ -274,12 +275,22 @@ def _options(*, lam, lr, epochs, steps, batch, seed, target_nnz, tolerance, min_
         "warmup_steps": _whole(warmup_steps, "warmup_steps"),
         "weight_decay": float(weight_decay),
         "loss": None if loss is None else str(loss),
+        "distributed": bool(distributed),
+        "comm_timeout": float(comm_timeout),
         "finetune": bool(finetune),
         "finetune_lr": float(finetune_lr),
     }
 
 
 # ---- training and search --------------------------------------------------------------------------
+
+def world() -> dict:
+    """The processes the launcher (``mpirun``) started: ``{"rank", "size", "mpi", "description"}``
+    (``mpi``: the library was built with MPI). Starts MPI when the launcher started several
+    processes; one process otherwise. Under ``mpirun``, give ``distributed=True`` to
+    :func:`train` and :func:`search`, and write files from rank 0 only."""
+    return dict(_sparseprox.world())
+
 
 def train(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
           test: Optional[Tuple[ArrayLike, ArrayLike]] = None,
@@ -308,6 +319,8 @@ def train(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
           loss: Optional[str] = None,
           finetune: bool = False,
           finetune_lr: float = 0.0,
+          distributed: bool = False,
+          comm_timeout: float = 0.0,
           progress: Progress = None,
           progress_seconds: float = 2.0) -> TrainResult:
     """Trains a copy of ``model`` by proximal SGD (Algorithm 3), as ``sparseprox train`` does.
@@ -329,6 +342,10 @@ def train(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
         ``"nesterov"``, ``"adam"``, ``"adamw"`` (with momentum, beta1, beta2, adam_eps);
         lr_schedule: ``"constant"``, ``"step"``, ``"cosine"`` (with lr_step_every, lr_gamma,
         lr_min, warmup_steps). weight_decay, loss, finetune, finetune_lr as the flags.
+    distributed: True under ``mpirun``: every rank (process) trains this same run on its share of
+        each mini-batch, the gradients summed over the ranks each step (README, "Distributed
+        training"); every rank returns the same model. comm_timeout: seconds a collective may
+        wait before the lost ranks are named (0: 30). See :func:`world`.
     progress: a callable receiving a dict (event, epoch, step, loss, nnz, nnz_per_layer,
         density, samples_per_second, seconds) at most every ``progress_seconds``, or True for
         a progress bar (tqdm when installed, else lines on stderr).
@@ -345,7 +362,8 @@ def train(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
                        tolerance=tolerance, min_layers=min_layers, device=device, method=method, optimizer=optimizer,
                        momentum=momentum, beta1=beta1, beta2=beta2, adam_eps=adam_eps, lr_schedule=lr_schedule,
                        lr_step_every=lr_step_every, lr_gamma=lr_gamma, lr_min=lr_min, warmup_steps=warmup_steps,
-                       weight_decay=weight_decay, loss=loss, finetune=finetune, finetune_lr=finetune_lr)
+                       weight_decay=weight_decay, loss=loss, finetune=finetune, finetune_lr=finetune_lr,
+                       distributed=distributed, comm_timeout=comm_timeout)
     options["_classification"] = _is_classification(y)
     callback, close = _progress(progress, options, len(X) if hasattr(X, "__len__") else 0, False)
     try:
@@ -379,6 +397,7 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
            adapt_rule: str = "relative",
            adapt_ramp: int = 0,
            start_rows: int = 0,
+           ranks_per_run: int = 1,
            stop_run0: bool = True,
            finetune: bool = True,
            finetune_lr: float = 0.0,
@@ -394,6 +413,8 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
            warmup_steps: int = 0,
            weight_decay: float = 0.0,
            loss: Optional[str] = None,
+           distributed: bool = False,
+           comm_timeout: float = 0.0,
            progress: Progress = None,
            progress_seconds: float = 2.0) -> SearchResult:
     """Chooses lambda (or one lambda per layer) so that the network ends with the nonzero count
@@ -412,6 +433,9 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
     finetune: True (the default, ``--no-finetune`` is False): the run in the band trains the
         rest of its budget with the pattern fixed; finetune_lr its learning rate.
     stop_run0: False is ``--no-stop-run0``.
+    distributed: True under ``mpirun``: the ranks form groups of ranks_per_run ranks (0: one
+        group of all ranks), each group training one lambda per round (the parallel search of
+        README, "Distributed training"); the adaptive strategy trains its one run over all ranks.
     The rest as in :func:`train`; progress callbacks also receive one dict per run (or
     adaptive interval) with ``event == "iteration"`` and the keys of the report's ``search``
     entries. Never raises for a missed band: check ``result.reached``.
@@ -424,7 +448,8 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
                        tolerance=tolerance, min_layers=min_layers, device=device, method=method, optimizer=optimizer,
                        momentum=momentum, beta1=beta1, beta2=beta2, adam_eps=adam_eps, lr_schedule=lr_schedule,
                        lr_step_every=lr_step_every, lr_gamma=lr_gamma, lr_min=lr_min, warmup_steps=warmup_steps,
-                       weight_decay=weight_decay, loss=loss, finetune=False, finetune_lr=finetune_lr)
+                       weight_decay=weight_decay, loss=loss, finetune=False, finetune_lr=finetune_lr,
+                       distributed=distributed, comm_timeout=comm_timeout)
     options.update({
         "target_density": _floats(target_density, "target_density"),
         "strategy": str(strategy),
@@ -437,6 +462,7 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
         "adapt_rule": str(adapt_rule),
         "adapt_ramp": _whole(adapt_ramp, "adapt_ramp"),
         "start_rows": _whole(start_rows, "start_rows"),
+        "ranks_per_run": _whole(ranks_per_run, "ranks_per_run"),
         "stop_run0": bool(stop_run0),
         "search_finetune": bool(finetune),
         "_classification": _is_classification(y),

@@ -445,6 +445,18 @@ RunSetup make_options(const nb::dict& o, const sp::ModelSpec& spec, const sp::Da
     ls.warmup_steps = opt<std::size_t>(o, "warmup_steps");
     t.finetune = opt<bool>(o, "finetune");
     t.finetune_lr = opt<float>(o, "finetune_lr");
+    // Under mpirun: every rank trains the same run (README, "Distributed training").
+    if (opt<bool>(o, "distributed")) t.communicator = sp::Communicator::world();
+    const double comm_timeout = opt<double>(o, "comm_timeout");
+    if (comm_timeout != 0.0) {
+        if (!t.communicator.distributed())
+            throw sp::Error("comm_timeout applies to distributed=True under mpirun (this is one process)");
+        try {
+            t.communicator.set_timeout(comm_timeout);
+        } catch (const sp::Error& e) {
+            throw sp::Error(std::string("comm_timeout: ") + e.what());
+        }
+    }
     nb::object loss = o["loss"];
     if (!loss.is_none()) t.loss = sp::parse_loss(nb::cast<std::string>(loss));
     (void)spec;
@@ -607,6 +619,8 @@ nb::dict iteration_dict(const sp::SearchIteration& it, bool classification) {
     j["test_accuracy"] = classification && it.test_accuracy >= 0 ? number_or_none(it.test_accuracy) : nb::none();
     j["seconds"] = it.seconds;
     j["elapsed_seconds"] = it.elapsed_seconds;
+    j["round"] = it.round;
+    j["rank"] = it.rank;
     return j;
 }
 
@@ -758,6 +772,7 @@ nb::tuple search_py(const sp::Model& model, const AnyArray& x, const AnyArray& y
     so.adapt_rule = sp::parse_adapt_rule(opt<std::string>(options, "adapt_rule"));
     so.adapt_ramp = opt<std::size_t>(options, "adapt_ramp");
     so.start_rows = opt<std::size_t>(options, "start_rows");
+    so.ranks_per_run = opt<std::size_t>(options, "ranks_per_run");
     so.stop_run0 = opt<bool>(options, "stop_run0");
     so.finetune = opt<bool>(options, "search_finetune");
     so.validate(model.spec());
@@ -810,6 +825,9 @@ nb::tuple search_py(const sp::Model& model, const AnyArray& x, const AnyArray& y
         j["layer_targets"] = targets;
     }
     j["outer_iterations"] = r.outer_iterations;
+    j["rounds"] = r.rounds;
+    j["runs_per_round"] = r.parallel_runs;
+    j["ranks_per_run"] = so.ranks_per_run == 0 ? static_cast<std::size_t>(so.train.communicator.size()) : so.ranks_per_run;
     j["total_steps"] = r.total_steps;
     j["search_wall_seconds"] = r.wall_seconds;
     nb::list its;
@@ -880,6 +898,18 @@ NB_MODULE(_sparseprox, m) {
     });
 
     m.def("version", [] { return std::string(sp::version()); }, "The library's version, e.g. '0.2.0'.");
+    m.def(
+        "world",
+        [] {
+            const sp::Communicator w = sp::Communicator::world();
+            nb::dict d;
+            d["rank"] = w.rank();
+            d["size"] = w.size();
+            d["mpi"] = sp::mpi_compiled();
+            d["description"] = w.describe();
+            return d;
+        },
+        "The processes the launcher started: {'rank', 'size', 'mpi' (built with MPI), 'description'}.");
     m.def("cuda_compiled", &sp::cuda_compiled, "True when the library was built with the CUDA backend.");
     m.def("cuda_device_count", &sp::cuda_device_count,
           "Usable CUDA devices (0 without a GPU, a driver, or a CUDA build).");

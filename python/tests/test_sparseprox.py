@@ -461,3 +461,59 @@ def test_to_torch_conv(preset):
     ref = m.predict(x)
     assert np.any(ref != 0)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+
+
+DATA_PARALLEL_SCRIPT = r'''
+import hashlib, json, sys
+import numpy as np
+import sparseprox
+w = sparseprox.world()
+(X, y), test = sparseprox.mackey_glass()
+r = sparseprox.train("dense:6-32-32-1", X, y, test=test, lam=1e-3, steps=300, batch=100, device="cpu",
+                     distributed=True, comm_timeout=60)
+slab = b"".join(np.ascontiguousarray(l.weight).tobytes() + np.ascontiguousarray(l.bias).tobytes()
+                for l in r.model.layers)
+s = sparseprox.search("dense:6-32-32-1", X, y, target_nnz=300, tolerance=0.05, strategy="paper",
+                      lambda0=1e-2, lambda1=1e-4, stop_run0=False, finetune=False, steps=200, batch="full",
+                      device="cpu", distributed=True)
+with open(sys.argv[1] + f".{w['rank']}", "w") as f:
+    json.dump({"world": w, "sha": hashlib.sha256(slab).hexdigest(), "nnz": r.model.nnz_per_layer,
+               "steps": r.report["steps"], "search_rounds": s.report["rounds"],
+               "runs_per_round": s.report["runs_per_round"], "ranks": [it["rank"] for it in s.report["search"]]}, f)
+'''
+
+
+def test_world_is_one_process_without_a_launcher():
+    w = sparseprox.world()
+    assert w["rank"] == 0 and w["size"] == 1
+    with pytest.raises(sparseprox.Error, match="comm_timeout"):
+        sparseprox.train("dense:6-8-1", *sparseprox.mackey_glass()[0], steps=5, device="cpu", comm_timeout=5)
+
+
+def test_data_parallel_under_mpirun(tmp_path):
+    """Two processes under mpirun: the same weights on both ranks, the same NNZ as one process
+    (same global batch), and a parallel search of two runs per round."""
+    import shutil
+    import sys
+    mpirun = shutil.which("mpirun")
+    if not sparseprox.world()["mpi"] or mpirun is None:
+        pytest.skip("the library was built without MPI, or mpirun is missing (Debian: openmpi-bin)")
+    script = tmp_path / "dp.py"
+    script.write_text(DATA_PARALLEL_SCRIPT)
+    out = tmp_path / "out"
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1",
+               SPARSEPROX_NUM_THREADS="1")
+    proc = subprocess.run([mpirun, "--oversubscribe", "-np", "2", sys.executable, str(script), str(out)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ranks = [json.loads((tmp_path / f"out.{k}").read_text()) for k in (0, 1)]
+    assert [r["world"]["rank"] for r in ranks] == [0, 1]
+    assert all(r["world"]["size"] == 2 for r in ranks)
+    assert ranks[0]["sha"] == ranks[1]["sha"], "every rank holds the same weights"
+    (X, y), test = sparseprox.mackey_glass()
+    one = sparseprox.train("dense:6-32-32-1", X, y, test=test, lam=1e-3, steps=300, batch=100, device="cpu")
+    assert ranks[0]["steps"] == one.report["steps"]
+    for n2, n1 in zip(ranks[0]["nnz"], one.model.nnz_per_layer):
+        assert abs(n2 - n1) <= max(2, 0.02 * n1), (ranks[0]["nnz"], one.model.nnz_per_layer)
+    assert ranks[0]["runs_per_round"] == 2
+    assert sorted(set(ranks[0]["ranks"])) == [0, 1], "both ranks trained runs of the search"
