@@ -295,7 +295,7 @@ TEST_F(SearchResume, AMalformedCheckpointIsAnErrorNamingTheFile) {
     no_best.tensors.erase("best");
     EXPECT_TRUE(throws_error_with([&] { resume_from(no_best); }, {bad, "tensor 'best' is missing"}));
     TensorFile short_best = good;
-    short_best.tensors["best"] = Tensor{{3}, {1.0f, 2.0f, 3.0f}};
+    short_best.tensors["best"] = Tensor{{3}, {1.0f, 2.0f, 3.0f}, DType::f32, {}};
     EXPECT_TRUE(throws_error_with([&] { resume_from(short_best); }, {bad, "the best model has 3 parameters"}));
     TensorFile version = good;
     version.metadata["checkpoint_version"] = "2";

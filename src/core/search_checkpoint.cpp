@@ -236,7 +236,12 @@ SearchLoopState loop_of(const json& j) {
     return s;
 }
 
-Tensor flat(const std::vector<float>& v) { return Tensor{{v.size()}, v}; }
+Tensor flat(const std::vector<float>& v) {
+    Tensor t;
+    t.shape = {v.size()};
+    t.data = v;
+    return t;
+}
 
 }  // namespace
 
