@@ -421,9 +421,23 @@ json bench_inference(const std::string& label, const std::string& spec_text, int
     r["compact_file_bytes"] = std::filesystem::file_size(compact_file);
     std::filesystem::remove(dense_file);
     std::filesystem::remove(compact_file);
+    // A network that is not a preset or a dense chain prints as its weight shapes (its JSON
+    // description is in the report).
+    auto brief = [](const ModelSpec& spec) {
+        const std::string s = spec.to_short();
+        if (s.find('{') == std::string::npos) return s;
+        std::string out = "weights ";
+        const ParamLayout layout = ParamLayout::of(spec);
+        for (std::size_t l = 0; l < layout.segments.size(); ++l) {
+            if (l) out += ", ";
+            const std::vector<std::size_t>& shape = layout.segments[l].weight_shape;
+            for (std::size_t k = 0; k < shape.size(); ++k) out += (k ? "x" : "") + std::to_string(shape[k]);
+        }
+        return out;
+    };
     std::printf("  %s: %s, %zu of %zu weights nonzero%s; compact %s; file %zu -> %zu bytes (%.1fx smaller)\n",
-                label.c_str(), r["architecture"].get<std::string>().c_str(), model.nnz_total(), model.spec().n_weights(),
-                density > 0.0 ? " (magnitude-pruned)" : "", r["compact_architecture"].get<std::string>().c_str(),
+                label.c_str(), brief(model.spec()).c_str(), model.nnz_total(), model.spec().n_weights(),
+                density > 0.0 ? " (magnitude-pruned)" : "", brief(c.model.spec()).c_str(),
                 r["file_bytes"].get<std::size_t>(), r["compact_file_bytes"].get<std::size_t>(),
                 static_cast<double>(r["file_bytes"].get<std::size_t>()) / static_cast<double>(r["compact_file_bytes"].get<std::size_t>()));
     const InferenceFormat formats[3] = {InferenceFormat::dense, InferenceFormat::csr, InferenceFormat::compact};
