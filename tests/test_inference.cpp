@@ -63,21 +63,22 @@ void expect_formats_agree(const Model& m, std::size_t rows, std::size_t batch) {
     expect_close(dense, m.predict(x, cpu), 1e-6f, 1e-6f);
 }
 
+// A padded conv, an unpadded one, both pools, an explicit flatten and one implicit.
+const char* const kConvNet = R"({"input_shape": [2, 9, 9], "layers": [
+    {"type": "conv2d", "filters": 5, "kernel": 3, "padding": 1}, {"type": "activation", "activation": "relu"},
+    {"type": "maxpool2d", "kernel": 2, "stride": 1},
+    {"type": "conv2d", "filters": 6, "kernel": 3}, {"type": "activation", "activation": "tanh"},
+    {"type": "avgpool2d", "kernel": 2, "stride": 2},
+    {"type": "dense", "units": 7}, {"type": "activation", "activation": "sigmoid"},
+    {"type": "dense", "units": 4}]})";
+
 TEST(Inference, DenseModelFormatsAgreeAtOddBatches) {
     const Model m = sparse_model(ModelSpec::parse("dense:19-23-11-3"), 0.3, 1);
     for (std::size_t batch : {1, 5, 32}) expect_formats_agree(m, 37, batch);
 }
 
 TEST(Inference, ConvModelFormatsAgree) {
-    // A padded conv, an unpadded one, both pools, an explicit flatten and one implicit.
-    const std::string json = R"({"input_shape": [2, 9, 9], "layers": [
-        {"type": "conv2d", "filters": 5, "kernel": 3, "padding": 1}, {"type": "activation", "activation": "relu"},
-        {"type": "maxpool2d", "kernel": 2, "stride": 1},
-        {"type": "conv2d", "filters": 6, "kernel": 3}, {"type": "activation", "activation": "tanh"},
-        {"type": "avgpool2d", "kernel": 2, "stride": 2},
-        {"type": "dense", "units": 7}, {"type": "activation", "activation": "sigmoid"},
-        {"type": "dense", "units": 4}]})";
-    Model m = sparse_model(ModelSpec::parse(json), 0.5, 3);
+    Model m = sparse_model(ModelSpec::parse(kConvNet), 0.5, 3);
     // Filter 2 of the first conv has no incoming weight (a constant everywhere, padding or not:
     // folded into the unpadded second conv); filter 1 of the second conv too (folded through
     // tanh and the average pool into the dense layer).
@@ -203,14 +204,7 @@ TEST(InferenceCuda, CsrMatchesDenseForAnMlp) {
 TEST(InferenceCuda, CsrMatchesDenseForAConvNet) {
     SPARSEPROX_CUDA_BACKEND_OR_SKIP(probe);
     probe.reset();
-    const std::string json = R"({"input_shape": [2, 9, 9], "layers": [
-        {"type": "conv2d", "filters": 5, "kernel": 3, "padding": 1}, {"type": "activation", "activation": "relu"},
-        {"type": "maxpool2d", "kernel": 2, "stride": 1},
-        {"type": "conv2d", "filters": 6, "kernel": 3}, {"type": "activation", "activation": "tanh"},
-        {"type": "avgpool2d", "kernel": 2, "stride": 2},
-        {"type": "dense", "units": 7}, {"type": "activation", "activation": "sigmoid"},
-        {"type": "dense", "units": 4}]})";
-    const Model m = sparse_model(ModelSpec::parse(json), 0.5, 3);
+    const Model m = sparse_model(ModelSpec::parse(kConvNet), 0.5, 3);
     for (std::size_t batch : {1, 4}) expect_csr_on_cuda_agrees(m, 9, batch);
     // The conv layers run dense there: every kernel weight counts, times the output positions.
     const ModelSpec& spec = m.spec();
