@@ -87,6 +87,29 @@ TEST(Inference, ConvModelFormatsAgree) {
     for (std::size_t batch : {1, 4}) expect_formats_agree(m, 9, batch);
 }
 
+// The CPU's csr engine runs a conv layer as a sparse kernel matrix when at most 10% of its
+// weights are nonzero, else dense; the multiply-adds it reports say which.
+TEST(Inference, CsrConvLayersSparseOnlyWhenSparse) {
+    const ModelSpec spec = ModelSpec::parse(kConvNet);
+    for (double density : {0.06, 0.5}) {
+        const Model m = sparse_model(spec, density, 5);
+        for (std::size_t batch : {1, 4}) expect_formats_agree(m, 9, batch);
+        std::size_t want = 0;
+        for (std::size_t k = 0, w = 0; k < spec.layers.size(); ++k) {
+            const LayerSpec& l = spec.layers[k];
+            if (!l.has_weights()) continue;
+            std::size_t nonzero = 0;
+            for (float v : m.weights(w)) nonzero += v != 0.0f;
+            const bool conv = l.kind == LayerKind::conv2d;
+            const std::size_t positions = conv ? l.out_shape.height * l.out_shape.width : 1;
+            want += (conv && nonzero * 10 > l.n_weights() ? l.n_weights() : nonzero) * positions;
+            ++w;
+        }
+        InferenceEngine e(m, Device{}, InferenceFormat::csr, 4);
+        EXPECT_EQ(e.multiply_adds_per_sample(), want) << "density " << density;
+    }
+}
+
 TEST(Compact, RemovesDeadUnitsAndFoldsConstantOnes) {
     // 6 -> 5 -> 4 -> 2. Inputs 0 and 3 are read by no weight; hidden unit 1 has no incoming
     // weight (constant relu(b) = 0.5 folded); hidden unit 4 has no outgoing weight; unit 2 of the

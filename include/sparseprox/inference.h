@@ -6,8 +6,10 @@
 //   csr      every dense layer as a compressed-sparse-row matrix (n_out, n_in) multiplied by the
 //            batch (CPU: Eigen's sparse x dense product; CUDA: cuSPARSE's SpMM, SpMV for one
 //            row). Conv layers: on the CPU a (c_out, c_in*kh*kw) CSR matrix multiplied by the
-//            im2col patches of each sample; on CUDA they run dense through cuDNN, as in the
-//            dense format (multiply_adds_per_sample() counts them so);
+//            im2col patches of each sample when at most 10% of the layer's weights are nonzero,
+//            else dense as in the dense format (a denser sparse product loses to the batched
+//            GEMM); on CUDA they run dense through cuDNN (multiply_adds_per_sample() counts
+//            dense layers so);
 //   compact  the smaller dense network compact() builds (dead units and inputs removed), run by
 //            the dense engine.
 // Every format runs on every device.
@@ -101,7 +103,7 @@ public:
     std::size_t max_batch() const;
     // Weights the format multiplies per sample: dense and compact count every entry of their
     // dense matrices (conv: times the output positions), csr only the nonzeros (but every
-    // weight of a conv layer on CUDA, which runs it dense).
+    // weight of a conv layer it runs dense: on CUDA, and above 10% density on the CPU).
     std::size_t multiply_adds_per_sample() const;
 
 private:

@@ -1,7 +1,7 @@
 // The csr inference engine's layer walk (core/csr_network.h). The activations ping-pong between
 // two buffers of max_batch rows of the widest layer; flatten moves no data. A conv layer keeps
-// either its CSR kernel matrix (c_out, c_in*kh*kw) or, on a backend without sparse
-// convolutions, its dense weights.
+// either its CSR kernel matrix (c_out, c_in*kh*kw) or its dense weights: on a backend without
+// sparse convolutions, and wherever more than kSparseConvMaxDensity of its weights are nonzero.
 #include "core/csr_network.h"
 
 #include <algorithm>
@@ -12,6 +12,14 @@
 #include "sparseprox/error.h"
 
 namespace sparseprox {
+
+// A conv layer denser than this runs dense in the csr format: the sparse kernel matrix times
+// each sample's im2col patches does not beat the batched dense GEMM above it. Measured on the
+// 2-core development CPU (README, "Inference: dense vs csr vs compact"): with its conv layers
+// sparse (84% and 24% nonzero) the lenet5 model at 5% ran at 0.81-0.86x dense's samples/s at
+// batch 32 and 256, with them dense at 1.04-1.1x; CNN8 at 7.3% (convolutions 95%, 52% and 28%
+// nonzero) at 0.64x at batch 256 sparse and 0.99x dense.
+constexpr double kSparseConvMaxDensity = 0.1;
 
 struct CsrNetwork::Impl {
     struct Layer {
@@ -57,7 +65,12 @@ CsrNetwork::CsrNetwork(std::unique_ptr<Backend> backend, const Model& model, std
             const std::string what = "layer " + std::to_string(k);
             const bool conv = l.kind == LayerKind::conv2d;
             const std::size_t positions = conv ? l.out_shape.height * l.out_shape.width : 1;
-            if (conv && !be.has_csr_conv2d()) {
+            std::size_t nonzero = 0;
+            for (float v : weights) nonzero += v != 0.0f;
+            const bool dense_conv = conv && (!be.has_csr_conv2d() ||
+                                             static_cast<double>(nonzero) >
+                                                 kSparseConvMaxDensity * static_cast<double>(weights.size()));
+            if (dense_conv) {
                 layer.W_dense.allocate(be, weights.size());
                 layer.W_dense.upload(weights.data(), weights.size());
                 layer.multiply_adds = weights.size() * positions;
