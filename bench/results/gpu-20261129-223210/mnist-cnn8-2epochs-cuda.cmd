@@ -1,0 +1,1 @@
+build-gpu/sparseprox train --model cnn8 --data idx:DEPS/data/mnist --epochs 2 --device cuda --lr 0.2 --lambda 5e-5,1e-4,1e-4,3e-4,1e-4 --progress-seconds 10 --report /tmp/gpu-results/mnist-cnn8-2epochs-cuda.json
