@@ -201,8 +201,6 @@ void remove_pending_temp_files() noexcept {
         if (s.state.load() == kReady) ::unlink(s.path);
 }
 
-namespace {
-
 extern "C" void remove_temp_files_and_die(int sig) {
     const int saved = errno;
     remove_pending_temp_files();
@@ -213,8 +211,6 @@ extern "C" void remove_temp_files_and_die(int sig) {
     ::raise(sig);  // delivered when the handler returns: the process dies of the signal
     errno = saved;
 }
-
-}  // namespace
 
 void install_temp_file_cleanup() {
     for (int sig : {SIGINT, SIGTERM, SIGHUP}) {

@@ -17,4 +17,8 @@ namespace sparseprox {
 // folder included).
 std::string read_file(const std::string& path);
 
+// A signal handler's last act: removes the pending temporary files, restores the signal's default
+// action and raises it again, so the process dies of it (async-signal-safe).
+extern "C" void remove_temp_files_and_die(int sig);
+
 }  // namespace sparseprox

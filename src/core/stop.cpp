@@ -5,6 +5,7 @@
 
 #include <atomic>
 
+#include "core/atomic_file.h"
 #include "sparseprox/files.h"
 
 namespace sparseprox {
@@ -17,19 +18,10 @@ std::atomic<int> g_signal{0};
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
               "the stop flag is set from a signal handler");
 
-void die_of(int sig) {
-    remove_pending_temp_files();
-    struct sigaction sa {};
-    sa.sa_handler = SIG_DFL;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(sig, &sa, nullptr);
-    ::raise(sig);  // delivered when the handler returns: the process dies of the signal
-}
-
 extern "C" void stop_on_signal(int sig) {
     int expected = 0;
     if (!g_signal.compare_exchange_strong(expected, sig)) {
-        die_of(sig);  // the second signal: no more waiting
+        remove_temp_files_and_die(sig);  // the second signal: no more waiting
         return;
     }
     g_stop.store(true);
