@@ -19,25 +19,9 @@ using namespace sparseprox;
 using sparseprox::testing_util::TempDirTest;
 using sparseprox::testing_util::throws_error_with;
 
-namespace {
+using sparseprox::testing_util::smooth_regression;
 
-Dataset smooth_regression(std::size_t n, std::uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    Dataset d;
-    d.name = "smooth";
-    d.task = Task::regression;
-    d.n_samples = n;
-    d.n_features = 4;
-    d.n_outputs = 1;
-    for (std::size_t i = 0; i < n; ++i) {
-        float x[4];
-        for (float& v : x) v = u(rng);
-        d.x.insert(d.x.end(), x, x + 4);
-        d.y.push_back(std::sin(2.0f * x[0]) * x[1] + 0.5f * x[2] * x[2] - 0.3f * x[3]);
-    }
-    return d;
-}
+namespace {
 
 // A search that needs several runs: a tight band on a small network, mini-batches (so the
 // batch order matters), a test set evaluated every run.

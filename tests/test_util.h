@@ -6,12 +6,16 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <random>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <initializer_list>
 #include <string>
 
+#include "sparseprox/data.h"
 #include "sparseprox/error.h"
 
 namespace sparseprox {
@@ -61,6 +65,26 @@ protected:
 private:
     std::filesystem::path dir_;
 };
+
+// A smooth 4-feature regression problem: n rows, x uniform in [-1, 1],
+// y = sin(2 x0) x1 + 0.5 x2^2 - 0.3 x3.
+inline Dataset smooth_regression(std::size_t n, std::uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    Dataset d;
+    d.name = "smooth";
+    d.task = Task::regression;
+    d.n_samples = n;
+    d.n_features = 4;
+    d.n_outputs = 1;
+    for (std::size_t i = 0; i < n; ++i) {
+        float x[4];
+        for (float& v : x) v = u(rng);
+        d.x.insert(d.x.end(), x, x + 4);
+        d.y.push_back(std::sin(2.0f * x[0]) * x[1] + 0.5f * x[2] * x[2] - 0.3f * x[3]);
+    }
+    return d;
+}
 
 }  // namespace testing_util
 }  // namespace sparseprox
