@@ -204,13 +204,28 @@ TEST(Cli, DefaultSearchTrainsTheReturnedNetworkItsWholeBudget) {
     fs::remove_all(dir);
 }
 
-// Without --strategy, an l1 search for one total target is the adaptive strategy with the
-// magnitude allocation (one run, a lambda per layer), and a per-layer search is the paper's.
-TEST(Cli, DefaultSearchIsAdaptiveWithTheMagnitudeAllocation) {
+// Without --strategy, an l1 search for one total target is the adaptive strategy with the lazy
+// l1 form and one lambda (one run); with --l1-form greedy its allocation is the magnitude one (a
+// lambda per layer); a per-layer search is the paper's, with the greedy form.
+TEST(Cli, DefaultSearchIsAdaptiveWithTheLazyFormOrTheMagnitudeAllocation) {
     const fs::path dir = temp_dir();
     const fs::path report = dir / "default.json";
-    const CliRun r = run_cli("search --device cpu --model dense:6-16-8-1 --steps 2000 --target-nnz 60 --tolerance 0.05 "
+    const CliRun d = run_cli("search --device cpu --model dense:6-16-8-1 --steps 2000 --target-nnz 60 --tolerance 0.05 "
                              "-q --report " + report.string());
+    ASSERT_EQ(d.status, 0) << d.output;
+    EXPECT_NE(d.output.find("l1 form lazy"), std::string::npos) << d.output;
+    {
+        std::ifstream in(report);
+        const nlohmann::json j = nlohmann::json::parse(in);
+        EXPECT_EQ(j["strategy"], "adaptive");
+        EXPECT_EQ(j["allocation"], "uniform");
+        EXPECT_EQ(j["method_options"]["form"], "lazy");
+        EXPECT_EQ(j["adapt_ramp"].get<std::size_t>(), 1500u);  // three quarters of the budget
+        EXPECT_EQ(j["steps"].get<std::size_t>(), 2000u);
+        EXPECT_TRUE(j["reached"].get<bool>());
+    }
+    const CliRun r = run_cli("search --device cpu --model dense:6-16-8-1 --steps 2000 --target-nnz 60 --tolerance 0.05 "
+                             "--l1-form greedy -q --report " + report.string());
     ASSERT_EQ(r.status, 0) << r.output;
     EXPECT_NE(r.output.find("search (l1, adaptive)"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("allocation magnitude: layer targets"), std::string::npos) << r.output;
@@ -218,6 +233,7 @@ TEST(Cli, DefaultSearchIsAdaptiveWithTheMagnitudeAllocation) {
     const nlohmann::json j = nlohmann::json::parse(in);
     EXPECT_EQ(j["strategy"], "adaptive");
     EXPECT_EQ(j["allocation"], "magnitude");
+    EXPECT_EQ(j["method_options"]["form"], "greedy");
     ASSERT_EQ(j["layer_targets"].size(), 3u);
     std::size_t sum = 0;
     for (const auto& t : j["layer_targets"]) sum += t.get<std::size_t>();
@@ -327,6 +343,8 @@ TEST(Cli, SearchRejectsImpossibleTargets) {
         {"search --steps 1 --target-nnz 100 --strategy paper --max-outer 1", "max_outer"},
         {"search --steps 1 --target-nnz 100 --adapt-rule pid --strategy adaptive", "pid"},
         {"search --steps 1 --target-nnz 100 --allocation erk", "erk"},
+        {"search --steps 1 --target-nnz 100 --l1-form eager", "eager"},
+        {"train --steps 1 --l1-form sometimes", "sometimes"},
     };
     for (const auto& c : cases) {
         const CliRun r = run_cli(c.args);
@@ -502,6 +520,7 @@ TEST(Cli, NonsenseValuesAreRefused) {
         {"train --steps 1 --batch 5000", "--batch 5000 is larger than the 1000 training rows"},
         {"train --steps 1 --l0-gate-lr 0.1", "--l0-gate-lr does not apply"},
         {"train --steps 1 --gmp-end 0.5", "--gmp-end does not apply"},
+        {"train --steps 1 --method gmp --target-nnz 10 --l1-form lazy", "--l1-form does not apply"},
         {"train --steps 1 --finetune-lr 0.1", "--finetune-lr does not apply"},
         {"train --steps 1 --pixel-scale unit", "--pixel-scale does not apply"},
         {"search --steps 1 --target-nnz 100 --strategy paper --adapt-interval 5", "--adapt-interval does not apply"},

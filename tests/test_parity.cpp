@@ -745,6 +745,62 @@ void add_optimizer_cases(std::vector<Case>& cases) {
             }});
         }
     }
+    // The lazy l1 step with every optimizer kind: z takes the optimizer's steps, the weights are
+    // its soft-threshold (thresholds at 20% of z's scale, so a third or so of the weights are
+    // zero and some cross the level between steps). Bitwise, like the greedy step.
+    for (OptimizerKind k : {OptimizerKind::sgd, OptimizerKind::momentum, OptimizerKind::nesterov, OptimizerKind::adam,
+                            OptimizerKind::adamw}) {
+        cases.push_back({std::string("lazy_prox_step_") + optimizer_name(k), false, [k](const BackendFactory& make) {
+            auto b = make();
+            const ParamLayout layout = layout_of("dense:5-3000-7");
+            OptimizerOptions o;
+            o.kind = k;
+            o.momentum = 0.85f;
+            o.eps = 1e-6f;
+            std::vector<float> lambdas(layout.segments.size());
+            for (std::size_t l = 0; l < lambdas.size(); ++l) lambdas[l] = 0.4f + 0.2f * static_cast<float>(l);
+            const std::vector<float> init = random_slab(layout, 60, 0.1f);
+            auto d_p = put(*b, init);
+            auto d_z = put(*b, init);
+            auto d_h = put(*b, hyper_of(0.05f, lambdas));
+            Buffer<float> state(*b, 2 * layout.slab_size);
+            state.zero();
+            opt::State st;
+            if (opt::slots(static_cast<std::int32_t>(k)) > 0) st.a = state.data();
+            if (opt::slots(static_cast<std::int32_t>(k)) > 1) st.b = state.data() + layout.slab_size;
+            Buffer<std::uint64_t> nnz(*b, layout.segments.size());
+            for (std::uint64_t t = 1; t <= 3; ++t) {
+                auto d_g = put(*b, random_slab(layout, static_cast<std::uint32_t>(61 + t), 0.5f));
+                b->lazy_prox_step(d_p.data(), d_z.data(), d_g.data(), st, layout, d_h.data(), opt::make_step(o, 0.01f, t),
+                                  nullptr, nnz.data());
+            }
+            // Frozen: a fourth step with the stop flag set changes nothing.
+            const std::vector<float> before = get(d_p), z_before = get(d_z);
+            std::int32_t one = 1;
+            Buffer<std::int32_t> stop(*b, 1);
+            stop.upload(&one, 1);
+            auto d_g = put(*b, random_slab(layout, 69, 0.5f));
+            b->lazy_prox_step(d_p.data(), d_z.data(), d_g.data(), st, layout, d_h.data(), opt::make_step(o, 0.01f, 4),
+                              stop.data(), nnz.data());
+            if (get(d_p) != before || get(d_z) != z_before) ADD_FAILURE() << b->name() << ": a frozen lazy step wrote";
+            // The weights are the soft-threshold of z: exact zeros where |z| <= lr lambda.
+            std::size_t zeros = 0, n_weights = 0;
+            for (const ParamSegment& seg : layout.segments) {
+                n_weights += seg.n_weights;
+                for (std::size_t i = 0; i < seg.n_weights; ++i) zeros += before[seg.weight_offset + i] == 0.0f;
+            }
+            if (zeros < n_weights / 20 || zeros == n_weights)
+                ADD_FAILURE() << b->name() << ": " << zeros << " of " << n_weights << " weights are zero";
+            const std::vector<float> all = get(state);
+            Outputs out_{out("params", widen(before), bitwise()), out("z", widen(z_before), bitwise()),
+                         out("nnz", widen(get(nnz)), bitwise(), false)};
+            if (opt::slots(static_cast<std::int32_t>(k)) > 0)
+                out_.push_back(out("state_a", std::vector<double>(all.begin(), all.begin() + layout.slab_size), bitwise()));
+            if (opt::slots(static_cast<std::int32_t>(k)) > 1)
+                out_.push_back(out("state_b", std::vector<double>(all.begin() + layout.slab_size, all.end()), bitwise()));
+            return out_;
+        }});
+    }
     // l0's theta and spred's u, v with an optimizer.
     cases.push_back({"l0_update_adam", false, [](const BackendFactory& make) {
         auto b = make();
@@ -802,7 +858,7 @@ void add_optimizer_cases(std::vector<Case>& cases) {
 // warm-up, set before every step as the trainer does.
 Outputs network_outputs(const BackendFactory& make, const std::string& spec_text, Method method, bool classify,
                         std::size_t steps, const StopRule& rule, float lambda = 1e-3f,
-                        OptimizerKind optimizer = OptimizerKind::sgd, bool cosine = false) {
+                        OptimizerKind optimizer = OptimizerKind::sgd, bool cosine = false, bool lazy = false) {
     const ModelSpec spec = spec_text[0] == '{' ? ModelSpec::from_json(spec_text) : ModelSpec::parse(spec_text);
     const Model init = Model::initialize(spec, 5);
     Dataset data;
@@ -822,6 +878,7 @@ Outputs network_outputs(const BackendFactory& make, const std::string& spec_text
     TrainOptions opt;
     opt.method.method = method;
     opt.method.l0.group = method == Method::l0 && classify;
+    opt.method.l1.form = lazy ? L1Form::lazy : L1Form::greedy;
     opt.lr = 0.05f;
     opt.lambdas = {method == Method::spred ? 1e-2f : lambda};
     opt.steps = steps;
@@ -894,6 +951,17 @@ void add_network_cases(std::vector<Case>& cases) {
                                             x.cosine);
         }});
     }
+    // The lazy l1 form through the network (its z slab set from the parameters, the gradient at
+    // the thresholded weights): plain SGD and Adam, dense and conv, at a level that prunes.
+    for (OptimizerKind k : {OptimizerKind::sgd, OptimizerKind::adam})
+        for (bool c : {false, true}) {
+            const std::string name = std::string("network_") + (c ? "conv" : "dense") + "_l1_lazy_" + optimizer_name(k);
+            cases.push_back({name, false, [k, c, conv](const BackendFactory& make) {
+                return c ? network_outputs(make, conv, Method::l1, true, 6, StopRule{}, 0.5f, k, false, true)
+                         : network_outputs(make, "dense:6-40-30-1", Method::l1, false, 12, StopRule{}, 0.5f, k, false,
+                                           true);
+            }});
+        }
     cases.push_back({"network_stop_freezes_first_in_band_step", false, [](const BackendFactory& make) {
         // A band the l1 run passes through after a few steps: both backends stop at the same step.
         StopRule rule;

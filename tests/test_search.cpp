@@ -455,7 +455,15 @@ TEST(NetworkSearch, AdaptiveArmsTheBandAfterItsRamp) {
     o.train.stop.tolerance = 0.02;
     o.adapt_interval = 50;
     SearchResult r = LambdaSearch(o).run(init, d, nullptr);
-    EXPECT_EQ(r.adapt_ramp, 2000u);  // default: half the budget
+    EXPECT_EQ(r.l1_form, L1Form::lazy) << "the adaptive strategy's default form";
+    EXPECT_EQ(r.adapt_ramp, 3000u);  // default under the lazy form: three quarters of the budget
+    ASSERT_TRUE(r.reached);
+    EXPECT_EQ(r.total_steps, 4000u);  // fine-tuned to the end of the budget
+    EXPECT_GT(r.run.steps - r.run.finetune_steps, 3000u - 50u) << "the band is armed from the end of the ramp";
+    o.train.method.l1.form = L1Form::greedy;
+    r = LambdaSearch(o).run(init, d, nullptr);
+    EXPECT_EQ(r.l1_form, L1Form::greedy);
+    EXPECT_EQ(r.adapt_ramp, 2000u);  // under the greedy form: half the budget
     ASSERT_TRUE(r.reached);
     EXPECT_EQ(r.total_steps, 4000u);  // fine-tuned to the end of the budget
     EXPECT_GT(r.run.steps - r.run.finetune_steps, 2000u - 50u) << "the band is armed from the end of the ramp";
@@ -521,8 +529,11 @@ TEST(MagnitudeAllocation, TiesAreSharedInProportionToTheTiedCounts) {
 }
 
 TEST(Allocation, NamesRoundTrip) {
-    for (Allocation a : {Allocation::uniform, Allocation::magnitude}) EXPECT_EQ(parse_allocation(to_string(a)), a);
-    EXPECT_TRUE(throws_error_with([] { parse_allocation("erk"); }, {"erk", "uniform or magnitude"}));
+    for (Allocation a : {Allocation::uniform, Allocation::magnitude, Allocation::automatic})
+        EXPECT_EQ(parse_allocation(to_string(a)), a);
+    EXPECT_TRUE(throws_error_with([] { parse_allocation("erk"); }, {"erk", "uniform, magnitude or auto"}));
+    for (L1Form f : {L1Form::automatic, L1Form::greedy, L1Form::lazy}) EXPECT_EQ(parse_l1_form(to_string(f)), f);
+    EXPECT_TRUE(throws_error_with([] { parse_l1_form("eager"); }, {"eager", "auto, greedy or lazy"}));
 }
 
 // The adaptive strategy with the magnitude allocation: every layer its own lambda, steered to the
@@ -535,9 +546,20 @@ TEST(NetworkSearch, AdaptiveAllocatesTheTotalAmongTheLayers) {
     o.train.steps = 3000;
     o.train.stop.targets = {120};
     o.train.stop.tolerance = 0.02;
-    ASSERT_EQ(o.allocation, Allocation::magnitude) << "the default";
+    ASSERT_EQ(o.allocation, Allocation::automatic) << "the default";
+    // The default under the adaptive strategy: the lazy form, whose one threshold over all the
+    // layers shares the total by magnitude (uniform lambda, no layer targets).
+    const SearchResult lazy = LambdaSearch(o).run(init, d, nullptr);
+    ASSERT_TRUE(lazy.reached) << lazy.total_steps << " steps";
+    EXPECT_EQ(lazy.l1_form, L1Form::lazy);
+    EXPECT_EQ(lazy.allocation, Allocation::uniform);
+    EXPECT_TRUE(lazy.layer_targets.empty());
+    EXPECT_EQ(lazy.run.steps, 3000u);
+    // The greedy form: auto is the magnitude allocation.
+    o.train.method.l1.form = L1Form::greedy;
     const SearchResult r = LambdaSearch(o).run(init, d, nullptr);
     ASSERT_TRUE(r.reached) << r.total_steps << " steps";
+    EXPECT_EQ(r.l1_form, L1Form::greedy);
     EXPECT_EQ(r.allocation, Allocation::magnitude);
     ASSERT_EQ(r.layer_targets.size(), 3u);
     EXPECT_EQ(r.layer_targets[0] + r.layer_targets[1] + r.layer_targets[2], 120u);
@@ -584,7 +606,7 @@ TEST(NetworkSearch, AdaptiveIgnoresAnEarlyCrossingAndTrainsTheWholeBudget) {
     EXPECT_EQ(r.run.steps, 800u);
     EXPECT_EQ(r.total_steps, 800u);
     ASSERT_GE(r.iterations.size(), 2u);
-    EXPECT_EQ(r.iterations[0].steps, 66u) << "the warm-up: R/6 of half the budget, to the first poll after it";
+    EXPECT_EQ(r.iterations[0].steps, 100u) << "the warm-up: R/6 of 3/4 of the budget, to the first poll after it";
     if (r.reached) EXPECT_GT(r.run.finetune_steps, 0u);
 }
 
@@ -600,6 +622,7 @@ TEST(NetworkSearch, AdaptiveLandsAboveTheBandByTrimming) {
     o.train.stop.tolerance = 0.0;  // a band of one count: no step meets it by chance
     o.adapt_rate = 1e-6;           // lambda all but fixed at its start: the count stays high
     o.lambda0 = {1e-6f};
+    o.allocation = Allocation::magnitude;  // per-layer targets, under the default lazy form
     const SearchResult r = LambdaSearch(o).run(init, d, nullptr);
     ASSERT_TRUE(r.reached);
     EXPECT_TRUE(r.landed);

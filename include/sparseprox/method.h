@@ -23,6 +23,27 @@ inline const char* method_name(Method m) { return to_string(m); }
 // "l1", "l0", "spred" or "gmp"; throws naming the value otherwise.
 SPARSEPROX_API Method parse_method(const std::string& name);
 
+// How the l1 step applies the threshold (docs/method.md §3.1):
+//   greedy  w <- S_{eta lambda_l}(w - eta g) every step: proximal SGD (Algorithm 3, the paper's;
+//           Duchi & Singer's FOBOS). The shrinkage accumulates: every surviving weight loses
+//           eta lambda_l per step.
+//   lazy    z <- z - eta g, w = S_{eta lambda_l}(z): the gradients accumulate in a dense copy z
+//           of the weights (taken when the run starts) and the network uses its soft-threshold.
+//           The l1 dual-averaging / FTRL-proximal step (Xiao 2010; McMahan 2011) with lambda_l
+//           the strength on the accumulated sum: the threshold is a level, not a per-step
+//           shrinkage, and a pruned weight whose gradients keep one sign comes back once z
+//           crosses it.
+//   automatic  lazy for the adaptive search strategy, greedy everywhere else (train, and the
+//           paper and warm strategies, which follow the paper).
+enum class L1Form { automatic, greedy, lazy };
+SPARSEPROX_API const char* to_string(L1Form f);
+// "auto", "greedy" or "lazy"; throws naming the value otherwise.
+SPARSEPROX_API L1Form parse_l1_form(const std::string& name);
+
+struct SPARSEPROX_API L1Options {
+    L1Form form = L1Form::automatic;
+};
+
 struct SPARSEPROX_API L0Options {
     // Gate granularity: false, one gate per weight; true, group gates (the input neurons of dense
     // layers, the output filters of conv layers), as in the reference code.
@@ -55,6 +76,7 @@ struct SPARSEPROX_API GmpOptions {
 
 struct SPARSEPROX_API MethodOptions {
     Method method = Method::l1;
+    L1Options l1;
     L0Options l0;
     SpredOptions spred;
     GmpOptions gmp;

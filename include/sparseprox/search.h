@@ -67,13 +67,16 @@ SPARSEPROX_API AdaptRule parse_adapt_rule(const std::string& name);
 //   uniform    one lambda for every layer (Algorithm 1, the paper): each layer keeps the weights
 //              whose loss gradient outweighs that lambda, which starves layers with small
 //              gradients (lenet300100 at 5%: 1,647 of 30,000 weights in its second layer).
-//   magnitude  (default) per-layer targets t_l summing to the total: the layers' shares of the
+//   magnitude  per-layer targets t_l summing to the total: the layers' shares of the
 //              total's largest weight magnitudes over the whole network at the end of the dense
 //              warm-up (magnitude_allocation), which is the allocation of global gradual
 //              magnitude pruning; each layer's lambda is then steered toward its t_l.
-enum class Allocation { uniform, magnitude };
+//   automatic  (default) uniform under the lazy l1 form, whose one threshold over the
+//              accumulated weights of every layer is global magnitude pruning's allocation kept
+//              up to date at every step; magnitude under the greedy form.
+enum class Allocation { uniform, magnitude, automatic };
 SPARSEPROX_API const char* to_string(Allocation a);
-SPARSEPROX_API Allocation parse_allocation(const std::string& name);  // uniform, magnitude
+SPARSEPROX_API Allocation parse_allocation(const std::string& name);  // uniform, magnitude, auto
 
 // The per-layer counts of the `total` largest |w| over every weight layer of `model` (a weight
 // ranks by its magnitude alone, whatever its layer). Ties at the threshold magnitude (zeros
@@ -130,13 +133,14 @@ struct SPARSEPROX_API SearchOptions {
     std::size_t adapt_interval = 0;    // steps between lambda updates (K; 0: 1/100 of the budget, >= 1)
     double adapt_rate = 0.0;           // a (0: the rule's default, 0.5 relative, 1 sparsity)
     AdaptRule adapt_rule = AdaptRule::relative;
-    // Relative rule: the step at which the NNZ schedule reaches the target (R; 0: half the
-    // budget). The schedule starts at R/6 after a warm-up at the starting lambda; the band is
+    // Relative rule: the step at which the NNZ schedule reaches the target (R; 0: three quarters
+    // of the budget under the lazy l1 form, which does not shrink the kept weights, as gradual
+    // magnitude pruning's schedule ends; half of it under the greedy form). The schedule starts at R/6 after a warm-up at the starting lambda; the band is
     // armed from R, and a count still above the band at R + budget/10 (the landing step) is
     // trimmed to the target by magnitude within each group.
     std::size_t adapt_ramp = 0;
     // One total target with the adaptive strategy and l1: how the total is shared among layers.
-    Allocation allocation = Allocation::magnitude;
+    Allocation allocation = Allocation::automatic;
     // The rows of train_set whose gradients give the computed lambda^(0) (compute_lambda_max;
     // docs/method.md §8.1), evenly spaced over the set: 0, the default, takes all of them for the
     // paper and warm strategies (the paper's lambda_max) and at most kAdaptiveStartRows for the
@@ -197,6 +201,7 @@ struct SPARSEPROX_API SearchResult {
     std::size_t landing_step = 0;      // adaptive, relative rule: when a count above the band is trimmed
     bool landed = false;               // adaptive: the band was met by a trim (not by a step)
     Allocation allocation = Allocation::uniform;  // the allocation used
+    L1Form l1_form = L1Form::greedy;               // l1: the form of the step used (never automatic)
     std::vector<std::size_t> layer_targets;        // magnitude allocation: t_l per weight layer
     SearchStrategy strategy = SearchStrategy::paper;
     double wall_seconds = 0.0;         // search time, that before a resume included

@@ -246,7 +246,8 @@ def _is_classification(y: Any) -> bool:
 
 def _options(*, lam, lr, epochs, steps, batch, seed, target_nnz, tolerance, min_layers, device, method,
              optimizer, momentum, beta1, beta2, adam_eps, lr_schedule, lr_step_every, lr_gamma, lr_min,
-             warmup_steps, weight_decay, loss, finetune, finetune_lr, distributed=False, comm_timeout=0.0) -> dict:
+             warmup_steps, weight_decay, loss, finetune, finetune_lr, distributed=False, comm_timeout=0.0,
+             l1_form="auto") -> dict:
     if batch is not None and batch != "full":
         if isinstance(batch, (bool, np.bool_)) or not isinstance(batch, (int, np.integer)):
             raise ValueError(f"batch: {batch!r} (give a positive size or 'full')")
@@ -263,6 +264,7 @@ def _options(*, lam, lr, epochs, steps, batch, seed, target_nnz, tolerance, min_
         "min_layers": _whole(min_layers, "min_layers"),
         "device": str(device),
         "method": str(method),
+        "l1_form": str(l1_form),
         "optimizer": str(optimizer),
         "momentum": float(momentum),
         "beta1": float(beta1),
@@ -305,6 +307,7 @@ def train(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
           min_layers: int = 0,
           device: str = "auto",
           method: str = "l1",
+          l1_form: str = "auto",
           optimizer: str = "sgd",
           momentum: float = 0.9,
           beta1: float = 0.9,
@@ -338,7 +341,8 @@ def train(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
     seed: the mini-batch order (and the initialization when ``model`` is a string).
     target_nnz, tolerance, min_layers: stop at the first step whose NNZ lies in the band.
     device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
-    method: ``"l1"``, ``"l0"``, ``"spred"`` or ``"gmp"``; optimizer: ``"sgd"``, ``"momentum"``,
+    method: ``"l1"``, ``"l0"``, ``"spred"`` or ``"gmp"``; l1_form: ``"auto"`` (greedy here),
+        ``"greedy"`` or ``"lazy"`` (``--l1-form``); optimizer: ``"sgd"``, ``"momentum"``,
         ``"nesterov"``, ``"adam"``, ``"adamw"`` (with momentum, beta1, beta2, adam_eps);
         lr_schedule: ``"constant"``, ``"step"``, ``"cosine"`` (with lr_step_every, lr_gamma,
         lr_min, warmup_steps). weight_decay, loss, finetune, finetune_lr as the flags.
@@ -363,7 +367,7 @@ def train(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
                        momentum=momentum, beta1=beta1, beta2=beta2, adam_eps=adam_eps, lr_schedule=lr_schedule,
                        lr_step_every=lr_step_every, lr_gamma=lr_gamma, lr_min=lr_min, warmup_steps=warmup_steps,
                        weight_decay=weight_decay, loss=loss, finetune=finetune, finetune_lr=finetune_lr,
-                       distributed=distributed, comm_timeout=comm_timeout)
+                       distributed=distributed, comm_timeout=comm_timeout, l1_form=l1_form)
     options["_classification"] = _is_classification(y)
     callback, close = _progress(progress, options, len(X) if hasattr(X, "__len__") else 0, False)
     try:
@@ -378,7 +382,7 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
            target_nnz: Union[None, int, Sequence[int]] = None,
            target_density: Union[None, float, Sequence[float]] = None,
            strategy: str = "auto",
-           allocation: str = "magnitude",
+           allocation: str = "auto",
            tolerance: float = 0.001,
            min_layers: int = 0,
            test: Optional[Tuple[ArrayLike, ArrayLike]] = None,
@@ -389,6 +393,7 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
            seed: int = 0,
            device: str = "auto",
            method: str = "l1",
+           l1_form: str = "auto",
            lambda0: Union[None, float, Sequence[float]] = None,
            lambda1: float = 1e-7,
            max_outer: int = 99,
@@ -425,8 +430,9 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
     strategy: ``"auto"`` (the default: ``"adaptive"`` for l1 with one total target, else
         ``"paper"``), ``"paper"`` (every run from the initialization), ``"warm"`` or
         ``"adaptive"`` (one run, lambda steered online, with adapt_interval (0: 1/100 of the
-        budget), adapt_rate, adapt_rule, adapt_ramp; allocation ``"magnitude"`` or
-        ``"uniform"`` shares one total target among the layers). tolerance, min_layers: the band. lambda0, lambda1, max_outer: the search's
+        budget), adapt_rate, adapt_rule, adapt_ramp; allocation ``"auto"``, ``"magnitude"`` or
+        ``"uniform"`` shares one total target among the layers). l1_form: ``"auto"`` (lazy for
+        the adaptive strategy, greedy otherwise), ``"greedy"`` or ``"lazy"`` (``--l1-form``). tolerance, min_layers: the band. lambda0, lambda1, max_outer: the search's
         bracket and budget of runs; steps/epochs are the budget of one run. start_rows: the
         evenly spaced training rows whose gradients give the computed lambda0 (0: all of them for
         ``"paper"`` and ``"warm"``, at most 4096 for ``"adaptive"``).
@@ -449,7 +455,7 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
                        momentum=momentum, beta1=beta1, beta2=beta2, adam_eps=adam_eps, lr_schedule=lr_schedule,
                        lr_step_every=lr_step_every, lr_gamma=lr_gamma, lr_min=lr_min, warmup_steps=warmup_steps,
                        weight_decay=weight_decay, loss=loss, finetune=False, finetune_lr=finetune_lr,
-                       distributed=distributed, comm_timeout=comm_timeout)
+                       distributed=distributed, comm_timeout=comm_timeout, l1_form=l1_form)
     options.update({
         "target_density": _floats(target_density, "target_density"),
         "strategy": str(strategy),

@@ -426,6 +426,9 @@ RunSetup make_options(const nb::dict& o, const sp::ModelSpec& spec, const sp::Da
     t.seed = s.seed;
     sp::MethodOptions& m = t.method;
     m.method = sp::parse_method(opt<std::string>(o, "method"));
+    m.l1.form = sp::parse_l1_form(opt<std::string>(o, "l1_form"));
+    if (m.method != sp::Method::l1 && m.l1.form != sp::L1Form::automatic)
+        throw sp::Error("l1_form applies to method='l1' only");
     t.stop.targets = opt<std::vector<std::size_t>>(o, "target_nnz");
     t.stop.tolerance = opt<double>(o, "tolerance");
     if (!(t.stop.tolerance >= 0 && t.stop.tolerance < 1))
@@ -533,7 +536,10 @@ nb::dict setup_report(const char* command, const RunSetup& s, const sp::ModelSpe
     j["method"] = sp::to_string(t.method.method);
     nb::dict mo;
     switch (t.method.method) {
-        case sp::Method::l1: break;
+        case sp::Method::l1:
+            // The form the run used: train's auto is the greedy step; search resolves its own.
+            mo["form"] = sp::to_string(t.method.l1.form == sp::L1Form::lazy ? sp::L1Form::lazy : sp::L1Form::greedy);
+            break;
         case sp::Method::l0:
             mo["group"] = t.method.l0.group;
             mo["gate_lr"] = float_setting(t.method.l0.gate_lr);
@@ -801,6 +807,7 @@ nb::tuple search_py(const sp::Model& model, const AnyArray& x, const AnyArray& y
     }
     // As the command line reports it: the fine-tuning the search applied.
     s.options.finetune = so.finetune || so.train.finetune;
+    if (s.options.method.method == sp::Method::l1) s.options.method.l1.form = r.l1_form;
     nb::dict j = run_report("search", s, model.spec(), r.run);
     j["strategy"] = sp::to_string(r.strategy);
     j["reached"] = r.reached;

@@ -22,8 +22,10 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
         ->capture_default_str();
     app.add_option("--allocation", f.allocation,
                    "l1, one total target, adaptive strategy: magnitude (each layer steered to its share of the "
-                   "largest magnitudes after the warm-up, as global magnitude pruning shares them) or uniform "
-                   "(one lambda for all layers, the paper's)")
+                   "largest magnitudes after the warm-up, as global magnitude pruning shares them), uniform "
+                   "(one lambda for all layers, the paper's) or auto (uniform under --l1-form lazy, whose one "
+                   "threshold over the accumulated weights shares the total by magnitude at every step; "
+                   "magnitude under greedy)")
         ->capture_default_str();
     app.add_option("--lambda0", f.lambda0,
                    "starting lambda (too few nonzeros): one value, or one per layer for per-layer targets "
@@ -330,6 +332,7 @@ int run_search(const SearchFlags& f) {
 
     setup.options = so.train;
     setup.options.finetune = so.finetune || so.train.finetune;
+    if (setup.options.method.method == Method::l1) setup.options.method.l1.form = r.l1_form;  // auto resolved
     print_summary(setup, r.run);
     if (r.interrupted) {
         const bool resumable = !checkpoint.empty() && !adaptive && so.train.method.method != Method::gmp;
@@ -350,7 +353,9 @@ int run_search(const SearchFlags& f) {
                     "closest run, iteration %zu\n",
                     to_string(r.strategy), r.outer_iterations, r.outer_iterations == 1 ? "" : "s", r.total_steps,
                     r.wall_seconds, r.best_iteration);
-    std::printf("lambda %s\n", fmt_lambdas(r.lambda_final).c_str());
+    std::printf("lambda %s%s%s\n", fmt_lambdas(r.lambda_final).c_str(),
+                so.train.method.method == Method::l1 ? ", l1 form " : "",
+                so.train.method.method == Method::l1 ? to_string(r.l1_form) : "");
     if (!r.layer_targets.empty())
         std::printf("allocation %s: layer targets %s%s\n", to_string(r.allocation), join(r.layer_targets).c_str(),
                     r.landed ? " (landed by the trim)" : "");

@@ -23,7 +23,7 @@ struct SearchFlags {
     std::string adapt_rule = "relative";
     std::size_t adapt_ramp = 0;
     std::size_t start_rows = 0;
-    std::string allocation = "magnitude";
+    std::string allocation = "auto";
     bool no_stop_run0 = false;
     bool no_finetune = false;  // return the first in-band iterate (the paper) instead of fine-tuning it
     std::string trace_csv;

@@ -108,6 +108,12 @@ void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda) {
                    "sparsifier: l1 (proximal, the default), l0 (hard-concrete gates), spred (w = u*v with weight "
                    "decay) or gmp (gradual magnitude pruning to --target-nnz)")
         ->capture_default_str();
+    app.add_option("--l1-form", f.l1_form,
+                   "l1: greedy (proximal SGD: the weights shrink by lr*lambda every step, the paper's), lazy "
+                   "(the steps accumulate in a dense copy z and the weights are its soft-threshold at lr*lambda: "
+                   "dual averaging / FTRL-proximal) or auto (lazy for search's adaptive strategy, greedy "
+                   "otherwise)")
+        ->capture_default_str();
     app.add_flag("--l0-group", f.l0_group,
                  "l0: one gate per input neuron of dense layers and per output filter of conv layers "
                  "(default: one gate per weight)");
@@ -261,6 +267,8 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
         throw Error("--weight-decay: " + std::to_string(f.weight_decay) + " must be finite and >= 0");
 
     const Method method = parse_method(f.method);
+    refuse_unless(f, "--l1-form", method == Method::l1, "is an option of --method l1");
+    const L1Form l1_form = parse_l1_form(f.l1_form);
     refuse_unless(f, "--l0-group", method == Method::l0, "is an option of --method l0");
     refuse_unless(f, "--l0-gate-lr", method == Method::l0, "is an option of --method l0");
     refuse_unless(f, "--l0-drop-init", method == Method::l0, "is an option of --method l0");
@@ -332,6 +340,7 @@ RunSetup prepare_run(const TrainFlags& f, bool with_lambda) {
     opt.seed = f.seed;
     MethodOptions& m = opt.method;
     m.method = method;
+    m.l1.form = l1_form;
     m.l0.group = f.l0_group;
     m.l0.gate_lr = f.l0_gate_lr;
     m.l0.drop_init = f.l0_drop_init;
@@ -475,7 +484,11 @@ nlohmann::json setup_report(const char* command, const TrainFlags& f, const RunS
                         {"warmup_steps", opt.lr_schedule.warmup_steps}};
     j["method"] = method_name(opt.method.method);
     switch (opt.method.method) {
-        case Method::l1: j["method_options"] = nlohmann::json::object(); break;
+        case Method::l1:
+            // The form the run used: a train run's auto is the greedy step; search resolves its
+            // own (SearchResult::l1_form) before the report is written.
+            j["method_options"] = {{"form", to_string(opt.method.l1.form == L1Form::lazy ? L1Form::lazy : L1Form::greedy)}};
+            break;
         case Method::l0:
             j["method_options"] = {{"group", opt.method.l0.group},
                                    {"gate_lr", float_json(opt.method.l0.gate_lr)},

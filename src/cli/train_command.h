@@ -61,6 +61,7 @@ struct TrainFlags {
     std::size_t warmup_steps = 0;
     // the sparsifier and its options
     std::string method = "l1";
+    std::string l1_form = "auto";
     bool l0_group = false;
     float l0_gate_lr = 0.01f;
     float l0_drop_init = 0.5f;

@@ -185,6 +185,12 @@ public:
     virtual void prox_optimizer_step(float* params, const float* grads, const opt::State& state,
                                      const ParamLayout& layout, const float* hyper, const opt::Step& step,
                                      const std::int32_t* stop, std::uint64_t* layer_nnz) = 0;
+    // The lazy l1 step (L1Form::lazy) with any optimizer kind (sgd included): every weight's
+    // accumulated copy z (slab layout) takes opt::descend's step y, z = y, and the weight becomes
+    // S_{lr lambda_l}(y); biases y; counted (opt::lazy_prox_descend_k).
+    virtual void lazy_prox_step(float* params, float* z, const float* grads, const opt::State& state,
+                                const ParamLayout& layout, const float* hyper, const opt::Step& step,
+                                const std::int32_t* stop, std::uint64_t* layer_nnz) = 0;
     // Unless state->stopped: counts the step and sets state->stopped when band_holds (core/band.h)
     // for layer_nnz. targets: config->n_targets entries.
     virtual void stop_rule(StepState* state, const StopConfig* config, const std::uint64_t* targets,

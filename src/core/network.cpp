@@ -2,7 +2,8 @@
 //
 // Memory: parameters and gradients of all layers in one slab each (ParamLayout); activations and
 // deltas grow to the largest batch seen; the method's own state (l0: theta, log alpha and Adam's
-// moments; spred: u and v; gmp: the mask) in slabs beside them. lr and the lambdas, the stop
+// moments; spred: u and v; gmp: the mask; the lazy l1 form: the accumulated weights z, copied
+// from the parameters by set_params) in slabs beside them. lr and the lambdas, the stop
 // rule, the step counter, the loss accumulator and the stop flag all live in backend memory, so
 // a step queues its operations without a host round trip; the host reads the state only in
 // status(), which the trainer calls every few dozen steps.
@@ -22,6 +23,7 @@
 //
 // The optimizer (core/optimizer.h): plain SGD runs the methods' own fused steps (prox_step,
 // masked_sgd; l0 and spred with opt::kSgd), so the default is the paper's arithmetic exactly.
+// The lazy l1 form has one operation for every kind (lazy_prox_step, sgd included).
 // Any other kind keeps its state in opt_state_, slots x slab_size floats per trained slab (the
 // parameters; for spred u and then v), zeroed by set_params; the step's constants (Adam's bias
 // corrections, the momentum threshold scale) come from the same applied-step count.
@@ -132,7 +134,14 @@ public:
         // The method's own parameters from the slab, then params_ and the NNZ from them (the
         // export here is unconditional: the stop flag of the previous run is cleared below).
         switch (method_.method) {
-            case Method::l1: b.count_nonzero(params_.data(), layout_, layer_nnz_.data()); break;
+            case Method::l1:
+                // The lazy form's accumulated weights z start as the given parameters.
+                if (method_.l1_lazy) {
+                    ensure_size(master_, layout_.slab_size);
+                    b.copy(master_.data(), params_.data(), layout_.slab_size * sizeof(float));
+                }
+                b.count_nonzero(params_.data(), layout_, layer_nnz_.data());
+                break;
             case Method::l0: {
                 gates_ = sparsify::GateLayout::of(spec_, layout_, method_.l0);
                 ensure_size(master_, layout_.slab_size);
@@ -298,7 +307,10 @@ public:
         const opt::Step ostep = opt::make_step(optimizer_, weight_decay_, step_index + 1);
         switch (method_.method) {
             case Method::l1:
-                if (sgd) b.prox_step(params_.data(), grads_.data(), layout_, hyper_.data(), stop, nnz);
+                if (method_.l1_lazy)
+                    b.lazy_prox_step(params_.data(), master_.data(), grads_.data(), opt_state(0), layout_,
+                                     hyper_.data(), ostep, stop, nnz);
+                else if (sgd) b.prox_step(params_.data(), grads_.data(), layout_, hyper_.data(), stop, nnz);
                 else b.prox_optimizer_step(params_.data(), grads_.data(), opt_state(0), layout_, hyper_.data(), ostep,
                                            stop, nnz);
                 break;
@@ -651,7 +663,7 @@ private:
     sparsify::MethodConfig next_method_;           // set_method: for the next set_params
     sparsify::MethodConfig method_;                // the method of the current run
     sparsify::GateLayout gates_;                   // l0
-    Buffer<float> master_;                         // l0: theta; spred: u (slab layout)
+    Buffer<float> master_;                         // l0: theta; spred: u; lazy l1: z (slab layout)
     Buffer<float> aux_;                            // spred: v (slab layout)
     Buffer<float> log_alpha_, adam_m_, adam_v_;    // l0: (n_gates) each
     Buffer<std::uint8_t> mask_;                    // gmp: 1 = kept (slab layout)

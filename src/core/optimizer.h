@@ -111,6 +111,19 @@ SP_HD float prox_descend_k(float w, float g, const State& st, std::uint64_t i, c
     return ew::soft_threshold(y, eta * lambda);
 }
 
+// The lazy l1 step (L1Form::lazy, docs/method.md §3.1) of a weight: its accumulated copy z takes
+// the optimizer's step, z[i] <- y, and the weight becomes S_{lr lambda}(y), a threshold at a fixed
+// level in the weights' units whatever step size the optimizer gives the coordinate. With sgd,
+// y = z - lr g exactly.
+template <std::int32_t K>
+SP_HD float lazy_prox_descend_k(float* z, float g, const State& st, std::uint64_t i, const Step& s, float lr,
+                                float lambda) {
+    float eta = 0.0f;
+    const float y = descend_k<K>(z[i], g, st, i, s, lr, true, &eta);
+    z[i] = y;
+    return ew::soft_threshold(y, lr * lambda);
+}
+
 // A pruned weight (mask 0) of gmp and fine-tuning: held at zero with its state cleared, so that
 // nothing of it carries over.
 SP_HD void clear(const State& st, std::uint64_t i) {

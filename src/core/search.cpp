@@ -69,12 +69,20 @@ AdaptRule parse_adapt_rule(const std::string& name) {
     throw Error("unknown adaptive rule '" + name + "' (expected relative or sparsity)");
 }
 
-const char* to_string(Allocation a) { return a == Allocation::uniform ? "uniform" : "magnitude"; }
+const char* to_string(Allocation a) {
+    switch (a) {
+        case Allocation::uniform: return "uniform";
+        case Allocation::magnitude: return "magnitude";
+        case Allocation::automatic: return "auto";
+    }
+    return "?";
+}
 
 Allocation parse_allocation(const std::string& name) {
     if (name == "uniform") return Allocation::uniform;
     if (name == "magnitude") return Allocation::magnitude;
-    throw Error("unknown allocation '" + name + "' (expected uniform or magnitude)");
+    if (name == "auto") return Allocation::automatic;
+    throw Error("unknown allocation '" + name + "' (expected uniform, magnitude or auto)");
 }
 
 // ---- the rules -----------------------------------------------------------------------------------
@@ -883,9 +891,15 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
     engine->set_collective(group.collective());
     TrainOptions base = o.train;  // every run's options start from these
     base.communicator = group;
+    // The l1 form: lazy for the adaptive strategy, the paper's greedy step for the others.
+    const bool l1 = base.method.method == Method::l1;
+    if (l1 && base.method.l1.form == L1Form::automatic)
+        base.method.l1.form = o.strategy == SearchStrategy::adaptive ? L1Form::lazy : L1Form::greedy;
+    const bool lazy = l1 && base.method.l1.form == L1Form::lazy;
 
     SearchResult result;
     result.strategy = o.strategy;
+    result.l1_form = lazy ? L1Form::lazy : L1Form::greedy;
     result.parallel_runs = P;
     // Search time before the resume (a resumed paper or warm search).
     const double elapsed_before = resumed && resumed->has_loop ? resumed->elapsed_seconds : 0.0;
@@ -1014,7 +1028,8 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         const bool relative = o.adapt_rule == AdaptRule::relative;
         const std::size_t budget = step_budget(o.train, train_set.n_samples);
         const std::size_t K = o.adapt_interval ? o.adapt_interval : std::max<std::size_t>(1, budget / 100);
-        const std::size_t R = std::max<std::size_t>(1, o.adapt_ramp ? o.adapt_ramp : budget / 2);
+        const std::size_t R =
+            std::max<std::size_t>(1, o.adapt_ramp ? o.adapt_ramp : (lazy ? budget * 3 / 4 : budget / 2));
         const std::size_t B = relative ? R / 6 : 0;
         const std::size_t D = relative ? std::min(budget, R + budget / 10) : budget;
         const std::size_t poll = std::max<std::size_t>(1, K / 4);
@@ -1022,8 +1037,9 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
         result.adapt_interval = K;
         result.landing_step = relative ? D : 0;
 
-        const bool allocate = o.allocation == Allocation::magnitude && o.train.method.method == Method::l1 &&
-                              o.train.stop.targets.size() == 1 && n_layers > 1;
+        const bool by_magnitude =
+            o.allocation == Allocation::magnitude || (o.allocation == Allocation::automatic && !lazy);
+        const bool allocate = by_magnitude && l1 && o.train.stop.targets.size() == 1 && n_layers > 1;
         result.allocation = allocate ? Allocation::magnitude : Allocation::uniform;
         Groups steer = groups;
         std::vector<float> group_start = start;  // the computed or given start, per steering group

@@ -290,7 +290,9 @@ SetupList describe_search_setup(const SearchOptions& o, const Model& init, const
         s.emplace_back("adapt rate", fmt(o.adapt_rate));
         s.emplace_back("adapt rule", to_string(o.adapt_rule));
         s.emplace_back("adapt ramp", std::to_string(o.adapt_ramp));
+        s.emplace_back("allocation", to_string(o.allocation));
     }
+    if (t.method.method == Method::l1) s.emplace_back("l1 form", to_string(t.method.l1.form));
     return s;
 }
 

@@ -24,6 +24,21 @@ Method parse_method(const std::string& name) {
     throw Error("unknown method '" + name + "': use l1, l0, spred or gmp");
 }
 
+const char* to_string(L1Form f) {
+    switch (f) {
+        case L1Form::automatic: return "auto";
+        case L1Form::greedy: return "greedy";
+        case L1Form::lazy: return "lazy";
+    }
+    return "?";
+}
+
+L1Form parse_l1_form(const std::string& name) {
+    for (L1Form f : {L1Form::automatic, L1Form::greedy, L1Form::lazy})
+        if (name == to_string(f)) return f;
+    throw Error("unknown l1 form '" + name + "': use auto, greedy or lazy");
+}
+
 namespace sparsify {
 
 GateLayout GateLayout::of(const ModelSpec& spec, const ParamLayout& layout, const L0Options& options) {
@@ -67,6 +82,7 @@ MethodConfig make_method_config(const TrainOptions& options, std::size_t max_ste
     c.hc.zeta = c.l0.zeta;
     c.seed = gates::mix64(options.seed ^ 0x4C30A7E5D1F0B3C9ull);
     c.threshold = options.method.spred.threshold;
+    c.l1_lazy = c.method == Method::l1 && options.method.l1.form == L1Form::lazy;
     if (c.method == Method::gmp) {
         const GmpOptions& g = options.method.gmp;
         c.gmp_targets = options.stop.targets;

@@ -39,6 +39,8 @@ struct GateLayout {
 // options and step budget.
 struct MethodConfig {
     Method method = Method::l1;
+    // l1: the lazy form (MethodOptions::l1; automatic has been resolved to greedy or lazy)
+    bool l1_lazy = false;
     // l0
     gates::HardConcrete hc;
     L0Options l0;

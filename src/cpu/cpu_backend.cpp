@@ -18,6 +18,7 @@
 #include "cpu/gmp.h"
 #include "cpu/l0_gates.h"
 #include "cpu/loss.h"
+#include "cpu/lazy_prox_step.h"
 #include "cpu/optimizer_step.h"
 #include "cpu/prox_step.h"
 #include "cpu/spred.h"
@@ -165,6 +166,12 @@ public:
                              std::uint64_t* layer_nnz) override {
         if (stopped(stop)) return;
         cpu::prox_optimizer_step(params, grads, state, layout, hyper[0], hyper + 1, step, layer_nnz);
+    }
+    void lazy_prox_step(float* params, float* z, const float* grads, const opt::State& state,
+                        const ParamLayout& layout, const float* hyper, const opt::Step& step, const std::int32_t* stop,
+                        std::uint64_t* layer_nnz) override {
+        if (stopped(stop)) return;
+        cpu::lazy_prox_step(params, z, grads, state, layout, hyper[0], hyper + 1, step, layer_nnz);
     }
     void stop_rule(StepState* state, const StopConfig* config, const std::uint64_t* targets,
                    const std::uint64_t* layer_nnz) override {

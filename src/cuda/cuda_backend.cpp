@@ -30,6 +30,7 @@
 #include "kernels/gmp.cuh"
 #include "kernels/l0_gates.cuh"
 #include "kernels/loss.cuh"
+#include "kernels/lazy_prox_step.cuh"
 #include "kernels/optimizer_step.cuh"
 #include "kernels/prox_step.cuh"
 #include "kernels/spred.cuh"
@@ -279,6 +280,13 @@ public:
                              std::uint64_t* layer_nnz) override {
         TileTable& t = table(layout);
         launch_prox_optimizer_step(params, grads, state, t.tiles(), hyper, step, stop, ctx_.stream());
+        t.sum_per_layer(layer_nnz, ctx_.stream());
+    }
+    void lazy_prox_step(float* params, float* z, const float* grads, const opt::State& state,
+                        const ParamLayout& layout, const float* hyper, const opt::Step& step, const std::int32_t* stop,
+                        std::uint64_t* layer_nnz) override {
+        TileTable& t = table(layout);
+        launch_lazy_prox_step(params, z, grads, state, t.tiles(), hyper, step, stop, ctx_.stream());
         t.sum_per_layer(layer_nnz, ctx_.stream());
     }
     void stop_rule(StepState* state, const StopConfig* config, const std::uint64_t* targets,
