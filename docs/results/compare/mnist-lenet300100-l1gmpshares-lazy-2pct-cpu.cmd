@@ -1,0 +1,1 @@
+build/sparseprox search --data idx:../shared/data/mnist --model lenet300100 --pixel-scale unit --batch 128 --epochs 5 --device cpu --progress-seconds 0 --target-nnz 2080,2582,662 --tolerance 0.01 --method l1 --lr 0.1 --strategy adaptive --l1-form lazy

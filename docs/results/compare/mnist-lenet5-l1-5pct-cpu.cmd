@@ -1,0 +1,1 @@
+build/sparseprox search --data idx:../shared/data/mnist --model lenet5 --pixel-scale unit --batch 128 --epochs 2 --device cpu --progress-seconds 0 --target-density 0.05 --tolerance 0.01 --method l1 --lr 0.1
