@@ -33,8 +33,9 @@ SPARSEPROX_API Method parse_method(const std::string& name);
 //           the strength on the accumulated sum: the threshold is a level, not a per-step
 //           shrinkage, and a pruned weight whose gradients keep one sign comes back once z
 //           crosses it.
-//   automatic  lazy for the adaptive search strategy, greedy everywhere else (train, and the
-//           paper and warm strategies, which follow the paper).
+//   automatic  lazy for the adaptive search strategy with one total target, greedy everywhere
+//           else (train, per-layer targets, and the paper and warm strategies, which follow
+//           the paper).
 enum class L1Form { automatic, greedy, lazy };
 SPARSEPROX_API const char* to_string(L1Form f);
 // "auto", "greedy" or "lazy"; throws naming the value otherwise.

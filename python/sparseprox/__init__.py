@@ -432,7 +432,7 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
         ``"adaptive"`` (one run, lambda steered online, with adapt_interval (0: 1/100 of the
         budget), adapt_rate, adapt_rule, adapt_ramp; allocation ``"auto"``, ``"magnitude"`` or
         ``"uniform"`` shares one total target among the layers). l1_form: ``"auto"`` (lazy for
-        the adaptive strategy, greedy otherwise), ``"greedy"`` or ``"lazy"`` (``--l1-form``). tolerance, min_layers: the band. lambda0, lambda1, max_outer: the search's
+        the adaptive strategy with one total target, greedy otherwise), ``"greedy"`` or ``"lazy"`` (``--l1-form``). tolerance, min_layers: the band. lambda0, lambda1, max_outer: the search's
         bracket and budget of runs; steps/epochs are the budget of one run. start_rows: the
         evenly spaced training rows whose gradients give the computed lambda0 (0: all of them for
         ``"paper"`` and ``"warm"``, at most 4096 for ``"adaptive"``).

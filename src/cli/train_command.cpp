@@ -111,8 +111,8 @@ void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda) {
     app.add_option("--l1-form", f.l1_form,
                    "l1: greedy (proximal SGD: the weights shrink by lr*lambda every step, the paper's), lazy "
                    "(the steps accumulate in a dense copy z and the weights are its soft-threshold at lr*lambda: "
-                   "dual averaging / FTRL-proximal) or auto (lazy for search's adaptive strategy, greedy "
-                   "otherwise)")
+                   "dual averaging / FTRL-proximal) or auto (lazy for search's adaptive strategy with one "
+                   "total target, greedy otherwise)")
         ->capture_default_str();
     app.add_flag("--l0-group", f.l0_group,
                  "l0: one gate per input neuron of dense layers and per output filter of conv layers "

@@ -891,10 +891,13 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
     engine->set_collective(group.collective());
     TrainOptions base = o.train;  // every run's options start from these
     base.communicator = group;
-    // The l1 form: lazy for the adaptive strategy, the paper's greedy step for the others.
+    // The l1 form: lazy for the adaptive strategy with one total target, the paper's greedy step
+    // for the others (per-layer targets steer a lambda per layer either way).
     const bool l1 = base.method.method == Method::l1;
     if (l1 && base.method.l1.form == L1Form::automatic)
-        base.method.l1.form = o.strategy == SearchStrategy::adaptive ? L1Form::lazy : L1Form::greedy;
+        base.method.l1.form = o.strategy == SearchStrategy::adaptive && o.train.stop.targets.size() == 1
+                                  ? L1Form::lazy
+                                  : L1Form::greedy;
     const bool lazy = l1 && base.method.l1.form == L1Form::lazy;
 
     SearchResult result;
