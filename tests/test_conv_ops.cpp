@@ -5,12 +5,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <ostream>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <omp.h>
 
 #include "cpu/conv_ops.h"
 
@@ -185,8 +189,7 @@ TEST_P(ConvForward, MatchesNaiveReference) {
     std::mt19937 rng(static_cast<unsigned>(x_size(s) * 31 + s.n_weights()));
     const auto x = randn(x_size(s), rng), W = randn(s.n_weights(), rng, 0.5f), b = randn(s.c_out, rng);
     std::vector<float> y(y_size(s), std::numeric_limits<float>::quiet_NaN());
-    std::vector<float> ws(cpu::conv2d_workspace_floats(s));
-    cpu::conv2d_forward(s, x.data(), W.data(), b.data(), y.data(), ws.data());
+    cpu::conv2d_forward(s, x.data(), W.data(), b.data(), y.data());
     std::vector<double> mag;
     const auto ref = conv_reference(s, x, W, b, mag);
     const double rel = static_cast<double>(s.c_in * s.kh * s.kw + 2) * kUnit;
@@ -204,8 +207,7 @@ TEST_P(ConvForward, ExactOnDyadicInputs) {
     const auto W = dyadic(s.n_weights(), rng, -4, 4, 0.25f);
     const auto b = dyadic(s.c_out, rng, -4, 4, 0.5f);
     std::vector<float> y(y_size(s), std::numeric_limits<float>::quiet_NaN());
-    std::vector<float> ws(cpu::conv2d_workspace_floats(s));
-    cpu::conv2d_forward(s, x.data(), W.data(), b.data(), y.data(), ws.data());
+    cpu::conv2d_forward(s, x.data(), W.data(), b.data(), y.data());
     std::vector<double> mag;
     const auto ref = conv_reference(s, x, W, b, mag);
     for (std::size_t i = 0; i < y.size(); ++i) ASSERT_EQ(static_cast<double>(y[i]), ref[i]) << "output " << i;
@@ -228,7 +230,10 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{"k3_on_1x1_input_b2", conv_shape(2, 2, 1, 1, 3, 3, 3, 1, 1, 1, 1)},
         ConvCase{"k4_stride3_pad1_floor_b2", conv_shape(2, 2, 10, 8, 2, 4, 4, 3, 3, 1, 1)},
         // Large enough that im2col and col2im take their threaded path.
-        ConvCase{"k5_same_28x28_b2", conv_shape(2, 1, 28, 28, 8, 5, 5, 1, 1, 2, 2)}),
+        ConvCase{"k5_same_28x28_b2", conv_shape(2, 1, 28, 28, 8, 5, 5, 1, 1, 2, 2)},
+        // Several chunks of samples and a short last one (7x7 outputs: 16 samples per chunk).
+        ConvCase{"k3_same_7x7_b37_chunks", conv_shape(37, 3, 7, 7, 4, 3, 3, 1, 1, 1, 1)},
+        ConvCase{"k2_stride2_9x9_b23_chunks", conv_shape(23, 2, 9, 9, 3, 2, 2, 2, 2, 0, 0)}),
     conv_case_name);
 
 class ConvBackward : public ::testing::TestWithParam<ConvCase> {};
@@ -242,14 +247,14 @@ TEST_P(ConvBackward, MatchesFiniteDifferences) {
     std::mt19937 rng(static_cast<unsigned>(x_size(s) + 101 * s.n_weights()));
     auto x = randn(x_size(s), rng), W = randn(s.n_weights(), rng, 0.5f), b = randn(s.c_out, rng);
     const auto r = randn(y_size(s), rng);
-    std::vector<float> ws(cpu::conv2d_workspace_floats(s)), y(y_size(s));
+    std::vector<float> y(y_size(s));
     auto J = [&]() {
-        cpu::conv2d_forward(s, x.data(), W.data(), b.data(), y.data(), ws.data());
+        cpu::conv2d_forward(s, x.data(), W.data(), b.data(), y.data());
         return weighted_sum(y, r);
     };
     const float poison = std::numeric_limits<float>::quiet_NaN();  // outputs must be overwritten
     std::vector<float> dW(W.size(), poison), db(b.size(), poison), dx(x.size(), poison);
-    cpu::conv2d_backward(s, x.data(), W.data(), r.data(), dW.data(), db.data(), dx.data(), ws.data());
+    cpu::conv2d_backward(s, x.data(), W.data(), r.data(), dW.data(), db.data(), dx.data());
     const double h = 0.5, atol = 2e-3, rtol = 1e-3;
     EXPECT_TRUE(matches_finite_differences(W, dW, J, h, atol, rtol)) << "dL_dW";
     EXPECT_TRUE(matches_finite_differences(b, db, J, h, atol, rtol)) << "dL_db";
@@ -278,17 +283,16 @@ TEST(ConvBackwardAccumulate, AddsToWeightAndBiasGradients) {
         const auto dy1 = randn(y_size(s), rng), dy2 = randn(y_size(s), rng);
         std::vector<float> dy12(dy1.size());
         for (std::size_t i = 0; i < dy1.size(); ++i) dy12[i] = dy1[i] + dy2[i];
-        std::vector<float> ws(cpu::conv2d_workspace_floats(s));
 
         const auto prior_W = randn(s.n_weights(), rng), prior_b = randn(s.c_out, rng);
         std::vector<float> dW = prior_W, db = prior_b, dx(x.size(), 12345.0f);
-        cpu::conv2d_backward(s, x.data(), W.data(), dy1.data(), dW.data(), db.data(), dx.data(), ws.data(), true);
-        cpu::conv2d_backward(s, x.data(), W.data(), dy2.data(), dW.data(), db.data(), dx.data(), ws.data(), true);
+        cpu::conv2d_backward(s, x.data(), W.data(), dy1.data(), dW.data(), db.data(), dx.data(), true);
+        cpu::conv2d_backward(s, x.data(), W.data(), dy2.data(), dW.data(), db.data(), dx.data(), true);
 
         // References: one step on dy1 + dy2 for dL_dW and dL_db, the dy2 step alone for dL_dx.
         std::vector<float> dW12(dW.size()), db12(db.size()), dW2(dW.size()), db2(db.size()), dx2(x.size());
-        cpu::conv2d_backward(s, x.data(), W.data(), dy12.data(), dW12.data(), db12.data(), nullptr, ws.data());
-        cpu::conv2d_backward(s, x.data(), W.data(), dy2.data(), dW2.data(), db2.data(), dx2.data(), ws.data());
+        cpu::conv2d_backward(s, x.data(), W.data(), dy12.data(), dW12.data(), db12.data(), nullptr);
+        cpu::conv2d_backward(s, x.data(), W.data(), dy2.data(), dW2.data(), db2.data(), dx2.data());
 
         for (std::size_t i = 0; i < dW.size(); ++i)
             ASSERT_NEAR(dW[i], static_cast<double>(prior_W[i]) + dW12[i],
@@ -313,15 +317,14 @@ TEST(ConvBackwardBatch, EqualsSumOfPerSampleGradients) {
     one.batch = 1;
     std::mt19937 rng(5);
     const auto x = randn(x_size(s), rng), W = randn(s.n_weights(), rng, 0.5f), dy = randn(y_size(s), rng);
-    std::vector<float> ws(cpu::conv2d_workspace_floats(s));
     std::vector<float> dW(W.size()), db(s.c_out), dx(x.size());
-    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW.data(), db.data(), dx.data(), ws.data());
+    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW.data(), db.data(), dx.data());
 
     std::vector<double> sum_W(W.size()), mag_W(W.size()), sum_b(s.c_out), mag_b(s.c_out);
     std::vector<float> dW1(W.size()), db1(s.c_out), dx1(x_size(one));
     for (std::size_t n = 0; n < s.batch; ++n) {
         cpu::conv2d_backward(one, x.data() + n * x_size(one), W.data(), dy.data() + n * y_size(one), dW1.data(),
-                             db1.data(), dx1.data(), ws.data());
+                             db1.data(), dx1.data());
         for (std::size_t i = 0; i < W.size(); ++i) {
             sum_W[i] += dW1[i];
             mag_W[i] += std::fabs(dW1[i]);
@@ -343,15 +346,14 @@ TEST(ConvBackwardBatch, IsReproducible) {
     const ConvShape s = conv_shape(4, 3, 28, 28, 8, 5, 5, 1, 1, 2, 2);
     std::mt19937 rng(8);
     const auto x = randn(x_size(s), rng), W = randn(s.n_weights(), rng, 0.2f), dy = randn(y_size(s), rng);
-    std::vector<float> ws(cpu::conv2d_workspace_floats(s));
     std::vector<float> dW_a(W.size()), db_a(s.c_out), dx_a(x.size()), dW_b(W.size()), db_b(s.c_out),
         dx_b(x.size());
-    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW_a.data(), db_a.data(), dx_a.data(), ws.data());
-    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW_b.data(), db_b.data(), dx_b.data(), ws.data());
+    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW_a.data(), db_a.data(), dx_a.data());
+    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW_b.data(), db_b.data(), dx_b.data());
     EXPECT_EQ(dW_a, dW_b);
     EXPECT_EQ(db_a, db_b);
     EXPECT_EQ(dx_a, dx_b);
-    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW_b.data(), db_b.data(), nullptr, ws.data());
+    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW_b.data(), db_b.data(), nullptr);
     EXPECT_EQ(dW_a, dW_b);
     EXPECT_EQ(db_a, db_b);
     EXPECT_TRUE(any_nonzero(dW_a));
@@ -360,13 +362,117 @@ TEST(ConvBackwardBatch, IsReproducible) {
 TEST(ConvBackwardBatch, EmptyBatchZeroesOrKeepsGradients) {
     ConvShape s = conv_shape(0, 2, 5, 5, 3, 3, 3, 1, 1, 1, 1);
     std::vector<float> W(s.n_weights(), 1.0f), dW(W.size(), 7.0f), db(s.c_out, 7.0f);
-    std::vector<float> ws(cpu::conv2d_workspace_floats(s));
-    cpu::conv2d_backward(s, nullptr, W.data(), nullptr, dW.data(), db.data(), nullptr, ws.data(), true);
+    cpu::conv2d_backward(s, nullptr, W.data(), nullptr, dW.data(), db.data(), nullptr, true);
     EXPECT_EQ(dW, std::vector<float>(W.size(), 7.0f));
     EXPECT_EQ(db, std::vector<float>(s.c_out, 7.0f));
-    cpu::conv2d_backward(s, nullptr, W.data(), nullptr, dW.data(), db.data(), nullptr, ws.data());
+    cpu::conv2d_backward(s, nullptr, W.data(), nullptr, dW.data(), db.data(), nullptr);
     EXPECT_EQ(dW, std::vector<float>(W.size(), 0.0f));
     EXPECT_EQ(db, std::vector<float>(s.c_out, 0.0f));
+}
+
+namespace {
+
+// The gradients by definition, in double: for every tap of every output, dL_dW += dy * x,
+// dL_dx += dy * W, dL_db += dy.
+void conv_backward_reference(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& W,
+                             const std::vector<float>& dy, std::vector<double>& dW, std::vector<double>& db,
+                             std::vector<double>& dx) {
+    const std::size_t h_out = s.h_out(), w_out = s.w_out();
+    dW.assign(s.n_weights(), 0.0);
+    db.assign(s.c_out, 0.0);
+    dx.assign(x_size(s), 0.0);
+    for (std::size_t n = 0; n < s.batch; ++n)
+        for (std::size_t co = 0; co < s.c_out; ++co)
+            for (std::size_t oy = 0; oy < h_out; ++oy)
+                for (std::size_t ox = 0; ox < w_out; ++ox) {
+                    const double g = dy[((n * s.c_out + co) * h_out + oy) * w_out + ox];
+                    db[co] += g;
+                    for (std::size_t ci = 0; ci < s.c_in; ++ci)
+                        for (std::size_t i = 0; i < s.kh; ++i)
+                            for (std::size_t j = 0; j < s.kw; ++j) {
+                                const long iy = static_cast<long>(oy * s.stride_h + i) - static_cast<long>(s.pad_h);
+                                const long ix = static_cast<long>(ox * s.stride_w + j) - static_cast<long>(s.pad_w);
+                                if (iy < 0 || ix < 0 || iy >= static_cast<long>(s.h_in) ||
+                                    ix >= static_cast<long>(s.w_in))
+                                    continue;
+                                const std::size_t xi = ((n * s.c_in + ci) * s.h_in + static_cast<std::size_t>(iy)) *
+                                                           s.w_in +
+                                                       static_cast<std::size_t>(ix);
+                                const std::size_t wi = ((co * s.c_in + ci) * s.kh + i) * s.kw + j;
+                                dW[wi] += g * x[xi];
+                                dx[xi] += g * W[wi];
+                            }
+                }
+}
+
+}  // namespace
+
+class ConvBackwardExact : public ::testing::TestWithParam<ConvCase> {};
+
+// Dyadic data (x and dy multiples of 1/4 up to 4, W multiples of 1/4 up to 1): every product
+// and every partial sum (at most a few thousand terms of at most 4) is exact in float, so the
+// gradients equal the definition bitwise however the batch is cut into chunks and summed.
+TEST_P(ConvBackwardExact, ExactOnDyadicInputs) {
+    const ConvShape s = GetParam().shape;
+    std::mt19937 rng(static_cast<unsigned>(x_size(s) * 7 + s.n_weights()));
+    const auto x = dyadic(x_size(s), rng, -16, 16, 0.25f);
+    const auto W = dyadic(s.n_weights(), rng, -4, 4, 0.25f);
+    const auto dy = dyadic(y_size(s), rng, -16, 16, 0.25f);
+    const float poison = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> dW(W.size(), poison), db(s.c_out, poison), dx(x.size(), poison);
+    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW.data(), db.data(), dx.data());
+    std::vector<double> rW, rb, rx;
+    conv_backward_reference(s, x, W, dy, rW, rb, rx);
+    for (std::size_t i = 0; i < dW.size(); ++i) ASSERT_EQ(static_cast<double>(dW[i]), rW[i]) << "dL_dW " << i;
+    for (std::size_t i = 0; i < db.size(); ++i) ASSERT_EQ(static_cast<double>(db[i]), rb[i]) << "dL_db " << i;
+    for (std::size_t i = 0; i < dx.size(); ++i) ASSERT_EQ(static_cast<double>(dx[i]), rx[i]) << "dL_dx " << i;
+    EXPECT_TRUE(any_nonzero(dW));
+    EXPECT_TRUE(any_nonzero(dx));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, ConvBackwardExact,
+    ::testing::Values(ConvCase{"k3_same_b1", conv_shape(1, 3, 5, 7, 2, 3, 3, 1, 1, 1, 1)},
+                      ConvCase{"k3_stride2_pad1_b3", conv_shape(3, 2, 7, 9, 2, 3, 3, 2, 2, 1, 1)},
+                      ConvCase{"k1_pointwise_b5", conv_shape(5, 3, 4, 6, 2, 1, 1, 1, 1, 0, 0)},
+                      // 16 samples per chunk at 7x7: two full chunks and one of 5.
+                      ConvCase{"k3_same_7x7_b37_chunks", conv_shape(37, 3, 7, 7, 4, 3, 3, 1, 1, 1, 1)},
+                      // 32 samples per chunk at 5x5 (stride 2): one full chunk and one of 9.
+                      ConvCase{"k5_stride2_pad2_b41_chunks", conv_shape(41, 2, 9, 10, 3, 5, 5, 2, 2, 2, 2)}),
+    conv_case_name);
+
+// The chunks of a batch spread over the threads (and, for a single chunk, the blocks of its
+// GEMMs): forward and backward must give the same bits at 1, 2 and 3 threads. The first shape
+// has 3 chunks (16, 16, 5) and enough work for the threaded loop over chunks; the second is one
+// chunk of 3 samples (4 fit at 16x16), whose GEMMs, im2col and col2im spread over the threads.
+TEST(ConvThreads, SameBitsAtAnyThreadCount) {
+    for (const ConvShape& s :
+         {conv_shape(37, 8, 7, 7, 16, 3, 3, 1, 1, 1, 1), conv_shape(3, 8, 16, 16, 16, 3, 3, 1, 1, 1, 1)}) {
+        std::mt19937 rng(11);
+        const auto x = randn(x_size(s), rng), W = randn(s.n_weights(), rng, 0.2f), b = randn(s.c_out, rng);
+        const auto dy = randn(y_size(s), rng);
+        std::vector<std::vector<float>> ys, dWs, dbs, dxs;
+        const int saved = omp_get_max_threads();
+        for (int threads : {1, 2, 3}) {
+            omp_set_num_threads(threads);
+            std::vector<float> y(y_size(s)), dW(W.size()), db(s.c_out), dx(x.size());
+            cpu::conv2d_forward(s, x.data(), W.data(), b.data(), y.data());
+            cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW.data(), db.data(), dx.data());
+            ys.push_back(y);
+            dWs.push_back(dW);
+            dbs.push_back(db);
+            dxs.push_back(dx);
+        }
+        omp_set_num_threads(saved);
+        EXPECT_TRUE(any_nonzero(ys[0]));
+        EXPECT_TRUE(any_nonzero(dWs[0]));
+        for (std::size_t r = 1; r < ys.size(); ++r) {
+            EXPECT_EQ(ys[r], ys[0]) << "y, run " << r;
+            EXPECT_EQ(dWs[r], dWs[0]) << "dL_dW, run " << r;
+            EXPECT_EQ(dbs[r], dbs[0]) << "dL_db, run " << r;
+            EXPECT_EQ(dxs[r], dxs[0]) << "dL_dx, run " << r;
+        }
+    }
 }
 
 // ---- pooling -----------------------------------------------------------------------------------------
@@ -578,6 +684,58 @@ TEST(MaxPoolNan, NanWinsItsWindow) {
     EXPECT_EQ(y[1], 3.0f);
     cpu::maxpool2d_backward(s, x.data(), y.data(), dy.data(), dx.data());
     EXPECT_EQ(dx, (std::vector<float>{0, 1, 0, 0, 0, 0, 2, 0}));
+}
+
+// The 2x2 stride-2 pool (both presets' pool) has a loop of its own; it must keep the window
+// rule bit for bit: the first maximum in row-major order wins (so -0 before +0 gives -0, and
+// the gradient goes to the first of equal maxima), infinities are ordinary values, a NaN wins
+// its window (planes holding one take the general loop), and odd sizes drop the last row and
+// column, whose gradient is 0. Inputs from {-inf, -1, -0, +0, 1, inf} tie often.
+TEST(MaxPool2x2, KeepsTheWindowRuleBitForBit) {
+    const PoolShape s = pool_shape(3, 4, 7, 9, 2, 2, 2, 2, 0, 0);
+    const float inf = std::numeric_limits<float>::infinity();
+    const float values[] = {-inf, -1.0f, -0.0f, 0.0f, 1.0f, inf};
+    std::mt19937 rng(21);
+    std::vector<float> x(x_size(s));
+    for (auto& v : x) v = values[rng() % 6];
+    x[5 * 63 + 10] = std::numeric_limits<float>::quiet_NaN();  // plane 5, row 1, column 1: window (0, 0)
+    const auto dy = randn(y_size(s), rng);
+
+    // The rule, spelled out: scan the window in row-major order; the first NaN wins, otherwise a
+    // tap wins only when strictly greater than the best so far.
+    std::vector<float> want_y(y_size(s)), want_dx(x.size(), 0.0f);
+    const std::size_t h_out = s.h_out(), w_out = s.w_out();
+    for (std::size_t p = 0; p < s.batch * s.channels; ++p)
+        for (std::size_t oy = 0; oy < h_out; ++oy)
+            for (std::size_t ox = 0; ox < w_out; ++ox) {
+                std::size_t arg = 0;
+                bool first = true;
+                for (std::size_t i = 0; i < 2; ++i)
+                    for (std::size_t j = 0; j < 2; ++j) {
+                        const std::size_t at = (p * s.h_in + 2 * oy + i) * s.w_in + 2 * ox + j;
+                        if (first || (!std::isnan(x[arg]) && (std::isnan(x[at]) || x[at] > x[arg]))) arg = at;
+                        first = false;
+                    }
+                const std::size_t o = (p * h_out + oy) * w_out + ox;
+                want_y[o] = x[arg];
+                want_dx[arg] += dy[o];
+            }
+    std::vector<float> y(y_size(s), 7.0f), dx(x.size(), 7.0f);
+    cpu::maxpool2d_forward(s, x.data(), y.data());
+    cpu::maxpool2d_backward(s, x.data(), y.data(), dy.data(), dx.data());
+    auto bits = [](float v) {
+        std::uint32_t u;
+        std::memcpy(&u, &v, sizeof u);
+        return u;
+    };
+    std::size_t signed_zeros = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+        ASSERT_EQ(bits(y[i]), bits(want_y[i])) << "output " << i << ": " << y[i] << " vs " << want_y[i];
+        signed_zeros += want_y[i] == 0.0f && std::signbit(want_y[i]);
+    }
+    for (std::size_t i = 0; i < dx.size(); ++i) ASSERT_EQ(bits(dx[i]), bits(want_dx[i])) << "dL_dx " << i;
+    EXPECT_GT(signed_zeros, 0u);  // the data did produce -0 maxima
+    EXPECT_TRUE(std::isnan(y[5 * 12]));
 }
 
 // Padding counts in the divisor: a corner window of a 3x3 pool with padding 1 averages 4 real

@@ -1,13 +1,27 @@
 // CPU convolution and pooling, the oracle for the cuDNN twins.
 //
-// conv2d lowers one sample at a time to a GEMM through im2col:
-//   col (c_in*kh*kw, h_out*w_out) gathers every input window as a column, then
-//   y_n (c_out, h_out*w_out) = W (c_out, c_in*kh*kw) * col + b.
+// conv2d lowers the batch to GEMMs through im2col, a chunk of samples at a time. A chunk is a
+// power of two of samples, about kChunkColumns = 1024 output pixels in all (cnn8 at 28x28,
+// 14x14, 7x7: 1, 4 and 16 samples; lenet5 at 24x24, 8x8: 1 and 16), fixed by the shape alone.
+// Its samples' im2col matrices sit side by side, col (c_in*kh*kw, chunk*h_out*w_out), so each
+// product is one GEMM with N = chunk*h_out*w_out columns, not one per sample (a 7x7 output is
+// N = 49: OpenBLAS ran cnn8's 128 x 49 x 576 at 54 GFLOP/s, 128 x 784 x 576 at 66, on the 2-core
+// development machine), and a batch is a few parallel regions, not a few per sample:
+//   forward  out (c_out, N) = W (c_out, c_in*kh*kw) * col, written back per sample with + b;
+//   dL_dx    dcol (c_in*kh*kw, N) = W^T * dy, dy the chunk's output gradients side by side,
+//            then col2im per sample;
+//   dL_dW    the chunk's share dy * col^T (K = N) into a slot of its own, the slots summed in
+//            chunk order in double; dL_db the same way, each chunk's channel sums in double.
+// The chunks spread over the threads, each with its own scratch (kept between calls); with one
+// chunk or one thread they run in turn and each GEMM spreads its blocks over the threads. Every
+// chunk holds the same samples and every sum runs in the same order at any thread count, so the
+// result is the same bits at any thread count.
 // FLOPs per sample: 2 * c_out * c_in*kh*kw * h_out*w_out forward, twice that backward (one GEMM
 // for dL_dW, one for dL_dx). im2col and col2im are memory-bound copies of about
-// kh*kw / (stride_h*stride_w) times the input; a 1x1 convolution with stride 1 and no padding
-// needs neither (col is x itself). Pools are direct loops, one OpenMP iteration per
-// (sample, channel) plane, so no two threads ever write the same element.
+// kh*kw / (stride_h*stride_w) times the input. Pools are direct loops, one OpenMP iteration per
+// (sample, channel) plane, so no two threads ever write the same element; the 2x2 stride-2 pool
+// of both presets has a loop of its own with the four taps in registers (the general window
+// loop took a tenth of a cnn8 step).
 #include "cpu/conv_ops.h"
 
 #include "cpu/gemm.h"
@@ -16,6 +30,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -35,15 +51,10 @@ void valid_range(idx offset, idx stride, idx n_in, idx n_out, idx& lo, idx& hi) 
     lo = std::min(lo, hi);
 }
 
-// A 1x1 convolution with stride 1 and no padding: the im2col matrix of a sample is the sample.
-bool is_pointwise(const ConvShape& s) {
-    return s.kh == 1 && s.kw == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
-}
-
-// col (c_in*kh*kw, h_out*w_out) from one sample x (c_in, h_in, w_in). Row (c, i, j) holds
-// x[c, oy*stride_h + i - pad_h, ox*stride_w + j - pad_w] over (oy, ox); padded positions are 0.
-// Every row is written by one thread only.
-void im2col(const ConvShape& s, const float* x, float* col, bool threaded) {
+// col (c_in*kh*kw, h_out*w_out) from one sample x (c_in, h_in, w_in), rows ld floats apart. Row
+// (c, i, j) holds x[c, oy*stride_h + i - pad_h, ox*stride_w + j - pad_w] over (oy, ox); padded
+// positions are 0. Every row is written by one thread only.
+void im2col(const ConvShape& s, const float* x, float* col, std::size_t ld, bool threaded) {
     const idx h_in = static_cast<idx>(s.h_in), w_in = static_cast<idx>(s.w_in);
     const idx h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
     const idx kh = static_cast<idx>(s.kh), kw = static_cast<idx>(s.kw);
@@ -54,27 +65,33 @@ void im2col(const ConvShape& s, const float* x, float* col, bool threaded) {
     for (idx r = 0; r < n_rows; ++r) {
         const idx c = r / (kh * kw), i = (r / kw) % kh, j = r % kw;
         const float* xc = x + c * h_in * w_in;
-        float* dst = col + r * n_cols;
+        float* dst = col + r * static_cast<idx>(ld);
         idx oy_lo, oy_hi, ox_lo, ox_hi;
         valid_range(i - ph, sh, h_in, h_out, oy_lo, oy_hi);
         valid_range(j - pw, sw, w_in, w_out, ox_lo, ox_hi);
-        std::fill(dst, dst + oy_lo * w_out, 0.0f);
+        // Plain loops, not std::fill: the runs are a few floats long (a 7x7 output: rows of 7 with
+        // one padded position), too short for a call. Stride 1 (the usual case) copies contiguous
+        // runs, which vectorize.
+        for (idx p = 0; p < oy_lo * w_out; ++p) dst[p] = 0.0f;
         for (idx oy = oy_lo; oy < oy_hi; ++oy) {
-            const float* row = xc + (oy * sh + i - ph) * w_in;
+            const float* row = xc + (oy * sh + i - ph) * w_in + (j - pw);
             float* d = dst + oy * w_out;
-            std::fill(d, d + ox_lo, 0.0f);
-            for (idx ox = ox_lo; ox < ox_hi; ++ox) d[ox] = row[ox * sw + j - pw];
-            std::fill(d + ox_hi, d + w_out, 0.0f);
+            for (idx ox = 0; ox < ox_lo; ++ox) d[ox] = 0.0f;
+            if (sw == 1)
+                for (idx ox = ox_lo; ox < ox_hi; ++ox) d[ox] = row[ox];
+            else
+                for (idx ox = ox_lo; ox < ox_hi; ++ox) d[ox] = row[ox * sw];
+            for (idx ox = ox_hi; ox < w_out; ++ox) d[ox] = 0.0f;
         }
-        std::fill(dst + oy_hi * w_out, dst + n_cols, 0.0f);
+        for (idx p = oy_hi * w_out; p < n_cols; ++p) dst[p] = 0.0f;
     }
 }
 
-// The adjoint of im2col: dx (c_in, h_in, w_in) = 0, then every entry of col is added to the
-// input position it was gathered from. One thread per channel, since the taps (i, j) of a
-// channel overlap whenever stride < kernel; within a channel the order is fixed, so the result
-// is deterministic.
-void col2im(const ConvShape& s, const float* col, float* dx, bool threaded) {
+// The adjoint of im2col: dx (c_in, h_in, w_in) = 0, then every entry of col (rows ld floats
+// apart) is added to the input position it was gathered from. One thread per channel, since the
+// taps (i, j) of a channel overlap whenever stride < kernel; within a channel the order is
+// fixed, so the result is deterministic.
+void col2im(const ConvShape& s, const float* col, std::size_t ld, float* dx, bool threaded) {
     const idx c_in = static_cast<idx>(s.c_in);
     const idx h_in = static_cast<idx>(s.h_in), w_in = static_cast<idx>(s.w_in);
     const idx h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
@@ -92,11 +109,14 @@ void col2im(const ConvShape& s, const float* col, float* dx, bool threaded) {
             for (idx j = 0; j < kw; ++j) {
                 idx ox_lo, ox_hi;
                 valid_range(j - pw, sw, w_in, w_out, ox_lo, ox_hi);
-                const float* src = col + ((c * kh + i) * kw + j) * n_cols;
+                const float* src = col + ((c * kh + i) * kw + j) * static_cast<idx>(ld);
                 for (idx oy = oy_lo; oy < oy_hi; ++oy) {
-                    float* row = dxc + (oy * sh + i - ph) * w_in;
+                    float* row = dxc + (oy * sh + i - ph) * w_in + (j - pw);
                     const float* g = src + oy * w_out;
-                    for (idx ox = ox_lo; ox < ox_hi; ++ox) row[ox * sw + j - pw] += g[ox];
+                    if (sw == 1)  // contiguous: vectorizes
+                        for (idx ox = ox_lo; ox < ox_hi; ++ox) row[ox] += g[ox];
+                    else
+                        for (idx ox = ox_lo; ox < ox_hi; ++ox) row[ox * sw] += g[ox];
                 }
             }
         }
@@ -140,55 +160,154 @@ bool pool_parallel(const PoolShape& s, idx n_planes) {
     return n_planes > 1 && static_cast<std::size_t>(n_planes) * s.h_out() * s.w_out() * s.kh * s.kw >= kParallelMin;
 }
 
-// The sample-parallel loops: one im2col matrix per thread, grown to the largest convolution
-// seen and kept (no allocation per step).
-float* thread_scratch(std::size_t floats) {
-    thread_local std::vector<float> scratch;
-    if (scratch.size() < floats) scratch.resize(floats);
-    return scratch.data();
+// Samples per chunk: a power of two, about kChunkColumns output pixels (GEMM columns) per chunk,
+// at most the batch. It depends on the shape alone, so every chunk holds the same samples and
+// every GEMM has the same operands at any thread count (the bits do not change with threads).
+constexpr std::size_t kChunkColumns = 1024;
+
+std::size_t chunk_samples(const ConvShape& s) {
+    const std::size_t n_pix = std::max<std::size_t>(s.h_out() * s.w_out(), 1);
+    std::size_t chunk = 1;
+    while (chunk * 2 * n_pix <= kChunkColumns) chunk *= 2;
+    return std::min(chunk, std::max<std::size_t>(s.batch, 1));
 }
 
-// Whether a loop over the samples of a batch is worth threading: more than one sample and
-// enough multiply-adds (each sample's work is independent of the others and of the thread
-// count, so threading it never changes a bit).
-bool samples_parallel(const ConvShape& s, std::size_t n_k, std::size_t n_pix) {
-    return s.batch > 1 && omp_get_max_threads() > 1 && !omp_in_parallel() &&
+// One chunk's scratch on the calling thread, grown to the largest convolution seen and kept (no
+// allocation per step): the chunk's im2col matrix (or its gradient) and its output (or output
+// gradient) with the chunk's samples side by side.
+struct ChunkScratch {
+    float* col;  // (n_k, cols)
+    float* out;  // (c_out, cols)
+};
+
+ChunkScratch chunk_scratch(const ConvShape& s, std::size_t chunk) {
+    thread_local std::vector<float> buffer;
+    const std::size_t cols = chunk * s.h_out() * s.w_out();
+    const std::size_t n_col = s.c_in * s.kh * s.kw * cols, n_out = s.c_out * cols;
+    if (buffer.size() < n_col + n_out) buffer.resize(n_col + n_out);
+    return {buffer.data(), buffer.data() + n_col};
+}
+
+// Whether the loop over chunks is worth threading: more than one chunk and enough multiply-adds.
+// With one chunk (or one thread) the chunks run one after another and each GEMM spreads its
+// blocks over the threads instead (cpu/gemm.h): the same blocks either way, so the same bits.
+bool chunks_parallel(const ConvShape& s, std::size_t n_chunks) {
+    const std::size_t n_k = s.c_in * s.kh * s.kw, n_pix = s.h_out() * s.w_out();
+    return n_chunks > 1 && omp_get_max_threads() > 1 && !omp_in_parallel() &&
            s.batch * s.c_out * n_k * n_pix >= (std::size_t{1} << 18);
+}
+
+// The im2col matrices of samples [n0, n0 + m) side by side: col (n_k, m * n_pix), sample j in
+// columns [j * n_pix, (j + 1) * n_pix). threaded: the rows over the threads (when the chunks are not).
+void im2col_chunk(const ConvShape& s, const float* x, std::size_t n0, std::size_t m, float* col, bool threaded) {
+    const std::size_t x_stride = s.c_in * s.h_in * s.w_in, n_pix = s.h_out() * s.w_out();
+    for (std::size_t j = 0; j < m; ++j) im2col(s, x + (n0 + j) * x_stride, col + j * n_pix, m * n_pix, threaded);
+}
+
+// The common pool (2x2 windows, stride 2, no padding: every window inside the input, no two
+// overlapping) without the general window loop: one pass per plane over pairs of rows, taps in
+// registers, selects instead of branches, so the loop vectorizes. Without NaNs, the first
+// maximum (window_argmax's winner) is the first tap equal to the running maximum, where
+// "t > best ? t : best" keeps the earlier tap on ties (so -0 before +0 stays -0). A NaN
+// breaks that, so each pass also ORs together "tap is NaN" and a plane holding one is redone
+// by the general loop (the first NaN wins there).
+bool is_pool_2x2(const PoolShape& s) {
+    return s.kh == 2 && s.kw == 2 && s.stride_h == 2 && s.stride_w == 2 && s.pad_h == 0 && s.pad_w == 0;
+}
+
+inline float max_first(float best, float t) { return t > best ? t : best; }
+
+// v where w is 1, +0 where w is 0, by masking the bits.
+inline float keep_if(std::uint32_t w, float v) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    bits &= 0u - w;
+    std::memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+// One plane's maxima; false (y partly written) when the plane holds a NaN.
+bool maxpool_2x2_plane(const float* xp, float* yp, idx w_in, idx h_out, idx w_out) {
+    int nan = 0;
+    for (idx oy = 0; oy < h_out; ++oy) {
+        const float* top = xp + 2 * oy * w_in;
+        const float* bottom = top + w_in;
+        float* out = yp + oy * w_out;
+        for (idx ox = 0; ox < w_out; ++ox) {
+            const float a = top[2 * ox], b = top[2 * ox + 1], c = bottom[2 * ox], d = bottom[2 * ox + 1];
+            nan |= (a != a) | (b != b) | (c != c) | (d != d);
+            out[ox] = max_first(max_first(max_first(a, b), c), d);
+        }
+    }
+    return nan == 0;
+}
+
+// One plane's input gradient, every position written once (the tap that wins gets 0 + g, the
+// general loop's 0 += g, and the others 0); false when the plane holds a NaN.
+bool maxpool_2x2_plane_backward(const float* xp, const float* gp, float* dxp, idx h_in, idx w_in, idx h_out,
+                                idx w_out) {
+    int nan = 0;
+    for (idx oy = 0; oy < h_out; ++oy) {
+        const float* top = xp + 2 * oy * w_in;
+        const float* bottom = top + w_in;
+        float* d_top = dxp + 2 * oy * w_in;
+        float* d_bottom = d_top + w_in;
+        const float* g = gp + oy * w_out;
+        for (idx ox = 0; ox < w_out; ++ox) {
+            const float a = top[2 * ox], b = top[2 * ox + 1], c = bottom[2 * ox], d = bottom[2 * ox + 1];
+            nan |= (a != a) | (b != b) | (c != c) | (d != d);
+            const float m = max_first(max_first(max_first(a, b), c), d);
+            // Bitwise, not && and ?: (which compile to branches that random data mispredicts).
+            const std::uint32_t ea = a == m, eb = b == m, ec = c == m;
+            const std::uint32_t wa = ea, wb = (ea ^ 1u) & eb, wc = (ea | eb) ^ 1u, wd = wc & (ec ^ 1u);
+            const float gv = 0.0f + g[ox];
+            d_top[2 * ox] = keep_if(wa, gv);
+            d_top[2 * ox + 1] = keep_if(wb, gv);
+            d_bottom[2 * ox] = keep_if(wc & ec, gv);
+            d_bottom[2 * ox + 1] = keep_if(wd, gv);
+        }
+        for (idx ix = 2 * w_out; ix < w_in; ++ix) d_top[ix] = d_bottom[ix] = 0.0f;  // odd width
+    }
+    for (idx p = 2 * h_out * w_in; p < h_in * w_in; ++p) dxp[p] = 0.0f;  // odd height: the last row
+    return nan == 0;
 }
 
 }  // namespace
 
-void conv2d_im2col(const ConvShape& s, const float* x, float* col) { im2col(s, x, col, true); }
+void conv2d_im2col(const ConvShape& s, const float* x, float* col) {
+    im2col(s, x, col, s.h_out() * s.w_out(), true);
+}
 
 std::size_t conv2d_workspace_floats(const ConvShape& s) { return s.c_in * s.kh * s.kw * s.h_out() * s.w_out(); }
 
-void conv2d_forward(const ConvShape& s, const float* x, const float* W, const float* b, float* y,
-                    float* workspace) {
+void conv2d_forward(const ConvShape& s, const float* x, const float* W, const float* b, float* y) {
     const std::size_t n_k = s.c_in * s.kh * s.kw, n_pix = s.h_out() * s.w_out();
-    const std::size_t x_stride = s.c_in * s.h_in * s.w_in, y_stride = s.c_out * n_pix;
+    const std::size_t y_stride = s.c_out * n_pix;
     if (s.batch == 0 || y_stride == 0) return;
-    const bool pointwise = is_pointwise(s);
-    // One sample per iteration, the samples over the threads: each sample's im2col and GEMM run
-    // on one thread (the GEMM's blocks one after another), as many regions per layer as one.
-    const bool threaded = samples_parallel(s, n_k, n_pix);
+    const std::size_t chunk = chunk_samples(s), n_chunks = (s.batch + chunk - 1) / chunk;
+    const std::size_t c_out = s.c_out;
+    const bool threaded = chunks_parallel(s, n_chunks);
 #pragma omp parallel for schedule(static) if (threaded)
-    for (idx i = 0; i < static_cast<idx>(s.batch); ++i) {
-        const std::size_t n = static_cast<std::size_t>(i);
-        const float* xn = x + n * x_stride;  // (c_in, h_in, w_in)
-        float* yn = y + n * y_stride;        // (c_out, h_out, w_out)
-        const float* col = xn;               // (n_k, n_pix)
-        if (!pointwise) {
-            float* ws = threaded ? thread_scratch(n_k * n_pix) : workspace;
-            im2col(s, xn, ws, !threaded);
-            col = ws;
-        }
-        // yn (c_out, n_pix) = b (per channel) + W (c_out, n_k) * col (n_k, n_pix)
-        sgemm(false, false, s.c_out, n_pix, n_k, W, n_k, col, n_pix, 1.0f, yn, n_pix, b, true);
+    for (idx q = 0; q < static_cast<idx>(n_chunks); ++q) {
+        const std::size_t n0 = static_cast<std::size_t>(q) * chunk, m = std::min(chunk, s.batch - n0);
+        const std::size_t cols = m * n_pix;
+        const ChunkScratch sc = chunk_scratch(s, chunk);
+        im2col_chunk(s, x, n0, m, sc.col, !threaded);
+        // out (c_out, cols) = W (c_out, n_k) * col (n_k, cols)
+        sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 0.0f, sc.out, cols);
+        // y[n0 + j] (c_out, n_pix) = out's columns of sample j + b, in cache while written back
+        for (std::size_t j = 0; j < m; ++j)
+            for (std::size_t co = 0; co < c_out; ++co) {
+                const float* src = sc.out + co * cols + j * n_pix;
+                float* dst = y + (n0 + j) * y_stride + co * n_pix;
+                const float bias = b[co];
+                for (std::size_t p = 0; p < n_pix; ++p) dst[p] = src[p] + bias;
+            }
     }
 }
 
 void conv2d_backward(const ConvShape& s, const float* x, const float* W, const float* dL_dy, float* dL_dW,
-                     float* dL_db, float* dL_dx, float* workspace, bool accumulate) {
+                     float* dL_db, float* dL_dx, bool accumulate) {
     const std::size_t n_k = s.c_in * s.kh * s.kw, n_pix = s.h_out() * s.w_out();
     const std::size_t x_stride = s.c_in * s.h_in * s.w_in, y_stride = s.c_out * n_pix;
     if (!accumulate) {
@@ -199,51 +318,65 @@ void conv2d_backward(const ConvShape& s, const float* x, const float* W, const f
         if (dL_dx) std::fill(dL_dx, dL_dx + s.batch * x_stride, 0.0f);
         return;
     }
+    const std::size_t chunk = chunk_samples(s), n_chunks = (s.batch + chunk - 1) / chunk;
+    const std::size_t c_out = s.c_out, n_w = s.n_weights();
 
-    // dL_db: channel sums over batch and pixels, in double (a channel sums batch*h_out*w_out
-    // terms, 50k for a batch of 64 at 28x28) and in a fixed order per channel.
-    const idx c_out = static_cast<idx>(s.c_out);
-#pragma omp parallel for schedule(static) if (s.batch * y_stride >= kParallelMin)
-    for (idx co = 0; co < c_out; ++co) {
-        double sum = 0.0;
-        for (std::size_t n = 0; n < s.batch; ++n) {
-            const float* g = dL_dy + n * y_stride + static_cast<std::size_t>(co) * n_pix;
-            for (std::size_t p = 0; p < n_pix; ++p) sum += g[p];
-        }
-        dL_db[co] += static_cast<float>(sum);
-    }
+    // Every chunk's dL_dW and dL_db (its terms in double) go to a slot of their own, summed in
+    // chunk order afterwards: the same sums in the same order at any thread count.
+    thread_local std::vector<float> partial_W;
+    thread_local std::vector<double> partial_b;
+    if (partial_W.size() < n_chunks * n_w) partial_W.resize(n_chunks * n_w);
+    if (partial_b.size() < n_chunks * c_out) partial_b.resize(n_chunks * c_out);
+    float* const pW = partial_W.data();
+    double* const pb = partial_b.data();
 
-    // dL_dx: every sample on its own (dcol = W^T dyn, scattered back by col2im), the samples
-    // over the threads.
-    const bool pointwise = is_pointwise(s);
-    if (dL_dx) {
-        const bool threaded = samples_parallel(s, n_k, n_pix);
+    const bool threaded = chunks_parallel(s, n_chunks);
 #pragma omp parallel for schedule(static) if (threaded)
-        for (idx i = 0; i < static_cast<idx>(s.batch); ++i) {
-            const std::size_t n = static_cast<std::size_t>(i);
-            const float* dyn = dL_dy + n * y_stride;  // (c_out, n_pix)
-            float* dxn = dL_dx + n * x_stride;        // (c_in, h_in, w_in)
-            // dcol (n_k, n_pix) = W^T (n_k, c_out) * dyn (c_out, n_pix), written straight into
-            // dL_dx when col is x itself, else into scratch and scattered.
-            float* dcol = pointwise ? dxn : (threaded ? thread_scratch(n_k * n_pix) : workspace);
-            sgemm(true, false, n_k, n_pix, s.c_out, W, n_k, dyn, n_pix, 0.0f, dcol, n_pix);
-            if (!pointwise) col2im(s, dcol, dxn, !threaded);
+    for (idx q = 0; q < static_cast<idx>(n_chunks); ++q) {
+        const std::size_t n0 = static_cast<std::size_t>(q) * chunk, m = std::min(chunk, s.batch - n0);
+        const std::size_t cols = m * n_pix;
+        const ChunkScratch sc = chunk_scratch(s, chunk);
+        // dy (c_out, cols): the chunk's output gradients side by side, and the bias terms.
+        double* bq = pb + static_cast<std::size_t>(q) * c_out;
+        for (std::size_t co = 0; co < c_out; ++co) {
+            double lanes[4] = {0.0, 0.0, 0.0, 0.0};  // four sums: no wait on one add chain
+            for (std::size_t j = 0; j < m; ++j) {
+                const float* src = dL_dy + (n0 + j) * y_stride + co * n_pix;
+                float* dst = sc.out + co * cols + j * n_pix;
+                std::size_t p = 0;
+                for (; p + 4 <= n_pix; p += 4)
+                    for (std::size_t l = 0; l < 4; ++l) {
+                        dst[p + l] = src[p + l];
+                        lanes[l] += src[p + l];
+                    }
+                for (; p < n_pix; ++p) {
+                    dst[p] = src[p];
+                    lanes[0] += src[p];
+                }
+            }
+            bq[co] = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
         }
+        if (dL_dx) {
+            // dcol (n_k, cols) = W^T (n_k, c_out) * dy (c_out, cols), scattered back per sample.
+            sgemm(true, false, n_k, cols, c_out, W, n_k, sc.out, cols, 0.0f, sc.col, cols);
+            for (std::size_t j = 0; j < m; ++j) col2im(s, sc.col + j * n_pix, cols, dL_dx + (n0 + j) * x_stride, !threaded);
+        }
+        // This chunk's dL_dW (c_out, n_k) = dy (c_out, cols) * col^T (cols, n_k)
+        im2col_chunk(s, x, n0, m, sc.col, !threaded);
+        sgemm(false, true, c_out, n_k, cols, sc.out, cols, sc.col, cols, 0.0f, pW + static_cast<std::size_t>(q) * n_w,
+              n_k);
     }
 
-    // dL_dW: samples one after another, so it accumulates over the batch in sample order; each
-    // GEMM's order is fixed by its shape (cpu/gemm.h), so the result is the same at any thread
-    // count.
-    for (std::size_t n = 0; n < s.batch; ++n) {
-        const float* xn = x + n * x_stride;       // (c_in, h_in, w_in)
-        const float* dyn = dL_dy + n * y_stride;  // (c_out, n_pix)
-        const float* col = xn;                    // (n_k, n_pix)
-        if (!pointwise) {
-            im2col(s, xn, workspace, true);
-            col = workspace;
-        }
-        // dL_dW (c_out, n_k) += dyn (c_out, n_pix) * col^T (n_pix, n_k)
-        sgemm(false, true, s.c_out, n_k, n_pix, dyn, n_pix, col, n_pix, 1.0f, dL_dW, n_k);
+#pragma omp parallel for schedule(static) if (n_chunks * n_w >= kParallelMin && !omp_in_parallel())
+    for (idx i = 0; i < static_cast<idx>(n_w); ++i) {
+        double sum = 0.0;
+        for (std::size_t q = 0; q < n_chunks; ++q) sum += pW[q * n_w + static_cast<std::size_t>(i)];
+        dL_dW[i] += static_cast<float>(sum);
+    }
+    for (std::size_t co = 0; co < c_out; ++co) {
+        double sum = 0.0;
+        for (std::size_t q = 0; q < n_chunks; ++q) sum += pb[q * c_out + co];
+        dL_db[co] += static_cast<float>(sum);
     }
 }
 
@@ -251,10 +384,12 @@ void maxpool2d_forward(const PoolShape& s, const float* x, float* y) {
     const idx n_planes = static_cast<idx>(s.batch * s.channels);
     const idx w_in = static_cast<idx>(s.w_in), h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
     const std::size_t in_plane = s.h_in * s.w_in, out_plane = s.h_out() * s.w_out();
+    const bool two = is_pool_2x2(s);
 #pragma omp parallel for schedule(static) if (pool_parallel(s, n_planes))
     for (idx pl = 0; pl < n_planes; ++pl) {
         const float* xp = x + static_cast<std::size_t>(pl) * in_plane;
         float* yp = y + static_cast<std::size_t>(pl) * out_plane;
+        if (two && maxpool_2x2_plane(xp, yp, w_in, h_out, w_out)) continue;
         for (idx oy = 0; oy < h_out; ++oy)
             for (idx ox = 0; ox < w_out; ++ox) {
                 const idx arg = window_argmax(xp, w_in, pool_window(s, oy, ox));
@@ -269,11 +404,13 @@ void maxpool2d_backward(const PoolShape& s, const float* x, const float* /*y*/, 
     const idx n_planes = static_cast<idx>(s.batch * s.channels);
     const idx w_in = static_cast<idx>(s.w_in), h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
     const std::size_t in_plane = s.h_in * s.w_in, out_plane = s.h_out() * s.w_out();
+    const bool two = is_pool_2x2(s);  // windows never overlap: each input gets at most one term
 #pragma omp parallel for schedule(static) if (pool_parallel(s, n_planes))
     for (idx pl = 0; pl < n_planes; ++pl) {
         const float* xp = x + static_cast<std::size_t>(pl) * in_plane;
         const float* gp = dL_dy + static_cast<std::size_t>(pl) * out_plane;
         float* dxp = dL_dx + static_cast<std::size_t>(pl) * in_plane;
+        if (two && maxpool_2x2_plane_backward(xp, gp, dxp, static_cast<idx>(s.h_in), w_in, h_out, w_out)) continue;
         std::fill(dxp, dxp + in_plane, 0.0f);
         for (idx oy = 0; oy < h_out; ++oy)
             for (idx ox = 0; ox < w_out; ++ox) {

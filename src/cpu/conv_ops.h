@@ -12,8 +12,8 @@
 namespace sparseprox {
 namespace cpu {
 
-// Floats of scratch memory conv2d_forward / conv2d_backward need (the im2col matrix of one
-// sample: c_in*kh*kw rows by h_out*w_out columns).
+// Floats of the im2col matrix of one sample (c_in*kh*kw rows by h_out*w_out columns): the
+// scratch conv2d_im2col writes.
 std::size_t conv2d_workspace_floats(const ConvShape& s);
 // The im2col matrix of one sample x (c_in, h_in, w_in): col (c_in*kh*kw, h_out*w_out), row
 // (c, i, j) holding x[c, oy*stride_h + i - pad_h, ox*stride_w + j - pad_w], padded positions 0
@@ -21,15 +21,14 @@ std::size_t conv2d_workspace_floats(const ConvShape& s);
 void conv2d_im2col(const ConvShape& s, const float* x, float* col);
 
 // y (batch, c_out, h_out, w_out) = W * x + b, for x (batch, c_in, h_in, w_in), W (c_out, c_in,
-// kh, kw), b (c_out). workspace: conv2d_workspace_floats(s) floats.
-void conv2d_forward(const ConvShape& s, const float* x, const float* W, const float* b, float* y,
-                    float* workspace);
+// kh, kw), b (c_out). Scratch memory is per thread, kept between calls.
+void conv2d_forward(const ConvShape& s, const float* x, const float* W, const float* b, float* y);
 
 // dL_dW (c_out, c_in, kh, kw) and dL_db (c_out) summed over the batch; dL_dx (batch, c_in,
 // h_in, w_in) skipped when null. With accumulate, dL_dW and dL_db are added to; dL_dx is always
 // overwritten.
 void conv2d_backward(const ConvShape& s, const float* x, const float* W, const float* dL_dy, float* dL_dW,
-                     float* dL_db, float* dL_dx, float* workspace, bool accumulate = false);
+                     float* dL_db, float* dL_dx, bool accumulate = false);
 
 // Max over each window; padded positions never win (they count as -infinity). Ties: the first
 // maximum in row-major window order receives the gradient. A NaN in a window is its maximum, so

@@ -101,11 +101,11 @@ public:
 
     void conv2d_forward(const ConvShape& s, const float* x, const float* W, const float* b, float* y) override {
         tuner_.apply();
-        cpu::conv2d_forward(s, x, W, b, y, workspace(s));
+        cpu::conv2d_forward(s, x, W, b, y);
     }
     void conv2d_backward(const ConvShape& s, const float* x, const float* W, const float* dL_dy, float* dL_dW,
                          float* dL_db, float* dL_dx) override {
-        cpu::conv2d_backward(s, x, W, dL_dy, dL_dW, dL_db, dL_dx, workspace(s));
+        cpu::conv2d_backward(s, x, W, dL_dy, dL_dW, dL_db, dL_dx);
     }
     void maxpool2d_forward(const PoolShape& s, const float* x, float* y) override { cpu::maxpool2d_forward(s, x, y); }
     void maxpool2d_backward(const PoolShape& s, const float* x, const float* y, const float* dL_dy,
@@ -250,7 +250,8 @@ private:
         return r;
     }
 
-    // im2col scratch of one sample (and the csr products' transposes), grown to the largest need seen.
+    // The csr convolution's im2col scratch of one sample (and the csr products' transposes), grown to
+    // the largest need seen.
     float* workspace(const ConvShape& s) {
         const std::size_t need = cpu::conv2d_workspace_floats(s);
         if (workspace_.size() < need) workspace_.resize(need);
