@@ -1,0 +1,1 @@
+build/sparseprox search --data idx:../shared/data/mnist --model cnn8 --lr 0.1 --batch 128 --device cpu --progress-seconds 0 --target-nnz 50000 --tolerance 0.001 --epochs 1 --report docs/results/mnist/single-lazy-1epoch-cpu.json
