@@ -183,6 +183,12 @@ struct SPARSEPROX_API SearchOptions {
     void validate(const ModelSpec& spec) const;
 };
 
+
+// The l1 form a search's runs use (MethodOptions::l1.form resolved, never automatic): automatic
+// is lazy for the adaptive strategy with one total target and greedy otherwise (per-layer targets,
+// the paper and warm strategies); greedy for the other methods.
+SPARSEPROX_API L1Form search_l1_form(const SearchOptions& o);
+
 struct SPARSEPROX_API SearchResult {
     TrainResult run;              // the run returned: the one in the band, else the closest one
     bool reached = false;         // the band was hit

@@ -770,6 +770,8 @@ nb::tuple search_py(const sp::Model& model, const AnyArray& x, const AnyArray& y
     so.train = s.options;
     so.strategy = sp::choose_search_strategy(opt<std::string>(options, "strategy"), so.train);
     so.allocation = sp::parse_allocation(opt<std::string>(options, "allocation"));
+    so.train.method.l1.form = sp::search_l1_form(so);  // auto resolved: the reports say which ran
+    s.options.method.l1.form = so.train.method.l1.form;
     so.lambda0 = opt<std::vector<float>>(options, "lambda0");
     so.lambda1 = opt<float>(options, "lambda1");
     so.max_outer = opt<std::size_t>(options, "max_outer");
@@ -807,7 +809,6 @@ nb::tuple search_py(const sp::Model& model, const AnyArray& x, const AnyArray& y
     }
     // As the command line reports it: the fine-tuning the search applied.
     s.options.finetune = so.finetune || so.train.finetune;
-    if (s.options.method.method == sp::Method::l1) s.options.method.l1.form = r.l1_form;
     nb::dict j = run_report("search", s, model.spec(), r.run);
     j["strategy"] = sp::to_string(r.strategy);
     j["reached"] = r.reached;

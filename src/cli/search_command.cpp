@@ -221,6 +221,9 @@ int run_search(const SearchFlags& f) {
     so.train = setup.options;
     so.strategy = strategy;
     so.allocation = parse_allocation(f.allocation);
+    // auto resolved here, so every report (a diverged search's too) and the model file say which ran
+    so.train.method.l1.form = search_l1_form(so);
+    setup.options.method.l1.form = so.train.method.l1.form;
     if (!f.lambda0.empty()) so.lambda0 = parse_float_list("--lambda0", f.lambda0);
     so.lambda1 = f.lambda1;
     so.max_outer = f.max_outer;
@@ -332,7 +335,6 @@ int run_search(const SearchFlags& f) {
 
     setup.options = so.train;
     setup.options.finetune = so.finetune || so.train.finetune;
-    if (setup.options.method.method == Method::l1) setup.options.method.l1.form = r.l1_form;  // auto resolved
     print_summary(setup, r.run);
     if (r.interrupted) {
         const bool resumable = !checkpoint.empty() && !adaptive && so.train.method.method != Method::gmp;

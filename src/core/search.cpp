@@ -78,6 +78,14 @@ const char* to_string(Allocation a) {
     return "?";
 }
 
+L1Form search_l1_form(const SearchOptions& o) {
+    if (o.train.method.method != Method::l1) return L1Form::greedy;
+    if (o.train.method.l1.form != L1Form::automatic) return o.train.method.l1.form;
+    // Per-layer targets steer a lambda per layer either way; the paper and warm strategies are
+    // the paper's.
+    return o.strategy == SearchStrategy::adaptive && o.train.stop.targets.size() == 1 ? L1Form::lazy : L1Form::greedy;
+}
+
 Allocation parse_allocation(const std::string& name) {
     if (name == "uniform") return Allocation::uniform;
     if (name == "magnitude") return Allocation::magnitude;
@@ -891,18 +899,13 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
     engine->set_collective(group.collective());
     TrainOptions base = o.train;  // every run's options start from these
     base.communicator = group;
-    // The l1 form: lazy for the adaptive strategy with one total target, the paper's greedy step
-    // for the others (per-layer targets steer a lambda per layer either way).
     const bool l1 = base.method.method == Method::l1;
-    if (l1 && base.method.l1.form == L1Form::automatic)
-        base.method.l1.form = o.strategy == SearchStrategy::adaptive && o.train.stop.targets.size() == 1
-                                  ? L1Form::lazy
-                                  : L1Form::greedy;
-    const bool lazy = l1 && base.method.l1.form == L1Form::lazy;
+    base.method.l1.form = search_l1_form(o);
+    const bool lazy = base.method.l1.form == L1Form::lazy;
 
     SearchResult result;
     result.strategy = o.strategy;
-    result.l1_form = lazy ? L1Form::lazy : L1Form::greedy;
+    result.l1_form = base.method.l1.form;
     result.parallel_runs = P;
     // Search time before the resume (a resumed paper or warm search).
     const double elapsed_before = resumed && resumed->has_loop ? resumed->elapsed_seconds : 0.0;
