@@ -4,7 +4,6 @@
 #include "cpu/lazy_prox_step.h"
 
 #include "cpu/optimizer_step.h"
-#include "cpu/parallel.h"
 
 namespace sparseprox {
 namespace cpu {
@@ -13,21 +12,9 @@ void lazy_prox_step(float* params, float* z, const float* grads, const opt::Stat
                     float lr, const float* lambdas, const opt::Step& step, std::size_t* nnz) {
     opt::dispatch(step.kind, [&](auto kind) {
         constexpr std::int32_t K = decltype(kind)::value;
-        for (std::size_t l = 0; l < layout.segments.size(); ++l) {
-            const ParamSegment& s = layout.segments[l];
-            const float lambda = lambdas[l];
-            const std::size_t off = s.weight_offset;
-            std::size_t count = 0;
-#pragma omp parallel for reduction(+ : count) schedule(static) if (s.n_weights >= kParallelMin)
-            for (idx k = 0; k < static_cast<idx>(s.n_weights); ++k) {
-                const std::size_t i = off + static_cast<std::size_t>(k);
-                const float v = opt::lazy_prox_descend_k<K>(z, grads[i], st, i, step, lr, lambda);
-                params[i] = v;
-                count += v != 0.0f;
-            }
-            nnz[l] = count;
-            descend_range<K>(params, grads, st, s.bias_offset, s.n_bias, step, lr, false);
-        }
+        counted_step<K>(params, grads, st, layout, step, lr, nnz, [&](std::size_t l, std::size_t i) {
+            return opt::lazy_prox_descend_k<K>(z, grads[i], st, i, step, lr, lambdas[l]);
+        });
     });
 }
 
