@@ -232,6 +232,18 @@ def test_impossible_settings_raise_the_library_error(mg):
     assert issubclass(sparseprox.Error, ValueError) and issubclass(sparseprox.Error, RuntimeError)
 
 
+def test_l1_form_is_checked_and_reported(mg):
+    (X, y), _ = mg
+    with pytest.raises(sparseprox.Error, match="unknown l1 form 'eager'"):
+        small_train(X, y, l1_form="eager")
+    with pytest.raises(sparseprox.Error, match="l1_form applies to method='l1' only"):
+        small_train(X, y, method="gmp", target_nnz=50, l1_form="lazy")
+    assert small_train(X, y).report["method_options"]["form"] == "greedy"
+    assert small_train(X, y, l1_form="lazy").report["method_options"]["form"] == "lazy"
+    r = sparseprox.search("dense:6-16-1", X, y, target_nnz=40, tolerance=0.1, steps=200, device="cpu")
+    assert r.report["strategy"] == "adaptive" and r.report["method_options"]["form"] == "lazy"
+
+
 def test_divergence_raises_with_the_report(mg):
     (X, y), _ = mg
     with pytest.raises(sparseprox.DivergedError, match="training diverged.*try a smaller lr") as info:
