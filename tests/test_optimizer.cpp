@@ -208,6 +208,42 @@ TEST(Optimizers, LazyL1ThresholdIsALevelAndPrunedWeightsComeBack) {
     EXPECT_EQ(greedy.model.weight(0)[1], 0.0f);  // 0.5 - 20 * 0.05 shrinks to zero
 }
 
+// A lazy run stopped in the band fine-tunes its pattern from the kept weights' accumulated values
+// z (lazy_refit, docs/method.md §8.5), not from their thresholded values: a kept weight without
+// gradient ends at its z, 0.5, where the greedy form leaves it one shrinkage below (0.45). The
+// pruned weight stays pruned, the bias is the run's own.
+TEST(Optimizers, LazyL1FineTuningStartsFromTheAccumulatedWeights) {
+    // dense:3-1, MSE on one sample whose second and third inputs are 0: those weights get no gradient.
+    Dataset d = tiny_data();
+    d.n_features = 3;
+    d.x = {1.0f, 0.0f, 0.0f};
+    d.y = {0.9f};
+    Model m(ModelSpec::parse("dense:3-1"));
+    m.weight(0)[0] = 1.0f;
+    m.weight(0)[1] = 0.5f;   // kept: above the level 0.05
+    m.weight(0)[2] = 0.02f;  // pruned by the first step: below it
+    m.bias(0)[0] = 0.0f;
+    TrainOptions opt;
+    opt.lr = 0.1f;
+    opt.lambdas = {0.5f};
+    opt.steps = 10;
+    opt.progress_seconds = 0;
+    opt.stop.targets = {2};  // in the band after the first step: nine steps of fine-tuning
+    opt.stop.tolerance = 0.0;
+    opt.finetune = true;
+    opt.method.l1.form = L1Form::lazy;
+    const TrainResult lazy = train(m, d, nullptr, opt);
+    EXPECT_TRUE(lazy.stopped_in_band);
+    EXPECT_EQ(lazy.finetune_steps, 9u);
+    EXPECT_FLOAT_EQ(lazy.model.weight(0)[1], 0.5f);
+    EXPECT_EQ(lazy.model.weight(0)[2], 0.0f);
+    EXPECT_NE(lazy.model.bias(0)[0], 0.0f);
+    opt.method.l1.form = L1Form::greedy;
+    const TrainResult greedy = train(m, d, nullptr, opt);
+    EXPECT_TRUE(greedy.stopped_in_band);
+    EXPECT_FLOAT_EQ(greedy.model.weight(0)[1], 0.45f);
+}
+
 TEST(Optimizers, ScheduledStepsMatchTheClosedForm) {
     for (OptimizerKind k : {OptimizerKind::sgd, OptimizerKind::adam}) {
         TrainOptions opt;

@@ -60,6 +60,9 @@ public:
     // The exported parameters: dense-shaped weights with exact zeros (for l1 and gmp the
     // parameters themselves). evaluate() and gradient() use these too.
     virtual std::vector<float> get_params() = 0;
+    // The weights the lazy l1 form accumulates (its z, whose soft-threshold get_params returns);
+    // get_params() for every other method and form.
+    virtual std::vector<float> get_accumulated() = 0;
     // lambdas: one per weight layer, the strength of the method's penalty (ignored by gmp).
     // Takes effect from the next step.
     virtual void set_hyper(float lr, const std::vector<float>& lambdas) = 0;

@@ -185,6 +185,10 @@ public:
 
     std::vector<float> get_params() override { return params_.to_host(); }
 
+    std::vector<float> get_accumulated() override {
+        return method_.method == Method::l1 && method_.l1_lazy ? master_.to_host() : params_.to_host();
+    }
+
     void set_hyper(float lr, const std::vector<float>& lambdas) override {
         if (lambdas.size() != n_layers_)
             throw Error("set_hyper: " + std::to_string(lambdas.size()) + " lambdas for " + std::to_string(n_layers_) +

@@ -1015,7 +1015,9 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
     // A run that meets the band (by a step or by the landing) trains the rest of its budget with
     // that pattern fixed (SearchOptions::finetune), at least 40% of the budget by default: the
     // pruned network recovers from the penalty's shrinkage there (gradual magnitude pruning, which
-    // does not shrink, fine-tunes its last 25%).
+    // does not shrink, fine-tunes its last 25%). Under the lazy l1 form the landing trims, and
+    // the fine-tuning starts from, the kept weights' accumulated values z (lazy_refit): the
+    // threshold chose the pattern, the kept weights keep none of its shrinkage.
     //
     // Mini-batch noise: the NNZ of a convolutional network moves by thousands between single
     // steps (small weights flicker in and out), so the count an update reacts to is the settled
@@ -1138,6 +1140,11 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
             return changed;
         };
 
+        // What the landing trims: the parameters, or under the lazy form the accumulated values of
+        // the kept weights (lazy_refit), the start of the fine-tuning.
+        auto landing_params = [&](Engine& e) {
+            return lazy ? lazy_refit(e.get_params(), e.get_accumulated(), init.layout()) : e.get_params();
+        };
         TrainOptions run_opt = base;
         run_opt.lambdas = steer.expand(lam, n_layers);
         run_opt.finetune = o.finetune || o.train.finetune;
@@ -1174,7 +1181,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
                 }
                 above = above && static_cast<double>(n_total) > static_cast<double>(t_total) * (1.0 + o.train.stop.tolerance);
                 if (above) {
-                    dense_side = params;
+                    dense_side = lazy ? lazy_refit(params, e.get_accumulated(), init.layout()) : params;
                     dense_side_nnz = st.nnz;
                 }
             }
@@ -1241,14 +1248,14 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
                         }
                     if (above) {
                         result.landed = true;
-                        return trim_to(e.get_params(), spec, steer, keep);
+                        return trim_to(landing_params(e), spec, steer, keep);
                     }
                 } else {
                     const std::size_t target =
                         std::accumulate(steer.targets.begin(), steer.targets.end(), std::size_t{0});
                     if (static_cast<double>(n_total) > static_cast<double>(target) * (1.0 + rho)) {
                         result.landed = true;
-                        return trim_to(e.get_params(), spec, steer, trim_counts(counts, steer.targets));
+                        return trim_to(landing_params(e), spec, steer, trim_counts(counts, steer.targets));
                     }
                 }
             }

@@ -135,6 +135,16 @@ StopConfig stop_config(const StopRule& rule, std::size_t n_layers) {
     return c;
 }
 
+std::vector<float> lazy_refit(std::vector<float> params, const std::vector<float>& z, const ParamLayout& layout) {
+    if (z.size() != params.size())
+        throw Error("lazy_refit: " + std::to_string(z.size()) + " accumulated values for " +
+                    std::to_string(params.size()) + " parameters");
+    for (const ParamSegment& seg : layout.segments)
+        for (std::size_t i = seg.weight_offset; i < seg.weight_offset + seg.n_weights; ++i)
+            if (params[i] != 0.0f) params[i] = z[i];
+    return params;
+}
+
 std::size_t step_budget(const TrainOptions& options, std::size_t n_samples) {
     const std::size_t batch = options.batch_size == 0 ? n_samples : std::min(options.batch_size, n_samples);
     const std::size_t steps_per_epoch = batch == 0 ? 0 : (n_samples + batch - 1) / batch;
@@ -406,7 +416,11 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
     // (masked steps of the run's optimizer, no penalty: gmp's machinery without a schedule).
     result.interrupted = interrupted;
     if (options.finetune && (st.stopped || was_landed) && applied < max_steps && !interrupted) {
-        const std::vector<float> at_stop = engine.get_params();
+        std::vector<float> at_stop = engine.get_params();
+        // The lazy form's kept weights start from their accumulated values (a landing's
+        // parameters were set from them already: there z is the parameters).
+        if (options.method.method == Method::l1 && options.method.l1.form == L1Form::lazy)
+            at_stop = lazy_refit(std::move(at_stop), engine.get_accumulated(), ParamLayout::of(spec));
         sparsify::MethodConfig fixed;
         fixed.method = Method::gmp;  // no targets: no pruning events, the mask stays as it is
         engine.set_method(fixed);

@@ -33,6 +33,13 @@ TrainResult run_training(Engine& engine, const ModelSpec& spec, const std::vecto
                          const Dataset& train_set, const Dataset* test_set, const TrainOptions& options,
                          const RunControl* control = nullptr);
 
+// Where the lazy l1 form's pattern starts its fine-tuning (docs/method.md §8.5): `params` with
+// every nonzero weight replaced by its accumulated value z (Engine::get_accumulated), whose
+// magnitude is the weight's plus the threshold lr lambda. The threshold chose the pattern; the
+// kept weights start without its shrinkage, as the relaxed lasso refits the lasso's support
+// (Meinshausen 2007). Biases and pruned weights are left as they are.
+std::vector<float> lazy_refit(std::vector<float> params, const std::vector<float>& z, const ParamLayout& layout);
+
 // The step budget of one run on n_samples training rows: the smaller of options.steps and
 // options.epochs epochs (either may be 0: no limit of that kind).
 std::size_t step_budget(const TrainOptions& options, std::size_t n_samples);
