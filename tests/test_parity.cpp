@@ -858,7 +858,8 @@ void add_optimizer_cases(std::vector<Case>& cases) {
 // warm-up, set before every step as the trainer does.
 Outputs network_outputs(const BackendFactory& make, const std::string& spec_text, Method method, bool classify,
                         std::size_t steps, const StopRule& rule, float lambda = 1e-3f,
-                        OptimizerKind optimizer = OptimizerKind::sgd, bool cosine = false, bool lazy = false) {
+                        OptimizerKind optimizer = OptimizerKind::sgd, bool cosine = false, bool lazy = false,
+                        bool cut_midway = false) {
     const ModelSpec spec = spec_text[0] == '{' ? ModelSpec::from_json(spec_text) : ModelSpec::parse(spec_text);
     const Model init = Model::initialize(spec, 5);
     Dataset data;
@@ -905,6 +906,13 @@ Outputs network_outputs(const BackendFactory& make, const std::string& spec_text
     for (std::size_t s = 0; s < steps; ++s) {
         if (cosine) engine->set_lr(schedule.lr_at(opt.lr, s, steps));
         engine->step((s * 32) % data.n_samples, 32);
+        if (cut_midway && s + 1 == steps / 2) {
+            // The lazy search's trim (Engine::set_lazy_state): every third weight cut from w and z.
+            std::vector<float> w = engine->get_params(), z = engine->get_accumulated();
+            for (const ParamSegment& seg : init.layout().segments)
+                for (std::size_t i = seg.weight_offset; i < seg.weight_offset + seg.n_weights; i += 3) w[i] = z[i] = 0.0f;
+            engine->set_lazy_state(w, z);
+        }
     }
     const EngineStatus st = engine->status();
     const Evaluation e = engine->evaluate(data, 40);
@@ -918,6 +926,7 @@ Outputs network_outputs(const BackendFactory& make, const std::string& spec_text
               out("stopped", {double(st.stopped)}, bitwise(), false), out("nnz", widen(st.nnz), bitwise(), false),
               out("eval_loss", {e.loss}, nrmse(1e-5)), out("gradient", widen(grad), nrmse(1e-4))};
     o[2].may_be_trivial = rule.targets.empty();  // with a band, the run must have stopped in it
+    if (lazy) o.push_back(out("accumulated", widen(engine->get_accumulated()), t));
     return o;
 }
 
@@ -962,6 +971,10 @@ void add_network_cases(std::vector<Case>& cases) {
                                            true);
             }});
         }
+    cases.push_back({"network_dense_l1_lazy_cut_midway", false, [](const BackendFactory& make) {
+        return network_outputs(make, "dense:6-40-30-1", Method::l1, false, 12, StopRule{}, 0.5f, OptimizerKind::sgd,
+                               false, true, true);
+    }});
     cases.push_back({"network_stop_freezes_first_in_band_step", false, [](const BackendFactory& make) {
         // A band the l1 run passes through after a few steps: both backends stop at the same step.
         StopRule rule;

@@ -633,6 +633,39 @@ TEST(NetworkSearch, AdaptiveLandsAboveTheBandByTrimming) {
     EXPECT_EQ(r.run.nnz, r.layer_targets) << "every layer above its share is cut to it";
 }
 
+// Under the lazy form the threshold alone would leave the count where it is (lambda all but fixed
+// at a level that prunes little); the adaptive search also trims each interval to the schedule,
+// so the network thins along the ramp, and the cut weights regrow only as the level lets them.
+TEST(NetworkSearch, AdaptiveLazyFormThinsAlongTheSchedule) {
+    const Dataset d = smooth_regression(256, 7);
+    const Model init = Model::initialize(ModelSpec::parse("dense:4-24-16-1"), 9);  // 496 weights
+    SearchOptions o = small_net_options();
+    o.strategy = SearchStrategy::adaptive;
+    o.train.steps = 2000;
+    o.train.stop.targets = {50};
+    o.train.stop.tolerance = 0.0;
+    o.adapt_rate = 1e-6;  // lambda all but fixed at its start
+    o.lambda0 = {1e-2f};
+    std::vector<std::pair<std::size_t, std::size_t>> counts;  // (step, NNZ) at each interval's end
+    o.on_iteration = [&](const SearchIteration& it) {
+        std::size_t n = 0;
+        for (auto v : it.nnz) n += v;
+        counts.push_back({it.total_steps, n});
+    };
+    const SearchResult r = LambdaSearch(o).run(init, d, nullptr);
+    EXPECT_EQ(r.l1_form, L1Form::lazy);
+    ASSERT_TRUE(r.reached);
+    EXPECT_EQ(r.run.model.nnz_total(), 50u);
+    EXPECT_EQ(r.run.steps, 2000u);
+    // The count the threshold alone holds (about 494 of 496: the trims switched off) falls along
+    // the ramp: below half of the first interval's by its end, R = 3/4 of the budget.
+    ASSERT_GE(counts.size(), 3u);
+    std::size_t at_ramp_end = counts.front().second;
+    for (auto c : counts)
+        if (c.first <= 1500) at_ramp_end = c.second;
+    EXPECT_LT(2 * at_ramp_end, counts.front().second) << at_ramp_end << " of " << counts.front().second;
+}
+
 TEST(NetworkSearch, MissedBandReturnsTheClosestRun) {
     const Dataset d = smooth_regression(128, 2);
     const ModelSpec spec = ModelSpec::parse("dense:4-8-1");

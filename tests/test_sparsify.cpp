@@ -451,5 +451,65 @@ TEST(Methods, BadMethodOptionsAreRejected) {
     EXPECT_EQ(parse_method("spred"), Method::spred);
 }
 
+// Engine::set_lazy_state (the lazy form's gradual trim in the adaptive search): weights cut from
+// w and z mid-run stay cut while their gradients, added up again from zero, do not cross the
+// level lr lambda; the run's step count goes on.
+TEST(LazyL1, CutWeightsRestartFromZeroMidRun) {
+    const ModelSpec spec = ModelSpec::parse("dense:3-1");
+    Dataset d;
+    d.name = "lazy";
+    d.task = Task::regression;
+    d.n_samples = 1;
+    d.n_features = 3;
+    d.n_outputs = 1;
+    d.x = {1.0f, 1.0f, 0.0f};  // the third weight gets no gradient
+    d.y = {2.0f};
+    TrainOptions opt;
+    opt.method.l1.form = L1Form::lazy;
+    auto engine = make_cpu_engine(spec, Loss::mse);
+    engine->set_method(sparsify::make_method_config(opt, 10));
+    Model m(spec);
+    m.weight(0)[0] = 1.0f;
+    m.weight(0)[1] = 0.5f;
+    m.weight(0)[2] = 0.3f;
+    m.bias(0)[0] = 0.0f;
+    const std::size_t o = m.layout().segments[0].weight_offset;  // w[o + i]: weight i
+    engine->set_params(m.slab());
+    engine->set_hyper(0.1f, {0.5f});               // the level 0.05
+    engine->set_train_data(d);
+    engine->set_order({0});
+    engine->step(0, 1);
+    std::vector<float> w = engine->get_params(), z = engine->get_accumulated();
+    ASSERT_EQ(w.size(), m.slab().size());
+    EXPECT_FLOAT_EQ(std::fabs(z[o + 0]) - 0.05f, std::fabs(w[o + 0]));  // w = S(z)
+    EXPECT_FLOAT_EQ(z[o + 2], 0.3f);
+    w[o + 1] = w[o + 2] = 0.0f;
+    z[o + 1] = z[o + 2] = 0.0f;
+    engine->set_lazy_state(w, z);
+    EngineStatus st = engine->status();
+    EXPECT_EQ(st.steps_run, 1u) << "the run goes on";
+    EXPECT_EQ(st.nnz[0], 1u);
+    engine->step(0, 1);
+    w = engine->get_params();
+    z = engine->get_accumulated();
+    EXPECT_EQ(engine->status().steps_run, 2u);
+    EXPECT_EQ(z[o + 2], 0.0f) << "no gradient: it stays cut";
+    EXPECT_EQ(w[o + 2], 0.0f);
+    EXPECT_NE(z[o + 1], 0.0f) << "its gradient accumulates again from zero";
+    EXPECT_LT(std::fabs(z[o + 1]), 0.5f);
+    EXPECT_FLOAT_EQ(w[o + 1], std::copysign(std::max(std::fabs(z[o + 1]) - 0.05f, 0.0f), z[o + 1]));
+    EXPECT_NE(w[o + 0], 0.0f);
+    // Only a lazy run has a z to set.
+    TrainOptions greedy;
+    engine->set_method(sparsify::make_method_config(greedy, 10));
+    engine->set_params(m.slab());
+    try {
+        engine->set_lazy_state(w, z);
+        ADD_FAILURE() << "set_lazy_state on a greedy run did not throw";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("lazy"), std::string::npos) << e.what();
+    }
+}
+
 }  // namespace
 }  // namespace sparseprox

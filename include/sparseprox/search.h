@@ -135,9 +135,12 @@ struct SPARSEPROX_API SearchOptions {
     AdaptRule adapt_rule = AdaptRule::relative;
     // Relative rule: the step at which the NNZ schedule reaches the target (R; 0: three quarters
     // of the budget under the lazy l1 form, which does not shrink the kept weights, as gradual
-    // magnitude pruning's schedule ends; half of it under the greedy form). The schedule starts at R/6 after a warm-up at the starting lambda; the band is
-    // armed from R, and a count still above the band at R + budget/10 (the landing step) is
-    // trimmed to the target by magnitude within each group.
+    // magnitude pruning's schedule ends; half of it under the greedy form). The schedule starts
+    // at R/6 after a warm-up at the starting lambda; the band is armed from R, and a count still
+    // above the band at R + budget/10 (the landing step) is trimmed to the target by magnitude
+    // within each group. Under the lazy form every update from R/6 to the landing also trims a
+    // group above the schedule's count to it by |z|, and the fine-tuning starts from the kept
+    // weights' z (docs/method.md §8.5).
     std::size_t adapt_ramp = 0;
     // One total target with the adaptive strategy and l1: how the total is shared among layers.
     Allocation allocation = Allocation::automatic;

@@ -51,7 +51,8 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
     app.add_option("--adapt-ramp", f.adapt_ramp,
                    "adaptive (relative rule): the step at which the NNZ schedule reaches the target; the "
                    "schedule starts at a sixth of it, the band is armed from it, and a count above the band a "
-                   "tenth of the budget later is trimmed to the target (0: half the step budget)")
+                   "tenth of the budget later is trimmed to the target (0: three quarters of the step budget under "
+                   "the lazy l1 form, half under the greedy form)")
         ->check(whole_number(false))
         ->capture_default_str();
     app.add_flag("--no-stop-run0", f.no_stop_run0,

@@ -63,6 +63,9 @@ public:
     // The weights the lazy l1 form accumulates (its z, whose soft-threshold get_params returns);
     // get_params() for every other method and form.
     virtual std::vector<float> get_accumulated() = 0;
+    // The lazy l1 form only: replaces the parameters and z in the middle of a run (the step
+    // count, the optimizer's state and the stop rule stay), e.g. with weights cut from both.
+    virtual void set_lazy_state(const std::vector<float>& params, const std::vector<float>& z) = 0;
     // lambdas: one per weight layer, the strength of the method's penalty (ignored by gmp).
     // Takes effect from the next step.
     virtual void set_hyper(float lr, const std::vector<float>& lambdas) = 0;

@@ -185,6 +185,18 @@ public:
 
     std::vector<float> get_params() override { return params_.to_host(); }
 
+    void set_lazy_state(const std::vector<float>& params, const std::vector<float>& z) override {
+        if (!(method_.method == Method::l1 && method_.l1_lazy))
+            throw Error("set_lazy_state: the run is not under the lazy l1 form");
+        if (params.size() != layout_.slab_size || z.size() != layout_.slab_size)
+            throw Error("set_lazy_state: " + std::to_string(params.size()) + " parameters and " +
+                        std::to_string(z.size()) + " accumulated values, the model needs " +
+                        std::to_string(layout_.slab_size));
+        params_.upload(params.data(), params.size());
+        master_.upload(z.data(), z.size());
+        backend_->count_nonzero(params_.data(), layout_, layer_nnz_.data());
+    }
+
     std::vector<float> get_accumulated() override {
         return method_.method == Method::l1 && method_.l1_lazy ? master_.to_host() : params_.to_host();
     }

@@ -1005,7 +1005,8 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
     // The relative rule (docs/method.md §8.5) runs in four phases over the run's budget T:
     //   warm-up  [0, B)   the starting lambda (lambda^(1) unless lambda0 is given), no steering;
     //   ramp     [B, R)   each group's count steered along the cubic of gradual magnitude pruning
-    //                     from its count at B to its target (B = R/6, R = T/2 by default);
+    //                     from its count at B to its target (B = R/6, R = T/2 by default, 3T/4
+    //                     under the lazy l1 form);
     //   approach [R, D)   the band armed, the count steered to halve its distance every interval;
     //   landing  D = R + T/10: a count still above the band is trimmed to the target by
     //                     magnitude within each group. A count that fell through the band (once
@@ -1015,9 +1016,15 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
     // A run that meets the band (by a step or by the landing) trains the rest of its budget with
     // that pattern fixed (SearchOptions::finetune), at least 40% of the budget by default: the
     // pruned network recovers from the penalty's shrinkage there (gradual magnitude pruning, which
-    // does not shrink, fine-tunes its last 25%). Under the lazy l1 form the landing trims, and
-    // the fine-tuning starts from, the kept weights' accumulated values z (lazy_refit): the
-    // threshold chose the pattern, the kept weights keep none of its shrinkage.
+    // does not shrink, fine-tunes its last 25%).
+    //
+    // Under the lazy l1 form (R = 3T/4 by default) the threshold alone leaves most weights
+    // nonzero through the ramp (its level lr lambda is below most |z|), so at every update from
+    // B to D each group above the schedule's count is also trimmed to it by |z|, the cut weights
+    // zeroed in w and in z (trim_to_schedule): the network thins gradually, as under gradual
+    // magnitude pruning, and the threshold decides which cut weights regrow. The landing trims,
+    // and the fine-tuning starts from, the kept weights' accumulated values z (lazy_refit): the
+    // kept weights keep none of the threshold's shrinkage.
     //
     // Mini-batch noise: the NNZ of a convolutional network moves by thousands between single
     // steps (small weights flicker in and out), so the count an update reacts to is the settled
@@ -1109,6 +1116,34 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
             if (allocate && o.lambda0.empty())
                 for (std::size_t j = 0; j < n_steer; ++j) lam[j] = std::sqrt(o.lambda1 * group_start[j]);
         }
+
+        // The lazy form's gradual trim: a group above the schedule's count at `step` keeps its
+        // largest accumulated weights |z| (the threshold's own order), the others are cut from
+        // both w and z. A cut weight returns only once its gradients, added up again from zero,
+        // carry z across the threshold eta lambda: the threshold decides what regrows.
+        auto trim_to_schedule = [&](Engine& e, std::vector<float> p, const std::vector<std::size_t>& nnz,
+                                    std::size_t step) {
+            std::vector<std::size_t> keep(n_steer);
+            bool cut = false;
+            for (std::size_t j = 0; j < n_steer; ++j) {
+                const double t = static_cast<double>(steer.targets[j]);
+                double desired = t;
+                if (step < R) {
+                    const double left = 1.0 - static_cast<double>(step - B) / static_cast<double>(R - B);
+                    desired = t + (from_count[j] - t) * left * left * left;
+                }
+                keep[j] = static_cast<std::size_t>(desired);
+                cut = cut || steer.nnz_of(j, nnz) > keep[j];
+            }
+            if (!cut) return;
+            std::vector<float> z = e.get_accumulated();
+            const ParamLayout& layout = init.layout();
+            const std::vector<float> kept = trim_to(lazy_refit(p, z, layout), spec, steer, keep);
+            for (const ParamSegment& seg : layout.segments)
+                for (std::size_t i = seg.weight_offset; i < seg.weight_offset + seg.n_weights; ++i)
+                    if (kept[i] == 0.0f && p[i] != 0.0f) p[i] = 0.0f, z[i] = 0.0f;
+            e.set_lazy_state(p, z);
+        };
 
         auto update = [&](const std::vector<double>& mean, const std::vector<std::size_t>& nnz, std::size_t step) {
             bool changed = false;
@@ -1211,6 +1246,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
                 next_update = s + K;
                 current_rule = changed ? LambdaRule::adaptive : LambdaRule::fixed;
                 if (changed) e.set_hyper(o.train.lr, steer.expand(lam, n_layers));
+                if (lazy && relative) trim_to_schedule(e, params, st.nnz, s);
             }
             if (!armed && s + poll > R) {
                 e.set_stop_rule(o.train.stop);  // the ramp is over: the band may end the run
