@@ -38,6 +38,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -45,9 +46,12 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <omp.h>
 
 #include "core/atomic_file.h"
 #include "core/backend.h"
+#include "core/layer_shapes.h"
+#include "cpu/conv_ops.h"
 #include "cpu/gemm.h"
 #include "sparseprox/sparseprox.h"
 
@@ -298,6 +302,81 @@ json cpu_peaks(int repeats) {
     return {{"sgemm_512_gflops", gflops}, {"copy_gb_per_s", copy_gbps}, {"threads", describe_threads()}};
 }
 
+// The step's GEMMs alone (bench/README.md, "Napkin math"): every product one training step of
+// `spec` at `batch` makes through the CPU backend's sgemm (cpu/gemm.h), the way the backend makes
+// them, at the most threads the backend uses (num_threads(): the automatic tuner may have left
+// the team smaller after its last step), timed together, the best of `repeats`. A dense layer is
+// three products over the batch (forward, weight gradient, input gradient; the first weight layer
+// has no input gradient), each spread over the threads; a convolution the same three per chunk of
+// samples (cpu::chunk_samples) over its im2col matrix, the chunks spread over the threads.
+// batch / that time bounds the samples/s of any step built on these GEMMs: everything else a step
+// does (im2col, activations, pools, the loss, the prox step) only adds to it.
+double gemm_floor_seconds(const ModelSpec& spec, std::size_t batch, int repeats) {
+    struct Product {
+        bool ta, tb;
+        std::size_t m, n, k;
+    };
+    struct Group {
+        std::size_t copies = 1;  // conv: chunks, run in parallel, each product at one thread
+        std::vector<Product> products;
+    };
+    std::vector<Group> groups;
+    bool first = true;
+    for (const LayerSpec& l : spec.layers) {
+        Group g;
+        if (l.kind == LayerKind::dense) {
+            g.products.push_back({false, true, batch, l.n_out, l.n_in});  // Y = X W^T
+            g.products.push_back({true, false, l.n_out, l.n_in, batch});  // dW = dY^T X
+            if (!first) g.products.push_back({false, false, batch, l.n_in, l.n_out});  // dX = dY W
+        } else if (l.kind == LayerKind::conv2d) {
+            const ConvShape cs = conv_shape(l, batch);
+            const std::size_t chunk = cpu::chunk_samples(cs), K = l.fan_in(), c_out = cs.c_out;
+            const std::size_t cols = chunk * cs.h_out() * cs.w_out();
+            g.copies = (batch + chunk - 1) / chunk;
+            g.products.push_back({false, false, c_out, cols, K});  // Y = W col
+            g.products.push_back({false, true, c_out, K, cols});   // dW = dY col^T
+            if (!first) g.products.push_back({true, false, K, cols, c_out});  // dcol = W^T dY
+        } else {
+            continue;
+        }
+        groups.push_back(g);
+        first = false;
+    }
+    std::size_t a = 1, b = 1, c = 1, copies = 1;
+    for (const Group& g : groups) {
+        copies = std::max(copies, g.copies);
+        for (const Product& p : g.products) {
+            a = std::max(a, p.m * p.k);
+            b = std::max(b, p.k * p.n);
+            c = std::max(c, p.m * p.n);
+        }
+    }
+    const std::vector<float> A = pattern(a, 11), B = pattern(b, 12);
+    std::vector<float> C(c * copies);  // one output per chunk
+    omp_set_num_threads(num_threads());  // the backend's next operation sets its own count again
+    auto run = [&](const Product& p, float* out) {
+        cpu::sgemm(p.ta, p.tb, p.m, p.n, p.k, A.data(), p.ta ? p.m : p.k, B.data(), p.tb ? p.k : p.n, 0.0f, out,
+                   p.n);
+    };
+    double best = std::numeric_limits<double>::infinity();
+    for (int r = 0; r < repeats + 1; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (const Group& g : groups) {
+            if (g.copies == 1) {
+                for (const Product& p : g.products) run(p, C.data());
+                continue;
+            }
+            const long long n_chunks = static_cast<long long>(g.copies);
+#pragma omp parallel for schedule(static)
+            for (long long i = 0; i < n_chunks; ++i)
+                for (const Product& p : g.products) run(p, C.data() + static_cast<std::size_t>(i) * c);
+        }
+        const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (r > 0) best = std::min(best, t);  // the first pass warms the caches and the pools
+    }
+    return best;
+}
+
 // One training workload on one device: a warm-up run of `warm_steps` (engine, cuBLAS and
 // allocator start-up, caches, clocks; its rate sizes the measured run), then a run of about
 // `seconds`. With the automatic CPU thread count the measured run is at least kTunedSteps steps:
@@ -319,7 +398,15 @@ json bench_training(const std::string& key, const std::string& workload, const M
     const TrainResult r = train(init, data, nullptr, opt);
     std::size_t nnz = 0;
     for (std::size_t v : r.nnz) nnz += v;
+    json gemm_floor = nullptr;
+    if (device.kind == DeviceKind::cpu) {
+        const double t = gemm_floor_seconds(init.spec(), batch, 5);
+        gemm_floor = {{"samples_per_second", static_cast<double>(batch) / t},
+                      {"seconds_per_step", t},
+                      {"share_of_step", t * r.samples_per_second / static_cast<double>(batch)}};
+    }
     return {{"key", key},
+            {"gemm_floor", gemm_floor},
             {"workload", workload},
             {"method", method_name(opt.method.method)},
             {"device", device.to_string()},
@@ -653,17 +740,21 @@ int main(int argc, char** argv) {
 
         // ---- (b) training throughput -----------------------------------------------------------
         std::printf("\n(b) training throughput through train()\n");
-        std::printf("  %-44s %-8s %7s %6s %14s %9s %10s\n", "workload", "device", "steps", "batch", "samples/s",
-                    "wall s", "train loss");
+        std::printf("  %-44s %-8s %7s %6s %14s %9s %10s %12s\n", "workload", "device", "steps", "batch", "samples/s",
+                    "wall s", "train loss", "GEMM floor");
         out["training"] = json::array();
         auto run = [&](const std::string& key, const std::string& workload, const Model& init, const Dataset& data,
                        const TrainOptions& t, std::size_t warm_steps) {
             for (const Device& d : devices) {
                 const json r = bench_training(key, workload, init, data, t, d, opt.seconds, warm_steps);
-                std::printf("  %-44s %-8s %7zu %6zu %14.0f %9.2f %10.5f\n", workload.c_str(), d.to_string().c_str(),
-                            r["steps"].get<std::size_t>(), r["batch"].get<std::size_t>(),
+                const std::string floor =
+                    r["gemm_floor"].is_null()
+                        ? std::string("-")
+                        : std::to_string(std::llround(r["gemm_floor"]["samples_per_second"].get<double>()));
+                std::printf("  %-44s %-8s %7zu %6zu %14.0f %9.2f %10.5f %12s\n", workload.c_str(),
+                            d.to_string().c_str(), r["steps"].get<std::size_t>(), r["batch"].get<std::size_t>(),
                             r["samples_per_second"].get<double>(), r["wall_seconds"].get<double>(),
-                            r["train_loss"].get<double>());
+                            r["train_loss"].get<double>(), floor.c_str());
                 std::fflush(stdout);
                 out["training"].push_back(r);
             }

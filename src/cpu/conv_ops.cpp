@@ -160,18 +160,6 @@ bool pool_parallel(const PoolShape& s, idx n_planes) {
     return n_planes > 1 && static_cast<std::size_t>(n_planes) * s.h_out() * s.w_out() * s.kh * s.kw >= kParallelMin;
 }
 
-// Samples per chunk: a power of two, about kChunkColumns output pixels (GEMM columns) per chunk,
-// at most the batch. It depends on the shape alone, so every chunk holds the same samples and
-// every GEMM has the same operands at any thread count (the bits do not change with threads).
-constexpr std::size_t kChunkColumns = 1024;
-
-std::size_t chunk_samples(const ConvShape& s) {
-    const std::size_t n_pix = std::max<std::size_t>(s.h_out() * s.w_out(), 1);
-    std::size_t chunk = 1;
-    while (chunk * 2 * n_pix <= kChunkColumns) chunk *= 2;
-    return std::min(chunk, std::max<std::size_t>(s.batch, 1));
-}
-
 // One chunk's scratch on the calling thread, grown to the largest convolution seen and kept (no
 // allocation per step): the chunk's im2col matrix (or its gradient) and its output (or output
 // gradient) with the chunk's samples side by side.
@@ -273,6 +261,17 @@ bool maxpool_2x2_plane_backward(const float* xp, const float* gp, float* dxp, id
 }
 
 }  // namespace
+
+// A power of two, about kChunkColumns output pixels (GEMM columns) per chunk, at most the batch.
+// It depends on the shape alone, so every chunk holds the same samples and every GEMM has the
+// same operands at any thread count (the bits do not change with threads).
+std::size_t chunk_samples(const ConvShape& s) {
+    constexpr std::size_t kChunkColumns = 1024;
+    const std::size_t n_pix = std::max<std::size_t>(s.h_out() * s.w_out(), 1);
+    std::size_t chunk = 1;
+    while (chunk * 2 * n_pix <= kChunkColumns) chunk *= 2;
+    return std::min(chunk, std::max<std::size_t>(s.batch, 1));
+}
 
 void conv2d_im2col(const ConvShape& s, const float* x, float* col) {
     im2col(s, x, col, s.h_out() * s.w_out(), true);
