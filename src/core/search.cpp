@@ -1117,6 +1117,13 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
                 for (std::size_t j = 0; j < n_steer; ++j) lam[j] = std::sqrt(o.lambda1 * group_start[j]);
         }
 
+        // The cubic schedule's count for group j at step `at` (B <= at): the target from R on.
+        auto scheduled = [&](std::size_t j, double at) {
+            const double t = static_cast<double>(steer.targets[j]);
+            if (at >= static_cast<double>(R)) return t;
+            const double left = 1.0 - (at - static_cast<double>(B)) / static_cast<double>(R - B);
+            return t + (from_count[j] - t) * left * left * left;
+        };
         // The lazy form's gradual trim: a group above the schedule's count at `step` keeps its
         // largest accumulated weights |z| (the threshold's own order), the others are cut from
         // both w and z. A cut weight returns only once its gradients, added up again from zero,
@@ -1126,13 +1133,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
             std::vector<std::size_t> keep(n_steer);
             bool cut = false;
             for (std::size_t j = 0; j < n_steer; ++j) {
-                const double t = static_cast<double>(steer.targets[j]);
-                double desired = t;
-                if (step < R) {
-                    const double left = 1.0 - static_cast<double>(step - B) / static_cast<double>(R - B);
-                    desired = t + (from_count[j] - t) * left * left * left;
-                }
-                keep[j] = static_cast<std::size_t>(desired);
+                keep[j] = static_cast<std::size_t>(scheduled(j, static_cast<double>(step)));
                 cut = cut || steer.nnz_of(j, nnz) > keep[j];
             }
             if (!cut) return;
@@ -1154,13 +1155,8 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
                     const double before = prev_mean.empty() ? mean[j] : prev_mean[j];
                     const double ahead = std::max(1.0, mean[j] + (mean[j] - before));
                     const double next = static_cast<double>(step + K);
-                    double desired;
-                    if (next < static_cast<double>(R)) {
-                        const double left = 1.0 - (next - static_cast<double>(B)) / static_cast<double>(R - B);
-                        desired = t + (from_count[j] - t) * left * left * left;
-                    } else {
-                        desired = t + kApproach * (mean[j] - t);
-                    }
+                    const double desired =
+                        next < static_cast<double>(R) ? scheduled(j, next) : t + kApproach * (mean[j] - t);
                     f = std::clamp(std::pow(ahead / std::max(desired, 1.0), rate), 1.0 / (1.0 + rate), 1.0 + rate);
                 } else {
                     const double n = static_cast<double>(steer.nnz_of(j, nnz));
