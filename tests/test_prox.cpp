@@ -3,7 +3,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
+#include <vector>
 
 #include "core/elementwise.h"
 #include "cpu/activation.h"
@@ -17,6 +19,32 @@ using namespace sparseprox;
 
 namespace {
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+// The ReLU backward loop picks d or d * 0 by a bit mask (so that it vectorizes): the same bits
+// as dL_dy * act_derivative for every sign, zero, infinity and NaN, in place as the network
+// calls it, over enough elements to take the threaded path too.
+TEST(Activation, ReluBackwardIsTheFormulaBitForBit) {
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+    const float xs[] = {-1.0f, -0.0f, 0.0f, 1e-30f, 2.0f, inf, -inf, nan};
+    const float ds[] = {3.0f, -3.0f, 0.0f, -0.0f, inf, -inf, nan, 1e-20f};
+    std::vector<float> x, d;
+    for (int rep = 0; rep < 4096; ++rep)
+        for (float xv : xs)
+            for (float dv : ds) {
+                x.push_back(xv * (rep % 2 ? 1.0f : 0.5f));
+                d.push_back(dv);
+            }
+    std::vector<float> got = d;
+    cpu::activation_backward(Activation::relu, x.data(), x.data(), got.data(), got.data(), x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        const float want = d[i] * ew::act_derivative(1, x[i], x[i]);
+        std::uint32_t a, b;
+        std::memcpy(&a, &got[i], 4);
+        std::memcpy(&b, &want, 4);
+        if (std::isnan(want)) EXPECT_TRUE(std::isnan(got[i])) << i;
+        else ASSERT_EQ(a, b) << "x " << x[i] << " d " << d[i];
+    }
+}
+
 }  // namespace
 
 TEST(SoftThreshold, ExactOnDyadicInputs) {
