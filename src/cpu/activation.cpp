@@ -1,10 +1,10 @@
 // Element-wise activations on the CPU: OpenMP loops over core/elementwise.h.
 //
 // One loop per activation kind, the kind a template constant, so the per-element switch folds
-// away and ReLU's loops vectorize (a compare and a blend per 8 floats): with the switch inside
-// the loop, ReLU forward and backward took a quarter of a Mackey-Glass training step at one
-// thread. 8 bytes per element forward, 12 backward: memory-bound, far below the GEMMs' share
-// once vectorized.
+// away and ReLU's forward loop vectorizes (a compare and a blend per vector); its backward loop
+// has a form of its own (below) for the same reason. With the switch inside the loop, ReLU
+// forward and backward took a quarter of a Mackey-Glass training step at one thread. 8 bytes per
+// element forward, 12 backward: memory-bound, far below the GEMMs' share once vectorized.
 #include "cpu/activation.h"
 
 #include <cstdint>
