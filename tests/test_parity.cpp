@@ -309,6 +309,29 @@ void add_loss_cases(std::vector<Case>& cases) {
                            out("n_correct", widen(get(n_correct)), bitwise(), false)};
         }});
     }
+    // One backend summing ever more items: its CUB scratch grows between the calls (the first GPU
+    // run's benchmark failed there with cudaErrorInvalidValue).
+    cases.push_back({"sum_growing_counts", false, [](const BackendFactory& make) {
+        auto b = make();
+        Outputs o;
+        for (std::size_t n : {std::size_t{1}, std::size_t{1000}, std::size_t{3000000}}) {
+            std::vector<double> x(n);
+            std::vector<std::uint32_t> c(n);
+            for (std::size_t i = 0; i < n; ++i) {
+                x[i] = static_cast<double>(i % 97 + 1) * 0.25;  // exact sums in any order
+                c[i] = static_cast<std::uint32_t>(i % 5 + 1);
+            }
+            auto d_x = put(*b, x);
+            auto d_c = put(*b, c);
+            Buffer<double> total(*b, 1);
+            Buffer<std::uint64_t> count(*b, 1);
+            b->sum(d_x.data(), n, total.data());
+            b->sum(d_c.data(), n, count.data());
+            o.push_back(out("sum_" + std::to_string(n), widen(get(total)), bitwise()));
+            o.push_back(out("count_" + std::to_string(n), widen(get(count)), bitwise(), false));
+        }
+        return o;
+    }});
     cases.push_back({"accumulate_step_loss", false, [](const BackendFactory& make) {
         auto b = make();
         Buffer<StepState> state(*b, 1);

@@ -239,13 +239,18 @@ public:
         launch_cross_entropy_loss(logits, labels, batch, n_classes, grad_scale, dL_dlogits, sample_loss, sample_correct,
                                   ctx_.stream());
     }
+    // sum_temp(n) may grow the scratch, so it runs before its size is read (as two arguments of
+    // one call the order of the two would be unspecified, and CUB refuses a scratch smaller than
+    // it needs with cudaErrorInvalidValue).
     void sum(const double* x, std::size_t n, double* out) override {
         if (n == 0) return fill_zero(out, sizeof(double));
-        launch_sum(x, n, out, sum_temp(n), sum_temp_.bytes(), ctx_.stream());
+        void* temp = sum_temp(n);
+        launch_sum(x, n, out, temp, sum_temp_.bytes(), ctx_.stream());
     }
     void sum(const std::uint32_t* x, std::size_t n, std::uint64_t* out) override {
         if (n == 0) return fill_zero(out, sizeof(std::uint64_t));
-        launch_sum(x, n, out, sum_temp(n), sum_temp_.bytes(), ctx_.stream());
+        void* temp = sum_temp(n);
+        launch_sum(x, n, out, temp, sum_temp_.bytes(), ctx_.stream());
     }
     void accumulate_step_loss(const double* batch_loss, std::size_t batch, StepState* state) override {
         launch_accumulate_step_loss(batch_loss, batch, state, ctx_.stream());
