@@ -10,6 +10,7 @@
 
 #include "core/engine.h"
 #include "core/sparsify.h"
+#include "core/train_loop.h"
 #include "cpu/gmp.h"
 #include "cpu/l0_gates.h"
 #include "cpu/spred.h"
@@ -511,5 +512,33 @@ TEST(LazyL1, CutWeightsRestartFromZeroMidRun) {
     }
 }
 
+
+// lazy_refit: every nonzero weight takes its accumulated value, pruned weights and biases stay;
+// a z of another size is an error naming both sizes.
+TEST(LazyL1, RefitReplacesKeptWeightsOnly) {
+    const ModelSpec spec = ModelSpec::parse("dense:3-1");
+    Model m(spec);
+    m.weight(0)[0] = 0.25f;
+    m.weight(0)[1] = 0.0f;
+    m.weight(0)[2] = -0.5f;
+    m.bias(0)[0] = 0.125f;
+    std::vector<float> z(m.slab().size(), 9.0f);
+    const std::size_t o = m.layout().segments[0].weight_offset;
+    z[o + 0] = 0.75f;
+    z[o + 1] = 0.01f;
+    z[o + 2] = -1.0f;
+    Model r(spec);
+    r.slab() = lazy_refit(m.slab(), z, m.layout());
+    EXPECT_EQ(r.weight(0)[0], 0.75f);
+    EXPECT_EQ(r.weight(0)[1], 0.0f);
+    EXPECT_EQ(r.weight(0)[2], -1.0f);
+    EXPECT_EQ(r.bias(0)[0], 0.125f);
+    try {
+        lazy_refit(m.slab(), std::vector<float>(3, 0.0f), m.layout());
+        ADD_FAILURE() << "a z of the wrong size was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("3 accumulated values"), std::string::npos) << e.what();
+    }
+}
 }  // namespace
 }  // namespace sparseprox

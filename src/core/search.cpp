@@ -1171,10 +1171,10 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
             return changed;
         };
 
-        // What the landing trims: the parameters, or under the lazy form the accumulated values of
-        // the kept weights (lazy_refit), the start of the fine-tuning.
-        auto landing_params = [&](Engine& e) {
-            return lazy ? lazy_refit(e.get_params(), e.get_accumulated(), init.layout()) : e.get_params();
+        // What a landing trims (`p`, the engine's parameters): the parameters, or under the lazy
+        // form the kept weights' accumulated values (lazy_refit), the start of the fine-tuning.
+        auto landing_view = [&](Engine& e, std::vector<float> p) {
+            return lazy ? lazy_refit(std::move(p), e.get_accumulated(), init.layout()) : p;
         };
         TrainOptions run_opt = base;
         run_opt.lambdas = steer.expand(lam, n_layers);
@@ -1212,7 +1212,7 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
                 }
                 above = above && static_cast<double>(n_total) > static_cast<double>(t_total) * (1.0 + o.train.stop.tolerance);
                 if (above) {
-                    dense_side = lazy ? lazy_refit(params, e.get_accumulated(), init.layout()) : params;
+                    dense_side = landing_view(e, params);
                     dense_side_nnz = st.nnz;
                 }
             }
@@ -1280,14 +1280,15 @@ SearchResult LambdaSearch::run(const Model& init, const Dataset& train_set, cons
                         }
                     if (above) {
                         result.landed = true;
-                        return trim_to(landing_params(e), spec, steer, keep);
+                        return trim_to(landing_view(e, e.get_params()), spec, steer, keep);
                     }
                 } else {
                     const std::size_t target =
                         std::accumulate(steer.targets.begin(), steer.targets.end(), std::size_t{0});
                     if (static_cast<double>(n_total) > static_cast<double>(target) * (1.0 + rho)) {
                         result.landed = true;
-                        return trim_to(landing_params(e), spec, steer, trim_counts(counts, steer.targets));
+                        return trim_to(landing_view(e, e.get_params()), spec, steer,
+                                       trim_counts(counts, steer.targets));
                     }
                 }
             }
