@@ -540,5 +540,27 @@ TEST(LazyL1, RefitReplacesKeptWeightsOnly) {
         EXPECT_NE(std::string(e.what()).find("3 accumulated values"), std::string::npos) << e.what();
     }
 }
+
+// set_lazy_state with slabs of the wrong size is an error naming the sizes, and changes nothing.
+TEST(LazyL1, SetLazyStateChecksTheSlabSizes) {
+    const ModelSpec spec = ModelSpec::parse("dense:3-1");
+    TrainOptions opt;
+    opt.method.l1.form = L1Form::lazy;
+    auto engine = make_cpu_engine(spec, Loss::mse);
+    engine->set_method(sparsify::make_method_config(opt, 10));
+    Model m(spec);
+    m.weight(0)[0] = 1.0f;
+    engine->set_params(m.slab());
+    const std::vector<float> good(m.slab().size(), 0.0f), short_slab(2, 0.0f);
+    for (int which = 0; which < 2; ++which) {
+        try {
+            engine->set_lazy_state(which ? good : short_slab, which ? short_slab : good);
+            ADD_FAILURE() << "slabs of the wrong size were accepted";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("the model needs"), std::string::npos) << e.what();
+        }
+    }
+    EXPECT_EQ(engine->get_params(), m.slab());
+}
 }  // namespace
 }  // namespace sparseprox
