@@ -120,6 +120,23 @@ TEST(NextLambda, MedianThenMidpointThenExpand) {
     EXPECT_FLOAT_EQ(e.lambda, 3e-3f);
 }
 
+TEST(NextLambda, AStallIsARunThatLeavesTheBracketsCountsAsTheyWere) {
+    // Target 5: run 0 too sparse (2), run 1 too dense (9).
+    std::vector<LambdaRecord> h = {{1e-2f, 2}, {1e-7f, 9}};
+    EXPECT_FALSE(bracket_stalled({h.front()}, 5)) << "one run has nothing to compare with";
+    EXPECT_FALSE(bracket_stalled(h, 5)) << "run 1 gave the bracket its lower end";
+    h.push_back({1e-3f, 7});  // n_hi 9 -> 7: progress
+    EXPECT_FALSE(bracket_stalled(h, 5));
+    h.push_back({2e-3f, 7});  // the same n_hi at a larger lambda: lambda_low moved, the counts did not
+    EXPECT_TRUE(bracket_stalled(h, 5));
+    h.push_back({5e-3f, 2});  // the same n_lo at a smaller lambda
+    EXPECT_TRUE(bracket_stalled(h, 5));
+    h.push_back({4e-4f, 11});  // outside the bracket: nothing changed
+    EXPECT_TRUE(bracket_stalled(h, 5));
+    h.push_back({4e-3f, 4});  // n_lo 2 -> 4
+    EXPECT_FALSE(bracket_stalled(h, 5));
+}
+
 TEST(SearchNames, ParseAndPrint) {
     for (auto s : {SearchStrategy::paper, SearchStrategy::warm, SearchStrategy::adaptive})
         EXPECT_EQ(parse_search_strategy(to_string(s)), s);
@@ -253,6 +270,45 @@ TEST_P(LassoSearch, FindsALambdaInsideTheExactPathInterval) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, LassoSearch, ::testing::Values(1, 3, 6, 11));
+
+// Run 0 just above target 1's interval (too sparse: 0 weights), as the computed lambda_max is
+// when its last bit rounds up. The lower median of the candidates then creeps from lambda1
+// towards the interval by a small step per run, and each of those runs returns the same count;
+// the first such stall makes the next run the bracket's midpoint, which closes in on the
+// interval, so the search lands in it within a handful of runs.
+TEST(LassoSearchStall, ABisectionFollowsAMedianRunThatChangedNoCount) {
+    std::vector<double> z;
+    const Dataset d = hadamard_problem(7, 12, 11, &z);
+    std::vector<double> a(z.size());
+    std::transform(z.begin(), z.end(), a.begin(), [](double v) { return 2.0 * std::fabs(v); });
+    std::sort(a.begin(), a.end(), std::greater<double>());
+    const double lo = a[1], hi = a[0];  // NNZ = 1 exactly for lambda in [lo, hi)
+    SearchOptions o;
+    o.train.device = Device{};
+    o.train.lr = 0.25f;
+    o.train.steps = 4;
+    o.train.stop.targets = {1};
+    o.train.stop.tolerance = 0.0;
+    o.lambda0 = {static_cast<float>(hi * (1 + 1e-4))};
+    o.max_outer = 30;
+    const Model zero(ModelSpec::parse("dense:12-1"));
+    const SearchResult r = LambdaSearch(o).run(zero, d, nullptr);
+    ASSERT_TRUE(r.reached) << "after " << r.outer_iterations << " runs; path interval [" << lo << ", " << hi << ")";
+    EXPECT_EQ(r.run.model.nnz_total(), 1u);
+    EXPECT_GE(r.lambda_final[0], lo * (1 - 1e-5));
+    EXPECT_LT(r.lambda_final[0], hi * (1 + 1e-5));
+    EXPECT_LE(r.outer_iterations, 12u);
+    // Every bisect run follows a median run after which the bracket's counts stood still.
+    std::vector<LambdaRecord> history;
+    for (const SearchIteration& it : r.iterations) {
+        if (it.rule == LambdaRule::bisect) {
+            ASSERT_GE(it.index, 3u);
+            EXPECT_EQ(r.iterations[it.index - 1].rule, LambdaRule::median);
+            EXPECT_TRUE(bracket_stalled(history, 1));
+        }
+        history.push_back({it.lambdas[0], it.nnz[0]});
+    }
+}
 
 // ---- networks ------------------------------------------------------------------------------------
 

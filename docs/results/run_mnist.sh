@@ -62,7 +62,7 @@ lane_b() {
     lambda=$(python3 -c 'import json, sys; print(repr(json.load(open(sys.argv[1]))["lambda_final"][0]))' \
         "$OUT/single-paper-run0-$DEVICE.json")
     search multi-paper-finetune-$DEVICE $MULTI --epochs $PAPER_EPOCHS --strategy paper --lambda0 1e-2 \
-        --lambda1 1e-7 --max-outer 15 --no-stop-run0 --finetune
+        --lambda1 1e-7 --max-outer 15 --no-stop-run0 --no-bisect-stalls --finetune
     job single-paper-finetune-$DEVICE "$SPARSEPROX" train $BASE $SINGLE --lambda "$lambda" --finetune \
         --epochs $FINETUNE_EPOCHS --save "$OUT/single-paper-finetune-$DEVICE.safetensors"
 }

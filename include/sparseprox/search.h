@@ -31,13 +31,14 @@ enum class LambdaRule {
     fixed,      // the adaptive strategy's final phase at a fixed lambda
     geometric,  // methods other than l1: sqrt(lambda_low * lambda_up), lambda_up / 10 when low is 0
     quantile,   // parallel search: one of the P-quantiles of the candidates (median for P = 1)
+    bisect,     // a median run left the bracket's counts as they were: (lambda_low + lambda_up) / 2
 };
 SPARSEPROX_API const char* to_string(LambdaRule r);
 
 // ---- the search ----------------------------------------------------------------------------------
 
 enum class SearchStrategy {
-    paper,     // Algorithms 1/2 exactly: every run restarts from the initialization
+    paper,     // Algorithms 1/2 (with bisect_stalls false: exactly): every run restarts from the initialization
     warm,      // the same rules, each run starting from the weights of the closest run so far on
                // the dense side (NNZ >= target in every group; the initialization until one exists)
     adaptive,  // one run: lambda steered toward the target online, then a fixed-lambda phase
@@ -129,6 +130,11 @@ struct SPARSEPROX_API SearchOptions {
     // false: run 0 ignores the band and trains its whole budget, as the authors' released code
     // did in three of its four scripts (docs/method.md §6). true: the band ends run 0 too (§4).
     bool stop_run0 = true;
+    // true (the default): after a run chosen by the median rule that left the bracket's counts as
+    // they were, the next lambda is the bracket's midpoint (rule bisect), so the bracket at least
+    // halves every two runs; the median alone can creep towards a narrow target interval by a
+    // small step per run (docs/method.md §4). false: Algorithms 1/2 exactly as the paper states them.
+    bool bisect_stalls = true;
     // adaptive strategy (docs/method.md §8.5)
     std::size_t adapt_interval = 0;    // steps between lambda updates (K; 0: 1/100 of the budget, >= 1)
     double adapt_rate = 0.0;           // a (0: the rule's default, 0.5 relative, 1 sparsity)

@@ -404,6 +404,7 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
            start_rows: int = 0,
            ranks_per_run: int = 1,
            stop_run0: bool = True,
+           bisect_stalls: bool = True,
            finetune: bool = True,
            finetune_lr: float = 0.0,
            optimizer: str = "sgd",
@@ -438,7 +439,8 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
         ``"paper"`` and ``"warm"``, at most 4096 for ``"adaptive"``).
     finetune: True (the default, ``--no-finetune`` is False): the run in the band trains the
         rest of its budget with the pattern fixed; finetune_lr its learning rate.
-    stop_run0: False is ``--no-stop-run0``.
+    stop_run0: False is ``--no-stop-run0``. bisect_stalls: False is ``--no-bisect-stalls`` (the
+        median rule even after a median run that changed no count of the bracket).
     distributed: True under ``mpirun``: the ranks form groups of ranks_per_run ranks (0: one
         group of all ranks), each group training one lambda per round (the parallel search of
         README, "Distributed training"); the adaptive strategy trains its one run over all ranks.
@@ -470,6 +472,7 @@ def search(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
         "start_rows": _whole(start_rows, "start_rows"),
         "ranks_per_run": _whole(ranks_per_run, "ranks_per_run"),
         "stop_run0": bool(stop_run0),
+        "bisect_stalls": bool(bisect_stalls),
         "search_finetune": bool(finetune),
         "_classification": _is_classification(y),
     })

@@ -782,6 +782,7 @@ nb::tuple search_py(const sp::Model& model, const AnyArray& x, const AnyArray& y
     so.start_rows = opt<std::size_t>(options, "start_rows");
     so.ranks_per_run = opt<std::size_t>(options, "ranks_per_run");
     so.stop_run0 = opt<bool>(options, "stop_run0");
+    so.bisect_stalls = opt<bool>(options, "bisect_stalls");
     so.finetune = opt<bool>(options, "search_finetune");
     so.validate(model.spec());
 
@@ -820,6 +821,7 @@ nb::tuple search_py(const sp::Model& model, const AnyArray& x, const AnyArray& y
     j["lambda1"] = static_cast<double>(so.lambda1);
     j["max_outer"] = so.max_outer;
     j["stop_run0"] = so.stop_run0;
+    j["bisect_stalls"] = so.bisect_stalls;
     if (so.strategy == sp::SearchStrategy::adaptive) {
         j["adapt_interval"] = r.adapt_interval;
         j["adapt_rate"] = so.adapt_rate;

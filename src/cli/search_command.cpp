@@ -57,6 +57,10 @@ void add_search_flags(CLI::App& app, SearchFlags& f) {
         ->capture_default_str();
     app.add_flag("--no-stop-run0", f.no_stop_run0,
                  "run 0 ignores the band and trains its whole budget (the authors' released code)");
+    app.add_flag("--no-bisect-stalls", f.no_bisect_stalls,
+                 "paper, warm: keep the median rule after a median run that left the bracket's counts as they "
+                 "were (the paper's rule exactly; by default such a run is followed by the bracket's midpoint, "
+                 "rule bisect)");
     app.add_flag("--no-finetune", f.no_finetune,
                  "return the run's first step in the band as it is (Algorithm 3, the paper) instead of training "
                  "the rest of its budget with that sparsity pattern fixed (the default for search)");
@@ -237,6 +241,7 @@ int run_search(const SearchFlags& f) {
         throw Error("--start-rows " + std::to_string(f.start_rows) +
                     " has nothing to do with --lambda0 given: the start is computed only without it");
     so.stop_run0 = !f.no_stop_run0;
+    so.bisect_stalls = !f.no_bisect_stalls;
     if (f.no_finetune && f.train.finetune) throw Error("--finetune and --no-finetune contradict each other");
     so.finetune = !f.no_finetune;
     so.ranks_per_run = f.ranks_per_run;
@@ -386,6 +391,7 @@ int run_search(const SearchFlags& f) {
         j["lambda1"] = so.lambda1;
         j["max_outer"] = so.max_outer;
         j["stop_run0"] = so.stop_run0;
+        j["bisect_stalls"] = so.bisect_stalls;
         if (adaptive) {
             j["adapt_interval"] = r.adapt_interval;
             j["adapt_rate"] = so.adapt_rate;

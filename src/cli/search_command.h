@@ -25,6 +25,7 @@ struct SearchFlags {
     std::size_t start_rows = 0;
     std::string allocation = "auto";
     bool no_stop_run0 = false;
+    bool no_bisect_stalls = false;
     bool no_finetune = false;  // return the first in-band iterate (the paper) instead of fine-tuning it
     std::string trace_csv;
     std::string checkpoint;      // empty: REPORT.ckpt when --report is given, else the --resume file

@@ -35,6 +35,7 @@ const char* to_string(LambdaRule r) {
         case LambdaRule::expand: return "expand";
         case LambdaRule::adaptive: return "adaptive";
         case LambdaRule::fixed: return "fixed";
+        case LambdaRule::bisect: return "bisect";
     }
     return "?";
 }
@@ -172,6 +173,15 @@ Bracket bracket_from_history(const std::vector<LambdaRecord>& history, std::size
         }
     }
     return b;
+}
+
+bool bracket_stalled(const std::vector<LambdaRecord>& history, std::size_t target) {
+    if (history.size() < 2) return false;
+    const Bracket now = bracket_from_history(history, target);
+    const Bracket before =
+        bracket_from_history(std::vector<LambdaRecord>(history.begin(), history.end() - 1), target);
+    return now.has_up == before.has_up && now.has_low == before.has_low && (!now.has_up || now.n_lo == before.n_lo) &&
+           (!now.has_low || now.n_hi == before.n_hi);
 }
 
 CandidateSet candidate_set(const float* grad, std::size_t n, float low, float up) {
@@ -538,6 +548,9 @@ void next_lambdas(Engine& engine, const SearchOptions& o, const Groups& groups, 
         float largest_j = 0.0f;
         for (const LambdaRecord& h : state.history[j]) largest_j = std::max(largest_j, h.lambda);
         LambdaChoice choice = next_lambda(brackets[j], c, largest_j);
+        if (o.bisect_stalls && choice.rule == LambdaRule::median && state.rules[j] == LambdaRule::median &&
+            bracket_stalled(state.history[j], groups.targets[j]))
+            choice = {(brackets[j].lambda_low + brackets[j].lambda_up) / 2.0f, LambdaRule::bisect};
         if (o.train.method.method != Method::l1 && choice.rule == LambdaRule::midpoint) {
             // No candidate rule for these penalties, and lambda spans decades: bisect in log.
             const Bracket& b = brackets[j];

@@ -106,7 +106,7 @@ std::vector<float> floats_of(const json& j) {
 LambdaRule parse_rule(const std::string& name) {
     for (LambdaRule r : {LambdaRule::lambda0, LambdaRule::lambda1, LambdaRule::median, LambdaRule::midpoint,
                          LambdaRule::expand, LambdaRule::adaptive, LambdaRule::fixed, LambdaRule::geometric,
-                         LambdaRule::quantile})
+                         LambdaRule::quantile, LambdaRule::bisect})
         if (name == to_string(r)) return r;
     throw Error("unknown lambda rule '" + name + "'");
 }
@@ -285,6 +285,7 @@ SetupList describe_search_setup(const SearchOptions& o, const Model& init, const
     s.emplace_back("lambda1", fmt(o.lambda1));
     s.emplace_back("max outer", std::to_string(o.max_outer));
     s.emplace_back("stop run0", std::to_string(o.stop_run0));
+    if (!o.bisect_stalls) s.emplace_back("bisect stalls", "0");
     if (o.strategy == SearchStrategy::adaptive) {
         s.emplace_back("adapt interval", std::to_string(o.adapt_interval));
         s.emplace_back("adapt rate", fmt(o.adapt_rate));

@@ -33,6 +33,13 @@ struct Bracket {
 };
 Bracket bracket_from_history(const std::vector<LambdaRecord>& history, std::size_t target);
 
+// Whether the last run of a history left the bracket's counts as they were: no end appeared and
+// n_lo and n_hi are the counts they were before it (its NNZ equal to an end's count, or outside
+// the bracket). After a run chosen by the median rule this is a stall: the candidates' median
+// can creep towards the target's interval a little per run (docs/method.md §4), and the next
+// lambda is the bracket's midpoint instead (rule bisect). False for fewer than two runs.
+bool bracket_stalled(const std::vector<LambdaRecord>& history, std::size_t target);
+
 // The candidates C = { |g_i| : low < |g_i| < up } (strict on both sides) of n gradient entries:
 // their number and their lower median (for an even count the smaller middle value; 0 when C is
 // empty). NaN entries are never candidates.
