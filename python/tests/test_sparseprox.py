@@ -318,6 +318,21 @@ def test_search_matches_cli_on_mackey_glass(mg, cli, tmp_path):
     assert r.reached and abs(r.model.nnz - 60) <= 3
 
 
+def test_paper_search_bisect_switch_matches_cli(mg, cli, tmp_path):
+    (X, y), test = mg
+    flags = ["--model", "dense:6-16-1", "--target-nnz", "40", "--tolerance", "0.02", "--steps", "200",
+             "--strategy", "paper", "--max-outer", "8"]
+    for bisect in (True, False):
+        rep = run_cli(cli, ["search", *flags] + ([] if bisect else ["--no-bisect-stalls"]), tmp_path, ok=(0, 3))
+        r = sparseprox.search("dense:6-16-1", X, y, test=test, target_nnz=40, tolerance=0.02, steps=200,
+                              strategy="paper", max_outer=8, bisect_stalls=bisect, device="cpu")
+        assert rep["bisect_stalls"] is bisect and r.report["bisect_stalls"] is bisect
+        assert [(it["rule"], it["lambda"], it["nnz"]) for it in r.report["search"]] == \
+            [(it["rule"], it["lambda"], it["nnz"]) for it in rep["search"]]
+        if not bisect:
+            assert "bisect" not in [it["rule"] for it in r.report["search"]]
+
+
 def test_adaptive_search(mg):
     (X, y), test = mg
     r = sparseprox.search("dense:6-32-1", X, y, test=test, target_density=0.3, tolerance=0.02,
