@@ -198,6 +198,40 @@ TEST_P(ConvForward, MatchesNaiveReference) {
     EXPECT_TRUE(any_nonzero(y));
 }
 
+// im2col is a gather: every entry of every sample's column matrix is the input value its tap
+// reads, or +0 for a padded tap, bit for bit (the bits of the random input, NaN-free).
+TEST_P(ConvForward, Im2colIsTheTapFormulaBitForBit) {
+    const ConvShape s = GetParam().shape;
+    std::mt19937 rng(static_cast<unsigned>(x_size(s) * 7 + 1));
+    const auto x = randn(x_size(s), rng);
+    const std::size_t h_out = s.h_out(), w_out = s.w_out(), n_col = cpu::conv2d_workspace_floats(s);
+    std::vector<float> col(n_col);
+    for (std::size_t n = 0; n < s.batch; ++n) {
+        std::fill(col.begin(), col.end(), std::numeric_limits<float>::quiet_NaN());
+        cpu::conv2d_im2col(s, x.data() + n * s.c_in * s.h_in * s.w_in, col.data());
+        for (std::size_t ci = 0; ci < s.c_in; ++ci)
+            for (std::size_t i = 0; i < s.kh; ++i)
+                for (std::size_t j = 0; j < s.kw; ++j)
+                    for (std::size_t oy = 0; oy < h_out; ++oy)
+                        for (std::size_t ox = 0; ox < w_out; ++ox) {
+                            const long iy = static_cast<long>(oy * s.stride_h + i) - static_cast<long>(s.pad_h);
+                            const long ix = static_cast<long>(ox * s.stride_w + j) - static_cast<long>(s.pad_w);
+                            const bool inside = iy >= 0 && ix >= 0 && iy < static_cast<long>(s.h_in) &&
+                                                ix < static_cast<long>(s.w_in);
+                            const float want =
+                                inside ? x[((n * s.c_in + ci) * s.h_in + static_cast<std::size_t>(iy)) * s.w_in +
+                                           static_cast<std::size_t>(ix)]
+                                       : 0.0f;
+                            const float got = col[(((ci * s.kh + i) * s.kw + j) * h_out + oy) * w_out + ox];
+                            std::uint32_t a, b;
+                            std::memcpy(&a, &got, 4);
+                            std::memcpy(&b, &want, 4);
+                            ASSERT_EQ(a, b) << "sample " << n << " channel " << ci << " tap (" << i << ", " << j
+                                            << ") output (" << oy << ", " << ox << ")";
+                        }
+    }
+}
+
 // Dyadic data: every product and partial sum is exact in float, so the result equals the
 // reference bitwise whatever order the GEMM sums in.
 TEST_P(ConvForward, ExactOnDyadicInputs) {
