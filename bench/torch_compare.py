@@ -318,19 +318,65 @@ def ratio(a, b):
     return a / b if a and b else None
 
 
+def summarize(rows, figure):
+    """Per (workload, device, condition): the median figure of each side over the rounds, and the
+    median, least and greatest of the per-round ratios (a round's ratio compares figures measured
+    minutes apart at most; the machine's drift between rounds stays out of it)."""
+    keys = []
+    for r in rows:
+        k = (r["workload"], r["device"], r["condition"])
+        if k not in keys:
+            keys.append(k)
+    out = []
+    for k in keys:
+        mine = [r for r in rows if (r["workload"], r["device"], r["condition"]) == k]
+        med = lambda vals: statistics.median(vals) if vals else None
+        entry = {"workload": k[0], "device": k[1], "condition": k[2], "rounds": len(mine)}
+        for side in ("sparseprox", "torch_best", "torch_paper"):
+            entry[side] = med([figure(r[side]) for r in mine if figure(r[side]) is not None])
+        for name in ("ratio_vs_best", "ratio_vs_paper", "floor_vs_best", "floor_vs_paper", "busy_over_quiet",
+                     "torch_best_busy_over_quiet"):
+            vals = [r[name] for r in mine if r.get(name) is not None]
+            entry[name] = med(vals)
+            entry[name + "_min"] = min(vals) if vals else None
+            entry[name + "_max"] = max(vals) if vals else None
+        out.append(entry)
+    return out
+
+
 def markdown(path):
     """A Markdown table of a written JSON (for the README)."""
     with open(path) as f:
         d = json.load(f)
     names = {"1": "1 thread", "all": "all threads", "busy": "all, 1 core busy"}
-    print("| workload | device | threads | SparseProx | PyTorch best | PyTorch paper style | vs best | vs paper |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
 
     def fig(r):
         if not r or "error" in r:
             return None
         return r.get("samples_per_second", r.get("gb_per_s"))
 
+    if d.get("summary") and d["info"].get("rounds", 1) > 1:
+        n = d["info"]["rounds"]
+        print(f"Medians over {n} rounds; in brackets the least and greatest ratio of one round.\n")
+        print("| workload | device | threads | SparseProx | PyTorch best | PyTorch paper style | vs best | vs paper |"
+              " busy / quiet |")
+        print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for m in d["summary"]:
+            unit = " GB/s" if m["workload"].startswith("prox") else ""
+            cells = [m["sparseprox"], m["torch_best"], m["torch_paper"]]
+            text = [f"{v:,.1f}{unit}" if unit and v is not None else (f"{v:,.0f}" if v is not None else "-")
+                    for v in cells]
+
+            def rr(k):
+                if m.get(k) is None:
+                    return "-"
+                return f"{m[k]:.2f}x [{m[k + '_min']:.2f}-{m[k + '_max']:.2f}]"
+            bq = f"{m['busy_over_quiet']:.2f}" if m.get("busy_over_quiet") is not None else "-"
+            print(f"| {m['workload']} | {m['device']} | {names.get(m['condition'], m['condition'])} | {text[0]} | "
+                  f"{text[1]} | {text[2]} | {rr('ratio_vs_best')} | {rr('ratio_vs_paper')} | {bq} |")
+        return
+    print("| workload | device | threads | SparseProx | PyTorch best | PyTorch paper style | vs best | vs paper |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in d["rows"]:
         unit = " GB/s" if r["workload"].startswith("prox") else ""
         cells = [fig(r["sparseprox"]), fig(r["torch_best"]), fig(r["torch_paper"])]
@@ -351,6 +397,9 @@ def main():
     ap.add_argument("--workloads", default=",".join(WORKLOADS + ["prox"]))
     ap.add_argument("--conditions", default="1,all,busy", help="CPU conditions: 1 thread, all threads, busy neighbour")
     ap.add_argument("--quick", action="store_true", help="short runs: 0.5 s each, prox to 1e7, 5 repeats")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every condition this many times, the rounds one after the other (each round "
+                         "SparseProx then PyTorch), and report the median figures and ratios with their range")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--compile", action="store_true", help="also try torch.compile in the best style")
     ap.add_argument("--cuda", action="store_true", help="also measure on the GPU (both sides)")
@@ -435,13 +484,13 @@ def main():
             out[style] = r
         return out
 
-    def collect(condition, device="cpu"):
+    def collect(condition, device="cpu", rnd=0):
         threads = 1 if condition == "1" else 0
         sp = run_sparseprox(args, threads, "training", device) if train_keys else {"training": []}
         for w in train_keys:
             mine = next((r for r in sp["training"] if r["key"] == w and r["device"].startswith(device)), None)
             t = torch_side(w, device, 1 if condition == "1" else "all")
-            rows.append({"workload": w, "device": device, "condition": condition,
+            rows.append({"workload": w, "device": device, "condition": condition, "round": rnd,
                          "sparseprox": mine, "torch_paper": t.get("paper"), "torch_best": t.get("best")})
             print_row(rows[-1])
         if "prox" in workloads:
@@ -453,7 +502,8 @@ def main():
                 t = torch_side("prox", device, 1 if condition == "1" else "all", ("--n-params", str(n))) if have_torch else {}
                 copy = next((c for c in spp["prox_step"] if c["n_params"] == n and c["device"] == r["device"]
                              and c["variant"].startswith("copy")), None)
-                rows.append({"workload": f"prox {n}", "device": device, "condition": condition, "sparseprox": r,
+                rows.append({"workload": f"prox {n}", "device": device, "condition": condition, "round": rnd,
+                             "sparseprox": r,
                              "copy_gb_per_s": copy["gb_per_s"] if copy else None,
                              "torch_paper": t.get("paper"), "torch_best": t.get("best")})
                 print_row(rows[-1])
@@ -467,6 +517,8 @@ def main():
     def save(partial=True):
         """The JSON so far (after every row, so a run cut short still leaves its figures)."""
         out = {"info": dict(info, complete=not partial), "rows": rows}
+        if summary:
+            out["summary"] = summary
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         tmp = args.out + ".tmp"
         with open(tmp, "w") as f:
@@ -492,25 +544,38 @@ def main():
 
     print(f"{'workload':<20} {'dev':<5} {'cond':<5} {'sparseprox':>12} {'torch best':>12} {'torch paper':>12} "
           f"{'vs best':>8} {'vs paper':>8}")
-    for c in conditions:
-        if c == "busy":
-            with Busy():
-                sp = collect("busy")
-        else:
-            sp = collect(c)
-        info["sparseprox_threads"][c] = sp.get("machine", {}).get("threads")
-        info.setdefault("sparseprox_version", sp.get("version"))
-    if args.cuda:
-        collect("all", "cuda")
+    summary = []
+    info["rounds"] = args.rounds
+    for rnd in range(args.rounds):
+        if args.rounds > 1:
+            print(f"-- round {rnd + 1} of {args.rounds}", flush=True)
+        for c in conditions:
+            if c == "busy":
+                with Busy():
+                    sp = collect("busy", rnd=rnd)
+            else:
+                sp = collect(c, rnd=rnd)
+            info["sparseprox_threads"][c] = sp.get("machine", {}).get("threads")
+            info.setdefault("sparseprox_version", sp.get("version"))
+        if args.cuda:
+            collect("all", "cuda", rnd)
     info["machine_after"] = machine()
-    # Busy neighbour against the quiet all-threads figure, per workload (SparseProx side).
+    # Busy neighbour against the quiet all-threads figure of the same round, per workload.
     for row in rows:
         if row["condition"] == "busy":
             quiet = next((q for q in rows if q["workload"] == row["workload"] and q["device"] == row["device"]
-                          and q["condition"] == "all"), None)
+                          and q["condition"] == "all" and q["round"] == row["round"]), None)
             if quiet:
                 row["busy_over_quiet"] = ratio(figure(row["sparseprox"]), figure(quiet["sparseprox"]))
                 row["torch_best_busy_over_quiet"] = ratio(figure(row["torch_best"]), figure(quiet["torch_best"]))
+    summary.extend(summarize(rows, figure))
+    if args.rounds > 1:
+        print(f"\nmedians over {args.rounds} rounds (per-round ratio range in brackets):")
+        for m in summary:
+            rng = lambda k: (f"{m[k]:.2f}x [{m[k + '_min']:.2f}-{m[k + '_max']:.2f}]" if m.get(k) is not None else "-")
+            print(f"{m['workload']:<20} {m['device']:<5} {m['condition']:<5} {m['sparseprox'] or 0:12.1f} "
+                  f"vs best {rng('ratio_vs_best')}  vs paper {rng('ratio_vs_paper')}"
+                  + (f"  busy/quiet {m['busy_over_quiet']:.2f}" if m.get("busy_over_quiet") is not None else ""))
     save(partial=False)
     print(f"wrote {args.out}")
 
