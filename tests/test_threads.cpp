@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cpu/gemm.h"
@@ -82,8 +84,10 @@ TEST_F(Threads, AutomaticTunerVisitsEveryCandidateThenSettles) {
     cpu::ThreadTuner tuner;
     const int max = cpu::available_cores();
     std::vector<int> seen;
-    for (int s = 0; s < 200; ++s) {
+    // Steps of a millisecond: every candidate is measured over at least 50 ms.
+    for (int s = 0; s < 600; ++s) {
         tuner.begin_step();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
         if (seen.empty() || seen.back() != tuner.current()) seen.push_back(tuner.current());
         EXPECT_GE(tuner.current(), 1);
         EXPECT_LE(tuner.current(), max);
@@ -92,6 +96,28 @@ TEST_F(Threads, AutomaticTunerVisitsEveryCandidateThenSettles) {
     }
     EXPECT_EQ(seen.front(), 1);  // one thread first: never far off
     if (max > 1) EXPECT_NE(std::find(seen.begin(), seen.end(), max), seen.end()) << "never tried the maximum";
+}
+
+// A count whose steps are mostly fast with an occasional long stall (a neighbour taking its
+// share of a core) loses to a steady count with the better mean, though its median is better.
+TEST_F(Threads, AutomaticTunerScoresTheMeanStepNotTheMedian) {
+    if (cpu::available_cores() < 2) GTEST_SKIP() << "one core: nothing to choose between";
+    set_num_threads(0);
+    cpu::ThreadTuner tuner;
+    int bursty_steps = 0;
+    std::vector<int> chosen;
+    for (int s = 0; s < 400; ++s) {
+        tuner.begin_step();
+        const int n = tuner.current();
+        int ms = 2;  // one thread: 2 ms, steady
+        if (n > 1) ms = bursty_steps++ % 4 == 3 ? 12 : 1;  // more: 1 ms, and 12 ms every fourth (mean 3.75)
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        tuner.end_step();
+        chosen.push_back(n);
+    }
+    EXPECT_GT(bursty_steps, 0) << "never tried more than one thread";
+    // After the first round (well within 200 steps) the steady count holds.
+    for (std::size_t s = 200; s < 220; ++s) EXPECT_EQ(chosen[s], 1) << "step " << s;
 }
 
 TEST_F(Threads, BlockedGemmMatchesTheReferenceAtAnyThreadCount) {

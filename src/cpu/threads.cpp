@@ -218,10 +218,11 @@ void ThreadTuner::end_step() {
     const bool hopeless = best > 0 && (times_.back() > 4.0 * best ||
                                        (times_.size() >= 2 &&
                                         std::min(times_[times_.size() - 1], times_[times_.size() - 2]) > 2.0 * best));
-    if (static_cast<int>(times_.size()) < kMeasureSteps && !hopeless) return;
-    std::vector<double> t = times_;
-    std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2), t.end());
-    scores_[candidate_] = t[t.size() / 2];
+    double total = 0.0;
+    for (double v : times_) total += v;
+    const bool measured = static_cast<int>(times_.size()) >= kMeasureSteps && total >= kMeasureSeconds;
+    if (!measured && !hopeless) return;
+    scores_[candidate_] = total / static_cast<double>(times_.size());
     next_candidate();
 }
 

@@ -27,11 +27,12 @@ ThreadSetting thread_setting();
 void hold_blas_to_one_thread();
 
 // The automatic count, chosen by timing training steps (begin_step .. end_step) at each
-// candidate count (1, 2, 4, ... and the maximum): a few steps per candidate (one or two for one
-// clearly slower than the best), the median step time decides, and the choice holds for an
-// interval that doubles (1 s up to 16 s) while the same count keeps winning, and is at least 20
-// times the round's own duration. A fixed count is simply applied. Every call sets the calling
-// thread's OpenMP team size (omp_set_num_threads), which is all the backend's loops read.
+// candidate count (1, 2, 4, ... and the maximum): each candidate runs at least kMeasureSteps
+// steps and kMeasureSeconds (one or two steps for one clearly slower than the best), its mean
+// step time is its score, and the choice holds for an interval that doubles (1 s up to 16 s)
+// while the same count keeps winning, and is at least 20 times the round's own duration. A fixed
+// count is simply applied. Every call sets the calling thread's OpenMP team size
+// (omp_set_num_threads), which is all the backend's loops read.
 class ThreadTuner {
 public:
     void apply();       // the current choice onto the calling thread (any operation may call it)
@@ -42,7 +43,14 @@ public:
 private:
     using Clock = std::chrono::steady_clock;
     static constexpr int kWarmSteps = 0;     // untimed after a switch (waking threads costs microseconds)
-    static constexpr int kMeasureSteps = 5;  // timed per candidate; their median is its score
+    static constexpr int kMeasureSteps = 5;  // timed per candidate at least; their mean is its score
+    // ... over at least this long: beside a process that keeps a core busy, a few milliseconds at
+    // two threads can fall where the scheduler has parked the neighbour and look faster than one
+    // thread, while over several scheduler periods the neighbour takes its share and the same
+    // count runs at half speed (Mackey-Glass, 5 steps of 2 ms: two threads won 3 rounds of 4 and
+    // the run lost a third against one thread). A mean over the window counts the slow steps
+    // that a median of a few would skip.
+    static constexpr double kMeasureSeconds = 0.05;
 
     void reset(const ThreadSetting& s);
     void set_current(int n);
