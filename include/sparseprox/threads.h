@@ -11,8 +11,9 @@
 //   3. Automatic: at most the physical cores this process may run on (sched_getaffinity, one
 //      thread per core whatever its hardware threads; fewer when the cgroup's CPU quota, cgroup v2
 //      cpu.max or v1 cfs_quota_us, allows fewer), and during training the count the steps run
-//      fastest at: the backend times a few steps at each of 1, 2, 4, ... up to that maximum,
-//      keeps the fastest and times them again every few seconds, so a neighbour that starts or
+//      fastest at: the backend times each of 1, 2, 4, ... up to that maximum over at least 5
+//      steps and 50 ms, keeps the one with the shortest mean step and times them again every
+//      few seconds, so a neighbour that starts or
 //      stops using cores moves it. The count never changes a result: every operation gives
 //      the same bits at any thread count (tests/test_threads.cpp).
 #pragma once
