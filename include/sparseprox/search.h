@@ -131,8 +131,8 @@ struct SPARSEPROX_API SearchOptions {
     // did in three of its four scripts (docs/method.md §6). true: the band ends run 0 too (§4).
     bool stop_run0 = true;
     // true (the default): after a run chosen by the median rule that left the bracket's counts as
-    // they were, the next lambda is the bracket's midpoint (rule bisect), so the bracket at least
-    // halves every two runs; the median alone can creep towards a narrow target interval by a
+    // they were, the next lambda is the bracket's midpoint (rule bisect), so the median never
+    // stalls twice in a row; the median alone can creep towards a narrow target interval by a
     // small step per run (docs/method.md §4). false: Algorithms 1/2 exactly as the paper states them.
     bool bisect_stalls = true;
     // adaptive strategy (docs/method.md §8.5)
