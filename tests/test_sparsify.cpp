@@ -452,6 +452,15 @@ TEST(Methods, BadMethodOptionsAreRejected) {
     EXPECT_EQ(parse_method("spred"), Method::spred);
 }
 
+// A CPU engine for `spec` (MSE) set to the lazy l1 form, 10 steps.
+std::unique_ptr<Engine> lazy_cpu_engine(const ModelSpec& spec) {
+    TrainOptions opt;
+    opt.method.l1.form = L1Form::lazy;
+    auto engine = make_cpu_engine(spec, Loss::mse);
+    engine->set_method(sparsify::make_method_config(opt, 10));
+    return engine;
+}
+
 // Engine::set_lazy_state (the lazy form's gradual trim in the adaptive search): weights cut from
 // w and z mid-run stay cut while their gradients, added up again from zero, do not cross the
 // level lr lambda; the run's step count goes on.
@@ -465,10 +474,7 @@ TEST(LazyL1, CutWeightsRestartFromZeroMidRun) {
     d.n_outputs = 1;
     d.x = {1.0f, 1.0f, 0.0f};  // the third weight gets no gradient
     d.y = {2.0f};
-    TrainOptions opt;
-    opt.method.l1.form = L1Form::lazy;
-    auto engine = make_cpu_engine(spec, Loss::mse);
-    engine->set_method(sparsify::make_method_config(opt, 10));
+    auto engine = lazy_cpu_engine(spec);
     Model m(spec);
     m.weight(0)[0] = 1.0f;
     m.weight(0)[1] = 0.5f;
@@ -544,10 +550,7 @@ TEST(LazyL1, RefitReplacesKeptWeightsOnly) {
 // set_lazy_state with slabs of the wrong size is an error naming the sizes, and changes nothing.
 TEST(LazyL1, SetLazyStateChecksTheSlabSizes) {
     const ModelSpec spec = ModelSpec::parse("dense:3-1");
-    TrainOptions opt;
-    opt.method.l1.form = L1Form::lazy;
-    auto engine = make_cpu_engine(spec, Loss::mse);
-    engine->set_method(sparsify::make_method_config(opt, 10));
+    auto engine = lazy_cpu_engine(spec);
     Model m(spec);
     m.weight(0)[0] = 1.0f;
     engine->set_params(m.slab());
