@@ -414,6 +414,68 @@ TEST(ConvNetworkGrad, FullDataGradientMatchesFiniteDifferences) {
     }
 }
 
+// A ReLU followed by a max-pool runs as the pool, then the ReLU (relu_then_maxpool in
+// core/network.cpp). Against the layers run in their written order (an identity layer between the
+// two keeps the network from reordering them), predictions, loss and gradient are equal: exactly,
+// as floats, with only the sign of zero free (a window with no positive tap puts g * 0 on another
+// tap). Inputs and weights on a coarse grid make ties: windows of equal positive maxima and
+// windows with none, a 2x2 pool and an overlapping, padded 3x3 one.
+TEST(ConvNetworkGrad, ReluBeforeMaxPoolRunsPoolFirstWithTheSameResults) {
+    auto spec_with = [](const char* between) {
+        return ModelSpec::parse(std::string(R"({"input_shape": [2, 8, 8], "layers": [
+            {"type": "conv2d", "filters": 3, "kernel": 3, "padding": 1},
+            {"type": "activation", "activation": "relu"},)") +
+                                between + R"(
+            {"type": "maxpool2d", "kernel": 2},
+            {"type": "conv2d", "filters": 4, "kernel": 3, "padding": 1, "activation": "relu"},)" +
+                                between + R"(
+            {"type": "maxpool2d", "kernel": 3, "stride": 2, "padding": 1},
+            {"type": "dense", "units": 3}]})");
+    };
+    const ModelSpec reordered = spec_with("");
+    const ModelSpec literal = spec_with(R"({"type": "activation", "activation": "identity"},)");
+    ASSERT_EQ(literal.layers.size(), reordered.layers.size() + 2);
+    ASSERT_EQ(ParamLayout::of(literal).slab_size, ParamLayout::of(reordered).slab_size);
+
+    std::mt19937 rng(7);
+    Dataset d;
+    d.name = "grid";
+    d.task = Task::classification;
+    d.n_samples = 6;
+    d.n_features = reordered.n_inputs;
+    d.n_outputs = 3;
+    d.x.resize(d.n_samples * d.n_features);
+    for (float& v : d.x) v = static_cast<float>(static_cast<int>(rng() % 5) - 2);  // -2 .. 2
+    d.labels = {0, 1, 2, 0, 1, 2};
+    std::vector<float> slab = Model::initialize(reordered, 3).slab();
+    for (float& w : slab) w = std::round(w * 32.0f) / 32.0f;  // multiples of 1/32, zeros included
+
+    auto engine_for = [&](const ModelSpec& spec) {
+        auto e = make_cpu_engine(spec, Loss::cross_entropy);
+        e->set_params(slab);
+        return e;
+    };
+    auto a = engine_for(reordered);
+    auto b = engine_for(literal);
+    for (const std::size_t chunk : {std::size_t{1}, std::size_t{6}}) {
+        const std::string tag = "chunk " + std::to_string(chunk);
+        const std::vector<float> pa = a->predict(d, chunk), pb = b->predict(d, chunk);
+        ASSERT_EQ(pa.size(), pb.size());
+        for (std::size_t i = 0; i < pa.size(); ++i) ASSERT_EQ(pa[i], pb[i]) << tag << ", output " << i;
+        EXPECT_EQ(a->evaluate(d, chunk).loss, b->evaluate(d, chunk).loss) << tag;
+        const std::vector<float> ga = a->gradient(d, chunk), gb = b->gradient(d, chunk);
+        ASSERT_EQ(ga.size(), gb.size());
+        std::size_t nonzero = 0;
+        for (std::size_t i = 0; i < ga.size(); ++i) {
+            ASSERT_EQ(ga[i], gb[i]) << tag << ", gradient entry " << i;
+            nonzero += ga[i] != 0.0f;
+        }
+        std::size_t n_params = 0;
+        for (const ParamSegment& seg : ParamLayout::of(reordered).segments) n_params += seg.n_weights + seg.n_bias;
+        EXPECT_GT(nonzero, n_params / 2) << tag << ": the gradient must mostly flow";
+    }
+}
+
 // ---- training, the prox step and the stop rule ---------------------------------------------------
 
 namespace {

@@ -59,6 +59,19 @@ bool is_image_layer(LayerKind k) {
     return k == LayerKind::conv2d || k == LayerKind::maxpool2d || k == LayerKind::avgpool2d;
 }
 
+// A ReLU followed by a max-pool whose every window holds an input tap (padding below the window
+// size) runs as the pool and then the ReLU: max and ReLU commute (relu(max(a, b)) is
+// max(relu(a), relu(b)), bit for bit), and the ReLU then passes over a quarter of the values
+// (2x2 pools) forward and backward. The gradient is the same too: where a window's maximum is
+// positive both orders route the gradient to its first maximal tap; where it is not, both give
+// zeros (the pool-first order puts the window's signed zero g * 0 on the largest tap instead of
+// the first). Only ReLU: for other monotone activations rounding can tie taps that differ,
+// moving the gradient to another tap.
+bool relu_then_maxpool(const LayerSpec& act, const LayerSpec& pool) {
+    return act.kind == LayerKind::activation && act.activation == Activation::relu &&
+           pool.kind == LayerKind::maxpool2d && pool.pad_h < pool.kh && pool.pad_w < pool.kw;
+}
+
 class Network final : public Engine {
 public:
     Network(std::unique_ptr<Backend> backend, const ModelSpec& spec, Loss loss)
@@ -75,6 +88,9 @@ public:
             max_width_ = std::max({max_width_, l.n_in, l.n_out});
             image_layers |= is_image_layer(l.kind);
         }
+        pool_first_.assign(spec_.layers.size(), 0);
+        for (std::size_t k = 0; k + 1 < spec_.layers.size(); ++k)
+            pool_first_[k] = relu_then_maxpool(spec_.layers[k], spec_.layers[k + 1]) ? 1 : 0;
         row_floats += 2 * max_width_;  // delta_ and delta_prev_
         if (image_layers) {
             max_pass_rows_ = std::max<std::size_t>(1, kPassBytes / (sizeof(float) * row_floats));
@@ -589,6 +605,18 @@ private:
                 continue;
             }
             float* out = acts_[k].data();
+            if (pool_first_[k]) {
+                // relu_then_maxpool: the pool into the ReLU's buffer, then the ReLU into the
+                // pool's. outs_[k] is then the pooled pre-activation, which backward() reads.
+                const LayerSpec& pool = spec_.layers[k + 1];
+                b.maxpool2d_forward(pool_shape(pool, batch), in, out);
+                outs_[k] = out;
+                float* relu_out = acts_[k + 1].data();
+                b.activation_forward(l.activation, out, relu_out, batch * pool.n_out);
+                outs_[++k] = relu_out;
+                in = relu_out;
+                continue;
+            }
             switch (l.kind) {
                 case LayerKind::dense: {
                     const ParamSegment& s = layout_.segments[seg++];
@@ -637,6 +665,18 @@ private:
             const LayerSpec& l = spec_.layers[k];
             const float* in = k == 0 ? x : outs_[k - 1];
             const bool want_dx = k > first_weight_layer_;
+            if (k > 0 && pool_first_[k - 1]) {
+                // relu_then_maxpool, second of the pair: the ReLU on the pooled values, in place.
+                b.activation_backward(spec_.layers[k - 1].activation, outs_[k - 1], outs_[k], delta, delta,
+                                      batch * l.n_out);
+                continue;
+            }
+            if (pool_first_[k]) {
+                // First of the pair: the pool, from the ReLU's input to the pooled values.
+                b.maxpool2d_backward(pool_shape(spec_.layers[k + 1], batch), in, outs_[k], delta, delta_prev);
+                std::swap(delta, delta_prev);
+                continue;
+            }
             switch (l.kind) {
                 case LayerKind::dense: {
                     const ParamSegment& s = layout_.segments[--seg];
@@ -707,6 +747,7 @@ private:
     Buffer<std::int32_t> batch_labels_;            // (rows)
     std::vector<Buffer<float>> acts_;              // per layer (rows, n_out_k); empty for flatten
     std::vector<const float*> outs_;               // per layer: its output rows (set by forward)
+    std::vector<char> pool_first_;                 // per layer: a ReLU run after its max-pool (relu_then_maxpool)
     Buffer<float> delta_, delta_prev_;             // (rows, max_width)
     Buffer<double> sample_loss_;                   // (rows)
     Buffer<std::uint32_t> sample_correct_;         // (rows)
