@@ -313,6 +313,12 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* W, const fl
         const std::size_t cols = m * n_pix;
         const ChunkScratch sc = chunk_scratch(s, chunk);
         im2col_chunk(s, x, n0, m, sc.col, !threaded);
+        if (m == 1) {
+            // One sample: the product's (c_out, n_pix) is the sample's output as laid out in y,
+            // so it goes there directly, the bias written into each block just before it.
+            sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 1.0f, y + n0 * y_stride, cols, b, true);
+            continue;
+        }
         // out (c_out, cols) = W (c_out, n_k) * col (n_k, cols)
         sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 0.0f, sc.out, cols);
         // y[n0 + j] (c_out, n_pix) = out's columns of sample j + b, in cache while written back
@@ -356,21 +362,24 @@ void conv2d_backward(const ConvShape& s, const float* x, const float* W, const f
         const std::size_t n0 = static_cast<std::size_t>(q) * chunk, m = std::min(chunk, s.batch - n0);
         const std::size_t cols = m * n_pix;
         const ChunkScratch sc = chunk_scratch(s, chunk);
-        // dy (c_out, cols): the chunk's output gradients side by side, and the bias terms.
+        // dy (c_out, cols): the chunk's output gradients side by side, and the bias terms. With
+        // one sample that is the sample's gradient as it lies in dL_dy, read in place.
         double* bq = pb + static_cast<std::size_t>(q) * c_out;
+        const bool in_place = m == 1;
+        const float* dy = in_place ? dL_dy + n0 * y_stride : sc.out;
         for (std::size_t co = 0; co < c_out; ++co) {
             double lanes[4] = {0.0, 0.0, 0.0, 0.0};  // four sums: no wait on one add chain
             for (std::size_t j = 0; j < m; ++j) {
                 const float* src = dL_dy + (n0 + j) * y_stride + co * n_pix;
-                float* dst = sc.out + co * cols + j * n_pix;
+                float* dst = in_place ? nullptr : sc.out + co * cols + j * n_pix;
                 std::size_t p = 0;
                 for (; p + 4 <= n_pix; p += 4)
                     for (std::size_t l = 0; l < 4; ++l) {
-                        dst[p + l] = src[p + l];
+                        if (!in_place) dst[p + l] = src[p + l];
                         lanes[l] += src[p + l];
                     }
                 for (; p < n_pix; ++p) {
-                    dst[p] = src[p];
+                    if (!in_place) dst[p] = src[p];
                     lanes[0] += src[p];
                 }
             }
@@ -378,12 +387,12 @@ void conv2d_backward(const ConvShape& s, const float* x, const float* W, const f
         }
         if (dL_dx) {
             // dcol (n_k, cols) = W^T (n_k, c_out) * dy (c_out, cols), scattered back per sample.
-            sgemm(true, false, n_k, cols, c_out, W, n_k, sc.out, cols, 0.0f, sc.col, cols);
+            sgemm(true, false, n_k, cols, c_out, W, n_k, dy, cols, 0.0f, sc.col, cols);
             for (std::size_t j = 0; j < m; ++j) col2im(s, sc.col + j * n_pix, cols, dL_dx + (n0 + j) * x_stride, !threaded);
         }
         // This chunk's dL_dW (c_out, n_k) = dy (c_out, cols) * col^T (cols, n_k)
         im2col_chunk(s, x, n0, m, sc.col, !threaded);
-        sgemm(false, true, c_out, n_k, cols, sc.out, cols, sc.col, cols, 0.0f, pW + static_cast<std::size_t>(q) * n_w,
+        sgemm(false, true, c_out, n_k, cols, dy, cols, sc.col, cols, 0.0f, pW + static_cast<std::size_t>(q) * n_w,
               n_k);
     }
 
