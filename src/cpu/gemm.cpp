@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "cpu/parallel.h"
 #include "cpu/threads.h"
@@ -66,7 +67,19 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
             cols = hi - lo;
             if (bias && !bias_rows) bias_part = bias + lo;
         }
-        if (bias) fill_bias(c, ldc, rows, cols, bias_part, bias_rows);
+        // beta = 0: the block is zeroed here and the product added (beta = 1). OpenBLAS does the
+        // same, zeroes then adds, so the bits are the same, but its zeroing pass (sgemm_beta)
+        // runs at a fraction of memset's speed: 40 us against 5 for a 1000 x 128 block, a tenth
+        // of a Mackey-Glass step.
+        float call_beta = beta;
+        if (bias) {
+            fill_bias(c, ldc, rows, cols, bias_part, bias_rows);
+        } else if (beta == 0.0f && k > 0) {
+            if (ldc == cols) std::memset(c, 0, rows * cols * sizeof(float));
+            else
+                for (std::size_t r = 0; r < rows; ++r) std::memset(c + r * ldc, 0, cols * sizeof(float));
+            call_beta = 1.0f;
+        }
         if (k == 0) {
             if (!bias)
                 for (std::size_t r = 0; r < rows; ++r)
@@ -74,7 +87,7 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
             return;
         }
         cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(rows), static_cast<int>(cols), static_cast<int>(k), 1.0f,
-                    a, static_cast<int>(lda), bb, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+                    a, static_cast<int>(lda), bb, static_cast<int>(ldb), call_beta, c, static_cast<int>(ldc));
     };
     if (blocks == 1) {
         block(0);
