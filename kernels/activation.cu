@@ -19,8 +19,9 @@ namespace {
 
 constexpr unsigned kThreads = 256;
 
+// y may alias x (the dense layer's activation runs in place over its output).
 template <int kKind>
-__global__ void activation_forward_kernel(const float* __restrict__ x, float* __restrict__ y, std::uint64_t n) {
+__global__ void activation_forward_kernel(const float* x, float* y, std::uint64_t n) {
     for (std::uint64_t i = blockIdx.x * std::uint64_t{blockDim.x} + threadIdx.x; i < n;
          i += std::uint64_t{gridDim.x} * blockDim.x)
         y[i] = ew::act_forward(kKind, x[i]);

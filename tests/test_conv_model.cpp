@@ -414,40 +414,28 @@ TEST(ConvNetworkGrad, FullDataGradientMatchesFiniteDifferences) {
     }
 }
 
-// A ReLU followed by a max-pool runs as the pool, then the ReLU (relu_then_maxpool in
-// core/network.cpp). Against the layers run in their written order (an identity layer between the
-// two keeps the network from reordering them), predictions, loss and gradient are equal: exactly,
-// as floats, with only the sign of zero free (a window with no positive tap puts g * 0 on another
-// tap). Inputs and weights on a coarse grid make ties: windows of equal positive maxima and
-// windows with none, a 2x2 pool and an overlapping, padded 3x3 one.
-TEST(ConvNetworkGrad, ReluBeforeMaxPoolRunsPoolFirstWithTheSameResults) {
-    auto spec_with = [](const char* between) {
-        return ModelSpec::parse(std::string(R"({"input_shape": [2, 8, 8], "layers": [
-            {"type": "conv2d", "filters": 3, "kernel": 3, "padding": 1},
-            {"type": "activation", "activation": "relu"},)") +
-                                between + R"(
-            {"type": "maxpool2d", "kernel": 2},
-            {"type": "conv2d", "filters": 4, "kernel": 3, "padding": 1, "activation": "relu"},)" +
-                                between + R"(
-            {"type": "maxpool2d", "kernel": 3, "stride": 2, "padding": 1},
-            {"type": "dense", "units": 3}]})");
-    };
-    const ModelSpec reordered = spec_with("");
-    const ModelSpec literal = spec_with(R"({"type": "activation", "activation": "identity"},)");
-    ASSERT_EQ(literal.layers.size(), reordered.layers.size() + 2);
-    ASSERT_EQ(ParamLayout::of(literal).slab_size, ParamLayout::of(reordered).slab_size);
+// The network runs some layer pairs otherwise than written (core/network.cpp): a ReLU followed
+// by a max-pool as the pool, then the ReLU; a dense layer's activation inside its products' pass.
+// Against the layers run in their written order (an identity layer between the two keeps the
+// network from changing them), predictions, loss and gradient are equal: exactly, as floats,
+// with only the sign of zero free (a pool window with no positive tap puts g * 0 on another tap).
+// Inputs and weights on a coarse grid make ties: windows of equal positive maxima and windows
+// with none, and pre-activations at exactly zero.
+namespace {
 
-    std::mt19937 rng(7);
+void expect_same_results(const ModelSpec& changed, const ModelSpec& literal, std::size_t n_out, unsigned seed) {
+    ASSERT_EQ(ParamLayout::of(literal).slab_size, ParamLayout::of(changed).slab_size);
+    std::mt19937 rng(seed);
     Dataset d;
     d.name = "grid";
     d.task = Task::classification;
     d.n_samples = 6;
-    d.n_features = reordered.n_inputs;
-    d.n_outputs = 3;
+    d.n_features = changed.n_inputs;
+    d.n_outputs = n_out;
     d.x.resize(d.n_samples * d.n_features);
     for (float& v : d.x) v = static_cast<float>(static_cast<int>(rng() % 5) - 2);  // -2 .. 2
-    d.labels = {0, 1, 2, 0, 1, 2};
-    std::vector<float> slab = Model::initialize(reordered, 3).slab();
+    for (std::size_t i = 0; i < d.n_samples; ++i) d.labels.push_back(static_cast<std::int32_t>(i % n_out));
+    std::vector<float> slab = Model::initialize(changed, seed).slab();
     for (float& w : slab) w = std::round(w * 32.0f) / 32.0f;  // multiples of 1/32, zeros included
 
     auto engine_for = [&](const ModelSpec& spec) {
@@ -455,8 +443,10 @@ TEST(ConvNetworkGrad, ReluBeforeMaxPoolRunsPoolFirstWithTheSameResults) {
         e->set_params(slab);
         return e;
     };
-    auto a = engine_for(reordered);
+    auto a = engine_for(changed);
     auto b = engine_for(literal);
+    std::size_t n_params = 0;
+    for (const ParamSegment& seg : ParamLayout::of(changed).segments) n_params += seg.n_weights + seg.n_bias;
     for (const std::size_t chunk : {std::size_t{1}, std::size_t{6}}) {
         const std::string tag = "chunk " + std::to_string(chunk);
         const std::vector<float> pa = a->predict(d, chunk), pb = b->predict(d, chunk);
@@ -470,9 +460,47 @@ TEST(ConvNetworkGrad, ReluBeforeMaxPoolRunsPoolFirstWithTheSameResults) {
             ASSERT_EQ(ga[i], gb[i]) << tag << ", gradient entry " << i;
             nonzero += ga[i] != 0.0f;
         }
-        std::size_t n_params = 0;
-        for (const ParamSegment& seg : ParamLayout::of(reordered).segments) n_params += seg.n_weights + seg.n_bias;
         EXPECT_GT(nonzero, n_params / 2) << tag << ": the gradient must mostly flow";
+    }
+}
+
+}  // namespace
+
+TEST(NetworkReordering, ReluBeforeMaxPoolRunsPoolFirstWithTheSameResults) {
+    auto spec_with = [](const char* between) {
+        return ModelSpec::parse(std::string(R"({"input_shape": [2, 8, 8], "layers": [
+            {"type": "conv2d", "filters": 3, "kernel": 3, "padding": 1},
+            {"type": "activation", "activation": "relu"},)") +
+                                between + R"(
+            {"type": "maxpool2d", "kernel": 2},
+            {"type": "conv2d", "filters": 4, "kernel": 3, "padding": 1, "activation": "relu"},)" +
+                                between + R"(
+            {"type": "maxpool2d", "kernel": 3, "stride": 2, "padding": 1},
+            {"type": "dense", "units": 3}]})");
+    };
+    const ModelSpec literal = spec_with(R"({"type": "activation", "activation": "identity"},)");
+    const ModelSpec changed = spec_with("");
+    ASSERT_EQ(literal.layers.size(), changed.layers.size() + 2);
+    expect_same_results(changed, literal, 3, 7);
+}
+
+TEST(NetworkReordering, DenseActivationInTheProductsPassGivesTheSameResults) {
+    for (const char* act : {"relu", "leaky_relu", "tanh", "sigmoid"}) {
+        SCOPED_TRACE(act);
+        const std::string a = act;
+        const ModelSpec changed = ModelSpec::parse(R"({"input_shape": [1, 4, 5], "layers": [
+            {"type": "dense", "units": 9, "activation": ")" + a + R"("},
+            {"type": "dense", "units": 7, "activation": ")" + a + R"("},
+            {"type": "dense", "units": 4}]})");
+        const ModelSpec literal = ModelSpec::parse(R"({"input_shape": [1, 4, 5], "layers": [
+            {"type": "dense", "units": 9},
+            {"type": "activation", "activation": "identity"},
+            {"type": "activation", "activation": ")" + a + R"("},
+            {"type": "dense", "units": 7},
+            {"type": "activation", "activation": "identity"},
+            {"type": "activation", "activation": ")" + a + R"("},
+            {"type": "dense", "units": 4}]})");
+        expect_same_results(changed, literal, 4, 11);
     }
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <tuple>
@@ -81,6 +82,31 @@ TEST_P(DenseGrad, MatchesFiniteDifferences) {
 INSTANTIATE_TEST_SUITE_P(OddSizes, DenseGrad,
                          ::testing::Combine(::testing::Values(1, 19, 111), ::testing::Values(1, 19, 111),
                                             ::testing::Values(1, 19, 111)));
+
+// The activation in the dense layer's output pass (each GEMM block right after its product)
+// gives the values of the layer and then activation_forward over its output, bit for bit: every
+// kind, one block and several, blocks cut along the rows (batch >= n_out) and along the columns,
+// with inputs that put outputs at and around zero.
+TEST(DenseForward, ActivationInTheProductsPassIsTheSeparatePassBitForBit) {
+    std::mt19937 rng(77);
+    struct Dims { std::size_t batch, n_in, n_out; };
+    for (const Dims d : {Dims{1, 1, 1}, Dims{7, 5, 3}, Dims{1000, 64, 128}, Dims{128, 300, 100}, Dims{67, 129, 301}}) {
+        auto x = randn(d.batch * d.n_in, rng), W = randn(d.n_out * d.n_in, rng, 0.3f), b = randn(d.n_out, rng);
+        for (std::size_t i = 0; i < x.size(); i += 5) x[i] = 0.0f;
+        for (std::size_t j = 0; j < b.size(); j += 3) b[j] = 0.0f;
+        for (Activation a : {Activation::identity, Activation::relu, Activation::leaky_relu, Activation::tanh,
+                             Activation::sigmoid}) {
+            std::vector<float> plain(d.batch * d.n_out), want(plain.size()), fused(plain.size(), -1.0f);
+            cpu::dense_forward(x.data(), W.data(), b.data(), plain.data(), d.batch, d.n_in, d.n_out);
+            cpu::activation_forward(a, plain.data(), want.data(), plain.size());
+            cpu::dense_forward(x.data(), W.data(), b.data(), fused.data(), d.batch, d.n_in, d.n_out, a);
+            for (std::size_t i = 0; i < want.size(); ++i)
+                ASSERT_EQ(std::memcmp(&want[i], &fused[i], sizeof(float)), 0)
+                    << to_string(a) << ", " << d.batch << "x" << d.n_in << "x" << d.n_out << ", entry " << i << ": "
+                    << want[i] << " against " << fused[i];
+        }
+    }
+}
 
 class ActivationGrad : public ::testing::TestWithParam<std::tuple<Activation, int>> {};
 

@@ -391,12 +391,27 @@ void add_dense_conv_cases(std::vector<Case>& cases) {
             const auto dy = uniform(d.batch * d.n_out, 12);
             auto dx_ = put(*b, x), dW_ = put(*b, W), db_ = put(*b, bias), ddy = put(*b, dy);
             Buffer<float> y(*b, d.batch * d.n_out), gW(*b, W.size()), gb(*b, d.n_out), gx(*b, x.size());
-            b->dense_forward(dx_.data(), dW_.data(), db_.data(), y.data(), d.batch, d.n_in, d.n_out);
+            b->dense_forward(dx_.data(), dW_.data(), db_.data(), y.data(), d.batch, d.n_in, d.n_out,
+                             Activation::identity);
             b->dense_backward(dx_.data(), dW_.data(), ddy.data(), gW.data(), gb.data(), gx.data(), d.batch, d.n_in,
                               d.n_out);
             return Outputs{out("y", widen(get(y)), nrmse(1e-5)), out("dL_dW", widen(get(gW)), nrmse(1e-5)),
                            // column sums in row order on both backends
                            out("dL_db", widen(get(gb)), bitwise()), out("dL_dx", widen(get(gx)), nrmse(1e-5))};
+        }});
+    }
+    // The activation in the dense layer's output pass: every kind, a shape cut into several blocks.
+    for (Activation a : {Activation::relu, Activation::leaky_relu, Activation::tanh, Activation::sigmoid}) {
+        cases.push_back({std::string("dense_forward_") + to_string(a), false, [a](const BackendFactory& make) {
+            auto b = make();
+            const std::size_t batch = 67, n_in = 129, n_out = 301;
+            const auto x = uniform(batch * n_in, 13);
+            const auto W = uniform(n_out * n_in, 14, -0.2f, 0.2f);
+            const auto bias = uniform(n_out, 15);
+            auto dx_ = put(*b, x), dW_ = put(*b, W), db_ = put(*b, bias);
+            Buffer<float> y(*b, batch * n_out);
+            b->dense_forward(dx_.data(), dW_.data(), db_.data(), y.data(), batch, n_in, n_out, a);
+            return Outputs{out("y", widen(get(y)), nrmse(1e-5))};
         }});
     }
     struct Conv { std::size_t batch, c_in, h, w, c_out, k, stride, pad; };

@@ -100,9 +100,10 @@ public:
                                std::int32_t* dst) = 0;
 
     // ---- dense ------------------------------------------------------------------------------------------
-    // y = x W^T + b: x (batch, n_in), W (n_out, n_in), b (n_out), y (batch, n_out).
+    // y = act(x W^T + b): x (batch, n_in), W (n_out, n_in), b (n_out), y (batch, n_out). The
+    // activation (identity: none) gives the values activation_forward would give over y.
     virtual void dense_forward(const float* x, const float* W, const float* b, float* y, std::size_t batch,
-                               std::size_t n_in, std::size_t n_out) = 0;
+                               std::size_t n_in, std::size_t n_out, Activation act) = 0;
     // dL_dW = dL_dy^T x, dL_db = column sums of dL_dy (rows in order), dL_dx = dL_dy W (skipped
     // when null). All overwritten.
     virtual void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db,

@@ -620,7 +620,19 @@ private:
             switch (l.kind) {
                 case LayerKind::dense: {
                     const ParamSegment& s = layout_.segments[seg++];
-                    b.dense_forward(in, p + s.weight_offset, p + s.bias_offset, out, batch, l.n_in, l.n_out);
+                    const bool fuse = k + 1 < spec_.layers.size() && spec_.layers[k + 1].kind == LayerKind::activation &&
+                                      !pool_first_[k + 1];
+                    b.dense_forward(in, p + s.weight_offset, p + s.bias_offset, out, batch, l.n_in, l.n_out,
+                                    fuse ? spec_.layers[k + 1].activation : Activation::identity);
+                    if (fuse) {
+                        // The activation applied in the products' pass: outs_[k] holds its output, so
+                        // backward() hands the activation f(x) where it asks for x, which gives
+                        // each derivative unchanged (activation_fused_in_dense).
+                        outs_[k] = out;
+                        outs_[++k] = out;
+                        in = out;
+                        continue;
+                    }
                     break;
                 }
                 case LayerKind::conv2d: {

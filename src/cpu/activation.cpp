@@ -24,6 +24,14 @@ void forward_loop(const float* x, float* y, std::size_t n) {
 }
 
 template <int Kind>
+void block_loop(float* y, std::size_t ld, std::size_t rows, std::size_t cols) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        float* row = y + r * ld;
+        for (std::size_t c = 0; c < cols; ++c) row[c] = ew::act_forward(Kind, row[c]);
+    }
+}
+
+template <int Kind>
 void backward_loop(const float* x, const float* y, const float* dL_dy, float* dL_dx, std::size_t n) {
     if constexpr (Kind == 1) {
         // ReLU: dL_dy * act_derivative is d * 1 = d or d * 0 (+-0, or NaN for an infinite or NaN
@@ -55,6 +63,16 @@ void activation_forward(Activation a, const float* x, float* y, std::size_t n) {
         case 3: forward_loop<3>(x, y, n); break;
         case 4: forward_loop<4>(x, y, n); break;
         default: forward_loop<0>(x, y, n); break;
+    }
+}
+
+void activation_block(Activation a, float* y, std::size_t ld, std::size_t rows, std::size_t cols) {
+    switch (static_cast<int>(a)) {
+        case 1: block_loop<1>(y, ld, rows, cols); break;
+        case 2: block_loop<2>(y, ld, rows, cols); break;
+        case 3: block_loop<3>(y, ld, rows, cols); break;
+        case 4: block_loop<4>(y, ld, rows, cols); break;
+        default: break;  // identity
     }
 }
 

@@ -11,8 +11,9 @@ namespace sparseprox {
 namespace cpu {
 
 void activation_forward(Activation a, const float* x, float* y, std::size_t n);
-
-void activation_forward(Activation a, const float* x, float* y, std::size_t n);
+// y = f(y) in place over a (rows, cols) block with row stride ld, on the calling thread alone:
+// the epilogue of a GEMM block (cpu/gemm.h), applied while the block is in cache.
+void activation_block(Activation a, float* y, std::size_t ld, std::size_t rows, std::size_t cols);
 // dL_dx = dL_dy * f'(x) (given y = f(x) too). dL_dx may alias dL_dy.
 void activation_backward(Activation a, const float* x, const float* y, const float* dL_dy,
                          float* dL_dx, std::size_t n);

@@ -74,9 +74,9 @@ public:
     }
 
     void dense_forward(const float* x, const float* W, const float* b, float* y, std::size_t batch, std::size_t n_in,
-                       std::size_t n_out) override {
+                       std::size_t n_out, Activation act) override {
         tuner_.apply();  // passes outside training steps (evaluation) run at the current count too
-        cpu::dense_forward(x, W, b, y, batch, n_in, n_out);
+        cpu::dense_forward(x, W, b, y, batch, n_in, n_out, act);
     }
     void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db, float* dL_dx,
                         std::size_t batch, std::size_t n_in, std::size_t n_out) override {

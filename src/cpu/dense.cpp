@@ -14,10 +14,10 @@ namespace sparseprox {
 namespace cpu {
 
 void dense_forward(const float* x, const float* W, const float* b, float* y, std::size_t batch,
-                   std::size_t n_in, std::size_t n_out) {
+                   std::size_t n_in, std::size_t n_out, Activation act) {
     if (batch == 0 || n_out == 0) return;
-    // y (batch, n_out) = b + x (batch, n_in) * W^T (n_in, n_out)
-    sgemm(false, true, batch, n_out, n_in, x, n_in, W, n_in, 1.0f, y, n_out, b, false);
+    // y (batch, n_out) = act(b + x (batch, n_in) * W^T (n_in, n_out))
+    sgemm(false, true, batch, n_out, n_in, x, n_in, W, n_in, 1.0f, y, n_out, b, false, act);
 }
 
 void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db,

@@ -10,9 +10,11 @@
 namespace sparseprox {
 namespace cpu {
 
-// y = x W^T + b.  x (batch, n_in), W (n_out, n_in), b (n_out), y (batch, n_out).
+// y = act(x W^T + b).  x (batch, n_in), W (n_out, n_in), b (n_out), y (batch, n_out). The
+// activation is applied to each output block right after its product (cpu/gemm.h): the same
+// values as activation_forward over y afterwards, without that pass over memory.
 void dense_forward(const float* x, const float* W, const float* b, float* y, std::size_t batch,
-                   std::size_t n_in, std::size_t n_out);
+                   std::size_t n_in, std::size_t n_out, Activation act = Activation::identity);
 
 // dL_dW = dL_dy^T x, dL_db = column sums of dL_dy, dL_dx = dL_dy W (skipped when null).
 void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db,

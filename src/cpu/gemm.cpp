@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cpu/activation.h"
 #include "cpu/parallel.h"
 #include "cpu/threads.h"
 
@@ -41,7 +42,8 @@ std::size_t gemm_blocks(std::size_t m, std::size_t n, std::size_t k) {
 }
 
 void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* A, std::size_t lda,
-           const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc, const float* bias, bool bias_rows) {
+           const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc, const float* bias, bool bias_rows,
+           Activation act) {
     if (m == 0 || n == 0) return;
     if (bias) beta = 1.0f;
     const std::size_t blocks = gemm_blocks(m, n, k);
@@ -84,10 +86,12 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
             if (!bias)
                 for (std::size_t r = 0; r < rows; ++r)
                     for (std::size_t j = 0; j < cols; ++j) c[r * ldc + j] = beta == 0.0f ? 0.0f : c[r * ldc + j] * beta;
+            activation_block(act, c, ldc, rows, cols);
             return;
         }
         cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(rows), static_cast<int>(cols), static_cast<int>(k), 1.0f,
                     a, static_cast<int>(lda), bb, static_cast<int>(ldb), call_beta, c, static_cast<int>(ldc));
+        activation_block(act, c, ldc, rows, cols);
     };
     if (blocks == 1) {
         block(0);

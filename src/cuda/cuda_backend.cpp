@@ -181,9 +181,11 @@ public:
         launch_gather_rows(src, 1, rows, n_rows, dst, ctx_.stream());
     }
 
+    // The activation as its own kernel over y, in place (not yet a cuBLASLt epilogue).
     void dense_forward(const float* x, const float* W, const float* b, float* y, std::size_t batch, std::size_t n_in,
-                       std::size_t n_out) override {
+                       std::size_t n_out, Activation act) override {
         cuda::dense_forward(ctx_.cublas(), x, W, b, y, batch, n_in, n_out, ctx_.stream());
+        if (act != Activation::identity) launch_activation_forward(act, y, y, batch * n_out, ctx_.stream());
     }
     void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db, float* dL_dx,
                         std::size_t batch, std::size_t n_in, std::size_t n_out) override {
