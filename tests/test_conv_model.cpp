@@ -415,7 +415,8 @@ TEST(ConvNetworkGrad, FullDataGradientMatchesFiniteDifferences) {
 }
 
 // The network runs some layer pairs otherwise than written (core/network.cpp): a ReLU followed
-// by a max-pool as the pool, then the ReLU; a dense layer's activation inside its products' pass.
+// by a max-pool as the pool, then the ReLU; a dense layer's activation inside its products' pass,
+// and the derivative of the activation before a dense layer inside its input gradient's pass.
 // Against the layers run in their written order (an identity layer between the two keeps the
 // network from changing them), predictions, loss and gradient are equal: exactly, as floats,
 // with only the sign of zero free (a pool window with no positive tap puts g * 0 on another tap).
@@ -492,13 +493,17 @@ TEST(NetworkReordering, DenseActivationInTheProductsPassGivesTheSameResults) {
             {"type": "dense", "units": 9, "activation": ")" + a + R"("},
             {"type": "dense", "units": 7, "activation": ")" + a + R"("},
             {"type": "dense", "units": 4}]})");
+        // Identity layers on both sides of each activation: the one before takes the dense layer's
+        // forward epilogue, the one after the next dense layer's backward epilogue.
         const ModelSpec literal = ModelSpec::parse(R"({"input_shape": [1, 4, 5], "layers": [
             {"type": "dense", "units": 9},
             {"type": "activation", "activation": "identity"},
             {"type": "activation", "activation": ")" + a + R"("},
+            {"type": "activation", "activation": "identity"},
             {"type": "dense", "units": 7},
             {"type": "activation", "activation": "identity"},
             {"type": "activation", "activation": ")" + a + R"("},
+            {"type": "activation", "activation": "identity"},
             {"type": "dense", "units": 4}]})");
         expect_same_results(changed, literal, 4, 11);
     }

@@ -108,6 +108,33 @@ TEST(DenseForward, ActivationInTheProductsPassIsTheSeparatePassBitForBit) {
     }
 }
 
+// The same for the input gradient through the activation before the layer: dL_dy W times
+// act'(z) in the product's pass against activation_backward over dL_dy W afterwards.
+TEST(DenseBackward, ActivationDerivativeInTheInputGradientPassIsTheSeparatePassBitForBit) {
+    std::mt19937 rng(78);
+    struct Dims { std::size_t batch, n_in, n_out; };
+    for (const Dims d : {Dims{1, 1, 1}, Dims{7, 5, 3}, Dims{1000, 128, 64}, Dims{128, 300, 100}, Dims{67, 301, 129}}) {
+        auto z = randn(d.batch * d.n_in, rng), W = randn(d.n_out * d.n_in, rng, 0.3f);
+        const auto dy = randn(d.batch * d.n_out, rng);
+        for (std::size_t i = 0; i < z.size(); i += 4) z[i] = 0.0f;
+        for (Activation a : {Activation::identity, Activation::relu, Activation::leaky_relu, Activation::tanh,
+                             Activation::sigmoid}) {
+            std::vector<float> fz(z.size());
+            cpu::activation_forward(a, z.data(), fz.data(), z.size());
+            std::vector<float> dW(W.size()), db(d.n_out), plain(z.size()), want(z.size()), fused(z.size(), -1.0f);
+            cpu::dense_backward(fz.data(), W.data(), dy.data(), dW.data(), db.data(), plain.data(), d.batch, d.n_in,
+                                d.n_out);
+            cpu::activation_backward(a, z.data(), fz.data(), plain.data(), want.data(), z.size());
+            cpu::dense_backward(fz.data(), W.data(), dy.data(), dW.data(), db.data(), fused.data(), d.batch, d.n_in,
+                                d.n_out, a, z.data(), fz.data());
+            for (std::size_t i = 0; i < want.size(); ++i)
+                ASSERT_EQ(std::memcmp(&want[i], &fused[i], sizeof(float)), 0)
+                    << to_string(a) << ", " << d.batch << "x" << d.n_in << "x" << d.n_out << ", entry " << i << ": "
+                    << want[i] << " against " << fused[i];
+        }
+    }
+}
+
 class ActivationGrad : public ::testing::TestWithParam<std::tuple<Activation, int>> {};
 
 TEST_P(ActivationGrad, MatchesFiniteDifferences) {

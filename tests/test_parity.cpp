@@ -41,6 +41,7 @@
 #include "core/backend.h"
 #include "core/band.h"
 #include "core/csr.h"
+#include "core/elementwise.h"
 #include "core/network.h"
 #include "core/sparsify.h"
 #include "sparseprox/model.h"
@@ -394,7 +395,7 @@ void add_dense_conv_cases(std::vector<Case>& cases) {
             b->dense_forward(dx_.data(), dW_.data(), db_.data(), y.data(), d.batch, d.n_in, d.n_out,
                              Activation::identity);
             b->dense_backward(dx_.data(), dW_.data(), ddy.data(), gW.data(), gb.data(), gx.data(), d.batch, d.n_in,
-                              d.n_out);
+                              d.n_out, Activation::identity, nullptr, nullptr);
             return Outputs{out("y", widen(get(y)), nrmse(1e-5)), out("dL_dW", widen(get(gW)), nrmse(1e-5)),
                            // column sums in row order on both backends
                            out("dL_db", widen(get(gb)), bitwise()), out("dL_dx", widen(get(gx)), nrmse(1e-5))};
@@ -411,7 +412,16 @@ void add_dense_conv_cases(std::vector<Case>& cases) {
             auto dx_ = put(*b, x), dW_ = put(*b, W), db_ = put(*b, bias);
             Buffer<float> y(*b, batch * n_out);
             b->dense_forward(dx_.data(), dW_.data(), db_.data(), y.data(), batch, n_in, n_out, a);
-            return Outputs{out("y", widen(get(y)), nrmse(1e-5))};
+            // Backward through a layer whose input is act(z): dL_dx times act'(z).
+            const auto z = uniform(batch * n_in, 16);
+            std::vector<float> fz(z.size());
+            for (std::size_t i = 0; i < z.size(); ++i) fz[i] = ew::act_forward(static_cast<int>(a), z[i]);
+            const auto dy = uniform(batch * n_out, 17);
+            auto dz = put(*b, z), dfz = put(*b, fz), ddy = put(*b, dy);
+            Buffer<float> gW(*b, W.size()), gb(*b, n_out), gx(*b, batch * n_in);
+            b->dense_backward(dfz.data(), dW_.data(), ddy.data(), gW.data(), gb.data(), gx.data(), batch, n_in, n_out, a,
+                              dz.data(), dfz.data());
+            return Outputs{out("y", widen(get(y)), nrmse(1e-5)), out("dL_dx", widen(get(gx)), nrmse(1e-5))};
         }});
     }
     struct Conv { std::size_t batch, c_in, h, w, c_out, k, stride, pad; };

@@ -105,9 +105,11 @@ public:
     virtual void dense_forward(const float* x, const float* W, const float* b, float* y, std::size_t batch,
                                std::size_t n_in, std::size_t n_out, Activation act) = 0;
     // dL_dW = dL_dy^T x, dL_db = column sums of dL_dy (rows in order), dL_dx = dL_dy W (skipped
-    // when null). All overwritten.
+    // when null), times act'(act_x) unless act is identity (act_y = act(act_x), both (batch,
+    // n_in): the activation before this layer, activation_backward's values). All overwritten.
     virtual void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db,
-                                float* dL_dx, std::size_t batch, std::size_t n_in, std::size_t n_out) = 0;
+                                float* dL_dx, std::size_t batch, std::size_t n_in, std::size_t n_out, Activation act,
+                                const float* act_x, const float* act_y) = 0;
 
     // ---- csr products (the csr inference format, core/csr_network.h) --------------------------------
     // W as this backend's sparse matrix (its arrays copied into backend memory), for products with

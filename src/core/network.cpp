@@ -692,8 +692,19 @@ private:
             switch (l.kind) {
                 case LayerKind::dense: {
                     const ParamSegment& s = layout_.segments[--seg];
+                    // An activation before the layer: its derivative goes into the input
+                    // gradient's pass, and its own backward step is skipped.
+                    const bool fuse = want_dx && spec_.layers[k - 1].kind == LayerKind::activation;
+                    const Activation act = fuse ? spec_.layers[k - 1].activation : Activation::identity;
+                    const float* act_x = fuse ? (k - 1 == 0 ? x : outs_[k - 2]) : nullptr;
+                    const float* act_y = fuse ? outs_[k - 1] : nullptr;
                     b.dense_backward(in, p + s.weight_offset, delta, grads + s.weight_offset, grads + s.bias_offset,
-                                     want_dx ? delta_prev : nullptr, batch, l.n_in, l.n_out);
+                                     want_dx ? delta_prev : nullptr, batch, l.n_in, l.n_out, act, act_x, act_y);
+                    if (fuse) {
+                        std::swap(delta, delta_prev);
+                        --k;  // the activation, done
+                        continue;
+                    }
                     break;
                 }
                 case LayerKind::conv2d: {

@@ -31,26 +31,46 @@ void block_loop(float* y, std::size_t ld, std::size_t rows, std::size_t cols) {
     }
 }
 
+// ReLU: dL_dy * act_derivative is d * 1 = d or d * 0 (+-0, or NaN for an infinite or NaN d);
+// both are computed and one is picked by a bit mask, the same bits. Written as a select or a
+// multiply by the 0/1 derivative, GCC (without -ffast-math) branches around the multiply, one
+// scalar element at a time: a tenth of a Mackey-Glass step.
+inline float relu_backward(float d, float x) {
+    const float d0 = d * 0.0f;
+    std::uint32_t keep, zero;
+    std::memcpy(&keep, &d, 4);
+    std::memcpy(&zero, &d0, 4);
+    const std::uint32_t mask = 0u - static_cast<std::uint32_t>(x > 0.0f);
+    const std::uint32_t out = (keep & mask) | (zero & ~mask);
+    float r;
+    std::memcpy(&r, &out, 4);
+    return r;
+}
+
 template <int Kind>
 void backward_loop(const float* x, const float* y, const float* dL_dy, float* dL_dx, std::size_t n) {
     if constexpr (Kind == 1) {
-        // ReLU: dL_dy * act_derivative is d * 1 = d or d * 0 (+-0, or NaN for an infinite or NaN
-        // d); both are computed and one is picked by a bit mask, the same bits. Written as a select
-        // or a multiply by the 0/1 derivative, GCC (without -ffast-math) branches around the
-        // multiply, one scalar element at a time: a tenth of a Mackey-Glass step.
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-        for (idx i = 0; i < static_cast<idx>(n); ++i) {
-            const float d = dL_dy[i], d0 = d * 0.0f;
-            std::uint32_t keep, zero;
-            std::memcpy(&keep, &d, 4);
-            std::memcpy(&zero, &d0, 4);
-            const std::uint32_t mask = 0u - static_cast<std::uint32_t>(x[i] > 0.0f);
-            const std::uint32_t out = (keep & mask) | (zero & ~mask);
-            std::memcpy(&dL_dx[i], &out, 4);
-        }
+        for (idx i = 0; i < static_cast<idx>(n); ++i) dL_dx[i] = relu_backward(dL_dy[i], x[i]);
     } else {
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
         for (idx i = 0; i < static_cast<idx>(n); ++i) dL_dx[i] = dL_dy[i] * ew::act_derivative(Kind, x[i], y[i]);
+    }
+}
+
+template <int Kind>
+void backward_block_loop(const float* x, const float* y, float* d, std::size_t ld, std::size_t rows,
+                         std::size_t cols) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * ld;
+        const float* yr = y + r * ld;
+        float* dr = d + r * ld;
+        if constexpr (Kind == 1) {
+#pragma omp simd
+            for (std::size_t c = 0; c < cols; ++c) dr[c] = relu_backward(dr[c], xr[c]);
+        } else {
+            for (std::size_t c = 0; c < cols; ++c) dr[c] = dr[c] * ew::act_derivative(Kind, xr[c], yr[c]);
+        }
     }
 }
 
@@ -73,6 +93,17 @@ void activation_block(Activation a, float* y, std::size_t ld, std::size_t rows, 
         case 3: block_loop<3>(y, ld, rows, cols); break;
         case 4: block_loop<4>(y, ld, rows, cols); break;
         default: break;  // identity
+    }
+}
+
+void activation_backward_block(Activation a, const float* x, const float* y, float* d, std::size_t ld,
+                               std::size_t rows, std::size_t cols) {
+    switch (static_cast<int>(a)) {
+        case 1: backward_block_loop<1>(x, y, d, ld, rows, cols); break;
+        case 2: backward_block_loop<2>(x, y, d, ld, rows, cols); break;
+        case 3: backward_block_loop<3>(x, y, d, ld, rows, cols); break;
+        case 4: backward_block_loop<4>(x, y, d, ld, rows, cols); break;
+        default: break;  // identity: d * 1
     }
 }
 

@@ -79,8 +79,9 @@ public:
         cpu::dense_forward(x, W, b, y, batch, n_in, n_out, act);
     }
     void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db, float* dL_dx,
-                        std::size_t batch, std::size_t n_in, std::size_t n_out) override {
-        cpu::dense_backward(x, W, dL_dy, dL_dW, dL_db, dL_dx, batch, n_in, n_out);
+                        std::size_t batch, std::size_t n_in, std::size_t n_out, Activation act, const float* act_x,
+                        const float* act_y) override {
+        cpu::dense_backward(x, W, dL_dy, dL_dW, dL_db, dL_dx, batch, n_in, n_out, act, act_x, act_y);
     }
 
     std::unique_ptr<CsrMatrix> csr_matrix(const CsrHost& W, std::size_t max_batch) override {

@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "cpu/gemm.h"
+#include "cpu/parallel.h"
 
 namespace sparseprox {
 namespace cpu {
@@ -17,11 +18,14 @@ void dense_forward(const float* x, const float* W, const float* b, float* y, std
                    std::size_t n_in, std::size_t n_out, Activation act) {
     if (batch == 0 || n_out == 0) return;
     // y (batch, n_out) = act(b + x (batch, n_in) * W^T (n_in, n_out))
-    sgemm(false, true, batch, n_out, n_in, x, n_in, W, n_in, 1.0f, y, n_out, b, false, act);
+    Epilogue e;
+    e.act = act;
+    sgemm(false, true, batch, n_out, n_in, x, n_in, W, n_in, 1.0f, y, n_out, b, false, e);
 }
 
 void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db,
-                    float* dL_dx, std::size_t batch, std::size_t n_in, std::size_t n_out) {
+                    float* dL_dx, std::size_t batch, std::size_t n_in, std::size_t n_out, Activation act,
+                    const float* act_x, const float* act_y) {
     if (n_out == 0 || n_in == 0) return;
     if (batch == 0) {
         std::fill(dL_dW, dL_dW + n_out * n_in, 0.0f);
@@ -30,11 +34,28 @@ void dense_backward(const float* x, const float* W, const float* dL_dy, float* d
     }
     // dL_dW (n_out, n_in) = dL_dy^T (n_out, batch) * x (batch, n_in)
     sgemm(true, false, n_out, n_in, batch, dL_dy, n_out, x, n_in, 0.0f, dL_dW, n_in);
-    for (std::size_t j = 0; j < n_out; ++j) dL_db[j] = 0.0f;
-    for (std::size_t r = 0; r < batch; ++r)
-        for (std::size_t j = 0; j < n_out; ++j) dL_db[j] += dL_dy[r * n_out + j];
-    // dL_dx (batch, n_in) = dL_dy (batch, n_out) * W (n_out, n_in)
-    if (dL_dx) sgemm(false, false, batch, n_in, n_out, dL_dy, n_out, W, n_in, 0.0f, dL_dx, n_in);
+    // Column sums, rows in order (kernels/dense.cu's order): column blocks over the threads.
+    constexpr std::size_t kColumns = 64;
+    const std::size_t n_blocks = (n_out + kColumns - 1) / kColumns;
+#pragma omp parallel for schedule(static) if (batch * n_out >= kParallelMin && n_blocks > 1)
+    for (idx q = 0; q < static_cast<idx>(n_blocks); ++q) {
+        const std::size_t j0 = static_cast<std::size_t>(q) * kColumns, j1 = std::min(j0 + kColumns, n_out);
+        float* db = dL_db + j0;
+        for (std::size_t j = 0; j < j1 - j0; ++j) db[j] = 0.0f;
+        for (std::size_t r = 0; r < batch; ++r) {
+            const float* g = dL_dy + r * n_out + j0;
+            for (std::size_t j = 0; j < j1 - j0; ++j) db[j] += g[j];
+        }
+    }
+    // dL_dx (batch, n_in) = dL_dy (batch, n_out) * W (n_out, n_in), times the derivative of the
+    // activation before this layer in each block's epilogue.
+    if (dL_dx) {
+        Epilogue e;
+        e.act = act;
+        e.x = act_x;
+        e.y = act_y;
+        sgemm(false, false, batch, n_in, n_out, dL_dy, n_out, W, n_in, 0.0f, dL_dx, n_in, nullptr, false, e);
+    }
 }
 
 }  // namespace cpu

@@ -16,9 +16,14 @@ namespace cpu {
 void dense_forward(const float* x, const float* W, const float* b, float* y, std::size_t batch,
                    std::size_t n_in, std::size_t n_out, Activation act = Activation::identity);
 
-// dL_dW = dL_dy^T x, dL_db = column sums of dL_dy, dL_dx = dL_dy W (skipped when null).
+// dL_dW = dL_dy^T x, dL_db = column sums of dL_dy, dL_dx = dL_dy W (skipped when null). With an
+// activation act, dL_dx is that times act'(act_x) (act_y = act(act_x); both (batch, n_in)): the
+// gradient through the activation before this layer, in the product's pass, with the values of
+// activation_backward over dL_dy W.
 void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db,
-                    float* dL_dx, std::size_t batch, std::size_t n_in, std::size_t n_out);
+                    float* dL_dx, std::size_t batch, std::size_t n_in, std::size_t n_out,
+                    Activation act = Activation::identity, const float* act_x = nullptr,
+                    const float* act_y = nullptr);
 
 }  // namespace cpu
 }  // namespace sparseprox

@@ -43,13 +43,23 @@ std::size_t gemm_blocks(std::size_t m, std::size_t n, std::size_t k) {
 
 void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* A, std::size_t lda,
            const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc, const float* bias, bool bias_rows,
-           Activation act) {
+           const Epilogue& epilogue) {
     if (m == 0 || n == 0) return;
     if (bias) beta = 1.0f;
     const std::size_t blocks = gemm_blocks(m, n, k);
     const bool cut_rows = m >= n;
     const std::size_t side = cut_rows ? m : n;
     const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+    // The epilogue over one block of C (rows x cols at c, row stride ldc).
+    auto finish = [&](float* c, std::size_t rows, std::size_t cols) {
+        if (epilogue.act == Activation::identity) return;
+        if (!epilogue.x) {
+            activation_block(epilogue.act, c, ldc, rows, cols);
+            return;
+        }
+        const std::size_t at = static_cast<std::size_t>(c - C);
+        activation_backward_block(epilogue.act, epilogue.x + at, epilogue.y + at, c, ldc, rows, cols);
+    };
     auto block = [&](std::size_t b) {
         const std::size_t lo = side * b / blocks, hi = side * (b + 1) / blocks;
         if (lo == hi) return;
@@ -86,12 +96,12 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
             if (!bias)
                 for (std::size_t r = 0; r < rows; ++r)
                     for (std::size_t j = 0; j < cols; ++j) c[r * ldc + j] = beta == 0.0f ? 0.0f : c[r * ldc + j] * beta;
-            activation_block(act, c, ldc, rows, cols);
+            finish(c, rows, cols);
             return;
         }
         cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(rows), static_cast<int>(cols), static_cast<int>(k), 1.0f,
                     a, static_cast<int>(lda), bb, static_cast<int>(ldb), call_beta, c, static_cast<int>(ldc));
-        activation_block(act, c, ldc, rows, cols);
+        finish(c, rows, cols);
     };
     if (blocks == 1) {
         block(0);

@@ -18,11 +18,19 @@ namespace cpu {
 
 // bias: null, or per column of C (length n, every row gets it: a dense layer) when bias_rows is
 // false, or per row of C (length m: a convolution's channels) when bias_rows is true.
-// act: an activation applied to each block of C right after its product, while the block is in
-// cache (the same values as a separate pass over C).
+// epilogue: applied to each block of C right after its product, while the block is in cache (the
+// same values as a separate pass over C afterwards).
+struct Epilogue {
+    Activation act = Activation::identity;  // identity: none
+    // null: C = act(C) (cpu::activation_forward). Otherwise C = C * act'(x) (the values of
+    // cpu::activation_backward), with x and y = act(x) laid out like C (row stride ldc).
+    const float* x = nullptr;
+    const float* y = nullptr;
+};
+
 void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* A, std::size_t lda,
            const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc, const float* bias = nullptr,
-           bool bias_rows = false, Activation act = Activation::identity);
+           bool bias_rows = false, const Epilogue& epilogue = {});
 
 // How many blocks sgemm cuts an (m, n, k) product into (exposed for the tests).
 std::size_t gemm_blocks(std::size_t m, std::size_t n, std::size_t k);

@@ -187,9 +187,13 @@ public:
         cuda::dense_forward(ctx_.cublas(), x, W, b, y, batch, n_in, n_out, ctx_.stream());
         if (act != Activation::identity) launch_activation_forward(act, y, y, batch * n_out, ctx_.stream());
     }
+    // The activation's derivative as its own kernel over dL_dx, in place.
     void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db, float* dL_dx,
-                        std::size_t batch, std::size_t n_in, std::size_t n_out) override {
+                        std::size_t batch, std::size_t n_in, std::size_t n_out, Activation act, const float* act_x,
+                        const float* act_y) override {
         cuda::dense_backward(ctx_.cublas(), x, W, dL_dy, dL_dW, dL_db, dL_dx, batch, n_in, n_out, ctx_.stream());
+        if (dL_dx && act != Activation::identity)
+            launch_activation_backward(act, act_x, act_y, dL_dx, dL_dx, batch * n_in, ctx_.stream());
     }
 
     // The csr engine's dense layers; its conv layers run dense through cuDNN (has_csr_conv2d is
