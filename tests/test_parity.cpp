@@ -1109,4 +1109,105 @@ TEST(CudaBackend, MissingDeviceIsAnError) {
     EXPECT_THROW(make_cuda_backend(-1), Error);
 }
 
+// Step graphs (SPARSEPROX_CUDA_GRAPHS=1, core/network.cpp replay_or_record): the same runs on
+// CUDA with graphs and without give the same bits, and the graphs were used. The runs cross
+// what must make a graph be recorded again: a second batch size, an evaluation between steps
+// with a larger chunk (it may grow the sum scratch), a change of weight decay, a learning rate
+// set before every step (read from device memory), and, in one case, the stop rule freezing the
+// run midway.
+struct GraphRun {
+    std::vector<float> params, accumulated;
+    EngineStatus status;
+    double eval_loss = 0.0;
+};
+
+GraphRun cuda_graph_run(bool graphs, const std::string& spec_text, bool classify, bool lazy, const StopRule& rule) {
+    if (graphs) setenv("SPARSEPROX_CUDA_GRAPHS", "1", 1);
+    else unsetenv("SPARSEPROX_CUDA_GRAPHS");
+    std::string why;
+    std::unique_ptr<Backend> backend = testing_util::try_cuda_backend(&why);
+    unsetenv("SPARSEPROX_CUDA_GRAPHS");
+    if (!backend) throw Error("no CUDA backend: " + why);
+    const ModelSpec spec = spec_text[0] == '{' ? ModelSpec::from_json(spec_text) : ModelSpec::parse(spec_text);
+    const Model init = Model::initialize(spec, 5);
+    Dataset data;
+    data.name = "graphs";
+    data.n_samples = 96;
+    data.n_features = spec.n_inputs;
+    data.n_outputs = spec.n_outputs();
+    data.x = uniform(data.n_samples * data.n_features, 41);
+    if (classify) {
+        data.task = Task::classification;
+        for (std::size_t r = 0; r < data.n_samples; ++r)
+            data.labels.push_back(static_cast<std::int32_t>(r % data.n_outputs));
+    } else {
+        data.task = Task::regression;
+        data.y = uniform(data.n_samples * data.n_outputs, 42);
+    }
+    TrainOptions opt;
+    opt.method.l1.form = lazy ? L1Form::lazy : L1Form::greedy;
+    opt.lr = 0.05f;
+    opt.lambdas = {1e-3f};
+    opt.steps = 24;
+    opt.batch_size = 32;
+    opt.stop = rule;
+    auto engine = make_network(std::move(backend), spec, classify ? Loss::cross_entropy : Loss::mse);
+    engine->set_method(sparsify::make_method_config(opt, opt.steps));
+    engine->set_optimizer(OptimizerOptions{});
+    engine->set_params(init.slab());
+    engine->set_hyper(opt.lr, std::vector<float>(spec.n_weight_layers(), opt.lambdas[0]));
+    engine->set_weight_decay(1e-4f);
+    engine->set_stop_rule(rule);
+    engine->set_train_data(data);
+    std::vector<std::uint32_t> order(data.n_samples);
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<std::uint32_t>((i * 41) % data.n_samples);
+    engine->set_order(order);
+    for (std::size_t s = 0; s < opt.steps; ++s) {
+        engine->set_lr(opt.lr * (1.0f - 0.02f * static_cast<float>(s)));
+        const std::size_t batch = s < 16 ? 32 : 16;
+        engine->step((s * batch) % data.n_samples, batch);
+        if (s == 5) engine->evaluate(data, 96);
+        if (s == 9) engine->set_weight_decay(2e-4f);
+    }
+    GraphRun r;
+    r.status = engine->status();
+    r.eval_loss = engine->evaluate(data, 40).loss;
+    r.params = engine->get_params();
+    r.accumulated = engine->get_accumulated();
+    return r;
+}
+
+TEST(CudaStepGraphs, ReplayedStepsGiveTheBitsOfDirectSteps) {
+    {
+        SPARSEPROX_CUDA_BACKEND_OR_SKIP(probe);
+    }
+    const std::string conv = R"({"input_shape": [2, 12, 12], "layers": [
+        {"type": "conv2d", "filters": 6, "kernel": 3, "padding": 1, "activation": "relu"},
+        {"type": "maxpool2d", "kernel": 2}, {"type": "conv2d", "filters": 8, "kernel": 3, "activation": "tanh"},
+        {"type": "avgpool2d", "kernel": 2}, {"type": "flatten"}, {"type": "dense", "units": 5}]})";
+    StopRule band;
+    band.targets = {400};
+    band.tolerance = 0.5;
+    struct Run { const char* name; std::string spec; bool classify, lazy; StopRule rule; };
+    for (const Run& c : {Run{"dense greedy", "dense:6-40-30-1", false, false, StopRule{}},
+                         Run{"dense lazy", "dense:6-40-30-1", false, true, StopRule{}},
+                         Run{"conv greedy", conv, true, false, StopRule{}},
+                         Run{"dense greedy, stop band", "dense:6-40-30-1", false, false, band}}) {
+        SCOPED_TRACE(c.name);
+        const GraphRun with = cuda_graph_run(true, c.spec, c.classify, c.lazy, c.rule);
+        const GraphRun without = cuda_graph_run(false, c.spec, c.classify, c.lazy, c.rule);
+        EXPECT_GT(with.status.graph_steps, 0u) << "no step ran as a graph";
+        EXPECT_EQ(without.status.graph_steps, 0u);
+        EXPECT_EQ(with.status.steps_run, without.status.steps_run);
+        EXPECT_EQ(with.status.stopped, without.status.stopped);
+        EXPECT_EQ(with.status.nnz, without.status.nnz);
+        EXPECT_EQ(with.eval_loss, without.eval_loss);
+        ASSERT_EQ(with.params.size(), without.params.size());
+        EXPECT_EQ(std::memcmp(with.params.data(), without.params.data(), with.params.size() * sizeof(float)), 0);
+        EXPECT_EQ(std::memcmp(with.accumulated.data(), without.accumulated.data(),
+                              with.accumulated.size() * sizeof(float)),
+                  0);
+    }
+}
+
 }  // namespace

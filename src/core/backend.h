@@ -44,6 +44,11 @@
 
 namespace sparseprox {
 
+// A recorded step (Backend::graph_capture_end), owned by the network that recorded it.
+struct StepGraph {
+    virtual ~StepGraph() = default;
+};
+
 // Rows of a data set in backend memory: y for regression, labels for classification (the other
 // is null).
 struct StagedRows {
@@ -86,6 +91,19 @@ public:
     // times the steps here to choose its thread count (cpu/threads.h); queuing backends ignore it.
     virtual void begin_step() {}
     virtual void end_step() {}
+
+    // Step graphs (a queuing backend's record and replay of one step's operations; Network::step
+    // decides which steps). graph_capture_begin: true when the operations queued from now on are
+    // being recorded instead of run (false: not supported or not enabled, nothing changed).
+    // graph_capture_end: stops recording and returns the graph, or null when the recording failed
+    // (an operation that cannot be recorded); either way nothing recorded has run. graph_launch
+    // queues a recorded graph: the same operations, on the same buffers, as when recorded.
+    // graph_scratch_epoch changes whenever backend-owned memory that queued operations use (sum
+    // scratch, tile tables, convolution workspaces) is replaced, which outdates every graph.
+    virtual bool graph_capture_begin() { return false; }
+    virtual std::unique_ptr<StepGraph> graph_capture_end() { return nullptr; }
+    virtual void graph_launch(const StepGraph& /*graph*/) {}
+    virtual std::uint64_t graph_scratch_epoch() const { return 0; }
 
     // Called once by a network whose model has conv2d or pooling layers: throws, naming the
     // reason, when this backend cannot run them (CUDA without cuDNN), so the failure comes at

@@ -38,6 +38,7 @@ struct EngineStatus {
     double loss_sum = 0.0;          // sum of mini-batch mean losses since the last status()
     std::size_t loss_count = 0;     // number of steps in loss_sum
     bool stop_requested = false;    // data-parallel: a stop was requested on some rank (status())
+    std::size_t graph_steps = 0;    // steps queued as a replayed step graph since set_params
 };
 
 class Engine {

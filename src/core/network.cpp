@@ -37,6 +37,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -137,6 +138,8 @@ public:
             throw Error("parameter slab has " + std::to_string(slab.size()) + " floats, the model needs " +
                         std::to_string(layout_.slab_size));
         Backend& b = *backend_;
+        ++graph_epoch_;  // the method, optimizer and their buffers may all change
+        graph_steps_ = 0;
         params_.upload(slab.data(), slab.size());
         method_ = next_method_;
         optimizer_ = next_optimizer_;
@@ -229,10 +232,14 @@ public:
 
     void set_lr(float lr) override { hyper_.upload(&lr, 1); }
 
-    void set_weight_decay(float wd) override { weight_decay_ = wd; }
+    void set_weight_decay(float wd) override {
+        if (wd != weight_decay_) ++graph_epoch_;
+        weight_decay_ = wd;
+    }
 
     void set_stop_rule(const StopRule& rule) override {
         if (rule.targets.size() > stop_targets_.size()) {
+            ++graph_epoch_;
             backend_->synchronize();  // the old array may still be read by queued stop rules
             stop_targets_.allocate(*backend_, rule.targets.size());
         }
@@ -253,6 +260,7 @@ public:
     }
 
     void set_collective(std::shared_ptr<Collective> group) override {
+        ++graph_epoch_;
         group_ = group && group->size() > 1 ? std::move(group) : nullptr;
     }
 
@@ -305,7 +313,57 @@ public:
             if (loss_ == Loss::mse) b.gather_rows(train_rows_.y, n_out, rows, local, batch_y_.data());
             else b.gather_labels(train_rows_.labels, rows, local, batch_labels_.data());
         }
+        if (!replay_or_record(local, count)) queue_step(local, count);
+        b.end_step();
+        ++steps_queued_;
+    }
 
+    // Step graphs (Backend::graph_capture_begin). A step whose operations are the same every time
+    // (l1 with plain SGD, one process, a whole batch: no host-side constant changes from step to
+    // step) is recorded once per batch size, after one step of that size has run directly (it
+    // sizes every lazily grown scratch), and replayed from then on; the batch's gather stays
+    // outside, so a graph reads the same buffers every time. A graph is dropped when anything it
+    // baked in may have changed: graph_epoch_ (set_params, the weight decay, the stop targets'
+    // buffer, batch buffers grown, the data-parallel group) or the backend's scratch epoch. A
+    // recording that fails turns graphs off for this network; the step then runs directly.
+    // Returns true when the step was queued as a graph.
+    bool replay_or_record(std::size_t local, std::size_t count) {
+        Backend& b = *backend_;
+        if (graphs_off_ || group_ || local != count || local == 0 || method_.method != Method::l1 ||
+            optimizer_.kind != OptimizerKind::sgd)
+            return false;
+        const std::uint64_t scratch = b.graph_scratch_epoch();
+        GraphSlot& slot = graphs_[count];
+        if (slot.epoch != graph_epoch_ || slot.scratch_epoch != scratch) slot = GraphSlot{graph_epoch_, scratch, nullptr, 0};
+        if (slot.graph) {
+            b.graph_launch(*slot.graph);
+            ++graph_steps_;
+            return true;
+        }
+        if (slot.direct_steps++ == 0 || !b.graph_capture_begin()) return false;
+        bool queued = true;
+        try {
+            queue_step(local, count);
+        } catch (const Error&) {
+            queued = false;  // an operation that cannot be recorded; the direct run says why, if it fails
+        } catch (...) {
+            b.graph_capture_end();  // never leave the backend recording
+            throw;
+        }
+        std::unique_ptr<StepGraph> graph = b.graph_capture_end();
+        if (!queued || !graph || b.graph_scratch_epoch() != scratch) {
+            graphs_off_ = true;
+            return false;
+        }
+        slot.graph = std::move(graph);
+        b.graph_launch(*slot.graph);
+        ++graph_steps_;
+        return true;
+    }
+
+    // One step's operations after the batch's gather, from the effective weights to the stop rule.
+    void queue_step(std::size_t local, std::size_t count) {
+        Backend& b = *backend_;
         // params_ holds the exported weights between steps; l0 and spred train at effective ones.
         const std::int32_t* stop = stop_flag();
         const std::uint64_t step_index = steps_queued_;  // applied steps before this one (file comment)
@@ -367,8 +425,6 @@ public:
             }
         }
         b.stop_rule(state_.data(), stop_config_.data(), stop_targets_.data(), nnz);
-        b.end_step();
-        ++steps_queued_;
     }
 
     EngineStatus status() override {
@@ -385,6 +441,7 @@ public:
         out.nnz.assign(nnz.begin(), nnz.end());
         out.loss_sum = st.loss_sum;
         out.loss_count = static_cast<std::size_t>(st.loss_count);
+        out.graph_steps = graph_steps_;
         // Every rank holds its rows' share of each step's mean loss (the count is the same on
         // every rank): their sum is the mean over the global batches. A NaN on any rank reaches
         // every rank, so all of them see a divergence together.
@@ -575,6 +632,7 @@ private:
     void reserve_rows(std::size_t rows) {
         if (rows <= capacity_) return;
         backend_->synchronize();  // queued work may still use the buffers being replaced
+        ++graph_epoch_;
         Backend& b = *backend_;
         capacity_ = rows;
         const std::size_t n_out = spec_.n_outputs();
@@ -770,6 +828,16 @@ private:
     Buffer<std::int32_t> batch_labels_;            // (rows)
     std::vector<Buffer<float>> acts_;              // per layer (rows, n_out_k); empty for flatten
     std::vector<const float*> outs_;               // per layer: its output rows (set by forward)
+    struct GraphSlot {
+        std::uint64_t epoch = 0;            // graph_epoch_ when made
+        std::uint64_t scratch_epoch = 0;    // the backend's graph_scratch_epoch() when made
+        std::unique_ptr<StepGraph> graph;   // null until recorded
+        std::size_t direct_steps = 0;       // steps of this size run directly at this epoch
+    };
+    std::map<std::size_t, GraphSlot> graphs_;  // by batch size (replay_or_record)
+    std::uint64_t graph_epoch_ = 1;
+    bool graphs_off_ = false;
+    std::size_t graph_steps_ = 0;  // EngineStatus::graph_steps
     std::vector<char> pool_first_;                 // per layer: a ReLU run after its max-pool (relu_then_maxpool)
     Buffer<float> delta_, delta_prev_;             // (rows, max_width)
     Buffer<double> sample_loss_;                   // (rows)

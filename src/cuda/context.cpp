@@ -41,6 +41,8 @@ Cudnn& CudaContext::cudnn() {
     return *cudnn_;
 }
 
+std::uint64_t CudaContext::cudnn_workspace_epoch() const { return cudnn_ ? cudnn_->workspace_epoch() : 0; }
+
 Cusparse& CudaContext::cusparse() {
     if (!cusparse_) {
         activate();  // cusparseCreate binds the handle to the current device

@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 #include <cublas_v2.h>
 
+#include <cstdint>
 #include <memory>
 
 #include "cuda/common.h"
@@ -39,6 +40,9 @@ public:
     // format multiplies sparse matrices; training never pays for the handle). Throws
     // sparseprox::Error when that fails.
     Cusparse& cusparse();
+    // Cudnn::workspace_epoch of the cuDNN state, 0 while there is none (its creation is not a
+    // replacement: nothing queued can use a workspace that did not exist).
+    std::uint64_t cudnn_workspace_epoch() const;
 
     // Makes this context's device current for the calling thread (cheap; every engine entry
     // point calls it so that several engines on several devices can share a thread).

@@ -8,6 +8,7 @@
 // median, the GMP sort); a training step queues its work and returns.
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -40,6 +41,13 @@
 namespace sparseprox {
 namespace cuda {
 namespace {
+
+// SPARSEPROX_CUDA_GRAPHS=1 turns on step graphs (Backend::graph_capture_begin); anything else,
+// or unset, leaves them off. Read by each backend when it is made.
+bool graphs_requested() {
+    const char* v = std::getenv("SPARSEPROX_CUDA_GRAPHS");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+}
 
 // Uploads of the epoch order go through page-locked staging buffers, so the copy is truly
 // asynchronous (from pageable memory the driver may synchronize the stream). A slot is reused
@@ -171,6 +179,36 @@ public:
     }
 
     bool known_stopped(const StepState*) override { return false; }  // the frozen kernels skip the step
+
+    // Step graphs, when SPARSEPROX_CUDA_GRAPHS=1 (graphs_enabled): stream capture on this
+    // thread's stream, instantiated once, launched as one unit. A capture that any operation
+    // breaks (a synchronization, a pageable copy) ends with an error, which is cleared here.
+    bool graph_capture_begin() override {
+        if (!graphs_enabled_) return false;
+        ctx_.activate();
+        if (cudaStreamBeginCapture(ctx_.stream(), cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+            cudaGetLastError();
+            return false;
+        }
+        return true;
+    }
+    std::unique_ptr<StepGraph> graph_capture_end() override {
+        ctx_.activate();
+        cudaGraph_t graph = nullptr;
+        const cudaError_t ended = cudaStreamEndCapture(ctx_.stream(), &graph);
+        std::unique_ptr<CudaStepGraph> out;
+        if (ended == cudaSuccess && graph) {
+            cudaGraphExec_t exec = nullptr;
+            if (cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess) out = std::make_unique<CudaStepGraph>(exec);
+        }
+        if (graph) cudaGraphDestroy(graph);
+        cudaGetLastError();  // a failed capture's or instantiation's error is answered by the null graph
+        return out;
+    }
+    void graph_launch(const StepGraph& graph) override {
+        SPARSEPROX_CUDA_CHECK(cudaGraphLaunch(static_cast<const CudaStepGraph&>(graph).exec, ctx_.stream()));
+    }
+    std::uint64_t graph_scratch_epoch() const override { return scratch_epoch_ + ctx_.cudnn_workspace_epoch(); }
 
     void gather_rows(const float* src, std::size_t n_cols, const std::uint32_t* rows, std::size_t n_rows,
                      float* dst) override {
@@ -388,6 +426,12 @@ public:
     }
 
 private:
+    struct CudaStepGraph final : StepGraph {
+        explicit CudaStepGraph(cudaGraphExec_t e) : exec(e) {}
+        ~CudaStepGraph() override { cudaGraphExecDestroy(exec); }
+        cudaGraphExec_t exec;
+    };
+
     struct OrderSlot {
         PinnedBuffer<std::uint32_t> host;
         Event copied;
@@ -401,6 +445,7 @@ private:
         if (tables_.size() >= 8) {  // bounded: drop the oldest after its queued work is done
             ctx_.synchronize();
             tables_.erase(tables_.begin());
+            ++scratch_epoch_;
         }
         tables_.push_back(std::make_unique<TileTable>(layout, ctx_.stream()));
         return *tables_.back();
@@ -441,12 +486,15 @@ private:
         if (sum_temp_.bytes() < need) {
             ctx_.synchronize();
             sum_temp_.allocate(need);
+            ++scratch_epoch_;
         }
         sum_temp_items_ = n;
         return sum_temp_.data();
     }
 
     CudaContext ctx_;  // before every device member: built first, destroyed last
+    const bool graphs_enabled_ = graphs_requested();
+    std::uint64_t scratch_epoch_ = 0;  // replacements of the scratch below (graph_scratch_epoch)
     std::unique_ptr<NcclGroup> nccl_;  // data-parallel: the gradient all-reduce (null until used)
     std::vector<std::unique_ptr<TileTable>> tables_;
     std::vector<sparsify::GateSegment> gates_host_;

@@ -146,6 +146,7 @@ struct Cudnn::Impl {
     HandleOwner handle;
     cudaStream_t stream = nullptr;
     DeviceBuffer<unsigned char> workspace;
+    std::uint64_t workspace_epoch = 0;  // replacements of workspace
     std::map<ConvKey, std::unique_ptr<ConvPlan>> conv_plans;
     std::map<PoolKey, std::unique_ptr<PoolPlan>> pool_plans;
 
@@ -162,6 +163,7 @@ void Cudnn::Impl::reserve_workspace(std::size_t bytes) {
     if (bytes <= workspace.bytes()) return;
     SPARSEPROX_CUDA_CHECK(cudaStreamSynchronize(stream));
     workspace.allocate(bytes);
+    ++workspace_epoch;
 }
 
 ConvPlan& Cudnn::Impl::conv_plan(const ConvShape& s) {
@@ -295,6 +297,8 @@ std::size_t Cudnn::cached_plans() const { return impl_->conv_plans.size() + impl
 
 std::size_t Cudnn::workspace_bytes() const { return impl_->workspace.bytes(); }
 
+std::uint64_t Cudnn::workspace_epoch() const { return impl_->workspace_epoch; }
+
 // ---- convolution ---------------------------------------------------------------------------------
 
 void conv2d_forward(CudaContext& ctx, const ConvShape& s, const float* x, const float* W, const float* b,
@@ -399,6 +403,7 @@ Cudnn::~Cudnn() = default;
 const Cudnn::ConvPlanInfo& Cudnn::conv_plan(const ConvShape&) { no_cudnn("cuda::Cudnn::conv_plan"); }
 std::size_t Cudnn::cached_plans() const { return 0; }
 std::size_t Cudnn::workspace_bytes() const { return 0; }
+std::uint64_t Cudnn::workspace_epoch() const { return 0; }
 
 void conv2d_forward(CudaContext&, const ConvShape&, const float*, const float*, const float*, float*) {
     no_cudnn("cuda::conv2d_forward");

@@ -35,6 +35,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "core/layer_shapes.h"
@@ -78,6 +79,8 @@ public:
     std::size_t cached_plans() const;
     // Bytes of the shared workspace now allocated.
     std::size_t workspace_bytes() const;
+    // How many times the workspace was replaced by a larger one (step graphs hold its address).
+    std::uint64_t workspace_epoch() const;
 
     // The cuDNN-typed state, defined in cudnn_ops.cpp and used only there.
     struct Impl;
