@@ -72,6 +72,7 @@ struct Options {
     std::string threads = "auto";
     bool prox = true, training = true, methods = false, cuda = true, cpu = true;
     double seconds = 2.0;  // training: about this long per measured run (CPU)
+    std::vector<std::string> workloads;  // --workloads: the training workloads to run (empty: all)
     bool data_parallel = false;    // --data-parallel: training throughput on the launcher's ranks
     std::size_t dp_steps = 300;    // steps of each measured data-parallel run
 };
@@ -95,6 +96,7 @@ void usage() {
         "  --cpu-only    skip the CUDA backend even when a GPU is present\n"
         "  --cuda-only   skip the CPU backend (an error without a usable GPU)\n"
         "  --seconds S   about how long each measured CPU training run lasts (default 2; 0.5 with --quick)\n"
+        "  --workloads L only these training workloads, comma-separated: mackey_glass, lenet300100, cnn8, lenet5\n"
         "  --data-parallel [--dp-steps N]  only data-parallel training throughput on the CPU over the ranks\n"
         "                mpirun started (run it alone for 1 rank, under mpirun -np 2 for 2; N steps, default 300)\n");
 }
@@ -144,6 +146,18 @@ Options parse_options(int argc, char** argv) {
             o.seconds = std::stod(value());
             if (!(o.seconds > 0.0)) throw Error("--seconds must be positive");
             seconds_given = true;
+        } else if (a == "--workloads") {
+            const std::string v = value();
+            o.workloads.clear();
+            std::size_t start = 0;
+            while (start <= v.size()) {
+                const std::size_t end = std::min(v.find(',', start), v.size());
+                const std::string w = v.substr(start, end - start);
+                if (w != "mackey_glass" && w != "lenet300100" && w != "cnn8" && w != "lenet5")
+                    throw Error("--workloads: '" + w + "' is not a training workload (mackey_glass, lenet300100, cnn8, lenet5)");
+                o.workloads.push_back(w);
+                start = end + 1;
+            }
         } else if (a == "--data-parallel") {
             o.data_parallel = true;
         } else if (a == "--dp-steps") {
@@ -743,8 +757,12 @@ int main(int argc, char** argv) {
         std::printf("  %-44s %-8s %7s %6s %14s %9s %10s %12s\n", "workload", "device", "steps", "batch", "samples/s",
                     "wall s", "train loss", "GEMM floor");
         out["training"] = json::array();
+        auto wanted = [&](const std::string& key) {
+            return opt.workloads.empty() || std::find(opt.workloads.begin(), opt.workloads.end(), key) != opt.workloads.end();
+        };
         auto run = [&](const std::string& key, const std::string& workload, const Model& init, const Dataset& data,
                        const TrainOptions& t, std::size_t warm_steps) {
+            if (!wanted(key)) return;
             for (const Device& d : devices) {
                 const json r = bench_training(key, workload, init, data, t, d, opt.seconds, warm_steps);
                 const std::string floor =
@@ -770,10 +788,11 @@ int main(int argc, char** argv) {
 
             const std::string mnist_dir = opt.data_dir + "/mnist";
             Dataset images;
-            if (std::filesystem::is_directory(mnist_dir)) {
+            const bool need_images = opt.methods || wanted("lenet300100") || wanted("cnn8") || wanted("lenet5");
+            if (need_images && std::filesystem::is_directory(mnist_dir)) {
                 images = read_idx_dir(mnist_dir).train;
                 out["images"] = "mnist (" + mnist_dir + ")";
-            } else {
+            } else if (need_images) {
                 images = synthetic_mnist(60000);
                 out["images"] = "synthetic MNIST-shaped rows (no folder " + mnist_dir + ")";
                 std::printf("  mnist: no folder %s, synthetic MNIST-shaped rows instead\n", mnist_dir.c_str());

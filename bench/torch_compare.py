@@ -293,11 +293,13 @@ def run_torch(args, workload, style, device, threads, extra=()):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_sparseprox(args, threads, only, device="cpu"):
+def run_sparseprox(args, threads, only, device="cpu", workload=None):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
     cmd = [args.bench, "--json", path, "--data-dir", args.data_dir, "--only", only, "--seconds", str(args.seconds),
            "--repeats", str(args.repeats), "--max-n", str(args.max_n)]
+    if workload:
+        cmd += ["--workloads", workload]
     if threads > 0:
         cmd += ["--threads", str(threads)]
     if device == "cuda":
@@ -398,8 +400,9 @@ def main():
     ap.add_argument("--conditions", default="1,all,busy", help="CPU conditions: 1 thread, all threads, busy neighbour")
     ap.add_argument("--quick", action="store_true", help="short runs: 0.5 s each, prox to 1e7, 5 repeats")
     ap.add_argument("--rounds", type=int, default=1,
-                    help="measure every condition this many times, the rounds one after the other (each round "
-                         "SparseProx then PyTorch), and report the median figures and ratios with their range")
+                    help="measure every condition this many times, the rounds one after the other (in each, "
+                         "workload by workload, SparseProx then PyTorch), and report the median figures and ratios "
+                         "with their range")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--compile", action="store_true", help="also try torch.compile in the best style")
     ap.add_argument("--cuda", action="store_true", help="also measure on the GPU (both sides)")
@@ -485,16 +488,20 @@ def main():
         return out
 
     def collect(condition, device="cpu", rnd=0):
+        # Workload by workload, SparseProx and then PyTorch: the two sides of a ratio are measured
+        # within a minute or two of each other, not across the whole round (the machine's speed
+        # drifts over minutes).
         threads = 1 if condition == "1" else 0
-        sp = run_sparseprox(args, threads, "training", device) if train_keys else {"training": []}
+        sp = {}
         for w in train_keys:
+            sp = run_sparseprox(args, threads, "training", device, workload=w)
             mine = next((r for r in sp["training"] if r["key"] == w and r["device"].startswith(device)), None)
             t = torch_side(w, device, 1 if condition == "1" else "all")
             rows.append({"workload": w, "device": device, "condition": condition, "round": rnd,
                          "sparseprox": mine, "torch_paper": t.get("paper"), "torch_best": t.get("best")})
             print_row(rows[-1])
         if "prox" in workloads:
-            spp = run_sparseprox(args, threads, "prox", device)
+            spp = sp = run_sparseprox(args, threads, "prox", device)
             for r in spp["prox_step"]:
                 if not r["device"].startswith(device) or not r["variant"].startswith("fused"):
                     continue
