@@ -901,6 +901,26 @@ void add_optimizer_cases(std::vector<Case>& cases) {
     }});
 }
 
+// 96 rows for a network's runs: uniform inputs (seed), and labels r % n_outputs or uniform
+// targets (seed + 1).
+Dataset network_data(const ModelSpec& spec, bool classify, const char* name, std::uint32_t seed) {
+    Dataset data;
+    data.name = name;
+    data.n_samples = 96;
+    data.n_features = spec.n_inputs;
+    data.n_outputs = spec.n_outputs();
+    data.x = uniform(data.n_samples * data.n_features, seed);
+    if (classify) {
+        data.task = Task::classification;
+        data.labels.resize(data.n_samples);
+        for (std::size_t r = 0; r < data.n_samples; ++r) data.labels[r] = static_cast<std::int32_t>(r % data.n_outputs);
+    } else {
+        data.task = Task::regression;
+        data.y = uniform(data.n_samples * data.n_outputs, seed + 1);
+    }
+    return data;
+}
+
 // Whole steps through the one network, for every method, on a dense and a conv model.
 // optimizer: the run's optimizer; cosine: the learning rate follows a cosine schedule with a
 // warm-up, set before every step as the trainer does.
@@ -910,20 +930,7 @@ Outputs network_outputs(const BackendFactory& make, const std::string& spec_text
                         bool cut_midway = false) {
     const ModelSpec spec = spec_text[0] == '{' ? ModelSpec::from_json(spec_text) : ModelSpec::parse(spec_text);
     const Model init = Model::initialize(spec, 5);
-    Dataset data;
-    data.name = "parity";
-    data.n_samples = 96;
-    data.n_features = spec.n_inputs;
-    data.n_outputs = spec.n_outputs();
-    data.x = uniform(data.n_samples * data.n_features, 31);
-    if (classify) {
-        data.task = Task::classification;
-        data.labels.resize(data.n_samples);
-        for (std::size_t r = 0; r < data.n_samples; ++r) data.labels[r] = static_cast<std::int32_t>(r % data.n_outputs);
-    } else {
-        data.task = Task::regression;
-        data.y = uniform(data.n_samples * data.n_outputs, 32);
-    }
+    const Dataset data = network_data(spec, classify, "parity", 31);
     TrainOptions opt;
     opt.method.method = method;
     opt.method.l0.group = method == Method::l0 && classify;
@@ -1130,20 +1137,7 @@ GraphRun cuda_graph_run(bool graphs, const std::string& spec_text, bool classify
     if (!backend) throw Error("no CUDA backend: " + why);
     const ModelSpec spec = spec_text[0] == '{' ? ModelSpec::from_json(spec_text) : ModelSpec::parse(spec_text);
     const Model init = Model::initialize(spec, 5);
-    Dataset data;
-    data.name = "graphs";
-    data.n_samples = 96;
-    data.n_features = spec.n_inputs;
-    data.n_outputs = spec.n_outputs();
-    data.x = uniform(data.n_samples * data.n_features, 41);
-    if (classify) {
-        data.task = Task::classification;
-        for (std::size_t r = 0; r < data.n_samples; ++r)
-            data.labels.push_back(static_cast<std::int32_t>(r % data.n_outputs));
-    } else {
-        data.task = Task::regression;
-        data.y = uniform(data.n_samples * data.n_outputs, 42);
-    }
+    const Dataset data = network_data(spec, classify, "graphs", 41);
     TrainOptions opt;
     opt.method.l1.form = lazy ? L1Form::lazy : L1Form::greedy;
     opt.lr = 0.05f;
