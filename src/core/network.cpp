@@ -28,6 +28,16 @@
 // parameters; for spred u and then v), zeroed by set_params; the step's constants (Adam's bias
 // corrections, the momentum threshold scale) come from the same applied-step count.
 //
+// Step graphs (replay_or_record): on a backend that records them (CUDA with
+// SPARSEPROX_CUDA_GRAPHS=1), a step whose operations never change between steps is recorded
+// once per batch size and replayed; everything above that lives in backend memory is what
+// makes that possible.
+//
+// Two layer pairs run otherwise than written, with the same results: a ReLU followed by a
+// max-pool runs after the pool (relu_then_maxpool), and the activation after a dense layer runs
+// in that layer's products' pass, forward, and its derivative in the input gradient's pass of
+// the next dense layer, backward (Backend::dense_forward, dense_backward).
+//
 // Data-parallel (set_collective, core/collective.h): each rank runs the forward and backward
 // passes on its share of the batch, and the gradient slab is summed over the group right after
 // backward, before anything reads it (weight decay, the optimizer, the methods' updates), so
