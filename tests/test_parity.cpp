@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "backend_test_util.h"
+#include "step_graph_util.h"
 #include "core/backend.h"
 #include "core/band.h"
 #include "core/csr.h"
@@ -1122,13 +1123,8 @@ TEST(CudaBackend, MissingDeviceIsAnError) {
 // with a larger chunk (it may grow the sum scratch), a change of weight decay, a learning rate
 // set before every step (read from device memory), and, in one case, the stop rule freezing the
 // run midway.
-struct GraphRun {
-    std::vector<float> params, accumulated;
-    EngineStatus status;
-    double eval_loss = 0.0;
-};
-
-GraphRun cuda_graph_run(bool graphs, const std::string& spec_text, bool classify, bool lazy, const StopRule& rule) {
+testing_util::GraphRun cuda_graph_run(bool graphs, const std::string& spec_text, bool classify, bool lazy,
+                                      const StopRule& rule) {
     if (graphs) setenv("SPARSEPROX_CUDA_GRAPHS", "1", 1);
     else unsetenv("SPARSEPROX_CUDA_GRAPHS");
     std::string why;
@@ -1163,7 +1159,7 @@ GraphRun cuda_graph_run(bool graphs, const std::string& spec_text, bool classify
         if (s == 5) engine->evaluate(data, 96);
         if (s == 9) engine->set_weight_decay(2e-4f);
     }
-    GraphRun r;
+    testing_util::GraphRun r;
     r.status = engine->status();
     r.eval_loss = engine->evaluate(data, 40).loss;
     r.params = engine->get_params();
@@ -1188,19 +1184,11 @@ TEST(CudaStepGraphs, ReplayedStepsGiveTheBitsOfDirectSteps) {
                          Run{"conv greedy", conv, true, false, StopRule{}},
                          Run{"dense greedy, stop band", "dense:6-40-30-1", false, false, band}}) {
         SCOPED_TRACE(c.name);
-        const GraphRun with = cuda_graph_run(true, c.spec, c.classify, c.lazy, c.rule);
-        const GraphRun without = cuda_graph_run(false, c.spec, c.classify, c.lazy, c.rule);
+        const testing_util::GraphRun with = cuda_graph_run(true, c.spec, c.classify, c.lazy, c.rule);
+        const testing_util::GraphRun without = cuda_graph_run(false, c.spec, c.classify, c.lazy, c.rule);
         EXPECT_GT(with.status.graph_steps, 0u) << "no step ran as a graph";
         EXPECT_EQ(without.status.graph_steps, 0u);
-        EXPECT_EQ(with.status.steps_run, without.status.steps_run);
-        EXPECT_EQ(with.status.stopped, without.status.stopped);
-        EXPECT_EQ(with.status.nnz, without.status.nnz);
-        EXPECT_EQ(with.eval_loss, without.eval_loss);
-        ASSERT_EQ(with.params.size(), without.params.size());
-        EXPECT_EQ(std::memcmp(with.params.data(), without.params.data(), with.params.size() * sizeof(float)), 0);
-        EXPECT_EQ(std::memcmp(with.accumulated.data(), without.accumulated.data(),
-                              with.accumulated.size() * sizeof(float)),
-                  0);
+        testing_util::expect_same_runs(with, without);
     }
 }
 

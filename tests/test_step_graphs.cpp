@@ -16,8 +16,11 @@
 #include "core/backend.h"
 #include "core/network.h"
 #include "sparseprox/sparseprox.h"
+#include "step_graph_util.h"
 
 using namespace sparseprox;
+using testing_util::expect_same_runs;
+using testing_util::GraphRun;
 
 namespace {
 
@@ -272,17 +275,11 @@ private:
     bool broken_ = false;
 };
 
-struct GraphRun {
-    std::vector<float> params, accumulated;
-    EngineStatus status;
-    double eval_loss = 0.0;
-    std::size_t recordings = 0;
-};
-
 // 24 steps: 16 of 32 rows, then 8 of 16 (a second batch size); an evaluation over all 96 rows
 // after step 5 (it grows the batch buffers), the weight decay changed after step 9, the scratch
 // epoch moved after step 12, the learning rate set before every step.
-GraphRun run(bool graphs, const std::string& spec_text, bool classify, bool lazy, bool fail_recordings = false) {
+GraphRun run(bool graphs, const std::string& spec_text, bool classify, bool lazy,
+             bool fail_recordings = false) {
     auto backend = std::make_unique<RecordingBackend>(fail_recordings);
     RecordingBackend* rec = backend.get();
     std::unique_ptr<Backend> b;
@@ -336,17 +333,6 @@ GraphRun run(bool graphs, const std::string& spec_text, bool classify, bool lazy
     return r;
 }
 
-void expect_same(const GraphRun& a, const GraphRun& b) {
-    EXPECT_EQ(a.status.steps_run, b.status.steps_run);
-    EXPECT_EQ(a.status.nnz, b.status.nnz);
-    EXPECT_EQ(a.status.loss_sum, b.status.loss_sum);
-    EXPECT_EQ(a.eval_loss, b.eval_loss);
-    ASSERT_EQ(a.params.size(), b.params.size());
-    EXPECT_EQ(std::memcmp(a.params.data(), b.params.data(), a.params.size() * sizeof(float)), 0);
-    ASSERT_EQ(a.accumulated.size(), b.accumulated.size());
-    EXPECT_EQ(std::memcmp(a.accumulated.data(), b.accumulated.data(), a.accumulated.size() * sizeof(float)), 0);
-}
-
 const char* const kConv = R"({"input_shape": [2, 8, 8], "layers": [
     {"type": "conv2d", "filters": 4, "kernel": 3, "padding": 1, "activation": "relu"},
     {"type": "maxpool2d", "kernel": 2}, {"type": "flatten"}, {"type": "dense", "units": 3}]})";
@@ -366,7 +352,7 @@ TEST(StepGraphs, ReplayedStepsGiveTheBitsOfDirectSteps) {
         // (0, 6, 10, 13, 16); the rest replayed.
         EXPECT_EQ(with.recordings, 5u);
         EXPECT_EQ(with.status.graph_steps, 24u - 5u);
-        expect_same(with, without);
+        expect_same_runs(with, without);
     }
 }
 
@@ -375,5 +361,5 @@ TEST(StepGraphs, AFailedRecordingLeavesTheStepsDirect) {
     const GraphRun without = run(false, "dense:6-20-10-1", false, false);
     EXPECT_EQ(failing.recordings, 0u);
     EXPECT_EQ(failing.status.graph_steps, 0u);
-    expect_same(failing, without);
+    expect_same_runs(failing, without);
 }
