@@ -365,23 +365,16 @@ void conv2d_backward(const ConvShape& s, const float* x, const float* W, const f
         // dy (c_out, cols): the chunk's output gradients side by side, and the bias terms. With
         // one sample that is the sample's gradient as it lies in dL_dy, read in place.
         double* bq = pb + static_cast<std::size_t>(q) * c_out;
-        const bool in_place = m == 1;
-        const float* dy = in_place ? dL_dy + n0 * y_stride : sc.out;
+        const float* dy = m == 1 ? dL_dy + n0 * y_stride : sc.out;
         for (std::size_t co = 0; co < c_out; ++co) {
             double lanes[4] = {0.0, 0.0, 0.0, 0.0};  // four sums: no wait on one add chain
             for (std::size_t j = 0; j < m; ++j) {
                 const float* src = dL_dy + (n0 + j) * y_stride + co * n_pix;
-                float* dst = in_place ? nullptr : sc.out + co * cols + j * n_pix;
+                if (m > 1) std::copy(src, src + n_pix, sc.out + co * cols + j * n_pix);
                 std::size_t p = 0;
                 for (; p + 4 <= n_pix; p += 4)
-                    for (std::size_t l = 0; l < 4; ++l) {
-                        if (!in_place) dst[p + l] = src[p + l];
-                        lanes[l] += src[p + l];
-                    }
-                for (; p < n_pix; ++p) {
-                    if (!in_place) dst[p] = src[p];
-                    lanes[0] += src[p];
-                }
+                    for (std::size_t l = 0; l < 4; ++l) lanes[l] += src[p + l];
+                for (; p < n_pix; ++p) lanes[0] += src[p];
             }
             bq[co] = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
         }
