@@ -340,7 +340,8 @@ def train(model: Union[Model, str], X: ArrayLike, y: ArrayLike, *,
     batch: mini-batch size or ``"full"`` (default: 128 for classification, full for regression).
     seed: the mini-batch order (and the initialization when ``model`` is a string).
     target_nnz, tolerance, min_layers: stop at the first step whose NNZ lies in the band.
-    device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+    device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (on CUDA, ``SPARSEPROX_CUDA_GRAPHS=1`` in the
+        environment turns on step graphs, experimental).
     method: ``"l1"``, ``"l0"``, ``"spred"`` or ``"gmp"``; l1_form: ``"auto"`` (greedy here),
         ``"greedy"`` or ``"lazy"`` (``--l1-form``); optimizer: ``"sgd"``, ``"momentum"``,
         ``"nesterov"``, ``"adam"``, ``"adamw"`` (with momentum, beta1, beta2, adam_eps);

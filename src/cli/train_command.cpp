@@ -22,7 +22,9 @@ void add_train_flags(CLI::App& app, TrainFlags& f, bool with_lambda) {
     app.add_option("--model", f.model,
                    "a preset (cnn8, lenet5, lenet300100), dense:6-128-128-64-1[:activation] or a JSON model file "
                    "(default: dense:6-128-128-64-1 for regression, dense:784-300-100-10 for images)");
-    app.add_option("--device", f.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+    app.add_option("--device", f.device,
+                   "cpu, cuda, cuda:N or auto (on CUDA, SPARSEPROX_CUDA_GRAPHS=1 in the environment replays "
+                   "each qualifying step as a recorded CUDA graph: experimental)")->capture_default_str();
     app.add_option("--threads", f.threads,
                    "CPU threads: a count, or auto (the physical cores available, fewer while that is faster; "
                    "overrides SPARSEPROX_NUM_THREADS)")
