@@ -425,6 +425,27 @@ void add_dense_conv_cases(std::vector<Case>& cases) {
             return Outputs{out("y", widen(get(y)), nrmse(1e-5)), out("dL_dx", widen(get(gx)), nrmse(1e-5))};
         }});
     }
+    // Operands only float-aligned, as a layer's weights in the slab can be: every pointer one
+    // float past an allocation (the CUDA forward plans its cuBLASLt product per alignment).
+    for (Activation a : {Activation::identity, Activation::relu}) {
+        cases.push_back({std::string("dense_forward_") + to_string(a) + "_float_aligned", false,
+                         [a](const BackendFactory& make) {
+            auto b = make();
+            const std::size_t batch = 45, n_in = 77, n_out = 131;
+            const auto shifted = [](std::vector<float> v) {
+                v.insert(v.begin(), 0.0f);
+                return v;
+            };
+            auto dx_ = put(*b, shifted(uniform(batch * n_in, 18)));
+            auto dW_ = put(*b, shifted(uniform(n_out * n_in, 19, -0.2f, 0.2f)));
+            auto db_ = put(*b, shifted(uniform(n_out, 20)));
+            Buffer<float> y(*b, batch * n_out + 1);
+            b->dense_forward(dx_.data() + 1, dW_.data() + 1, db_.data() + 1, y.data() + 1, batch, n_in, n_out, a);
+            std::vector<float> got = get(y);
+            got.erase(got.begin());
+            return Outputs{out("y", widen(got), nrmse(1e-5))};
+        }});
+    }
     struct Conv { std::size_t batch, c_in, h, w, c_out, k, stride, pad; };
     for (Conv c : {Conv{2, 1, 28, 28, 8, 5, 1, 2}, Conv{3, 32, 7, 7, 16, 3, 1, 1}, Conv{1, 3, 9, 11, 4, 3, 2, 0}}) {
         const std::string name = "conv2d_" + std::to_string(c.c_in) + "to" + std::to_string(c.c_out) + "_k" +

@@ -25,6 +25,7 @@ CudaContext::CudaContext(int device_index) : device_(device_index) {
         // the CPU's float32 GEMM at FP32 tolerances.
         SPARSEPROX_CUDA_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
         SPARSEPROX_CUDA_CHECK(cublasSetPointerMode(cublas_, CUBLAS_POINTER_MODE_HOST));
+        SPARSEPROX_CUDA_CHECK(cublasLtCreate(&cublaslt_));
     } catch (...) {
         release();
         throw;
@@ -55,6 +56,8 @@ void CudaContext::release() noexcept {
     if (stream_) cudaStreamSynchronize(stream_);  // let queued work finish before its memory goes
     cudnn_.reset();  // its handle and workspace are bound to the stream: they go first
     cusparse_.reset();
+    if (cublaslt_) cublasLtDestroy(cublaslt_);
+    cublaslt_ = nullptr;
     if (cublas_) cublasDestroy(cublas_);
     cublas_ = nullptr;
     cublas_workspace_ = DeviceBuffer<unsigned char>();

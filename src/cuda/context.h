@@ -1,10 +1,12 @@
 // One CUDA device as the backend uses it: the device index, one stream for all work, a cuBLAS
-// handle bound to that stream with its own workspace and, created on first use, the cuDNN state
+// handle bound to that stream with its own workspace, a cuBLASLt handle (its products are queued
+// on the same stream and use the same workspace) and, created on first use, the cuDNN state
 // (handle, workspace, descriptor and algorithm caches: cuda/cudnn_ops.h) and the cuSPARSE handle
 // (cuda/cusparse_ops.h), both bound to the same stream. Non-copyable.
 #pragma once
 
 #include <cuda_runtime_api.h>
+#include <cublasLt.h>
 #include <cublas_v2.h>
 
 #include <cstdint>
@@ -31,6 +33,10 @@ public:
     int device() const { return device_; }
     cudaStream_t stream() const { return stream_; }
     cublasHandle_t cublas() const { return cublas_; }
+    cublasLtHandle_t cublaslt() const { return cublaslt_; }
+    // The cuBLAS workspace, which cuBLASLt products share (one stream: never two at once).
+    void* blas_workspace() { return cublas_workspace_.data(); }
+    std::size_t blas_workspace_bytes() const { return cublas_workspace_.bytes(); }
     // The cuDNN state of this context, created on the first call (cudnnCreate loads cuDNN's
     // kernels and costs tens to hundreds of milliseconds and some device memory, which contexts
     // that never convolve or pool should not pay). Throws sparseprox::Error when that fails or
@@ -56,6 +62,7 @@ private:
     int device_ = 0;
     cudaStream_t stream_ = nullptr;
     cublasHandle_t cublas_ = nullptr;
+    cublasLtHandle_t cublaslt_ = nullptr;
     DeviceBuffer<unsigned char> cublas_workspace_;
     std::unique_ptr<Cudnn> cudnn_;        // null until cudnn() is first called
     std::unique_ptr<Cusparse> cusparse_;  // null until cusparse() is first called

@@ -219,11 +219,16 @@ public:
         launch_gather_rows(src, 1, rows, n_rows, dst, ctx_.stream());
     }
 
-    // The activation as its own kernel over y, in place (not yet a cuBLASLt epilogue).
+    // The bias, and a ReLU, in the product's cuBLASLt epilogue; any other activation as its own
+    // kernel over y, in place. Without a cuBLASLt algorithm for the shape: the cuBLAS path.
     void dense_forward(const float* x, const float* W, const float* b, float* y, std::size_t batch, std::size_t n_in,
                        std::size_t n_out, Activation act) override {
-        cuda::dense_forward(ctx_.cublas(), x, W, b, y, batch, n_in, n_out, ctx_.stream());
-        if (act != Activation::identity) launch_activation_forward(act, y, y, batch * n_out, ctx_.stream());
+        const cuda::Fused fused =
+            dense_epilogues_.forward(ctx_.cublaslt(), x, W, b, y, batch, n_in, n_out, act, ctx_.blas_workspace(),
+                                     ctx_.blas_workspace_bytes(), ctx_.stream());
+        if (fused == cuda::Fused::none) cuda::dense_forward(ctx_.cublas(), x, W, b, y, batch, n_in, n_out, ctx_.stream());
+        if (act != Activation::identity && fused != cuda::Fused::bias_relu)
+            launch_activation_forward(act, y, y, batch * n_out, ctx_.stream());
     }
     // The activation's derivative as its own kernel over dL_dx, in place.
     void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db, float* dL_dx,
@@ -493,6 +498,7 @@ private:
     }
 
     CudaContext ctx_;  // before every device member: built first, destroyed last
+    cuda::DenseEpilogues dense_epilogues_;  // the dense forward's cuBLASLt plans
     const bool graphs_enabled_ = graphs_requested();
     std::uint64_t scratch_epoch_ = 0;  // replacements of the scratch below (graph_scratch_epoch)
     std::unique_ptr<NcclGroup> nccl_;  // data-parallel: the gradient all-reduce (null until used)
