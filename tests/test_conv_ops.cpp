@@ -267,7 +267,10 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{"k5_same_28x28_b2", conv_shape(2, 1, 28, 28, 8, 5, 5, 1, 1, 2, 2)},
         // Several chunks of samples and a short last one (7x7 outputs: 16 samples per chunk).
         ConvCase{"k3_same_7x7_b37_chunks", conv_shape(37, 3, 7, 7, 4, 3, 3, 1, 1, 1, 1)},
-        ConvCase{"k2_stride2_9x9_b23_chunks", conv_shape(23, 2, 9, 9, 3, 2, 2, 2, 2, 0, 0)}),
+        ConvCase{"k2_stride2_9x9_b23_chunks", conv_shape(23, 2, 9, 9, 3, 2, 2, 2, 2, 0, 0)},
+        // Output widths 8 and 14 (with 7 above: the run widths im2col copies with loops of their own).
+        ConvCase{"k5_no_pad_12x12_b2", conv_shape(2, 3, 12, 12, 4, 5, 5, 1, 1, 0, 0)},
+        ConvCase{"k3_same_14x14_b2", conv_shape(2, 3, 14, 14, 4, 3, 3, 1, 1, 1, 1)}),
     conv_case_name);
 
 class ConvBackward : public ::testing::TestWithParam<ConvCase> {};

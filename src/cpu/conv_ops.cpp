@@ -42,6 +42,28 @@ namespace {
 using idx = std::ptrdiff_t;  // OpenMP loops want a signed index; padding offsets are negative
 constexpr std::size_t kParallelMin = 1 << 14;  // below this, threading costs more than it saves
 
+// dst[r * w + i] = src[r * stride + i] for r < rows, i < w: the runs of an im2col row. The short
+// runs of the presets' layers (7, 8 and 14 floats) get loops of constant trip count, which
+// compile to a few vector moves per run instead of a vector loop with its remainder and checks
+// (im2col of a batch of 128 at one thread: lenet5's second layer 2.30 -> 0.83 ms, CNN8's second
+// and third 4.23 -> 2.11 and 3.68 -> 2.23 ms, least of three alternating rounds).
+template <idx W>
+void copy_runs_fixed(const float* __restrict src, idx stride, float* __restrict dst, idx rows) {
+    for (idx r = 0; r < rows; ++r)
+        for (idx i = 0; i < W; ++i) dst[r * W + i] = src[r * stride + i];
+}
+
+void copy_runs(const float* __restrict src, idx stride, float* __restrict dst, idx rows, idx w) {
+    switch (w) {
+        case 7: return copy_runs_fixed<7>(src, stride, dst, rows);
+        case 8: return copy_runs_fixed<8>(src, stride, dst, rows);
+        case 14: return copy_runs_fixed<14>(src, stride, dst, rows);
+        default:
+            for (idx r = 0; r < rows; ++r)
+                for (idx i = 0; i < w; ++i) dst[r * w + i] = src[r * stride + i];
+    }
+}
+
 // col (c_in*kh*kw, h_out*w_out) from one sample x (c_in, h_in, w_in), rows ld floats apart. Row
 // (c, i, j) holds x[c, oy*stride_h + i - pad_h, ox*stride_w + j - pad_w] over (oy, ox); padded
 // positions are 0. With padding, each channel is first copied into a zero-bordered plane (a
@@ -83,11 +105,7 @@ void im2col(const ConvShape& s, const float* x, float* col, std::size_t ld, bool
                 float* dst = col + ((c * kh + i) * kw + j) * static_cast<idx>(ld);
                 const float* src = plane + i * wp + j;
                 if (sw == 1)
-                    for (idx oy = 0; oy < h_out; ++oy) {
-                        const float* __restrict r = src + oy * sh * wp;
-                        float* __restrict d = dst + oy * w_out;
-                        for (idx ox = 0; ox < w_out; ++ox) d[ox] = r[ox];
-                    }
+                    copy_runs(src, sh * wp, dst, h_out, w_out);
                 else
                     for (idx oy = 0; oy < h_out; ++oy) {
                         const float* r = src + oy * sh * wp;
