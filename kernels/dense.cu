@@ -59,12 +59,14 @@ int blas_int(std::size_t n, const char* what) {
     return static_cast<int>(n);
 }
 
-// The largest of 4, 8 and 16 bytes that divides p's address (cuBLASLt's heuristic assumes 256 unless
-// told otherwise, and a weight segment of the slab is only float-aligned).
+// The largest power of two from 4 to 256 bytes that divides p's address (cuBLASLt's heuristic
+// assumes 256 unless told otherwise, and a weight segment of the slab is only float-aligned). Not
+// capped lower: the heuristic reads the bias pointer's alignment from the pointer itself, so a
+// plan is only valid for biases aligned as the one it was made with.
 unsigned alignment(const void* p) {
     const auto v = reinterpret_cast<std::uintptr_t>(p);
     unsigned a = 4;
-    while (a < 16 && v % (2 * a) == 0) a *= 2;
+    while (a < 256 && v % (2 * a) == 0) a *= 2;
     return a;
 }
 
@@ -90,7 +92,7 @@ DenseEpilogues::Plan& DenseEpilogues::plan(cublasLtHandle_t handle, const Key& k
     if (it != plans_.end()) return it->second;
     Plan& p = plans_[key];
     const auto [batch, n_in, n_out, epilogue, a_x, a_w, a_y, a_b] = key;
-    (void)a_b;  // the heuristic reads the bias alignment from the pointer itself
+    (void)a_b;  // the heuristic reads the bias alignment from the pointer b itself
     // Column-major, as dense_forward: y^T (n_out, batch) = op(W) (n_out, n_in) x^T (n_in, batch),
     // W stored as the column-major (n_in, n_out) matrix and transposed.
     SPARSEPROX_CUDA_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));

@@ -65,7 +65,7 @@ private:
         cublasLtMatmulAlgo_t algo{};
         bool found = false;
     };
-    // batch, n_in, n_out, epilogue, and the alignments (bytes: 4, 8 or 16) of x, W, y and b.
+    // batch, n_in, n_out, epilogue, and the alignments (bytes: 4 to 256) of x, W, y and b.
     using Key = std::tuple<std::size_t, std::size_t, std::size_t, int, unsigned, unsigned, unsigned, unsigned>;
     Plan& plan(cublasLtHandle_t handle, const Key& key, const float* b, std::size_t workspace_bytes);
 
