@@ -475,7 +475,11 @@ INSTANTIATE_TEST_SUITE_P(
                       // 16 samples per chunk at 7x7: two full chunks and one of 5.
                       ConvCase{"k3_same_7x7_b37_chunks", conv_shape(37, 3, 7, 7, 4, 3, 3, 1, 1, 1, 1)},
                       // 32 samples per chunk at 5x5 (stride 2): one full chunk and one of 9.
-                      ConvCase{"k5_stride2_pad2_b41_chunks", conv_shape(41, 2, 9, 10, 3, 5, 5, 2, 2, 2, 2)}),
+                      ConvCase{"k5_stride2_pad2_b41_chunks", conv_shape(41, 2, 9, 10, 3, 5, 5, 2, 2, 2, 2)},
+                      // Outputs 14 and 8 wide: col2im's fixed-width rows for 3x3 and 5x5 kernels
+                      // (7 wide is the 7x7 case above).
+                      ConvCase{"k3_same_14x14_b2", conv_shape(2, 3, 14, 14, 4, 3, 3, 1, 1, 1, 1)},
+                      ConvCase{"k5_no_pad_12x12_b2", conv_shape(2, 3, 12, 12, 4, 5, 5, 1, 1, 0, 0)}),
     conv_case_name);
 
 // The chunks of a batch spread over the threads (and, for a single chunk, the blocks of its

@@ -42,26 +42,41 @@ namespace {
 using idx = std::ptrdiff_t;  // OpenMP loops want a signed index; padding offsets are negative
 constexpr std::size_t kParallelMin = 1 << 14;  // below this, threading costs more than it saves
 
-// dst[r * w + i] = src[r * stride + i] for r < rows, i < w: the runs of an im2col row. The short
-// runs of the presets' layers (7, 8 and 14 floats) get loops of constant trip count, which
-// compile to a few vector moves per run instead of a vector loop with its remainder and checks
-// (im2col of a batch of 128 at one thread: lenet5's second layer 2.30 -> 0.83 ms, CNN8's second
-// and third 4.23 -> 2.11 and 3.68 -> 2.23 ms, least of three alternating rounds).
+// dst[r * dst_stride + i] = src[r * src_stride + i] for r < rows, i < w: the runs of an im2col
+// row (dst_stride = w), and the rows of a plane into or out of its zero border. The short rows of
+// the presets' layers (7, 8, 14 and 28 floats) get loops of constant trip count, which compile to
+// a few vector moves per row instead of a vector loop with its remainder and checks, or a call to
+// memcpy (im2col of a batch of 128 at one thread: lenet5's second layer 2.30 -> 0.83 ms, CNN8's
+// second and third 4.23 -> 2.11 and 3.68 -> 2.23 ms, least of three alternating rounds).
 template <idx W>
-void copy_runs_fixed(const float* __restrict src, idx stride, float* __restrict dst, idx rows) {
+void copy_rows_fixed(const float* __restrict src, idx src_stride, float* __restrict dst, idx dst_stride, idx rows) {
     for (idx r = 0; r < rows; ++r)
-        for (idx i = 0; i < W; ++i) dst[r * W + i] = src[r * stride + i];
+        for (idx i = 0; i < W; ++i) dst[r * dst_stride + i] = src[r * src_stride + i];
 }
 
-void copy_runs(const float* __restrict src, idx stride, float* __restrict dst, idx rows, idx w) {
+void copy_rows(const float* __restrict src, idx src_stride, float* __restrict dst, idx dst_stride, idx rows, idx w) {
     switch (w) {
-        case 7: return copy_runs_fixed<7>(src, stride, dst, rows);
-        case 8: return copy_runs_fixed<8>(src, stride, dst, rows);
-        case 14: return copy_runs_fixed<14>(src, stride, dst, rows);
+        case 7: return copy_rows_fixed<7>(src, src_stride, dst, dst_stride, rows);
+        case 8: return copy_rows_fixed<8>(src, src_stride, dst, dst_stride, rows);
+        case 14: return copy_rows_fixed<14>(src, src_stride, dst, dst_stride, rows);
+        case 28: return copy_rows_fixed<28>(src, src_stride, dst, dst_stride, rows);
         default:
             for (idx r = 0; r < rows; ++r)
-                for (idx i = 0; i < w; ++i) dst[r * w + i] = src[r * stride + i];
+                for (idx i = 0; i < w; ++i) dst[r * dst_stride + i] = src[r * src_stride + i];
     }
+}
+
+// im2col's zero-bordered plane on the calling thread, (h_in + 2 pad_h) x (w_in + 2 pad_w): zeroed
+// when its shape changes, after which only its interior is ever written, so its border stays 0.
+float* im2col_border(idx hp, idx wp) {
+    thread_local std::vector<float> plane;
+    thread_local idx shape_h = -1, shape_w = -1;
+    if (shape_h != hp || shape_w != wp) {
+        plane.assign(static_cast<std::size_t>(hp * wp), 0.0f);
+        shape_h = hp;
+        shape_w = wp;
+    }
+    return plane.data();
 }
 
 // col (c_in*kh*kw, h_out*w_out) from one sample x (c_in, h_in, w_in), rows ld floats apart. Row
@@ -87,17 +102,8 @@ void im2col(const ConvShape& s, const float* x, float* col, std::size_t ld, bool
     for (idx c = 0; c < c_in; ++c) {
         const float* plane = x + c * h_in * w_in;
         if (padded) {
-            thread_local std::vector<float> border;
-            if (border.size() < static_cast<std::size_t>(hp * wp)) border.resize(static_cast<std::size_t>(hp * wp));
-            float* b = border.data();
-            std::fill(b, b + ph * wp, 0.0f);
-            for (idx y = 0; y < h_in; ++y) {
-                float* row = b + (y + ph) * wp;
-                std::fill(row, row + pw, 0.0f);
-                std::memcpy(row + pw, plane + y * w_in, static_cast<std::size_t>(w_in) * sizeof(float));
-                std::fill(row + pw + w_in, row + wp, 0.0f);
-            }
-            std::fill(b + (h_in + ph) * wp, b + hp * wp, 0.0f);
+            float* b = im2col_border(hp, wp);
+            copy_rows(plane, w_in, b + ph * wp + pw, wp, h_in, w_in);
             plane = b;
         }
         for (idx i = 0; i < kh; ++i)
@@ -105,7 +111,7 @@ void im2col(const ConvShape& s, const float* x, float* col, std::size_t ld, bool
                 float* dst = col + ((c * kh + i) * kw + j) * static_cast<idx>(ld);
                 const float* src = plane + i * wp + j;
                 if (sw == 1)
-                    copy_runs(src, sh * wp, dst, h_out, w_out);
+                    copy_rows(src, sh * wp, dst, w_out, h_out, w_out);
                 else
                     for (idx oy = 0; oy < h_out; ++oy) {
                         const float* r = src + oy * sh * wp;
@@ -114,6 +120,36 @@ void im2col(const ConvShape& s, const float* x, float* col, std::size_t ld, bool
                     }
             }
     }
+}
+
+// One kernel row i of col2im at stride 1 for outputs W wide and kernels KW wide: plane row
+// oy * sh + i (W + KW - 1 floats, the padded width) gets the rows of taps (i, 0), ..., (i, KW - 1)
+// (each W floats, ld apart in col) added at offsets 0, ..., KW - 1. The row is held in registers
+// while its KW taps are added, in the order of the general loop (tap j before tap j + 1), so each
+// position receives the same additions in the same order: the same bits.
+template <idx W, idx KW>
+void col2im_taps_fixed(const float* __restrict taps, idx ld, float* __restrict plane, idx row_step, idx h_out) {
+    for (idx oy = 0; oy < h_out; ++oy) {
+        float* __restrict row = plane + oy * row_step;
+        float acc[W + KW - 1];
+        for (idx x = 0; x < W + KW - 1; ++x) acc[x] = row[x];
+        for (idx j = 0; j < KW; ++j) {
+            const float* __restrict g = taps + j * ld + oy * W;
+            for (idx ox = 0; ox < W; ++ox) acc[j + ox] += g[ox];
+        }
+        for (idx x = 0; x < W + KW - 1; ++x) row[x] = acc[x];
+    }
+}
+
+using Col2imTaps = void (*)(const float*, idx, float*, idx, idx);
+
+// The fixed-width kernel row for the presets' layers (CNN8's 14 and 7 wide outputs of 3x3
+// kernels, lenet5's 8 wide of 5x5), or null.
+Col2imTaps col2im_taps_for(idx w_out, idx kw) {
+    if (kw == 3 && w_out == 7) return col2im_taps_fixed<7, 3>;
+    if (kw == 3 && w_out == 14) return col2im_taps_fixed<14, 3>;
+    if (kw == 5 && w_out == 8) return col2im_taps_fixed<8, 5>;
+    return nullptr;
 }
 
 // The adjoint of im2col: dx (c_in, h_in, w_in) = 0, then every entry of col (rows ld floats
@@ -132,6 +168,8 @@ void col2im(const ConvShape& s, const float* col, std::size_t ld, float* dx, boo
     const bool padded = ph > 0 || pw > 0;
     const idx hp = h_in + 2 * ph, wp = w_in + 2 * pw;
     const idx n_cols = h_out * w_out;
+    // The fixed-width rows need stride 1 across and the padded width w_out + kw - 1.
+    const Col2imTaps fixed = sw == 1 && wp == w_out + kw - 1 ? col2im_taps_for(w_out, kw) : nullptr;
 #pragma omp parallel for schedule(static) if (threaded && static_cast<std::size_t>(c_in * kh * kw * n_cols) >= kParallelMin)
     for (idx c = 0; c < c_in; ++c) {
         float* plane = dx + c * h_in * w_in;
@@ -141,6 +179,11 @@ void col2im(const ConvShape& s, const float* col, std::size_t ld, float* dx, boo
             plane = border.data();
         }
         std::fill(plane, plane + hp * wp, 0.0f);
+        if (fixed) {
+            for (idx i = 0; i < kh; ++i)
+                fixed(col + (c * kh + i) * kw * static_cast<idx>(ld), static_cast<idx>(ld), plane + i * wp, sh * wp,
+                      h_out);
+        } else
         for (idx i = 0; i < kh; ++i)
             for (idx j = 0; j < kw; ++j) {
                 const float* src = col + ((c * kh + i) * kw + j) * static_cast<idx>(ld);
@@ -154,11 +197,7 @@ void col2im(const ConvShape& s, const float* col, std::size_t ld, float* dx, boo
                         for (idx ox = 0; ox < w_out; ++ox) row[ox * sw] += g[ox];
                 }
             }
-        if (padded) {
-            float* dxc = dx + c * h_in * w_in;
-            for (idx y = 0; y < h_in; ++y)
-                std::memcpy(dxc + y * w_in, plane + (y + ph) * wp + pw, static_cast<std::size_t>(w_in) * sizeof(float));
-        }
+        if (padded) copy_rows(plane + ph * wp + pw, wp, dx + c * h_in * w_in, w_in, h_in, w_in);
     }
 }
 
@@ -388,7 +427,7 @@ void conv2d_backward(const ConvShape& s, const float* x, const float* W, const f
             double lanes[4] = {0.0, 0.0, 0.0, 0.0};  // four sums: no wait on one add chain
             for (std::size_t j = 0; j < m; ++j) {
                 const float* src = dL_dy + (n0 + j) * y_stride + co * n_pix;
-                if (m > 1) std::copy(src, src + n_pix, sc.out + co * cols + j * n_pix);
+                if (m > 1) copy_rows(src, 0, sc.out + co * cols + j * n_pix, 0, 1, static_cast<idx>(n_pix));
                 std::size_t p = 0;
                 for (; p + 4 <= n_pix; p += 4)
                     for (std::size_t l = 0; l < 4; ++l) lanes[l] += src[p + l];
