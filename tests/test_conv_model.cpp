@@ -485,6 +485,29 @@ TEST(NetworkReordering, ReluBeforeMaxPoolRunsPoolFirstWithTheSameResults) {
     expect_same_results(changed, literal, 3, 7);
 }
 
+// A conv2d followed by a max-pool runs as one backend operation on the CPU
+// (Backend::conv2d_maxpool_forward), the pool's winners recorded instead of the convolution's
+// output: the same outputs and gradients as with an identity activation in between, which keeps
+// the two apart. (With a ReLU in between, the test above covers it: the changed network fuses,
+// the literal one does not.)
+TEST(NetworkReordering, ConvAndMaxPoolAsOneOperationGiveTheSameResults) {
+    auto spec_with = [](const char* between) {
+        return ModelSpec::parse(std::string(R"({"input_shape": [2, 8, 8], "layers": [
+            {"type": "conv2d", "filters": 3, "kernel": 3, "padding": 1},)") +
+                                between + R"(
+            {"type": "maxpool2d", "kernel": 2},
+            {"type": "conv2d", "filters": 4, "kernel": 3, "padding": 1},)" +
+                                between + R"(
+            {"type": "maxpool2d", "kernel": 3, "stride": 2, "padding": 1},
+            {"type": "activation", "activation": "tanh"},
+            {"type": "dense", "units": 3}]})");
+    };
+    const ModelSpec literal = spec_with(R"({"type": "activation", "activation": "identity"},)");
+    const ModelSpec changed = spec_with("");
+    ASSERT_EQ(literal.layers.size(), changed.layers.size() + 2);
+    expect_same_results(changed, literal, 3, 9);
+}
+
 TEST(NetworkReordering, DenseActivationInTheProductsPassGivesTheSameResults) {
     for (const char* act : {"relu", "leaky_relu", "tanh", "sigmoid"}) {
         SCOPED_TRACE(act);

@@ -17,6 +17,7 @@
 #include <omp.h>
 
 #include "cpu/conv_ops.h"
+#include "sparseprox/error.h"
 
 using namespace sparseprox;
 
@@ -789,4 +790,113 @@ TEST(AvgPoolPadding, DividesByFullWindowArea) {
     EXPECT_EQ(y, std::vector<float>(4, 15.0f / 9.0f));
     cpu::avgpool2d_backward(s, dy.data(), dx.data());
     EXPECT_EQ(dx, std::vector<float>(4, 1.0f + 2.0f + 3.0f + 4.0f));
+}
+
+// ---- convolution and max-pool as one operation ------------------------------------------------------
+
+namespace {
+
+struct ConvPoolCase {
+    std::string name;
+    ConvShape conv;
+    std::size_t kh, kw, stride, pad;  // the max-pool over the convolution's output
+    bool nan;                         // a NaN in one input: NaN planes take the general window loop
+};
+
+PoolShape pool_of(const ConvPoolCase& c) {
+    return pool_shape(c.conv.batch, c.conv.c_out, c.conv.h_out(), c.conv.w_out(), c.kh, c.kw, c.stride, c.stride,
+                      c.pad, c.pad);
+}
+
+std::string conv_pool_case_name(const ::testing::TestParamInfo<ConvPoolCase>& info) { return info.param.name; }
+void PrintTo(const ConvPoolCase& c, std::ostream* os) { *os << c.name; }
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+}  // namespace
+
+class ConvMaxPool : public ::testing::TestWithParam<ConvPoolCase> {};
+
+// The fused operation gives the bits of the two operations it replaces, forward and backward, at
+// 1, 2 and 3 threads; each window's recorded winner holds the window's maximum; only the windows
+// of NaN planes may hold a NaN.
+TEST_P(ConvMaxPool, IsConvThenPoolBitForBit) {
+    const ConvPoolCase& c = GetParam();
+    const ConvShape s = c.conv;
+    const PoolShape p = pool_of(c);
+    std::mt19937 rng(static_cast<unsigned>(x_size(s) * 13 + s.n_weights()));
+    auto x = randn(x_size(s), rng);
+    if (c.nan) x[x.size() / 3] = std::numeric_limits<float>::quiet_NaN();
+    const auto W = randn(s.n_weights(), rng, 0.3f), b = randn(s.c_out, rng);
+    const auto g = randn(y_size(p), rng);  // the pooled output's gradient
+
+    std::vector<float> y(y_size(s)), pooled(y_size(p)), dy(y_size(s)), dW(W.size()), db(s.c_out), dx(x.size());
+    cpu::conv2d_forward(s, x.data(), W.data(), b.data(), y.data());
+    cpu::maxpool2d_forward(p, y.data(), pooled.data());
+    cpu::maxpool2d_backward(p, y.data(), pooled.data(), g.data(), dy.data());
+    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW.data(), db.data(), dx.data());
+    ASSERT_TRUE(any_nonzero(pooled));
+    ASSERT_TRUE(any_nonzero(dx));
+
+    const int saved = omp_get_max_threads();
+    for (int threads : {1, 2, 3}) {
+        SCOPED_TRACE("threads " + std::to_string(threads));
+        omp_set_num_threads(threads);
+        const float poison = std::numeric_limits<float>::quiet_NaN();
+        std::vector<float> f_pooled(pooled.size(), poison), f_dW(W.size(), poison), f_db(s.c_out, poison),
+            f_dx(x.size(), poison);
+        std::vector<std::int32_t> arg(pooled.size(), -7);
+        cpu::conv2d_maxpool_forward(s, p, x.data(), W.data(), b.data(), f_pooled.data(), arg.data());
+        cpu::conv2d_maxpool_backward(s, p, x.data(), W.data(), arg.data(), g.data(), f_dW.data(), f_db.data(),
+                                     f_dx.data());
+        EXPECT_TRUE(same_bits(f_pooled, pooled));
+        EXPECT_TRUE(same_bits(f_dW, dW));
+        EXPECT_TRUE(same_bits(f_db, db));
+        EXPECT_TRUE(same_bits(f_dx, dx));
+        const std::size_t plane_in = p.h_in * p.w_in, plane_out = p.h_out() * p.w_out();
+        for (std::size_t o = 0; o < arg.size(); ++o) {
+            ASSERT_GE(arg[o], 0) << "window " << o;  // every window here holds input taps
+            ASSERT_LT(static_cast<std::size_t>(arg[o]), plane_in) << "window " << o;
+            const float at = y[o / plane_out * plane_in + static_cast<std::size_t>(arg[o])];
+            if (std::isnan(pooled[o])) EXPECT_TRUE(std::isnan(at)) << "window " << o;
+            else EXPECT_EQ(at, pooled[o]) << "window " << o;
+        }
+    }
+    omp_set_num_threads(saved);
+    std::size_t nans = 0;
+    for (float v : pooled) nans += std::isnan(v);
+    if (c.nan) EXPECT_GT(nans, 0u);
+    else EXPECT_EQ(nans, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, ConvMaxPool,
+    ::testing::Values(
+        // CNN8's three blocks at a small batch: 3x3 same convolutions, 2x2 pools (7x7 -> 3x3 drops
+        // a row and a column), one-sample chunks at 28x28.
+        ConvPoolCase{"cnn8_block1_b2", conv_shape(2, 1, 28, 28, 4, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, false},
+        ConvPoolCase{"cnn8_block2_b5", conv_shape(5, 3, 14, 14, 4, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, false},
+        ConvPoolCase{"cnn8_block3_odd_b37_chunks", conv_shape(37, 3, 7, 7, 5, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, false},
+        // lenet5's: 5x5 valid convolutions, 2x2 pools.
+        ConvPoolCase{"lenet5_block2_b3", conv_shape(3, 4, 12, 12, 6, 5, 5, 1, 1, 0, 0), 2, 2, 2, 0, false},
+        // Overlapping padded windows (the general loop), and NaN planes.
+        ConvPoolCase{"pool3_stride2_pad1_b3", conv_shape(3, 2, 9, 9, 3, 3, 3, 1, 1, 1, 1), 3, 3, 2, 1, false},
+        ConvPoolCase{"nan_2x2_b4", conv_shape(4, 2, 10, 10, 3, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, true},
+        ConvPoolCase{"nan_2x2_one_sample_chunks", conv_shape(2, 1, 28, 28, 2, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, true}),
+    conv_pool_case_name);
+
+TEST(ConvMaxPoolShapes, APoolNotOverTheConvolutionsOutputThrows) {
+    const ConvShape s = conv_shape(2, 1, 8, 8, 3, 3, 3, 1, 1, 1, 1);  // output (2, 3, 8, 8)
+    std::vector<float> x(x_size(s)), W(s.n_weights()), b(s.c_out), pooled(2 * 3 * 16), dW(W.size()), db(3);
+    std::vector<std::int32_t> arg(pooled.size());
+    for (const PoolShape& p : {pool_shape(2, 4, 8, 8, 2, 2, 2, 2, 0, 0), pool_shape(2, 3, 8, 7, 2, 2, 2, 2, 0, 0),
+                               pool_shape(1, 3, 8, 8, 2, 2, 2, 2, 0, 0)}) {
+        EXPECT_THROW(cpu::conv2d_maxpool_forward(s, p, x.data(), W.data(), b.data(), pooled.data(), arg.data()),
+                     Error);
+        EXPECT_THROW(cpu::conv2d_maxpool_backward(s, p, x.data(), W.data(), arg.data(), pooled.data(), dW.data(),
+                                                  db.data(), nullptr),
+                     Error);
+    }
 }

@@ -153,6 +153,20 @@ public:
     virtual void maxpool2d_forward(const PoolShape& s, const float* x, float* y) = 0;
     virtual void maxpool2d_backward(const PoolShape& s, const float* x, const float* y, const float* dL_dy,
                                     float* dL_dx) = 0;
+    // A conv2d and the max-pool over its output as one operation, for a conv2d layer followed by
+    // a max-pool (directly, or through a ReLU run after the pool; cpu/conv_ops.h): pooled as
+    // conv2d_forward then maxpool2d_forward would give it, and arg (pooled's size) the winner of
+    // each window, which the backward reads with the pooled output's gradient to give the
+    // gradients of maxpool2d_backward then conv2d_backward (dL_dx skipped when null; all
+    // overwritten). The convolution's full output and its gradient are never in memory. Where
+    // has_conv2d_maxpool() is false these throw and the network calls the separate operations
+    // (the CUDA backend, where cuDNN runs each).
+    virtual bool has_conv2d_maxpool() const { return false; }
+    virtual void conv2d_maxpool_forward(const ConvShape& s, const PoolShape& pool, const float* x, const float* W,
+                                        const float* b, float* pooled, std::int32_t* arg);
+    virtual void conv2d_maxpool_backward(const ConvShape& s, const PoolShape& pool, const float* x, const float* W,
+                                         const std::int32_t* arg, const float* dL_dpooled, float* dL_dW,
+                                         float* dL_db, float* dL_dx);
     virtual void avgpool2d_forward(const PoolShape& s, const float* x, float* y) = 0;
     virtual void avgpool2d_backward(const PoolShape& s, const float* x, const float* y, const float* dL_dy,
                                     float* dL_dx) = 0;
@@ -270,6 +284,14 @@ public:
 
 inline void Backend::csr_conv2d_forward(const ConvShape&, const CsrMatrix&, const float*, const float*, float*) {
     throw Error(name() + ": no sparse convolution on this backend (has_csr_conv2d() is false)");
+}
+inline void Backend::conv2d_maxpool_forward(const ConvShape&, const PoolShape&, const float*, const float*,
+                                            const float*, float*, std::int32_t*) {
+    throw Error(name() + ": no fused convolution and max-pool on this backend (has_conv2d_maxpool() is false)");
+}
+inline void Backend::conv2d_maxpool_backward(const ConvShape&, const PoolShape&, const float*, const float*,
+                                             const std::int32_t*, const float*, float*, float*, float*) {
+    throw Error(name() + ": no fused convolution and max-pool on this backend (has_conv2d_maxpool() is false)");
 }
 
 // The CPU backend (src/cpu/cpu_backend.cpp).

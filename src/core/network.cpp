@@ -102,6 +102,13 @@ public:
         pool_first_.assign(spec_.layers.size(), 0);
         for (std::size_t k = 0; k + 1 < spec_.layers.size(); ++k)
             pool_first_[k] = relu_then_maxpool(spec_.layers[k], spec_.layers[k + 1]) ? 1 : 0;
+        conv_pool_.assign(spec_.layers.size(), 0);
+        if (b.has_conv2d_maxpool())
+            for (std::size_t k = 0; k + 1 < spec_.layers.size(); ++k) {
+                if (spec_.layers[k].kind != LayerKind::conv2d) continue;
+                if (spec_.layers[k + 1].kind == LayerKind::maxpool2d) conv_pool_[k] = 1;
+                else if (pool_first_[k + 1]) conv_pool_[k] = 2;
+            }
         row_floats += 2 * max_width_;  // delta_ and delta_prev_
         if (image_layers) {
             max_pass_rows_ = std::max<std::size_t>(1, kPassBytes / (sizeof(float) * row_floats));
@@ -650,8 +657,14 @@ private:
         batch_y_.allocate(b, loss_ == Loss::mse ? rows * n_out : 0);
         batch_labels_.allocate(b, loss_ == Loss::cross_entropy ? rows : 0);
         acts_.resize(spec_.layers.size());
-        for (std::size_t k = 0; k < spec_.layers.size(); ++k)  // flatten layers output their input
-            acts_[k].allocate(b, spec_.layers[k].kind == LayerKind::flatten ? 0 : rows * spec_.layers[k].n_out);
+        pool_arg_.resize(spec_.layers.size());
+        for (std::size_t k = 0; k < spec_.layers.size(); ++k) {
+            // flatten layers output their input; a conv2d run with its max-pool keeps no output
+            // but the winner of each pooling window
+            const bool none = spec_.layers[k].kind == LayerKind::flatten || conv_pool_[k] != 0;
+            acts_[k].allocate(b, none ? 0 : rows * spec_.layers[k].n_out);
+            pool_arg_[k].allocate(b, conv_pool_[k] ? rows * spec_.layers[k + conv_pool_[k]].n_out : 0);
+        }
         delta_.allocate(b, rows * max_width_);
         delta_prev_.allocate(b, rows * max_width_);
         sample_loss_.allocate(b, rows);
@@ -705,6 +718,25 @@ private:
                 }
                 case LayerKind::conv2d: {
                     const ParamSegment& s = layout_.segments[seg++];
+                    if (const std::size_t to_pool = conv_pool_[k]) {
+                        // The convolution and its max-pool in one operation: the pooled values go
+                        // where the pool (or, for a ReLU run after the pool, the ReLU) puts them.
+                        const LayerSpec& pool = spec_.layers[k + to_pool];
+                        float* pooled = acts_[k + 1].data();
+                        b.conv2d_maxpool_forward(conv_shape(l, batch), pool_shape(pool, batch), in,
+                                                 p + s.weight_offset, p + s.bias_offset, pooled, pool_arg_[k].data());
+                        outs_[k] = nullptr;  // not kept
+                        outs_[k + 1] = pooled;
+                        in = pooled;
+                        if (to_pool == 2) {  // then the ReLU into the pool's buffer, as relu_then_maxpool
+                            float* relu_out = acts_[k + 2].data();
+                            b.activation_forward(spec_.layers[k + 1].activation, pooled, relu_out, batch * pool.n_out);
+                            outs_[k + 2] = relu_out;
+                            in = relu_out;
+                        }
+                        k += to_pool;
+                        continue;
+                    }
                     b.conv2d_forward(conv_shape(l, batch), in, p + s.weight_offset, p + s.bias_offset, out);
                     break;
                 }
@@ -751,6 +783,7 @@ private:
                                       batch * l.n_out);
                 continue;
             }
+            if (k > 0 && conv_pool_[k - 1]) continue;  // the max-pool of conv layer k - 1: done with it
             if (pool_first_[k]) {
                 // First of the pair: the pool, from the ReLU's input to the pooled values.
                 b.maxpool2d_backward(pool_shape(spec_.layers[k + 1], batch), in, outs_[k], delta, delta_prev);
@@ -777,6 +810,15 @@ private:
                 }
                 case LayerKind::conv2d: {
                     const ParamSegment& s = layout_.segments[--seg];
+                    if (const std::size_t to_pool = conv_pool_[k]) {
+                        // delta holds the gradient of the pooled values (after the ReLU's, for a
+                        // ReLU run after the pool).
+                        b.conv2d_maxpool_backward(conv_shape(l, batch), pool_shape(spec_.layers[k + to_pool], batch),
+                                                  in, p + s.weight_offset, pool_arg_[k].data(), delta,
+                                                  grads + s.weight_offset, grads + s.bias_offset,
+                                                  want_dx ? delta_prev : nullptr);
+                        break;
+                    }
                     b.conv2d_backward(conv_shape(l, batch), in, p + s.weight_offset, delta, grads + s.weight_offset,
                                       grads + s.bias_offset, want_dx ? delta_prev : nullptr);
                     break;
@@ -836,7 +878,8 @@ private:
     std::size_t capacity_ = 0;                     // rows the batch buffers hold
     Buffer<float> batch_x_, batch_y_;              // (rows, n_in), (rows, n_out)
     Buffer<std::int32_t> batch_labels_;            // (rows)
-    std::vector<Buffer<float>> acts_;              // per layer (rows, n_out_k); empty for flatten
+    std::vector<Buffer<float>> acts_;              // per layer (rows, n_out_k); empty for flatten and conv_pool_
+    std::vector<Buffer<std::int32_t>> pool_arg_;   // per conv_pool_ layer: each pooling window's winner
     std::vector<const float*> outs_;               // per layer: its output rows (set by forward)
     struct GraphSlot {
         std::uint64_t epoch = 0;            // graph_epoch_ when made
@@ -849,6 +892,9 @@ private:
     bool graphs_off_ = false;
     std::size_t graph_steps_ = 0;  // EngineStatus::graph_steps
     std::vector<char> pool_first_;                 // per layer: a ReLU run after its max-pool (relu_then_maxpool)
+    // per conv2d layer k: 0, or the distance to the max-pool it runs with (Backend::
+    // conv2d_maxpool_forward): 1 for a pool right after it, 2 for a ReLU then a pool (pool_first_)
+    std::vector<std::size_t> conv_pool_;
     Buffer<float> delta_, delta_prev_;             // (rows, max_width)
     Buffer<double> sample_loss_;                   // (rows)
     Buffer<std::uint32_t> sample_correct_;         // (rows)

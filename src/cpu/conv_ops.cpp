@@ -25,6 +25,7 @@
 #include "cpu/conv_ops.h"
 
 #include "cpu/gemm.h"
+#include "sparseprox/error.h"
 
 #include <omp.h>
 
@@ -33,6 +34,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 namespace sparseprox {
@@ -338,6 +340,94 @@ bool maxpool_2x2_plane_backward(const float* xp, const float* gp, float* dxp, id
     return nan == 0;
 }
 
+// One plane's max-pool, xp (h_in, w_in) -> yp (h_out, w_out): the 2x2 loop where it applies and
+// the plane holds no NaN, the general window loop otherwise.
+void maxpool_plane(const PoolShape& s, const float* xp, float* yp) {
+    const idx w_in = static_cast<idx>(s.w_in), h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
+    if (is_pool_2x2(s) && maxpool_2x2_plane(xp, yp, w_in, h_out, w_out)) return;
+    for (idx oy = 0; oy < h_out; ++oy)
+        for (idx ox = 0; ox < w_out; ++ox) {
+            const idx arg = window_argmax(xp, w_in, pool_window(s, oy, ox));
+            yp[oy * w_out + ox] = arg >= 0 ? xp[arg] : -std::numeric_limits<float>::infinity();
+        }
+}
+
+// One plane's max-pool gradient, every position of dxp (h_in, w_in) written: the argmax is
+// recomputed from xp, so a window whose maximum appears twice routes its gradient to exactly one
+// position (the first).
+void maxpool_plane_backward(const PoolShape& s, const float* xp, const float* gp, float* dxp) {
+    const idx h_in = static_cast<idx>(s.h_in), w_in = static_cast<idx>(s.w_in);
+    const idx h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
+    // 2x2 windows never overlap: each input gets at most one term.
+    if (is_pool_2x2(s) && maxpool_2x2_plane_backward(xp, gp, dxp, h_in, w_in, h_out, w_out)) return;
+    std::fill(dxp, dxp + h_in * w_in, 0.0f);
+    for (idx oy = 0; oy < h_out; ++oy)
+        for (idx ox = 0; ox < w_out; ++ox) {
+            const idx arg = window_argmax(xp, w_in, pool_window(s, oy, ox));
+            if (arg >= 0) dxp[arg] += gp[oy * w_out + ox];
+        }
+}
+
+// The 2x2 pool of one plane with each window's winner: yp as maxpool_2x2_plane, and argp the
+// index in xp of the tap that maxpool_2x2_plane_backward routes the gradient to (the first tap
+// equal to the maximum). False (partly written) when the plane holds a NaN.
+bool maxpool_2x2_plane_arg(const float* xp, float* yp, std::int32_t* argp, idx w_in, idx h_out, idx w_out) {
+    int nan = 0;
+    const std::uint32_t below = static_cast<std::uint32_t>(w_in);
+    for (idx oy = 0; oy < h_out; ++oy) {
+        const float* top = xp + 2 * oy * w_in;
+        const float* bottom = top + w_in;
+        float* out = yp + oy * w_out;
+        std::int32_t* arg = argp + oy * w_out;
+        const std::uint32_t row = static_cast<std::uint32_t>(2 * oy * w_in);
+        for (idx ox = 0; ox < w_out; ++ox) {
+            const float a = top[2 * ox], b = top[2 * ox + 1], c = bottom[2 * ox], d = bottom[2 * ox + 1];
+            nan |= (a != a) | (b != b) | (c != c) | (d != d);
+            const float m = max_first(max_first(max_first(a, b), c), d);
+            out[ox] = m;
+            const std::uint32_t ea = a == m, eb = b == m, ec = c == m;
+            const std::uint32_t wb = (ea ^ 1u) & eb, wc = (ea | eb) ^ 1u, wd = wc & (ec ^ 1u);
+            arg[ox] = static_cast<std::int32_t>(row + 2 * static_cast<std::uint32_t>(ox) + wb + (wc & ec) * below +
+                                                wd * (below + 1));
+        }
+    }
+    return nan == 0;
+}
+
+// One plane's max-pool with each window's winner (the index in xp that maxpool_plane_backward
+// routes the window's gradient to, -1 for a window without input taps).
+void maxpool_plane_arg(const PoolShape& s, const float* xp, float* yp, std::int32_t* argp) {
+    const idx w_in = static_cast<idx>(s.w_in), h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
+    if (is_pool_2x2(s) && maxpool_2x2_plane_arg(xp, yp, argp, w_in, h_out, w_out)) return;
+    for (idx oy = 0; oy < h_out; ++oy)
+        for (idx ox = 0; ox < w_out; ++ox) {
+            const idx arg = window_argmax(xp, w_in, pool_window(s, oy, ox));
+            yp[oy * w_out + ox] = arg >= 0 ? xp[arg] : -std::numeric_limits<float>::infinity();
+            argp[oy * w_out + ox] = static_cast<std::int32_t>(arg);
+        }
+}
+
+// maxpool_plane_backward from the recorded winners: dxp (h_in, w_in) = 0, then each window's
+// gradient added at its winner, windows in row-major order: the same additions in the same order
+// as maxpool_plane_backward (whose 2x2 loop writes 0 + g at the winner and +0 elsewhere).
+void maxpool_plane_backward_arg(std::size_t in_plane, std::size_t out_plane, const std::int32_t* argp,
+                                const float* gp, float* dxp) {
+    std::fill(dxp, dxp + in_plane, 0.0f);
+    for (std::size_t o = 0; o < out_plane; ++o)
+        if (argp[o] >= 0) dxp[argp[o]] += gp[o];
+}
+
+// The max-pool that follows a convolution in conv2d_maxpool_forward/backward: its input must be
+// the convolution's output.
+void check_pool_of(const ConvShape& c, const PoolShape& p) {
+    if (p.batch != c.batch || p.channels != c.c_out || p.h_in != c.h_out() || p.w_in != c.w_out())
+        throw Error("conv2d_maxpool: the pool's input (" + std::to_string(p.batch) + ", " +
+                    std::to_string(p.channels) + ", " + std::to_string(p.h_in) + ", " + std::to_string(p.w_in) +
+                    ") is not the convolution's output (" + std::to_string(c.batch) + ", " +
+                    std::to_string(c.c_out) + ", " + std::to_string(c.h_out()) + ", " + std::to_string(c.w_out()) +
+                    ")");
+}
+
 }  // namespace
 
 // A power of two, about kChunkColumns output pixels (GEMM columns) per chunk, at most the batch.
@@ -357,12 +447,18 @@ void conv2d_im2col(const ConvShape& s, const float* x, float* col) {
 
 std::size_t conv2d_workspace_floats(const ConvShape& s) { return s.c_in * s.kh * s.kw * s.h_out() * s.w_out(); }
 
-void conv2d_forward(const ConvShape& s, const float* x, const float* W, const float* b, float* y) {
+namespace {
+
+// conv2d_forward, and with a pool conv2d_maxpool_forward: then each sample's output planes are
+// pooled from the chunk's scratch, while they are in cache, and never written to memory.
+void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, const float* b, float* y,
+                         const PoolShape* pool, float* pooled, std::int32_t* arg) {
     const std::size_t n_k = s.c_in * s.kh * s.kw, n_pix = s.h_out() * s.w_out();
     const std::size_t y_stride = s.c_out * n_pix;
     if (s.batch == 0 || y_stride == 0) return;
     const std::size_t chunk = chunk_samples(s), n_chunks = (s.batch + chunk - 1) / chunk;
     const std::size_t c_out = s.c_out;
+    const std::size_t pooled_plane = pool ? pool->h_out() * pool->w_out() : 0;
     const bool threaded = chunks_parallel(s, n_chunks);
 #pragma omp parallel for schedule(static) if (threaded)
     for (idx q = 0; q < static_cast<idx>(n_chunks); ++q) {
@@ -372,25 +468,62 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* W, const fl
         im2col_chunk(s, x, n0, m, sc.col, !threaded);
         if (m == 1) {
             // One sample: the product's (c_out, n_pix) is the sample's output as laid out in y,
-            // so it goes there directly, the bias written into each block just before it.
-            sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 1.0f, y + n0 * y_stride, cols, b, true);
+            // so it goes there directly (or, to be pooled, to the scratch), the bias written into
+            // each block just before it.
+            float* y_n = pool ? sc.out : y + n0 * y_stride;
+            sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 1.0f, y_n, cols, b, true);
+            if (pool) {
+                const std::size_t at = n0 * c_out * pooled_plane;
+#pragma omp parallel for schedule(static) if (!threaded && pool_parallel(*pool, static_cast<idx>(c_out)))
+                for (idx co = 0; co < static_cast<idx>(c_out); ++co) {
+                    const std::size_t c = static_cast<std::size_t>(co);
+                    maxpool_plane_arg(*pool, y_n + c * n_pix, pooled + at + c * pooled_plane,
+                                      arg + at + c * pooled_plane);
+                }
+            }
             continue;
         }
         // out (c_out, cols) = W (c_out, n_k) * col (n_k, cols)
         sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 0.0f, sc.out, cols);
         // y[n0 + j] (c_out, n_pix) = out's columns of sample j + b, in cache while written back
+        // (or, to be pooled, a plane at a time into a buffer of the thread's own).
+        thread_local std::vector<float> plane_buffer;
+        if (pool && plane_buffer.size() < n_pix) plane_buffer.resize(n_pix);
         for (std::size_t j = 0; j < m; ++j)
             for (std::size_t co = 0; co < c_out; ++co) {
                 const float* src = sc.out + co * cols + j * n_pix;
-                float* dst = y + (n0 + j) * y_stride + co * n_pix;
+                float* dst = pool ? plane_buffer.data() : y + (n0 + j) * y_stride + co * n_pix;
                 const float bias = b[co];
                 for (std::size_t p = 0; p < n_pix; ++p) dst[p] = src[p] + bias;
+                if (pool) {
+                    const std::size_t at = ((n0 + j) * c_out + co) * pooled_plane;
+                    maxpool_plane_arg(*pool, dst, pooled + at, arg + at);
+                }
             }
     }
 }
 
-void conv2d_backward(const ConvShape& s, const float* x, const float* W, const float* dL_dy, float* dL_dW,
-                     float* dL_db, float* dL_dx, bool accumulate) {
+}  // namespace
+
+void conv2d_forward(const ConvShape& s, const float* x, const float* W, const float* b, float* y) {
+    conv2d_forward_impl(s, x, W, b, y, nullptr, nullptr, nullptr);
+}
+
+void conv2d_maxpool_forward(const ConvShape& s, const PoolShape& pool, const float* x, const float* W,
+                            const float* b, float* pooled, std::int32_t* arg) {
+    check_pool_of(s, pool);
+    conv2d_forward_impl(s, x, W, b, nullptr, &pool, pooled, arg);
+}
+
+namespace {
+
+// conv2d_backward, and with a pool conv2d_maxpool_backward: there dL_dy is the gradient of the
+// pooled output, and each plane of the convolution's output gradient is made from it and the
+// recorded winners straight into the chunk's scratch, where the products read it, instead of
+// being written to memory by the pool and gathered from there.
+void conv2d_backward_impl(const ConvShape& s, const float* x, const float* W, const float* dL_dy, float* dL_dW,
+                          float* dL_db, float* dL_dx, bool accumulate, const PoolShape* pool,
+                          const std::int32_t* arg) {
     const std::size_t n_k = s.c_in * s.kh * s.kw, n_pix = s.h_out() * s.w_out();
     const std::size_t x_stride = s.c_in * s.h_in * s.w_in, y_stride = s.c_out * n_pix;
     if (!accumulate) {
@@ -403,6 +536,7 @@ void conv2d_backward(const ConvShape& s, const float* x, const float* W, const f
     }
     const std::size_t chunk = chunk_samples(s), n_chunks = (s.batch + chunk - 1) / chunk;
     const std::size_t c_out = s.c_out, n_w = s.n_weights();
+    const std::size_t pooled_plane = pool ? pool->h_out() * pool->w_out() : 0;
 
     // Every chunk's dL_dW and dL_db (its terms in double) go to a slot of their own, summed in
     // chunk order afterwards: the same sums in the same order at any thread count.
@@ -420,14 +554,22 @@ void conv2d_backward(const ConvShape& s, const float* x, const float* W, const f
         const std::size_t cols = m * n_pix;
         const ChunkScratch sc = chunk_scratch(s, chunk);
         // dy (c_out, cols): the chunk's output gradients side by side, and the bias terms. With
-        // one sample that is the sample's gradient as it lies in dL_dy, read in place.
+        // one sample and no pool that is the sample's gradient as it lies in dL_dy, read in place.
         double* bq = pb + static_cast<std::size_t>(q) * c_out;
-        const float* dy = m == 1 ? dL_dy + n0 * y_stride : sc.out;
+        const float* dy = m == 1 && !pool ? dL_dy + n0 * y_stride : sc.out;
         for (std::size_t co = 0; co < c_out; ++co) {
             double lanes[4] = {0.0, 0.0, 0.0, 0.0};  // four sums: no wait on one add chain
             for (std::size_t j = 0; j < m; ++j) {
-                const float* src = dL_dy + (n0 + j) * y_stride + co * n_pix;
-                if (m > 1) copy_rows(src, 0, sc.out + co * cols + j * n_pix, 0, 1, static_cast<idx>(n_pix));
+                const float* src;
+                float* dst = sc.out + co * cols + j * n_pix;
+                if (pool) {
+                    const std::size_t at = ((n0 + j) * c_out + co) * pooled_plane;
+                    maxpool_plane_backward_arg(n_pix, pooled_plane, arg + at, dL_dy + at, dst);
+                    src = dst;
+                } else {
+                    src = dL_dy + (n0 + j) * y_stride + co * n_pix;
+                    if (m > 1) copy_rows(src, 0, dst, 0, 1, static_cast<idx>(n_pix));
+                }
                 std::size_t p = 0;
                 for (; p + 4 <= n_pix; p += 4)
                     for (std::size_t l = 0; l < 4; ++l) lanes[l] += src[p + l];
@@ -459,43 +601,35 @@ void conv2d_backward(const ConvShape& s, const float* x, const float* W, const f
     }
 }
 
+}  // namespace
+
+void conv2d_backward(const ConvShape& s, const float* x, const float* W, const float* dL_dy, float* dL_dW,
+                     float* dL_db, float* dL_dx, bool accumulate) {
+    conv2d_backward_impl(s, x, W, dL_dy, dL_dW, dL_db, dL_dx, accumulate, nullptr, nullptr);
+}
+
+void conv2d_maxpool_backward(const ConvShape& s, const PoolShape& pool, const float* x, const float* W,
+                             const std::int32_t* arg, const float* dL_dpooled, float* dL_dW, float* dL_db,
+                             float* dL_dx, bool accumulate) {
+    check_pool_of(s, pool);
+    conv2d_backward_impl(s, x, W, dL_dpooled, dL_dW, dL_db, dL_dx, accumulate, &pool, arg);
+}
+
 void maxpool2d_forward(const PoolShape& s, const float* x, float* y) {
     const idx n_planes = static_cast<idx>(s.batch * s.channels);
-    const idx w_in = static_cast<idx>(s.w_in), h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
     const std::size_t in_plane = s.h_in * s.w_in, out_plane = s.h_out() * s.w_out();
-    const bool two = is_pool_2x2(s);
 #pragma omp parallel for schedule(static) if (pool_parallel(s, n_planes))
-    for (idx pl = 0; pl < n_planes; ++pl) {
-        const float* xp = x + static_cast<std::size_t>(pl) * in_plane;
-        float* yp = y + static_cast<std::size_t>(pl) * out_plane;
-        if (two && maxpool_2x2_plane(xp, yp, w_in, h_out, w_out)) continue;
-        for (idx oy = 0; oy < h_out; ++oy)
-            for (idx ox = 0; ox < w_out; ++ox) {
-                const idx arg = window_argmax(xp, w_in, pool_window(s, oy, ox));
-                yp[oy * w_out + ox] = arg >= 0 ? xp[arg] : -std::numeric_limits<float>::infinity();
-            }
-    }
+    for (idx pl = 0; pl < n_planes; ++pl)
+        maxpool_plane(s, x + static_cast<std::size_t>(pl) * in_plane, y + static_cast<std::size_t>(pl) * out_plane);
 }
 
 void maxpool2d_backward(const PoolShape& s, const float* x, const float* /*y*/, const float* dL_dy, float* dL_dx) {
-    // The argmax is recomputed from x rather than matched against y, so a window whose maximum
-    // appears twice routes its gradient to exactly one position (the first).
     const idx n_planes = static_cast<idx>(s.batch * s.channels);
-    const idx w_in = static_cast<idx>(s.w_in), h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
     const std::size_t in_plane = s.h_in * s.w_in, out_plane = s.h_out() * s.w_out();
-    const bool two = is_pool_2x2(s);  // windows never overlap: each input gets at most one term
 #pragma omp parallel for schedule(static) if (pool_parallel(s, n_planes))
     for (idx pl = 0; pl < n_planes; ++pl) {
-        const float* xp = x + static_cast<std::size_t>(pl) * in_plane;
-        const float* gp = dL_dy + static_cast<std::size_t>(pl) * out_plane;
-        float* dxp = dL_dx + static_cast<std::size_t>(pl) * in_plane;
-        if (two && maxpool_2x2_plane_backward(xp, gp, dxp, static_cast<idx>(s.h_in), w_in, h_out, w_out)) continue;
-        std::fill(dxp, dxp + in_plane, 0.0f);
-        for (idx oy = 0; oy < h_out; ++oy)
-            for (idx ox = 0; ox < w_out; ++ox) {
-                const idx arg = window_argmax(xp, w_in, pool_window(s, oy, ox));
-                if (arg >= 0) dxp[arg] += gp[oy * w_out + ox];
-            }
+        const std::size_t at = static_cast<std::size_t>(pl);
+        maxpool_plane_backward(s, x + at * in_plane, dL_dy + at * out_plane, dL_dx + at * in_plane);
     }
 }
 

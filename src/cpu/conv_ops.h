@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "core/layer_shapes.h"
 
@@ -33,6 +34,21 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* W, const fl
 // overwritten.
 void conv2d_backward(const ConvShape& s, const float* x, const float* W, const float* dL_dy, float* dL_dW,
                      float* dL_db, float* dL_dx, bool accumulate = false);
+
+// A convolution and the max-pool over its output as one operation, for a network whose conv2d
+// layer is followed by a max-pool (directly, or through a ReLU that runs after the pool). The
+// forward gives pooled = maxpool2d_forward(pool, conv2d_forward's y), bit for bit, and arg
+// (pooled's size): for each window the index, in its plane of y, of the tap maxpool2d_backward
+// routes the gradient to (-1 for a window without input taps); each sample's output planes are
+// pooled while in cache and y itself is never written. The backward takes arg and dL_dpooled and
+// gives conv2d_backward's gradients of maxpool2d_backward's dL_dy, bit for bit, without that
+// full-size gradient in memory. pool's input must be the convolution's output (batch, c_out,
+// h_out, w_out), or they throw.
+void conv2d_maxpool_forward(const ConvShape& s, const PoolShape& pool, const float* x, const float* W,
+                            const float* b, float* pooled, std::int32_t* arg);
+void conv2d_maxpool_backward(const ConvShape& s, const PoolShape& pool, const float* x, const float* W,
+                             const std::int32_t* arg, const float* dL_dpooled, float* dL_dW, float* dL_db,
+                             float* dL_dx, bool accumulate = false);
 
 // Max over each window; padded positions never win (they count as -infinity). Ties: the first
 // maximum in row-major window order receives the gradient. A NaN in a window is its maximum, so

@@ -108,6 +108,17 @@ public:
                          float* dL_db, float* dL_dx) override {
         cpu::conv2d_backward(s, x, W, dL_dy, dL_dW, dL_db, dL_dx);
     }
+    bool has_conv2d_maxpool() const override { return true; }
+    void conv2d_maxpool_forward(const ConvShape& s, const PoolShape& pool, const float* x, const float* W,
+                                const float* b, float* pooled, std::int32_t* arg) override {
+        tuner_.apply();
+        cpu::conv2d_maxpool_forward(s, pool, x, W, b, pooled, arg);
+    }
+    void conv2d_maxpool_backward(const ConvShape& s, const PoolShape& pool, const float* x, const float* W,
+                                 const std::int32_t* arg, const float* dL_dpooled, float* dL_dW, float* dL_db,
+                                 float* dL_dx) override {
+        cpu::conv2d_maxpool_backward(s, pool, x, W, arg, dL_dpooled, dL_dW, dL_db, dL_dx);
+    }
     void maxpool2d_forward(const PoolShape& s, const float* x, float* y) override { cpu::maxpool2d_forward(s, x, y); }
     void maxpool2d_backward(const PoolShape& s, const float* x, const float* y, const float* dL_dy,
                             float* dL_dx) override {
