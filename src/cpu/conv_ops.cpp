@@ -7,13 +7,16 @@
 // product is one GEMM with N = chunk*h_out*w_out columns, not one per sample (a 7x7 output is
 // N = 49: OpenBLAS ran cnn8's 128 x 49 x 576 at 54 GFLOP/s, 128 x 784 x 576 at 66, on the 2-core
 // development machine), and a batch is a few parallel regions, not a few per sample:
-//   forward  out (c_out, N) = W (c_out, c_in*kh*kw) * col, written back per sample with + b;
+//   forward  out (c_out, N) = b + W (c_out, c_in*kh*kw) * col, written back per sample (or,
+//            followed by a max-pool, pooled per sample from there: conv2d_maxpool_forward);
 //   dL_dx    dcol (c_in*kh*kw, N) = W^T * dy, dy the chunk's output gradients side by side,
 //            then col2im per sample;
 //   dL_dW    the chunk's share dy * col^T (K = N) into a slot of its own, the slots summed in
 //            chunk order in double; dL_db the same way, each chunk's channel sums in double.
-// The chunks spread over the threads, each with its own scratch (kept between calls); with one
-// chunk or one thread they run in turn and each GEMM spreads its blocks over the threads. Every
+// The chunks spread over the threads, each with its own scratch (kept between calls), handed
+// out one at a time as threads come free, so a thread slowed by another process on its core
+// takes fewer (nothing a chunk writes depends on the thread that runs it); with one chunk or one
+// thread they run in turn and each GEMM spreads its blocks over the threads. Every
 // chunk holds the same samples and every sum runs in the same order at any thread count, so the
 // result is the same bits at any thread count.
 // FLOPs per sample: 2 * c_out * c_in*kh*kw * h_out*w_out forward, twice that backward (one GEMM
@@ -460,7 +463,7 @@ void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, con
     const std::size_t c_out = s.c_out;
     const std::size_t pooled_plane = pool ? pool->h_out() * pool->w_out() : 0;
     const bool threaded = chunks_parallel(s, n_chunks);
-#pragma omp parallel for schedule(static) if (threaded)
+#pragma omp parallel for schedule(dynamic) if (threaded)
     for (idx q = 0; q < static_cast<idx>(n_chunks); ++q) {
         const std::size_t n0 = static_cast<std::size_t>(q) * chunk, m = std::min(chunk, s.batch - n0);
         const std::size_t cols = m * n_pix;
@@ -483,21 +486,19 @@ void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, con
             }
             continue;
         }
-        // out (c_out, cols) = W (c_out, n_k) * col (n_k, cols)
-        sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 0.0f, sc.out, cols);
-        // y[n0 + j] (c_out, n_pix) = out's columns of sample j + b, in cache while written back
-        // (or, to be pooled, a plane at a time into a buffer of the thread's own).
-        thread_local std::vector<float> plane_buffer;
-        if (pool && plane_buffer.size() < n_pix) plane_buffer.resize(n_pix);
+        // out (c_out, cols) = b + W (c_out, n_k) * col (n_k, cols), the bias written into each
+        // block just before its product (as for one sample)
+        sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 1.0f, sc.out, cols, b, true);
+        // y[n0 + j] (c_out, n_pix) = out's columns of sample j, copied out while in cache (or
+        // pooled from there)
         for (std::size_t j = 0; j < m; ++j)
             for (std::size_t co = 0; co < c_out; ++co) {
                 const float* src = sc.out + co * cols + j * n_pix;
-                float* dst = pool ? plane_buffer.data() : y + (n0 + j) * y_stride + co * n_pix;
-                const float bias = b[co];
-                for (std::size_t p = 0; p < n_pix; ++p) dst[p] = src[p] + bias;
                 if (pool) {
                     const std::size_t at = ((n0 + j) * c_out + co) * pooled_plane;
-                    maxpool_plane_arg(*pool, dst, pooled + at, arg + at);
+                    maxpool_plane_arg(*pool, src, pooled + at, arg + at);
+                } else {
+                    copy_rows(src, 0, y + (n0 + j) * y_stride + co * n_pix, 0, 1, static_cast<idx>(n_pix));
                 }
             }
     }
@@ -548,7 +549,7 @@ void conv2d_backward_impl(const ConvShape& s, const float* x, const float* W, co
     double* const pb = partial_b.data();
 
     const bool threaded = chunks_parallel(s, n_chunks);
-#pragma omp parallel for schedule(static) if (threaded)
+#pragma omp parallel for schedule(dynamic) if (threaded)
     for (idx q = 0; q < static_cast<idx>(n_chunks); ++q) {
         const std::size_t n0 = static_cast<std::size_t>(q) * chunk, m = std::min(chunk, s.batch - n0);
         const std::size_t cols = m * n_pix;
