@@ -33,10 +33,13 @@
 // once per batch size and replayed; everything above that lives in backend memory is what
 // makes that possible.
 //
-// Two layer pairs run otherwise than written, with the same results: a ReLU followed by a
-// max-pool runs after the pool (relu_then_maxpool), and the activation after a dense layer runs
-// in that layer's products' pass, forward, and its derivative in the input gradient's pass of
-// the next dense layer, backward (Backend::dense_forward, dense_backward).
+// Three layer patterns run otherwise than written, with the same results: a ReLU followed by a
+// max-pool runs after the pool (relu_then_maxpool); the activation after a dense layer runs in
+// that layer's products' pass, forward, and its derivative in the input gradient's pass of the
+// next dense layer, backward (Backend::dense_forward, dense_backward); and on a backend that has
+// it, a conv2d followed by a max-pool (directly or through such a ReLU) is one operation
+// (Backend::conv2d_maxpool_forward, conv2d_maxpool_backward), which keeps each pooling window's
+// winner instead of the convolution's output.
 //
 // Data-parallel (set_collective, core/collective.h): each rank runs the forward and backward
 // passes on its share of the batch, and the gradient slab is summed over the group right after
