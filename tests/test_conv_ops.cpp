@@ -233,6 +233,34 @@ TEST_P(ConvForward, Im2colIsTheTapFormulaBitForBit) {
     }
 }
 
+// im2col keeps its zero-bordered plane between calls: a 14 x 14 input padded by 1 and a 12 x 12
+// input padded by 2 share the padded size 16 x 16 but not the border, so a plane left by the first
+// must not lend its interior to the second's padding. The calls alternate on one thread.
+TEST(ConvIm2col, PlanesOfTheSamePaddedSizeWithOtherPaddingsStayApart) {
+    const ConvShape a = conv_shape(1, 2, 14, 14, 3, 3, 3, 1, 1, 1, 1);
+    const ConvShape b = conv_shape(1, 2, 12, 12, 3, 5, 5, 1, 1, 2, 2);
+    std::mt19937 rng(21);
+    const auto xa = randn(x_size(a), rng), xb = randn(x_size(b), rng);
+    const auto Wa = randn(a.n_weights(), rng, 0.5f), Wb = randn(b.n_weights(), rng, 0.5f);
+    const auto ba = randn(a.c_out, rng), bb = randn(b.c_out, rng);
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    for (int round = 0; round < 2; ++round)
+        for (const ConvShape* s : {&a, &b}) {
+            const auto& x = s == &a ? xa : xb;
+            const auto& W = s == &a ? Wa : Wb;
+            const auto& bias = s == &a ? ba : bb;
+            std::vector<float> y(y_size(*s));
+            cpu::conv2d_forward(*s, x.data(), W.data(), bias.data(), y.data());
+            std::vector<double> mag;
+            const auto ref = conv_reference(*s, x, W, bias, mag);
+            const double rel = static_cast<double>(s->c_in * s->kh * s->kw + 2) * kUnit;
+            for (std::size_t i = 0; i < y.size(); ++i)
+                ASSERT_NEAR(y[i], ref[i], rel * mag[i]) << "round " << round << ", pad " << s->pad_h << ", output " << i;
+        }
+    omp_set_num_threads(saved);
+}
+
 // Dyadic data: every product and partial sum is exact in float, so the result equals the
 // reference bitwise whatever order the GEMM sums in.
 TEST_P(ConvForward, ExactOnDyadicInputs) {
