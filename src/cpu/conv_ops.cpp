@@ -300,9 +300,26 @@ inline float keep_if(std::uint32_t w, float v) {
     return v;
 }
 
-// One plane's maxima; false (y partly written) when the plane holds a NaN.
-bool maxpool_2x2_plane(const float* xp, float* yp, idx w_in, idx h_out, idx w_out) {
+// The first of a 2x2 window's taps (a, b top; c, d bottom) equal to its maximum m, as 0/1 masks
+// (the first maximum in row-major order when the window holds no NaN). Bitwise, not && and ?:
+// (which compile to branches that random data mispredicts).
+struct FirstMax {
+    std::uint32_t a, b, c, d;
+};
+
+inline FirstMax first_max(float a, float b, float c, float m) {
+    const std::uint32_t ea = a == m, eb = b == m, ec = c == m;
+    const std::uint32_t none_above = (ea | eb) ^ 1u;
+    return {ea, (ea ^ 1u) & eb, none_above & ec, none_above & (ec ^ 1u)};
+}
+
+// One plane's maxima, and with kWinners each window's winner (argp: the index in xp of the tap
+// first_max picks, the one maxpool_2x2_plane_backward routes the gradient to); false (partly
+// written) when the plane holds a NaN.
+template <bool kWinners>
+bool maxpool_2x2_plane(const float* xp, float* yp, std::int32_t* argp, idx w_in, idx h_out, idx w_out) {
     int nan = 0;
+    const std::uint32_t below = static_cast<std::uint32_t>(w_in);
     for (idx oy = 0; oy < h_out; ++oy) {
         const float* top = xp + 2 * oy * w_in;
         const float* bottom = top + w_in;
@@ -310,7 +327,13 @@ bool maxpool_2x2_plane(const float* xp, float* yp, idx w_in, idx h_out, idx w_ou
         for (idx ox = 0; ox < w_out; ++ox) {
             const float a = top[2 * ox], b = top[2 * ox + 1], c = bottom[2 * ox], d = bottom[2 * ox + 1];
             nan |= (a != a) | (b != b) | (c != c) | (d != d);
-            out[ox] = max_first(max_first(max_first(a, b), c), d);
+            const float m = max_first(max_first(max_first(a, b), c), d);
+            out[ox] = m;
+            if constexpr (kWinners) {
+                const FirstMax w = first_max(a, b, c, m);
+                const std::uint32_t at = static_cast<std::uint32_t>(2 * (oy * w_in + ox));
+                argp[oy * w_out + ox] = static_cast<std::int32_t>(at + w.b + w.c * below + w.d * (below + 1));
+            }
         }
     }
     return nan == 0;
@@ -331,14 +354,12 @@ bool maxpool_2x2_plane_backward(const float* xp, const float* gp, float* dxp, id
             const float a = top[2 * ox], b = top[2 * ox + 1], c = bottom[2 * ox], d = bottom[2 * ox + 1];
             nan |= (a != a) | (b != b) | (c != c) | (d != d);
             const float m = max_first(max_first(max_first(a, b), c), d);
-            // Bitwise, not && and ?: (which compile to branches that random data mispredicts).
-            const std::uint32_t ea = a == m, eb = b == m, ec = c == m;
-            const std::uint32_t wa = ea, wb = (ea ^ 1u) & eb, wc = (ea | eb) ^ 1u, wd = wc & (ec ^ 1u);
+            const FirstMax w = first_max(a, b, c, m);
             const float gv = 0.0f + g[ox];
-            d_top[2 * ox] = keep_if(wa, gv);
-            d_top[2 * ox + 1] = keep_if(wb, gv);
-            d_bottom[2 * ox] = keep_if(wc & ec, gv);
-            d_bottom[2 * ox + 1] = keep_if(wd, gv);
+            d_top[2 * ox] = keep_if(w.a, gv);
+            d_top[2 * ox + 1] = keep_if(w.b, gv);
+            d_bottom[2 * ox] = keep_if(w.c, gv);
+            d_bottom[2 * ox + 1] = keep_if(w.d, gv);
         }
         for (idx ix = 2 * w_out; ix < w_in; ++ix) d_top[ix] = d_bottom[ix] = 0.0f;  // odd width
     }
@@ -346,15 +367,20 @@ bool maxpool_2x2_plane_backward(const float* xp, const float* gp, float* dxp, id
     return nan == 0;
 }
 
-// One plane's max-pool, xp (h_in, w_in) -> yp (h_out, w_out): the 2x2 loop where it applies and
-// the plane holds no NaN, the general window loop otherwise.
-void maxpool_plane(const PoolShape& s, const float* xp, float* yp) {
+// One plane's max-pool, xp (h_in, w_in) -> yp (h_out, w_out), and where argp is not null each
+// window's winner (the index in xp that maxpool_plane_backward routes the window's gradient to,
+// -1 for a window without input taps): the 2x2 loop where it applies and the plane holds no NaN,
+// the general window loop otherwise.
+void maxpool_plane(const PoolShape& s, const float* xp, float* yp, std::int32_t* argp = nullptr) {
     const idx w_in = static_cast<idx>(s.w_in), h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
-    if (is_pool_2x2(s) && maxpool_2x2_plane(xp, yp, w_in, h_out, w_out)) return;
+    if (is_pool_2x2(s) && (argp ? maxpool_2x2_plane<true>(xp, yp, argp, w_in, h_out, w_out)
+                                : maxpool_2x2_plane<false>(xp, yp, nullptr, w_in, h_out, w_out)))
+        return;
     for (idx oy = 0; oy < h_out; ++oy)
         for (idx ox = 0; ox < w_out; ++ox) {
             const idx arg = window_argmax(xp, w_in, pool_window(s, oy, ox));
             yp[oy * w_out + ox] = arg >= 0 ? xp[arg] : -std::numeric_limits<float>::infinity();
+            if (argp) argp[oy * w_out + ox] = static_cast<std::int32_t>(arg);
         }
 }
 
@@ -371,45 +397,6 @@ void maxpool_plane_backward(const PoolShape& s, const float* xp, const float* gp
         for (idx ox = 0; ox < w_out; ++ox) {
             const idx arg = window_argmax(xp, w_in, pool_window(s, oy, ox));
             if (arg >= 0) dxp[arg] += gp[oy * w_out + ox];
-        }
-}
-
-// The 2x2 pool of one plane with each window's winner: yp as maxpool_2x2_plane, and argp the
-// index in xp of the tap that maxpool_2x2_plane_backward routes the gradient to (the first tap
-// equal to the maximum). False (partly written) when the plane holds a NaN.
-bool maxpool_2x2_plane_arg(const float* xp, float* yp, std::int32_t* argp, idx w_in, idx h_out, idx w_out) {
-    int nan = 0;
-    const std::uint32_t below = static_cast<std::uint32_t>(w_in);
-    for (idx oy = 0; oy < h_out; ++oy) {
-        const float* top = xp + 2 * oy * w_in;
-        const float* bottom = top + w_in;
-        float* out = yp + oy * w_out;
-        std::int32_t* arg = argp + oy * w_out;
-        const std::uint32_t row = static_cast<std::uint32_t>(2 * oy * w_in);
-        for (idx ox = 0; ox < w_out; ++ox) {
-            const float a = top[2 * ox], b = top[2 * ox + 1], c = bottom[2 * ox], d = bottom[2 * ox + 1];
-            nan |= (a != a) | (b != b) | (c != c) | (d != d);
-            const float m = max_first(max_first(max_first(a, b), c), d);
-            out[ox] = m;
-            const std::uint32_t ea = a == m, eb = b == m, ec = c == m;
-            const std::uint32_t wb = (ea ^ 1u) & eb, wc = (ea | eb) ^ 1u, wd = wc & (ec ^ 1u);
-            arg[ox] = static_cast<std::int32_t>(row + 2 * static_cast<std::uint32_t>(ox) + wb + (wc & ec) * below +
-                                                wd * (below + 1));
-        }
-    }
-    return nan == 0;
-}
-
-// One plane's max-pool with each window's winner (the index in xp that maxpool_plane_backward
-// routes the window's gradient to, -1 for a window without input taps).
-void maxpool_plane_arg(const PoolShape& s, const float* xp, float* yp, std::int32_t* argp) {
-    const idx w_in = static_cast<idx>(s.w_in), h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
-    if (is_pool_2x2(s) && maxpool_2x2_plane_arg(xp, yp, argp, w_in, h_out, w_out)) return;
-    for (idx oy = 0; oy < h_out; ++oy)
-        for (idx ox = 0; ox < w_out; ++ox) {
-            const idx arg = window_argmax(xp, w_in, pool_window(s, oy, ox));
-            yp[oy * w_out + ox] = arg >= 0 ? xp[arg] : -std::numeric_limits<float>::infinity();
-            argp[oy * w_out + ox] = static_cast<std::int32_t>(arg);
         }
 }
 
@@ -472,21 +459,10 @@ void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, con
         const std::size_t cols = m * n_pix;
         const ChunkScratch sc = chunk_scratch(s, chunk);
         im2col_chunk(s, x, n0, m, sc.col, !threaded);
-        if (m == 1) {
+        if (m == 1 && !pool) {
             // One sample: the product's (c_out, n_pix) is the sample's output as laid out in y,
-            // so it goes there directly (or, to be pooled, to the scratch), the bias written into
-            // each block just before it.
-            float* y_n = pool ? sc.out : y + n0 * y_stride;
-            sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 1.0f, y_n, cols, b, true);
-            if (pool) {
-                const std::size_t at = n0 * c_out * pooled_plane;
-#pragma omp parallel for schedule(static) if (!threaded && pool_parallel(*pool, static_cast<idx>(c_out)))
-                for (idx co = 0; co < static_cast<idx>(c_out); ++co) {
-                    const std::size_t c = static_cast<std::size_t>(co);
-                    maxpool_plane_arg(*pool, y_n + c * n_pix, pooled + at + c * pooled_plane,
-                                      arg + at + c * pooled_plane);
-                }
-            }
+            // so it goes there directly, the bias written into each block just before it.
+            sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 1.0f, y + n0 * y_stride, cols, b, true);
             continue;
         }
         // out (c_out, cols) = b + W (c_out, n_k) * col (n_k, cols), the bias written into each
@@ -499,7 +475,7 @@ void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, con
                 const float* src = sc.out + co * cols + j * n_pix;
                 if (pool) {
                     const std::size_t at = ((n0 + j) * c_out + co) * pooled_plane;
-                    maxpool_plane_arg(*pool, src, pooled + at, arg + at);
+                    maxpool_plane(*pool, src, pooled + at, arg + at);
                 } else {
                     copy_rows(src, 0, y + (n0 + j) * y_stride + co * n_pix, 0, 1, static_cast<idx>(n_pix));
                 }
@@ -564,15 +540,17 @@ void conv2d_backward_impl(const ConvShape& s, const float* x, const float* W, co
         for (std::size_t co = 0; co < c_out; ++co) {
             double lanes[4] = {0.0, 0.0, 0.0, 0.0};  // four sums: no wait on one add chain
             for (std::size_t j = 0; j < m; ++j) {
-                const float* src;
-                float* dst = sc.out + co * cols + j * n_pix;
+                // The plane's gradient: made in the scratch from the winners with a pool, else
+                // read where it lies (and copied into the scratch when the chunk has several
+                // samples); then its bias terms.
+                const float* src = dL_dy + (n0 + j) * y_stride + co * n_pix;
+                float* scratch = sc.out + co * cols + j * n_pix;
                 if (pool) {
                     const std::size_t at = ((n0 + j) * c_out + co) * pooled_plane;
-                    maxpool_plane_backward_arg(n_pix, pooled_plane, arg + at, dL_dy + at, dst);
-                    src = dst;
-                } else {
-                    src = dL_dy + (n0 + j) * y_stride + co * n_pix;
-                    if (m > 1) copy_rows(src, 0, dst, 0, 1, static_cast<idx>(n_pix));
+                    maxpool_plane_backward_arg(n_pix, pooled_plane, arg + at, dL_dy + at, scratch);
+                    src = scratch;
+                } else if (m > 1) {
+                    copy_rows(src, 0, scratch, 0, 1, static_cast<idx>(n_pix));
                 }
                 std::size_t p = 0;
                 for (; p + 4 <= n_pix; p += 4)
