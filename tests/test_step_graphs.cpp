@@ -7,6 +7,7 @@
 // call breaks a CUDA capture). The CUDA backend's own graphs are tested in test_parity.cpp.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/layer_shapes.h"
 #include "core/network.h"
 #include "sparseprox/sparseprox.h"
 #include "step_graph_util.h"
@@ -362,4 +364,28 @@ TEST(StepGraphs, AFailedRecordingLeavesTheStepsDirect) {
     EXPECT_EQ(failing.recordings, 0u);
     EXPECT_EQ(failing.status.graph_steps, 0u);
     expect_same_runs(failing, without);
+}
+
+// A backend without the fused convolution and max-pool (this one, like CUDA, leaves
+// has_conv2d_maxpool() false, so the conv case above runs the two operations) refuses the fused
+// calls with an error that names the query, rather than running something else.
+TEST(BackendDefaults, TheFusedConvPoolThrowsWhereTheBackendHasNone) {
+    RecordingBackend b;
+    ASSERT_FALSE(b.has_conv2d_maxpool());
+    const ConvShape c{1, 1, 4, 4, 1, 3, 3, 1, 1, 1, 1};
+    const PoolShape p{1, 1, 4, 4, 2, 2, 2, 2, 0, 0};
+    std::vector<float> x(16), W(9), bias(1), pooled(4), dW(9), db(1);
+    std::vector<std::int32_t> arg(4);
+    for (int backward = 0; backward < 2; ++backward) {
+        try {
+            if (backward)
+                b.conv2d_maxpool_backward(c, p, x.data(), W.data(), arg.data(), pooled.data(), dW.data(), db.data(),
+                                          nullptr);
+            else
+                b.conv2d_maxpool_forward(c, p, x.data(), W.data(), bias.data(), pooled.data(), arg.data());
+            ADD_FAILURE() << "no error (backward " << backward << ")";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("has_conv2d_maxpool() is false"), std::string::npos) << e.what();
+        }
+    }
 }
