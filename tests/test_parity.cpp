@@ -472,6 +472,51 @@ void add_dense_conv_cases(std::vector<Case>& cases) {
                            out("dL_db", widen(get(gb)), nrmse(1e-5)), out("dL_dx", widen(get(gx)), nrmse(1e-5))};
         }});
     }
+    // A convolution and the 2x2 max-pool over its output: one operation where the backend has it
+    // (the CPU: conv2d_maxpool_forward/backward, the winners kept between the two), the four
+    // separate ones elsewhere (cuDNN), so this row holds the fused CPU operation to cuDNN's.
+    // CNN8's third block (7 x 7 pooled to 3 x 3) and a 12 x 12 one in chunks of several samples.
+    for (Conv c : {Conv{5, 16, 7, 7, 12, 3, 1, 1}, Conv{9, 2, 12, 12, 6, 3, 1, 1}}) {
+        const std::string name = "conv2d_maxpool_" + std::to_string(c.c_in) + "to" + std::to_string(c.c_out) + "_" +
+                                 std::to_string(c.h) + "x" + std::to_string(c.w);
+        cases.push_back({name, false, [c](const BackendFactory& make) {
+            auto b = make();
+            ConvShape s;
+            s.batch = c.batch;
+            s.c_in = c.c_in;
+            s.h_in = c.h;
+            s.w_in = c.w;
+            s.c_out = c.c_out;
+            s.kh = s.kw = c.k;
+            s.pad_h = s.pad_w = c.pad;
+            PoolShape p;
+            p.batch = s.batch;
+            p.channels = s.c_out;
+            p.h_in = s.h_out();
+            p.w_in = s.w_out();
+            p.kh = p.kw = p.stride_h = p.stride_w = 2;
+            const std::size_t n_x = s.batch * s.c_in * s.h_in * s.w_in, n_y = s.batch * s.c_out * s.h_out() * s.w_out();
+            const std::size_t n_p = p.batch * p.channels * p.h_out() * p.w_out();
+            const auto x = uniform(n_x, 21), W = uniform(s.n_weights(), 22, -0.3f, 0.3f), bias = uniform(s.c_out, 23);
+            const auto g = uniform(n_p, 24);
+            auto d_x = put(*b, x), d_W = put(*b, W), d_b = put(*b, bias), d_g = put(*b, g);
+            Buffer<float> pooled(*b, n_p), gW(*b, W.size()), gb(*b, s.c_out), gx(*b, n_x);
+            if (b->has_conv2d_maxpool()) {
+                Buffer<std::int32_t> arg(*b, n_p);
+                b->conv2d_maxpool_forward(s, p, d_x.data(), d_W.data(), d_b.data(), pooled.data(), arg.data());
+                b->conv2d_maxpool_backward(s, p, d_x.data(), d_W.data(), arg.data(), d_g.data(), gW.data(), gb.data(),
+                                           gx.data());
+            } else {
+                Buffer<float> y(*b, n_y), dy(*b, n_y);
+                b->conv2d_forward(s, d_x.data(), d_W.data(), d_b.data(), y.data());
+                b->maxpool2d_forward(p, y.data(), pooled.data());
+                b->maxpool2d_backward(p, y.data(), pooled.data(), d_g.data(), dy.data());
+                b->conv2d_backward(s, d_x.data(), d_W.data(), dy.data(), gW.data(), gb.data(), gx.data());
+            }
+            return Outputs{out("pooled", widen(get(pooled)), nrmse(1e-5)), out("dL_dW", widen(get(gW)), nrmse(1e-5)),
+                           out("dL_db", widen(get(gb)), nrmse(1e-5)), out("dL_dx", widen(get(gx)), nrmse(1e-5))};
+        }});
+    }
     for (bool max : {true, false}) {
         cases.push_back({max ? "maxpool2d_ties" : "avgpool2d", false, [max](const BackendFactory& make) {
             auto b = make();
