@@ -17,6 +17,7 @@
 #include "cpu/csr_ops.h"
 #include "cpu/dense.h"
 #include "sparseprox/error.h"
+#include "test_util.h"
 
 using namespace sparseprox;
 
@@ -94,19 +95,7 @@ struct ConvCase {
     ConvShape s;
 };
 
-ConvShape conv(std::size_t batch, std::size_t c_in, std::size_t h, std::size_t w, std::size_t c_out, std::size_t k,
-               std::size_t stride, std::size_t pad) {
-    ConvShape s;
-    s.batch = batch;
-    s.c_in = c_in;
-    s.h_in = h;
-    s.w_in = w;
-    s.c_out = c_out;
-    s.kh = s.kw = k;
-    s.stride_h = s.stride_w = stride;
-    s.pad_h = s.pad_w = pad;
-    return s;
-}
+using testing_util::square_conv;
 
 class CsrConv : public ::testing::TestWithParam<ConvCase> {};
 
@@ -131,13 +120,13 @@ TEST_P(CsrConv, EqualsDenseConvOnDyadicInputs) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CsrConv,
-                         ::testing::Values(ConvCase{"k3_pad1_b1", conv(1, 2, 9, 7, 5, 3, 1, 1)},
-                                           ConvCase{"k3_stride2_b3", conv(3, 3, 11, 13, 4, 3, 2, 0)},
-                                           ConvCase{"k5_same_28x28_b2", conv(2, 1, 28, 28, 8, 5, 1, 2)}),
+                         ::testing::Values(ConvCase{"k3_pad1_b1", square_conv(1, 2, 9, 7, 5, 3, 1, 1)},
+                                           ConvCase{"k3_stride2_b3", square_conv(3, 3, 11, 13, 4, 3, 2, 0)},
+                                           ConvCase{"k5_same_28x28_b2", square_conv(2, 1, 28, 28, 8, 5, 1, 2)}),
                          [](const ::testing::TestParamInfo<ConvCase>& i) { return std::string(i.param.name); });
 
 TEST(CsrConv, WrongKernelShapeIsAnError) {
-    const ConvShape s = conv(1, 2, 5, 5, 3, 3, 1, 0);
+    const ConvShape s = square_conv(1, 2, 5, 5, 3, 3, 1, 0);
     const std::vector<float> W(3 * 2 * 2 * 2, 1.0f), x(2 * 25, 1.0f), b(3, 0.0f);
     std::vector<float> y(3 * 9);
     auto backend = make_cpu_backend();

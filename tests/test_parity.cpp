@@ -47,6 +47,7 @@
 #include "core/sparsify.h"
 #include "sparseprox/model.h"
 #include "sparseprox/train.h"
+#include "test_util.h"
 
 using namespace sparseprox;
 
@@ -446,21 +447,16 @@ void add_dense_conv_cases(std::vector<Case>& cases) {
             return Outputs{out("y", widen(got), nrmse(1e-5))};
         }});
     }
-    struct Conv { std::size_t batch, c_in, h, w, c_out, k, stride, pad; };
+    struct Conv {
+        std::size_t batch, c_in, h, w, c_out, k, stride, pad;
+        ConvShape shape() const { return testing_util::square_conv(batch, c_in, h, w, c_out, k, stride, pad); }
+    };
     for (Conv c : {Conv{2, 1, 28, 28, 8, 5, 1, 2}, Conv{3, 32, 7, 7, 16, 3, 1, 1}, Conv{1, 3, 9, 11, 4, 3, 2, 0}}) {
         const std::string name = "conv2d_" + std::to_string(c.c_in) + "to" + std::to_string(c.c_out) + "_k" +
                                  std::to_string(c.k) + "_s" + std::to_string(c.stride) + "_p" + std::to_string(c.pad);
         cases.push_back({name, false, [c](const BackendFactory& make) {
             auto b = make();
-            ConvShape s;
-            s.batch = c.batch;
-            s.c_in = c.c_in;
-            s.h_in = c.h;
-            s.w_in = c.w;
-            s.c_out = c.c_out;
-            s.kh = s.kw = c.k;
-            s.stride_h = s.stride_w = c.stride;
-            s.pad_h = s.pad_w = c.pad;
+            const ConvShape s = c.shape();
             const std::size_t n_x = s.batch * s.c_in * s.h_in * s.w_in, n_y = s.batch * s.c_out * s.h_out() * s.w_out();
             const auto x = uniform(n_x, 13), W = uniform(s.n_weights(), 14, -0.3f, 0.3f), bias = uniform(s.c_out, 15);
             const auto dy = uniform(n_y, 16);
@@ -481,14 +477,7 @@ void add_dense_conv_cases(std::vector<Case>& cases) {
                                  std::to_string(c.h) + "x" + std::to_string(c.w);
         cases.push_back({name, false, [c](const BackendFactory& make) {
             auto b = make();
-            ConvShape s;
-            s.batch = c.batch;
-            s.c_in = c.c_in;
-            s.h_in = c.h;
-            s.w_in = c.w;
-            s.c_out = c.c_out;
-            s.kh = s.kw = c.k;
-            s.pad_h = s.pad_w = c.pad;
+            const ConvShape s = c.shape();
             PoolShape p;
             p.batch = s.batch;
             p.channels = s.c_out;

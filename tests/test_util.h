@@ -15,11 +15,28 @@
 #include <initializer_list>
 #include <string>
 
+#include "core/layer_shapes.h"
 #include "sparseprox/data.h"
 #include "sparseprox/error.h"
 
 namespace sparseprox {
 namespace testing_util {
+
+// A convolution with square kernels, strides and padding (the parity harness's and the csr
+// tests' shapes).
+inline ConvShape square_conv(std::size_t batch, std::size_t c_in, std::size_t h, std::size_t w, std::size_t c_out,
+                             std::size_t k, std::size_t stride, std::size_t pad) {
+    ConvShape s;
+    s.batch = batch;
+    s.c_in = c_in;
+    s.h_in = h;
+    s.w_in = w;
+    s.c_out = c_out;
+    s.kh = s.kw = k;
+    s.stride_h = s.stride_w = stride;
+    s.pad_h = s.pad_w = pad;
+    return s;
+}
 
 // Passes when fn throws sparseprox::Error whose message contains every one of `parts`.
 inline ::testing::AssertionResult throws_error_with(const std::function<void()>& fn,
