@@ -16,6 +16,7 @@
 
 #include <omp.h>
 
+#include "cpu/conv_direct.h"
 #include "cpu/conv_ops.h"
 #include "sparseprox/error.h"
 
@@ -299,7 +300,15 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{"k2_stride2_9x9_b23_chunks", conv_shape(23, 2, 9, 9, 3, 2, 2, 2, 2, 0, 0)},
         // Output widths 8 and 14 (with 7 above: the run widths im2col copies with loops of their own).
         ConvCase{"k5_no_pad_12x12_b2", conv_shape(2, 3, 12, 12, 4, 5, 5, 1, 1, 0, 0)},
-        ConvCase{"k3_same_14x14_b2", conv_shape(2, 3, 14, 14, 4, 3, 3, 1, 1, 1, 1)}),
+        ConvCase{"k3_same_14x14_b2", conv_shape(2, 3, 14, 14, 4, 3, 3, 1, 1, 1, 1)},
+        // One input channel at stride 1, outputs 16+ wide: the direct kernels (cpu/conv_direct.h)
+        // on a CPU with AVX2 and FMA; channels in fours and the rest, rows in strips of 16 with
+        // the last moved back (28 and 20 wide) or exact (16, 24); 15 wide takes the GEMM.
+        ConvCase{"one_channel_k3_same_28x28_b3", conv_shape(3, 1, 28, 28, 6, 3, 3, 1, 1, 1, 1)},
+        ConvCase{"one_channel_k5_no_pad_28x28_b2", conv_shape(2, 1, 28, 28, 5, 5, 5, 1, 1, 0, 0)},
+        ConvCase{"one_channel_k2x4_pad1x2_b2", conv_shape(2, 1, 9, 19, 3, 2, 4, 1, 1, 1, 2)},
+        ConvCase{"one_channel_16_wide_b1", conv_shape(1, 1, 5, 18, 3, 3, 3, 1, 1, 0, 0)},
+        ConvCase{"one_channel_15_wide_b1", conv_shape(1, 1, 5, 17, 3, 3, 3, 1, 1, 0, 0)}),
     conv_case_name);
 
 class ConvBackward : public ::testing::TestWithParam<ConvCase> {};
@@ -508,16 +517,35 @@ INSTANTIATE_TEST_SUITE_P(
                       // Outputs 14 and 8 wide: col2im's fixed-width rows for 3x3 and 5x5 kernels
                       // (7 wide is the 7x7 case above).
                       ConvCase{"k3_same_14x14_b2", conv_shape(2, 3, 14, 14, 4, 3, 3, 1, 1, 1, 1)},
-                      ConvCase{"k5_no_pad_12x12_b2", conv_shape(2, 3, 12, 12, 4, 5, 5, 1, 1, 0, 0)}),
+                      ConvCase{"k5_no_pad_12x12_b2", conv_shape(2, 3, 12, 12, 4, 5, 5, 1, 1, 0, 0)},
+                      // One input channel: the direct weight gradient (cpu/conv_direct.h), taps in
+                      // passes of up to 12 (9 and 12 in one, 25 as 8 + 8 + 9), rows with masked
+                      // tails (28 = 3 * 8 + 4, 17, 21), chunks of 1 and of 2 samples.
+                      ConvCase{"one_channel_k3_same_28x28_b3", conv_shape(3, 1, 28, 28, 6, 3, 3, 1, 1, 1, 1)},
+                      ConvCase{"one_channel_k5_no_pad_b5_chunks", conv_shape(5, 1, 20, 21, 3, 5, 5, 1, 1, 0, 0)},
+                      ConvCase{"one_channel_k3x4_pad1x2_b2", conv_shape(2, 1, 10, 20, 2, 3, 4, 1, 1, 1, 2)}),
     conv_case_name);
+
+// The direct kernels take exactly the layers they are written for: one input channel, stride 1,
+// outputs at least 16 wide, on a CPU with AVX2 and FMA (the first layers of cnn8 and lenet5).
+TEST(ConvDirect, TakesOneChannelStrideOneLayersOnAvx2) {
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    EXPECT_EQ(cpu::conv_direct_applies(conv_shape(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1)), avx2);  // cnn8
+    EXPECT_EQ(cpu::conv_direct_applies(conv_shape(128, 1, 28, 28, 20, 5, 5, 1, 1, 0, 0)), avx2);  // lenet5
+    EXPECT_FALSE(cpu::conv_direct_applies(conv_shape(1, 2, 28, 28, 4, 3, 3, 1, 1, 1, 1)));        // 2 channels
+    EXPECT_FALSE(cpu::conv_direct_applies(conv_shape(1, 1, 40, 40, 4, 3, 3, 2, 2, 1, 1)));        // stride 2
+    EXPECT_FALSE(cpu::conv_direct_applies(conv_shape(1, 1, 5, 17, 4, 3, 3, 1, 1, 0, 0)));         // 15 wide
+}
 
 // The chunks of a batch spread over the threads (and, for a single chunk, the blocks of its
 // GEMMs): forward and backward must give the same bits at 1, 2 and 3 threads. The first shape
 // has 3 chunks (16, 16, 5) and enough work for the threaded loop over chunks; the second is one
-// chunk of 3 samples (4 fit at 16x16), whose GEMMs, im2col and col2im spread over the threads.
+// chunk of 3 samples (4 fit at 16x16), whose GEMMs, im2col and col2im spread over the threads;
+// the third has one input channel (the direct kernels), a sample per chunk.
 TEST(ConvThreads, SameBitsAtAnyThreadCount) {
     for (const ConvShape& s :
-         {conv_shape(37, 8, 7, 7, 16, 3, 3, 1, 1, 1, 1), conv_shape(3, 8, 16, 16, 16, 3, 3, 1, 1, 1, 1)}) {
+         {conv_shape(37, 8, 7, 7, 16, 3, 3, 1, 1, 1, 1), conv_shape(3, 8, 16, 16, 16, 3, 3, 1, 1, 1, 1),
+          conv_shape(9, 1, 28, 28, 8, 3, 3, 1, 1, 1, 1)}) {
         std::mt19937 rng(11);
         const auto x = randn(x_size(s), rng), W = randn(s.n_weights(), rng, 0.2f), b = randn(s.c_out, rng);
         const auto dy = randn(y_size(s), rng);

@@ -25,8 +25,11 @@
 // (sample, channel) plane, so no two threads ever write the same element; the 2x2 stride-2 pool
 // of both presets has a loop of its own with the four taps in registers (the general window
 // loop took a tenth of a cnn8 step).
+// A layer with one input channel and stride 1 (the presets' first) skips im2col and the GEMM for
+// its output and its weight gradient where the CPU has AVX2 and FMA: cpu/conv_direct.h.
 #include "cpu/conv_ops.h"
 
+#include "cpu/conv_direct.h"
 #include "cpu/gemm.h"
 #include "sparseprox/error.h"
 
@@ -453,21 +456,26 @@ void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, con
     const std::size_t c_out = s.c_out;
     const std::size_t pooled_plane = pool ? pool->h_out() * pool->w_out() : 0;
     const bool threaded = chunks_parallel(s, n_chunks);
+    const bool direct = conv_direct_applies(s);
+    const std::size_t x_stride = s.c_in * s.h_in * s.w_in;
 #pragma omp parallel for schedule(dynamic) if (threaded)
     for (idx q = 0; q < static_cast<idx>(n_chunks); ++q) {
         const std::size_t n0 = static_cast<std::size_t>(q) * chunk, m = std::min(chunk, s.batch - n0);
         const std::size_t cols = m * n_pix;
         const ChunkScratch sc = chunk_scratch(s, chunk);
-        im2col_chunk(s, x, n0, m, sc.col, !threaded);
-        if (m == 1 && !pool) {
-            // One sample: the product's (c_out, n_pix) is the sample's output as laid out in y,
-            // so it goes there directly, the bias written into each block just before it.
-            sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 1.0f, y + n0 * y_stride, cols, b, true);
-            continue;
+        // One sample without a pool: the product's (c_out, n_pix) is the sample's output as laid
+        // out in y, so it goes there directly.
+        const bool in_place = m == 1 && !pool;
+        float* const dst = in_place ? y + n0 * y_stride : sc.out;
+        if (direct) {
+            for (std::size_t j = 0; j < m; ++j) conv_direct_forward(s, x + (n0 + j) * x_stride, W, b, dst + j * n_pix, cols);
+        } else {
+            // dst (c_out, cols) = b + W (c_out, n_k) * col (n_k, cols), the bias written into
+            // each block just before its product
+            im2col_chunk(s, x, n0, m, sc.col, !threaded);
+            sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 1.0f, dst, cols, b, true);
         }
-        // out (c_out, cols) = b + W (c_out, n_k) * col (n_k, cols), the bias written into each
-        // block just before its product (as for one sample)
-        sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 1.0f, sc.out, cols, b, true);
+        if (in_place) continue;
         // y[n0 + j] (c_out, n_pix) = out's columns of sample j, copied out while in cache (or
         // pooled from there)
         for (std::size_t j = 0; j < m; ++j)
@@ -528,6 +536,7 @@ void conv2d_backward_impl(const ConvShape& s, const float* x, const float* W, co
     double* const pb = partial_b.data();
 
     const bool threaded = chunks_parallel(s, n_chunks);
+    const bool direct = conv_direct_applies(s);
 #pragma omp parallel for schedule(dynamic) if (threaded)
     for (idx q = 0; q < static_cast<idx>(n_chunks); ++q) {
         const std::size_t n0 = static_cast<std::size_t>(q) * chunk, m = std::min(chunk, s.batch - n0);
@@ -565,9 +574,13 @@ void conv2d_backward_impl(const ConvShape& s, const float* x, const float* W, co
             for (std::size_t j = 0; j < m; ++j) col2im(s, sc.col + j * n_pix, cols, dL_dx + (n0 + j) * x_stride, !threaded);
         }
         // This chunk's dL_dW (c_out, n_k) = dy (c_out, cols) * col^T (cols, n_k)
+        float* const dWq = pW + static_cast<std::size_t>(q) * n_w;
+        if (direct) {
+            conv_direct_weight_grad(s, x + n0 * x_stride, m, dy, cols, dWq);
+            continue;
+        }
         im2col_chunk(s, x, n0, m, sc.col, !threaded);
-        sgemm(false, true, c_out, n_k, cols, dy, cols, sc.col, cols, 0.0f, pW + static_cast<std::size_t>(q) * n_w,
-              n_k);
+        sgemm(false, true, c_out, n_k, cols, dy, cols, sc.col, cols, 0.0f, dWq, n_k);
     }
 
 #pragma omp parallel for schedule(static) if (n_chunks * n_w >= kParallelMin && !omp_in_parallel())
