@@ -25,24 +25,15 @@ bool cpu_has_avx2_fma() {
 }
 
 // The sample's plane with its zero border, (h_in + 2 pad_h) x (w_in + 2 pad_w): the input itself
-// without padding, else a copy in the calling thread's buffer, whose border is zeroed when the
-// shape changes and never written after.
+// without padding, else a copy into the calling thread's bordered plane.
 const float* bordered_plane(const ConvShape& s, const float* x) {
     if (s.pad_h == 0 && s.pad_w == 0) return x;
     const idx h_in = static_cast<idx>(s.h_in), w_in = static_cast<idx>(s.w_in);
     const idx ph = static_cast<idx>(s.pad_h), pw = static_cast<idx>(s.pad_w);
-    const idx wp = w_in + 2 * pw, hp = h_in + 2 * ph;
-    thread_local std::vector<float> plane;
-    thread_local idx key[4] = {-1, -1, -1, -1};
-    if (key[0] != h_in || key[1] != w_in || key[2] != ph || key[3] != pw) {
-        plane.assign(static_cast<std::size_t>(hp * wp), 0.0f);
-        key[0] = h_in;
-        key[1] = w_in;
-        key[2] = ph;
-        key[3] = pw;
-    }
-    for (idx r = 0; r < h_in; ++r) std::copy(x + r * w_in, x + (r + 1) * w_in, plane.data() + (r + ph) * wp + pw);
-    return plane.data();
+    const idx wp = w_in + 2 * pw;
+    float* plane = bordered_plane_buffer(h_in + 2 * ph, wp, ph, pw);
+    for (idx r = 0; r < h_in; ++r) std::copy(x + r * w_in, x + (r + 1) * w_in, plane + (r + ph) * wp + pw);
+    return plane;
 }
 
 // CB output channels (weights W, K = kh*kw per channel; biases b) of one sample: every output row
@@ -130,6 +121,19 @@ WeightGradTaps weight_grad_taps_for(idx g) {
 }
 
 }  // namespace
+
+float* bordered_plane_buffer(idx hp, idx wp, idx ph, idx pw) {
+    thread_local std::vector<float> plane;
+    thread_local idx key[4] = {-1, -1, -1, -1};
+    if (key[0] != hp || key[1] != wp || key[2] != ph || key[3] != pw) {
+        plane.assign(static_cast<std::size_t>(hp * wp), 0.0f);
+        key[0] = hp;
+        key[1] = wp;
+        key[2] = ph;
+        key[3] = pw;
+    }
+    return plane.data();
+}
 
 bool conv_direct_applies(const ConvShape& s) {
     return s.c_in == 1 && s.stride_h == 1 && s.stride_w == 1 && s.kh > 0 && s.kw > 0 && s.h_out() > 0 &&

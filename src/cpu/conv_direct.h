@@ -23,6 +23,12 @@
 namespace sparseprox {
 namespace cpu {
 
+// The calling thread's zero-bordered plane, hp x wp for an input padded by (ph, pw): zeroed when
+// its shape or padding changes (the same padded size with another padding has another
+// interior), after which its users write only its interior, so its border stays 0. im2col and
+// the direct kernels share it.
+float* bordered_plane_buffer(std::ptrdiff_t hp, std::ptrdiff_t wp, std::ptrdiff_t ph, std::ptrdiff_t pw);
+
 // Whether conv2d's CPU operations take the direct kernels for s on this CPU: one input channel,
 // stride 1, an output at least 16 pixels wide, and a CPU with AVX2 and FMA.
 bool conv_direct_applies(const ConvShape& s);

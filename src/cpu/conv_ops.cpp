@@ -74,22 +74,6 @@ void copy_rows(const float* __restrict src, idx src_stride, float* __restrict ds
     }
 }
 
-// im2col's zero-bordered plane on the calling thread, (h_in + 2 pad_h) x (w_in + 2 pad_w): zeroed
-// when its shape or padding changes (the same padded size with another padding has another
-// interior), after which only its interior is ever written, so its border stays 0.
-float* im2col_border(idx hp, idx wp, idx ph, idx pw) {
-    thread_local std::vector<float> plane;
-    thread_local idx key[4] = {-1, -1, -1, -1};
-    if (key[0] != hp || key[1] != wp || key[2] != ph || key[3] != pw) {
-        plane.assign(static_cast<std::size_t>(hp * wp), 0.0f);
-        key[0] = hp;
-        key[1] = wp;
-        key[2] = ph;
-        key[3] = pw;
-    }
-    return plane.data();
-}
-
 // col (c_in*kh*kw, h_out*w_out) from one sample x (c_in, h_in, w_in), rows ld floats apart. Row
 // (c, i, j) holds x[c, oy*stride_h + i - pad_h, ox*stride_w + j - pad_w] over (oy, ox); padded
 // positions are 0. With padding, each channel is first copied into a zero-bordered plane (a
@@ -113,7 +97,7 @@ void im2col(const ConvShape& s, const float* x, float* col, std::size_t ld, bool
     for (idx c = 0; c < c_in; ++c) {
         const float* plane = x + c * h_in * w_in;
         if (padded) {
-            float* b = im2col_border(hp, wp, ph, pw);
+            float* b = bordered_plane_buffer(hp, wp, ph, pw);
             copy_rows(plane, w_in, b + ph * wp + pw, wp, h_in, w_in);
             plane = b;
         }
