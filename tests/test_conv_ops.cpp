@@ -18,6 +18,7 @@
 
 #include "cpu/conv_direct.h"
 #include "cpu/conv_ops.h"
+#include "cpu/simd.h"
 #include "sparseprox/error.h"
 
 using namespace sparseprox;
@@ -789,51 +790,56 @@ TEST(MaxPoolNan, NanWinsItsWindow) {
 // the gradient goes to the first of equal maxima), infinities are ordinary values, a NaN wins
 // its window (planes holding one take the general loop), and odd sizes drop the last row and
 // column, whose gradient is 0. Inputs from {-inf, -1, -0, +0, 1, inf} tie often.
+// Two shapes: outputs 4 wide (the scalar loop), and 18 wide (with AVX2: two vectors of 8 windows
+// and a scalar tail of 2 per row).
 TEST(MaxPool2x2, KeepsTheWindowRuleBitForBit) {
-    const PoolShape s = pool_shape(3, 4, 7, 9, 2, 2, 2, 2, 0, 0);
-    const float inf = std::numeric_limits<float>::infinity();
-    const float values[] = {-inf, -1.0f, -0.0f, 0.0f, 1.0f, inf};
-    std::mt19937 rng(21);
-    std::vector<float> x(x_size(s));
-    for (auto& v : x) v = values[rng() % 6];
-    x[5 * 63 + 10] = std::numeric_limits<float>::quiet_NaN();  // plane 5, row 1, column 1: window (0, 0)
-    const auto dy = randn(y_size(s), rng);
+    for (const PoolShape& s :
+         {pool_shape(3, 4, 7, 9, 2, 2, 2, 2, 0, 0), pool_shape(2, 3, 6, 37, 2, 2, 2, 2, 0, 0)}) {
+        const float inf = std::numeric_limits<float>::infinity();
+        const float values[] = {-inf, -1.0f, -0.0f, 0.0f, 1.0f, inf};
+        std::mt19937 rng(21);
+        std::vector<float> x(x_size(s));
+        for (auto& v : x) v = values[rng() % 6];
+        // plane 5, row 1, column 1: window (0, 0)
+        x[5 * s.h_in * s.w_in + s.w_in + 1] = std::numeric_limits<float>::quiet_NaN();
+        const auto dy = randn(y_size(s), rng);
 
-    // The rule, spelled out: scan the window in row-major order; the first NaN wins, otherwise a
-    // tap wins only when strictly greater than the best so far.
-    std::vector<float> want_y(y_size(s)), want_dx(x.size(), 0.0f);
-    const std::size_t h_out = s.h_out(), w_out = s.w_out();
-    for (std::size_t p = 0; p < s.batch * s.channels; ++p)
-        for (std::size_t oy = 0; oy < h_out; ++oy)
-            for (std::size_t ox = 0; ox < w_out; ++ox) {
-                std::size_t arg = 0;
-                bool first = true;
-                for (std::size_t i = 0; i < 2; ++i)
-                    for (std::size_t j = 0; j < 2; ++j) {
-                        const std::size_t at = (p * s.h_in + 2 * oy + i) * s.w_in + 2 * ox + j;
-                        if (first || (!std::isnan(x[arg]) && (std::isnan(x[at]) || x[at] > x[arg]))) arg = at;
-                        first = false;
-                    }
-                const std::size_t o = (p * h_out + oy) * w_out + ox;
-                want_y[o] = x[arg];
-                want_dx[arg] += dy[o];
-            }
-    std::vector<float> y(y_size(s), 7.0f), dx(x.size(), 7.0f);
-    cpu::maxpool2d_forward(s, x.data(), y.data());
-    cpu::maxpool2d_backward(s, x.data(), y.data(), dy.data(), dx.data());
-    auto bits = [](float v) {
-        std::uint32_t u;
-        std::memcpy(&u, &v, sizeof u);
-        return u;
-    };
-    std::size_t signed_zeros = 0;
-    for (std::size_t i = 0; i < y.size(); ++i) {
-        ASSERT_EQ(bits(y[i]), bits(want_y[i])) << "output " << i << ": " << y[i] << " vs " << want_y[i];
-        signed_zeros += want_y[i] == 0.0f && std::signbit(want_y[i]);
+        // The rule, spelled out: scan the window in row-major order; the first NaN wins, otherwise a
+        // tap wins only when strictly greater than the best so far.
+        std::vector<float> want_y(y_size(s)), want_dx(x.size(), 0.0f);
+        const std::size_t h_out = s.h_out(), w_out = s.w_out();
+        for (std::size_t p = 0; p < s.batch * s.channels; ++p)
+            for (std::size_t oy = 0; oy < h_out; ++oy)
+                for (std::size_t ox = 0; ox < w_out; ++ox) {
+                    std::size_t arg = 0;
+                    bool first = true;
+                    for (std::size_t i = 0; i < 2; ++i)
+                        for (std::size_t j = 0; j < 2; ++j) {
+                            const std::size_t at = (p * s.h_in + 2 * oy + i) * s.w_in + 2 * ox + j;
+                            if (first || (!std::isnan(x[arg]) && (std::isnan(x[at]) || x[at] > x[arg]))) arg = at;
+                            first = false;
+                        }
+                    const std::size_t o = (p * h_out + oy) * w_out + ox;
+                    want_y[o] = x[arg];
+                    want_dx[arg] += dy[o];
+                }
+        std::vector<float> y(y_size(s), 7.0f), dx(x.size(), 7.0f);
+        cpu::maxpool2d_forward(s, x.data(), y.data());
+        cpu::maxpool2d_backward(s, x.data(), y.data(), dy.data(), dx.data());
+        auto bits = [](float v) {
+            std::uint32_t u;
+            std::memcpy(&u, &v, sizeof u);
+            return u;
+        };
+        std::size_t signed_zeros = 0;
+        for (std::size_t i = 0; i < y.size(); ++i) {
+            ASSERT_EQ(bits(y[i]), bits(want_y[i])) << "output " << i << ": " << y[i] << " vs " << want_y[i];
+            signed_zeros += want_y[i] == 0.0f && std::signbit(want_y[i]);
+        }
+        for (std::size_t i = 0; i < dx.size(); ++i) ASSERT_EQ(bits(dx[i]), bits(want_dx[i])) << "dL_dx " << i;
+        EXPECT_GT(signed_zeros, 0u);  // the data did produce -0 maxima
+        EXPECT_TRUE(std::isnan(y[5 * h_out * w_out]));
     }
-    for (std::size_t i = 0; i < dx.size(); ++i) ASSERT_EQ(bits(dx[i]), bits(want_dx[i])) << "dL_dx " << i;
-    EXPECT_GT(signed_zeros, 0u);  // the data did produce -0 maxima
-    EXPECT_TRUE(std::isnan(y[5 * 12]));
 }
 
 // Padding counts in the divisor: a corner window of a 3x3 pool with padding 1 averages 4 real
@@ -857,6 +863,7 @@ struct ConvPoolCase {
     ConvShape conv;
     std::size_t kh, kw, stride, pad;  // the max-pool over the convolution's output
     bool nan;                         // a NaN in one input: NaN planes take the general window loop
+    bool ties = false;                // small dyadic inputs and weights, no bias: windows tie often
 };
 
 PoolShape pool_of(const ConvPoolCase& c) {
@@ -883,9 +890,10 @@ TEST_P(ConvMaxPool, IsConvThenPoolBitForBit) {
     const ConvShape s = c.conv;
     const PoolShape p = pool_of(c);
     std::mt19937 rng(static_cast<unsigned>(x_size(s) * 13 + s.n_weights()));
-    auto x = randn(x_size(s), rng);
+    auto x = c.ties ? dyadic(x_size(s), rng, -2, 2, 0.5f) : randn(x_size(s), rng);
     if (c.nan) x[x.size() / 3] = std::numeric_limits<float>::quiet_NaN();
-    const auto W = randn(s.n_weights(), rng, 0.3f), b = randn(s.c_out, rng);
+    const auto W = c.ties ? dyadic(s.n_weights(), rng, -1, 1, 1.0f) : randn(s.n_weights(), rng, 0.3f);
+    const auto b = c.ties ? std::vector<float>(s.c_out, 0.0f) : randn(s.c_out, rng);
     const auto g = randn(y_size(p), rng);  // the pooled output's gradient
 
     std::vector<float> y(y_size(s)), pooled(y_size(p)), dy(y_size(s)), dW(W.size()), db(s.c_out), dx(x.size());
@@ -940,8 +948,68 @@ INSTANTIATE_TEST_SUITE_P(
         // Overlapping padded windows (the general loop), and NaN planes.
         ConvPoolCase{"pool3_stride2_pad1_b3", conv_shape(3, 2, 9, 9, 3, 3, 3, 1, 1, 1, 1), 3, 3, 2, 1, false},
         ConvPoolCase{"nan_2x2_b4", conv_shape(4, 2, 10, 10, 3, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, true},
-        ConvPoolCase{"nan_2x2_one_sample_chunks", conv_shape(2, 1, 28, 28, 2, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, true}),
+        ConvPoolCase{"nan_2x2_one_sample_chunks", conv_shape(2, 1, 28, 28, 2, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, true},
+        // Ties in most windows, pools 14 and 18 wide (with AVX2: vectors of 8 windows and a tail):
+        // the recorded winner must be the first maximum, as the separate pool's backward picks it.
+        ConvPoolCase{"ties_cnn8_block1_b2", conv_shape(2, 1, 28, 28, 3, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, false, true},
+        ConvPoolCase{"ties_2x2_18_wide_b3", conv_shape(3, 2, 12, 36, 3, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, false, true}),
     conv_pool_case_name);
+
+// The AVX2 bodies of the 2x2 max-pool (with and without winners) and of the bias gradient's sums
+// make the same comparisons and additions in the same order as the portable loops: with the
+// convolution itself through the GEMM in both (two input channels), the fused operation gives
+// the same bits either way, on data that ties often, and so does the plain pool on random data.
+TEST(CpuSimd, PoolAndBiasSumsGiveTheSameBitsWithoutAvx2) {
+    const ConvShape s = conv_shape(3, 2, 12, 36, 3, 3, 3, 1, 1, 1, 1);
+    const PoolShape p = pool_shape(3, 3, 12, 36, 2, 2, 2, 2, 0, 0);
+    std::mt19937 rng(5);
+    const auto x = dyadic(x_size(s), rng, -2, 2, 0.5f), W = dyadic(s.n_weights(), rng, -1, 1, 1.0f);
+    const std::vector<float> b(s.c_out, 0.0f);
+    const auto g = randn(y_size(p), rng), r = randn(x_size(p), rng);
+    struct Run {
+        std::vector<float> pooled, dW, db, dx, plain;
+        std::vector<std::int32_t> arg;
+    };
+    auto run = [&] {
+        Run o{std::vector<float>(y_size(p)), std::vector<float>(W.size()), std::vector<float>(s.c_out),
+              std::vector<float>(x.size()), std::vector<float>(y_size(p)), std::vector<std::int32_t>(y_size(p))};
+        cpu::conv2d_maxpool_forward(s, p, x.data(), W.data(), b.data(), o.pooled.data(), o.arg.data());
+        cpu::conv2d_maxpool_backward(s, p, x.data(), W.data(), o.arg.data(), g.data(), o.dW.data(), o.db.data(),
+                                     o.dx.data());
+        cpu::maxpool2d_forward(p, r.data(), o.plain.data());
+        return o;
+    };
+    const Run with = run();
+    cpu::avx2_allowed() = false;
+    const Run without = run();
+    cpu::avx2_allowed() = true;
+    EXPECT_TRUE(same_bits(with.pooled, without.pooled));
+    EXPECT_EQ(with.arg, without.arg);
+    EXPECT_TRUE(same_bits(with.dW, without.dW));
+    EXPECT_TRUE(same_bits(with.db, without.db));
+    EXPECT_TRUE(same_bits(with.dx, without.dx));
+    EXPECT_TRUE(same_bits(with.plain, without.plain));
+    EXPECT_TRUE(any_nonzero(with.db));
+}
+
+// Without AVX2 a one-channel convolution goes through im2col and the GEMM: it must agree with the
+// direct kernels within the rounding of a 9-term sum.
+TEST(CpuSimd, OneChannelConvolutionAgreesWithoutAvx2) {
+    const ConvShape s = conv_shape(2, 1, 28, 28, 6, 3, 3, 1, 1, 1, 1);
+    std::mt19937 rng(9);
+    const auto x = randn(x_size(s), rng), W = randn(s.n_weights(), rng, 0.5f), b = randn(s.c_out, rng);
+    const auto dy = randn(y_size(s), rng);
+    std::vector<float> y1(y_size(s)), y2(y_size(s)), dW1(W.size()), dW2(W.size()), db1(s.c_out), db2(s.c_out);
+    cpu::conv2d_forward(s, x.data(), W.data(), b.data(), y1.data());
+    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW1.data(), db1.data(), nullptr);
+    cpu::avx2_allowed() = false;
+    cpu::conv2d_forward(s, x.data(), W.data(), b.data(), y2.data());
+    cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), dW2.data(), db2.data(), nullptr);
+    cpu::avx2_allowed() = true;
+    for (std::size_t i = 0; i < y1.size(); ++i) ASSERT_NEAR(y1[i], y2[i], 1e-5f * (1.0f + std::fabs(y2[i]))) << i;
+    for (std::size_t i = 0; i < dW1.size(); ++i) ASSERT_NEAR(dW1[i], dW2[i], 1e-4f * (1.0f + std::fabs(dW2[i]))) << i;
+    EXPECT_TRUE(same_bits(db1, db2));
+}
 
 TEST(ConvMaxPoolShapes, APoolNotOverTheConvolutionsOutputThrows) {
     const ConvShape s = conv_shape(2, 1, 8, 8, 3, 3, 3, 1, 1, 1, 1);  // output (2, 3, 8, 8)

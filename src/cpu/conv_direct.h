@@ -11,9 +11,10 @@
 // output vector, no column matrix.
 //
 // The sums run in a fixed order given by the shape alone (forward: taps in row-major order, then
-// the bias; weight gradient: per sample 8 lanes over each output row's pixels, the samples of a
-// chunk in order, then the lanes pairwise), so the bits do not depend on the thread count. They
-// differ from the GEMM path's (another summation order), as OpenBLAS's own do between CPUs.
+// the bias; weight gradient: per sample and channel 8 lanes over the gradient laid out on the
+// bordered plane's width, one pass with no row ends, the samples of a chunk in order, then the
+// lanes pairwise), so the bits do not depend on the thread count. They differ from the GEMM
+// path's (another summation order), as OpenBLAS's own do between CPUs.
 #pragma once
 
 #include <cstddef>
@@ -23,10 +24,11 @@
 namespace sparseprox {
 namespace cpu {
 
-// The calling thread's zero-bordered plane, hp x wp for an input padded by (ph, pw): zeroed when
-// its shape or padding changes (the same padded size with another padding has another
-// interior), after which its users write only its interior, so its border stays 0. im2col and
-// the direct kernels share it.
+// The calling thread's zero-bordered plane, hp x wp for an input padded by (ph, pw), followed by
+// wp + 8 zeros (the direct weight gradient reads past the last row): zeroed when its shape or
+// padding changes (the same padded size with another padding has another interior), after
+// which its users write only its interior, so its border stays 0. im2col and the direct kernels
+// share it.
 float* bordered_plane_buffer(std::ptrdiff_t hp, std::ptrdiff_t wp, std::ptrdiff_t ph, std::ptrdiff_t pw);
 
 // Whether conv2d's CPU operations take the direct kernels for s on this CPU: one input channel,

@@ -31,8 +31,10 @@
 
 #include "cpu/conv_direct.h"
 #include "cpu/gemm.h"
+#include "cpu/simd.h"
 #include "sparseprox/error.h"
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -249,6 +251,40 @@ ChunkScratch chunk_scratch(const ConvShape& s, std::size_t chunk) {
     return {buffer.data(), buffer.data() + n_col};
 }
 
+// A bias gradient's sum over output planes, in double: kBiasLanes running sums, lane l taking the
+// plane's positions l, l + kBiasLanes, ... (the last n % kBiasLanes in lane 0), summed pairwise at
+// the end; 16 lanes so that the adds do not wait on each other (four chains of 4 doubles with
+// AVX2). The AVX2 and the plain loop make the same additions in the same order: the same bits.
+constexpr std::size_t kBiasLanes = 16;
+
+__attribute__((target("avx2,fma"))) std::size_t add_to_bias_lanes_avx2(double* lanes, const float* src,
+                                                                       std::size_t n) {
+    __m256d acc[4];
+    for (int v = 0; v < 4; ++v) acc[v] = _mm256_loadu_pd(lanes + 4 * v);
+    std::size_t p = 0;
+    for (; p + kBiasLanes <= n; p += kBiasLanes)
+        for (int v = 0; v < 4; ++v) acc[v] = _mm256_add_pd(acc[v], _mm256_cvtps_pd(_mm_loadu_ps(src + p + 4 * v)));
+    for (int v = 0; v < 4; ++v) _mm256_storeu_pd(lanes + 4 * v, acc[v]);
+    return p;
+}
+
+void add_to_bias_lanes(double* lanes, const float* src, std::size_t n) {
+    std::size_t p = 0;
+    if (cpu_has_avx2_fma()) {
+        p = add_to_bias_lanes_avx2(lanes, src, n);
+    } else {
+        for (; p + kBiasLanes <= n; p += kBiasLanes)
+            for (std::size_t l = 0; l < kBiasLanes; ++l) lanes[l] += src[p + l];
+    }
+    for (; p < n; ++p) lanes[0] += src[p];
+}
+
+double sum_bias_lanes(double* lanes) {
+    for (std::size_t w = kBiasLanes / 2; w > 0; w /= 2)
+        for (std::size_t l = 0; l < w; ++l) lanes[l] += lanes[l + w];
+    return lanes[0];
+}
+
 // Whether the loop over chunks is worth threading: more than one chunk and enough multiply-adds.
 // With one chunk (or one thread) the chunks run one after another and each GEMM spreads its
 // blocks over the threads instead (cpu/gemm.h): the same blocks either way, so the same bits.
@@ -326,6 +362,57 @@ bool maxpool_2x2_plane(const float* xp, float* yp, std::int32_t* argp, idx w_in,
     return nan == 0;
 }
 
+// The even and the odd floats of the 16 at p (the 2x2 windows' left and right taps of a row).
+__attribute__((target("avx2,fma"), always_inline)) inline void split_even_odd(const float* p, __m256& even,
+                                                                             __m256& odd) {
+    const __m256i evens_first = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p), evens_first);
+    const __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p + 8), evens_first);
+    even = _mm256_permute2f128_ps(lo, hi, 0x20);
+    odd = _mm256_permute2f128_ps(lo, hi, 0x31);
+}
+
+// maxpool_2x2_plane with AVX2 for outputs at least 8 wide: 8 windows at a time, the last 8 of a
+// row moved back to end at the row's end (the overlap is computed again, to the same values;
+// masked stores are slow on some CPUs). The same maxima (_mm256_max_ps(t, best) is "t > best ?
+// t : best") and the same first_max masks on vectors, so the same bits.
+template <bool kWinners>
+__attribute__((target("avx2,fma"))) bool maxpool_2x2_plane_avx2(const float* xp, float* yp, std::int32_t* argp,
+                                                                idx w_in, idx h_out, idx w_out) {
+    const __m256i lane_at = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m256i below = _mm256_set1_epi32(static_cast<int>(w_in)), one = _mm256_set1_epi32(1);
+    const __m256i below_right = _mm256_add_epi32(below, one);
+    __m256 nan = _mm256_setzero_ps();
+    for (idx oy = 0; oy < h_out; ++oy) {
+        const float* top = xp + 2 * oy * w_in;
+        const float* bottom = top + w_in;
+        for (idx ox0 = 0; ox0 < w_out; ox0 += 8) {
+            const idx ox = std::min(ox0, w_out - 8);
+            __m256 a, b, c, d;
+            split_even_odd(top + 2 * ox, a, b);
+            split_even_odd(bottom + 2 * ox, c, d);
+            nan = _mm256_or_ps(nan, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q), _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
+            const __m256 m = _mm256_max_ps(d, _mm256_max_ps(c, _mm256_max_ps(b, a)));
+            _mm256_storeu_ps(yp + oy * w_out + ox, m);
+            if constexpr (kWinners) {
+                const __m256i ea = _mm256_castps_si256(_mm256_cmp_ps(a, m, _CMP_EQ_OQ));
+                const __m256i eb = _mm256_castps_si256(_mm256_cmp_ps(b, m, _CMP_EQ_OQ));
+                const __m256i ec = _mm256_castps_si256(_mm256_cmp_ps(c, m, _CMP_EQ_OQ));
+                const __m256i ab = _mm256_or_si256(ea, eb);
+                const __m256i wb = _mm256_andnot_si256(ea, eb);
+                const __m256i wc = _mm256_andnot_si256(ab, ec);
+                const __m256i wd = _mm256_andnot_si256(_mm256_or_si256(ab, ec), _mm256_set1_epi32(-1));
+                const __m256i at = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(2 * (oy * w_in + ox))), lane_at);
+                const __m256i step = _mm256_or_si256(_mm256_and_si256(wb, one),
+                                                     _mm256_or_si256(_mm256_and_si256(wc, below),
+                                                                     _mm256_and_si256(wd, below_right)));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(argp + oy * w_out + ox), _mm256_add_epi32(at, step));
+            }
+        }
+    }
+    return _mm256_movemask_ps(nan) == 0;
+}
+
 // One plane's input gradient, every position written once (the tap that wins gets 0 + g, the
 // general loop's 0 += g, and the others 0); false when the plane holds a NaN.
 bool maxpool_2x2_plane_backward(const float* xp, const float* gp, float* dxp, idx h_in, idx w_in, idx h_out,
@@ -360,9 +447,14 @@ bool maxpool_2x2_plane_backward(const float* xp, const float* gp, float* dxp, id
 // the general window loop otherwise.
 void maxpool_plane(const PoolShape& s, const float* xp, float* yp, std::int32_t* argp = nullptr) {
     const idx w_in = static_cast<idx>(s.w_in), h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
-    if (is_pool_2x2(s) && (argp ? maxpool_2x2_plane<true>(xp, yp, argp, w_in, h_out, w_out)
-                                : maxpool_2x2_plane<false>(xp, yp, nullptr, w_in, h_out, w_out)))
-        return;
+    if (is_pool_2x2(s)) {
+        const bool done = cpu_has_avx2_fma() && w_out >= 8
+                              ? (argp ? maxpool_2x2_plane_avx2<true>(xp, yp, argp, w_in, h_out, w_out)
+                                      : maxpool_2x2_plane_avx2<false>(xp, yp, nullptr, w_in, h_out, w_out))
+                              : (argp ? maxpool_2x2_plane<true>(xp, yp, argp, w_in, h_out, w_out)
+                                      : maxpool_2x2_plane<false>(xp, yp, nullptr, w_in, h_out, w_out));
+        if (done) return;
+    }
     for (idx oy = 0; oy < h_out; ++oy)
         for (idx ox = 0; ox < w_out; ++ox) {
             const idx arg = window_argmax(xp, w_in, pool_window(s, oy, ox));
@@ -531,7 +623,7 @@ void conv2d_backward_impl(const ConvShape& s, const float* x, const float* W, co
         double* bq = pb + static_cast<std::size_t>(q) * c_out;
         const float* dy = m == 1 && !pool ? dL_dy + n0 * y_stride : sc.out;
         for (std::size_t co = 0; co < c_out; ++co) {
-            double lanes[4] = {0.0, 0.0, 0.0, 0.0};  // four sums: no wait on one add chain
+            double lanes[kBiasLanes] = {};
             for (std::size_t j = 0; j < m; ++j) {
                 // The plane's gradient: made in the scratch from the winners with a pool, else
                 // read where it lies (and copied into the scratch when the chunk has several
@@ -545,12 +637,9 @@ void conv2d_backward_impl(const ConvShape& s, const float* x, const float* W, co
                 } else if (m > 1) {
                     copy_rows(src, 0, scratch, 0, 1, static_cast<idx>(n_pix));
                 }
-                std::size_t p = 0;
-                for (; p + 4 <= n_pix; p += 4)
-                    for (std::size_t l = 0; l < 4; ++l) lanes[l] += src[p + l];
-                for (; p < n_pix; ++p) lanes[0] += src[p];
+                add_to_bias_lanes(lanes, src, n_pix);
             }
-            bq[co] = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+            bq[co] = sum_bias_lanes(lanes);
         }
         if (dL_dx) {
             // dcol (n_k, cols) = W^T (n_k, c_out) * dy (c_out, cols), scattered back per sample.
