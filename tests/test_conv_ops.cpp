@@ -960,36 +960,41 @@ INSTANTIATE_TEST_SUITE_P(
 // convolution itself through the GEMM in both (two input channels), the fused operation gives
 // the same bits either way, on data that ties often, and so does the plain pool on random data.
 TEST(CpuSimd, PoolAndBiasSumsGiveTheSameBitsWithoutAvx2) {
-    const ConvShape s = conv_shape(3, 2, 12, 36, 3, 3, 3, 1, 1, 1, 1);
-    const PoolShape p = pool_shape(3, 3, 12, 36, 2, 2, 2, 2, 0, 0);
-    std::mt19937 rng(5);
-    const auto x = dyadic(x_size(s), rng, -2, 2, 0.5f), W = dyadic(s.n_weights(), rng, -1, 1, 1.0f);
-    const std::vector<float> b(s.c_out, 0.0f);
-    const auto g = randn(y_size(p), rng), r = randn(x_size(p), rng);
-    struct Run {
-        std::vector<float> pooled, dW, db, dx, plain;
-        std::vector<std::int32_t> arg;
-    };
-    auto run = [&] {
-        Run o{std::vector<float>(y_size(p)), std::vector<float>(W.size()), std::vector<float>(s.c_out),
-              std::vector<float>(x.size()), std::vector<float>(y_size(p)), std::vector<std::int32_t>(y_size(p))};
-        cpu::conv2d_maxpool_forward(s, p, x.data(), W.data(), b.data(), o.pooled.data(), o.arg.data());
-        cpu::conv2d_maxpool_backward(s, p, x.data(), W.data(), o.arg.data(), g.data(), o.dW.data(), o.db.data(),
-                                     o.dx.data());
-        cpu::maxpool2d_forward(p, r.data(), o.plain.data());
-        return o;
-    };
-    const Run with = run();
-    cpu::avx2_allowed() = false;
-    const Run without = run();
-    cpu::avx2_allowed() = true;
-    EXPECT_TRUE(same_bits(with.pooled, without.pooled));
-    EXPECT_EQ(with.arg, without.arg);
-    EXPECT_TRUE(same_bits(with.dW, without.dW));
-    EXPECT_TRUE(same_bits(with.db, without.db));
-    EXPECT_TRUE(same_bits(with.dx, without.dx));
-    EXPECT_TRUE(same_bits(with.plain, without.plain));
-    EXPECT_TRUE(any_nonzero(with.db));
+    // Pools 18 wide (two vectors, the second moved back), 7 and 3 wide (one vector a row, the
+    // last rows' stores masked), and 3 wide from an odd 7 x 7 plane.
+    for (const ConvShape& s : {conv_shape(3, 2, 12, 36, 3, 3, 3, 1, 1, 1, 1), conv_shape(5, 2, 14, 14, 3, 3, 3, 1, 1, 1, 1),
+                               conv_shape(4, 2, 6, 6, 3, 3, 3, 1, 1, 1, 1), conv_shape(6, 3, 7, 7, 2, 3, 3, 1, 1, 1, 1)}) {
+        SCOPED_TRACE("pool " + std::to_string(s.h_out() / 2) + " x " + std::to_string(s.w_out() / 2));
+        const PoolShape p = pool_shape(s.batch, s.c_out, s.h_out(), s.w_out(), 2, 2, 2, 2, 0, 0);
+        std::mt19937 rng(5);
+        const auto x = dyadic(x_size(s), rng, -2, 2, 0.5f), W = dyadic(s.n_weights(), rng, -1, 1, 1.0f);
+        const std::vector<float> b(s.c_out, 0.0f);
+        const auto g = randn(y_size(p), rng), r = randn(x_size(p), rng);
+        struct Run {
+            std::vector<float> pooled, dW, db, dx, plain;
+            std::vector<std::int32_t> arg;
+        };
+        auto run = [&] {
+            Run o{std::vector<float>(y_size(p)), std::vector<float>(W.size()), std::vector<float>(s.c_out),
+                  std::vector<float>(x.size()), std::vector<float>(y_size(p)), std::vector<std::int32_t>(y_size(p))};
+            cpu::conv2d_maxpool_forward(s, p, x.data(), W.data(), b.data(), o.pooled.data(), o.arg.data());
+            cpu::conv2d_maxpool_backward(s, p, x.data(), W.data(), o.arg.data(), g.data(), o.dW.data(), o.db.data(),
+                                         o.dx.data());
+            cpu::maxpool2d_forward(p, r.data(), o.plain.data());
+            return o;
+        };
+        const Run with = run();
+        cpu::avx2_allowed() = false;
+        const Run without = run();
+        cpu::avx2_allowed() = true;
+        EXPECT_TRUE(same_bits(with.pooled, without.pooled));
+        EXPECT_EQ(with.arg, without.arg);
+        EXPECT_TRUE(same_bits(with.dW, without.dW));
+        EXPECT_TRUE(same_bits(with.db, without.db));
+        EXPECT_TRUE(same_bits(with.dx, without.dx));
+        EXPECT_TRUE(same_bits(with.plain, without.plain));
+        EXPECT_TRUE(any_nonzero(with.db));
+    }
 }
 
 // Without AVX2 a one-channel convolution goes through im2col and the GEMM: it must agree with the

@@ -372,28 +372,55 @@ __attribute__((target("avx2,fma"), always_inline)) inline void split_even_odd(co
     odd = _mm256_permute2f128_ps(lo, hi, 0x31);
 }
 
-// maxpool_2x2_plane with AVX2 for outputs at least 8 wide: 8 windows at a time, the last 8 of a
-// row moved back to end at the row's end (the overlap is computed again, to the same values;
-// masked stores are slow on some CPUs). The same maxima (_mm256_max_ps(t, best) is "t > best ?
-// t : best") and the same first_max masks on vectors, so the same bits.
+// The same for a row of n < 16 floats: the others read as 0 (masked loads read nothing there).
+__attribute__((target("avx2,fma"), always_inline)) inline void split_even_odd(const float* p, idx n, __m256& even,
+                                                                             __m256& odd) {
+    const __m256i evens_first = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i n_lo = _mm256_set1_epi32(static_cast<int>(n)), n_hi = _mm256_set1_epi32(static_cast<int>(n) - 8);
+    const __m256 lo = _mm256_permutevar8x32_ps(_mm256_maskload_ps(p, _mm256_cmpgt_epi32(n_lo, lane)), evens_first);
+    const __m256 hi =
+        _mm256_permutevar8x32_ps(_mm256_maskload_ps(p + 8, _mm256_cmpgt_epi32(n_hi, lane)), evens_first);
+    even = _mm256_permute2f128_ps(lo, hi, 0x20);
+    odd = _mm256_permute2f128_ps(lo, hi, 0x31);
+}
+
+// maxpool_2x2_plane with AVX2, 8 windows at a time. Rows of 8 or more windows: the last 8 of a
+// row moved back to end at the row's end (the overlap is computed again, to the same values).
+// Shorter rows (cnn8's 7 and 3, lenet5's 4): one vector per row from masked loads, stored whole
+// (its extra lanes land in the next rows, which are written after it) except where that would
+// pass the plane's end (masked stores there: they are slow on some CPUs). The same maxima
+// (_mm256_max_ps(t, best) is "t > best ? t : best") and the same first_max masks as the scalar
+// loop, on vectors: the same bits.
 template <bool kWinners>
 __attribute__((target("avx2,fma"))) bool maxpool_2x2_plane_avx2(const float* xp, float* yp, std::int32_t* argp,
                                                                 idx w_in, idx h_out, idx w_out) {
-    const __m256i lane_at = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i lane_at = _mm256_add_epi32(lane, lane);
     const __m256i below = _mm256_set1_epi32(static_cast<int>(w_in)), one = _mm256_set1_epi32(1);
     const __m256i below_right = _mm256_add_epi32(below, one);
+    const __m256i keep_row = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(w_out)), lane);
+    const bool short_rows = w_out < 8;
     __m256 nan = _mm256_setzero_ps();
     for (idx oy = 0; oy < h_out; ++oy) {
         const float* top = xp + 2 * oy * w_in;
         const float* bottom = top + w_in;
         for (idx ox0 = 0; ox0 < w_out; ox0 += 8) {
-            const idx ox = std::min(ox0, w_out - 8);
+            const idx ox = short_rows ? 0 : std::min(ox0, w_out - 8);
             __m256 a, b, c, d;
-            split_even_odd(top + 2 * ox, a, b);
-            split_even_odd(bottom + 2 * ox, c, d);
+            if (short_rows) {
+                split_even_odd(top, 2 * w_out, a, b);
+                split_even_odd(bottom, 2 * w_out, c, d);
+            } else {
+                split_even_odd(top + 2 * ox, a, b);
+                split_even_odd(bottom + 2 * ox, c, d);
+            }
             nan = _mm256_or_ps(nan, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q), _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
             const __m256 m = _mm256_max_ps(d, _mm256_max_ps(c, _mm256_max_ps(b, a)));
-            _mm256_storeu_ps(yp + oy * w_out + ox, m);
+            const idx at_out = oy * w_out + ox;
+            const bool whole = !short_rows || at_out + 8 <= h_out * w_out;
+            if (whole) _mm256_storeu_ps(yp + at_out, m);
+            else _mm256_maskstore_ps(yp + at_out, keep_row, m);
             if constexpr (kWinners) {
                 const __m256i ea = _mm256_castps_si256(_mm256_cmp_ps(a, m, _CMP_EQ_OQ));
                 const __m256i eb = _mm256_castps_si256(_mm256_cmp_ps(b, m, _CMP_EQ_OQ));
@@ -406,7 +433,9 @@ __attribute__((target("avx2,fma"))) bool maxpool_2x2_plane_avx2(const float* xp,
                 const __m256i step = _mm256_or_si256(_mm256_and_si256(wb, one),
                                                      _mm256_or_si256(_mm256_and_si256(wc, below),
                                                                      _mm256_and_si256(wd, below_right)));
-                _mm256_storeu_si256(reinterpret_cast<__m256i*>(argp + oy * w_out + ox), _mm256_add_epi32(at, step));
+                const __m256i arg = _mm256_add_epi32(at, step);
+                if (whole) _mm256_storeu_si256(reinterpret_cast<__m256i*>(argp + at_out), arg);
+                else _mm256_maskstore_epi32(argp + at_out, keep_row, arg);
             }
         }
     }
@@ -448,7 +477,7 @@ bool maxpool_2x2_plane_backward(const float* xp, const float* gp, float* dxp, id
 void maxpool_plane(const PoolShape& s, const float* xp, float* yp, std::int32_t* argp = nullptr) {
     const idx w_in = static_cast<idx>(s.w_in), h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
     if (is_pool_2x2(s)) {
-        const bool done = cpu_has_avx2_fma() && w_out >= 8
+        const bool done = cpu_has_avx2_fma()
                               ? (argp ? maxpool_2x2_plane_avx2<true>(xp, yp, argp, w_in, h_out, w_out)
                                       : maxpool_2x2_plane_avx2<false>(xp, yp, nullptr, w_in, h_out, w_out))
                               : (argp ? maxpool_2x2_plane<true>(xp, yp, argp, w_in, h_out, w_out)
