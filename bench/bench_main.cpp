@@ -329,6 +329,7 @@ double gemm_floor_seconds(const ModelSpec& spec, std::size_t batch, int repeats)
     struct Product {
         bool ta, tb;
         std::size_t m, n, k;
+        cpu::GemmLibrary library = cpu::GemmLibrary::openblas;  // the step's own for each layer kind
     };
     struct Group {
         std::size_t copies = 1;  // conv: chunks, run in parallel, each product at one thread
@@ -339,9 +340,10 @@ double gemm_floor_seconds(const ModelSpec& spec, std::size_t batch, int repeats)
     for (const LayerSpec& l : spec.layers) {
         Group g;
         if (l.kind == LayerKind::dense) {
-            g.products.push_back({false, true, batch, l.n_out, l.n_in});  // Y = X W^T
-            g.products.push_back({true, false, l.n_out, l.n_in, batch});  // dW = dY^T X
-            if (!first) g.products.push_back({false, false, batch, l.n_in, l.n_out});  // dX = dY W
+            const cpu::GemmLibrary lib = cpu::dense_gemm_library();
+            g.products.push_back({false, true, batch, l.n_out, l.n_in, lib});  // Y = X W^T
+            g.products.push_back({true, false, l.n_out, l.n_in, batch, lib});  // dW = dY^T X
+            if (!first) g.products.push_back({false, false, batch, l.n_in, l.n_out, lib});  // dX = dY W
         } else if (l.kind == LayerKind::conv2d) {
             const ConvShape cs = conv_shape(l, batch);
             const std::size_t chunk = cpu::chunk_samples(cs), K = l.fan_in(), c_out = cs.c_out;
@@ -373,7 +375,7 @@ double gemm_floor_seconds(const ModelSpec& spec, std::size_t batch, int repeats)
     omp_set_num_threads(num_threads());  // the backend's next operation sets its own count again
     auto run = [&](const Product& p, float* out) {
         cpu::sgemm(p.ta, p.tb, p.m, p.n, p.k, A.data(), p.ta ? p.m : p.k, B.data(), p.tb ? p.k : p.n, 0.0f, out,
-                   p.n);
+                   p.n, nullptr, false, {}, p.library);
     };
     double best = std::numeric_limits<double>::infinity();
     for (int r = 0; r < repeats + 1; ++r) {
@@ -719,6 +721,8 @@ int main(int argc, char** argv) {
                           {"logical_cpus", std::thread::hardware_concurrency()},
                           {"threads", describe_threads()},
                           {"num_threads", num_threads()},
+                          {"dense_gemm", cpu::describe_gemm_library(cpu::dense_gemm_library())},
+                          {"conv_gemm", cpu::describe_gemm_library(cpu::GemmLibrary::openblas)},
                           {"load_average_before", load_average()}};
         out["devices"] = json::array();
         std::printf("SparseProx %s benchmark%s\n", version(), opt.quick ? " (quick)" : "");
@@ -728,6 +732,9 @@ int main(int argc, char** argv) {
             std::printf("  device %s\n", desc.c_str());
         }
         if (!have_cuda) std::printf("  cuda: skipped (%s)\n", no_cuda_why.c_str());
+        std::printf("  cpu products: dense layers %s, convolutions %s\n",
+                    out["machine"]["dense_gemm"].get<std::string>().c_str(),
+                    out["machine"]["conv_gemm"].get<std::string>().c_str());
 
         if (opt.cpu && (opt.prox || opt.training)) {
             out["cpu_peaks"] = cpu_peaks(std::min(opt.repeats, 10));

@@ -18,7 +18,7 @@ esac
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${SPARSEPROX_BUILD_DIR:-$root/build}
 
-packages=(cmake ninja-build g++ pkg-config libopenblas-dev zlib1g-dev nlohmann-json3-dev libeigen3-dev libcli11-dev libgtest-dev)
+packages=(cmake ninja-build g++ pkg-config libopenblas-dev libdnnl-dev zlib1g-dev nlohmann-json3-dev libeigen3-dev libcli11-dev libgtest-dev)
 # The test mode adds Python (the module's tests) and OpenMPI (the data-parallel tests run
 # `mpirun -np 2`; README, "Distributed training").
 if [ "$mode" = test ]; then packages+=(python3 python3-venv python3-dev openmpi-bin libopenmpi-dev); fi

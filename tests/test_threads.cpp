@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
+#include <random>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -161,6 +163,46 @@ TEST_F(Threads, GemmBlocksDependOnTheShapeOnly) {
     EXPECT_EQ(cpu::gemm_blocks(1000, 1, 64), 1u);    // 64k multiply-adds
     set_num_threads(1);
     EXPECT_EQ(cpu::gemm_blocks(1000, 128, 128), std::min<std::size_t>(cpu::available_cores(), 62));
+}
+
+// The dense layers' products go through oneDNN in a build with it (OpenBLAS otherwise): both
+// libraries give the product within float rounding, bias and activation epilogue included, on
+// the Mackey-Glass and lenet300100 shapes (split into blocks over the cores) and a small one.
+TEST_F(Threads, DenseProductsAgreeBetweenTheGemmLibraries) {
+#if SPARSEPROX_WITH_ONEDNN
+    EXPECT_EQ(cpu::dense_gemm_library(), cpu::GemmLibrary::onednn);
+    EXPECT_EQ(cpu::describe_gemm_library(cpu::GemmLibrary::onednn).rfind("oneDNN ", 0), 0u);
+#else
+    EXPECT_EQ(cpu::dense_gemm_library(), cpu::GemmLibrary::openblas);
+#endif
+    EXPECT_EQ(cpu::describe_gemm_library(cpu::GemmLibrary::openblas).rfind("OpenBLAS ", 0), 0u);
+    struct Shape {
+        bool ta, tb;
+        std::size_t m, n, k;
+    };
+    for (const Shape& sh : {Shape{false, true, 1000, 128, 128}, Shape{true, false, 128, 128, 1000},
+                            Shape{false, false, 1000, 128, 64}, Shape{false, true, 128, 300, 784}, Shape{false, true, 5, 3, 7}}) {
+        std::mt19937 rng(static_cast<unsigned>(sh.m * 7 + sh.n));
+        std::normal_distribution<float> nd;
+        std::vector<float> A(sh.m * sh.k), B(sh.k * sh.n), bias(sh.n);
+        for (auto& v : A) v = nd(rng);
+        for (auto& v : B) v = nd(rng);
+        for (auto& v : bias) v = nd(rng);
+        cpu::Epilogue relu;
+        relu.act = Activation::relu;
+        std::vector<std::vector<float>> out;
+        for (cpu::GemmLibrary lib : {cpu::GemmLibrary::openblas, cpu::GemmLibrary::onednn}) {
+            std::vector<float> C(sh.m * sh.n, 7.0f);
+            cpu::sgemm(sh.ta, sh.tb, sh.m, sh.n, sh.k, A.data(), sh.ta ? sh.m : sh.k, B.data(), sh.tb ? sh.k : sh.n, 0.0f,
+                       C.data(), sh.n, bias.data(), false, relu, lib);
+            out.push_back(C);
+        }
+        // |error| of a k-term sum of products of normals: well under 1e-5 * (|c| + sqrt(k)).
+        const float tol = 1e-5f * std::sqrt(static_cast<float>(sh.k));
+        for (std::size_t i = 0; i < out[0].size(); ++i)
+            ASSERT_NEAR(out[0][i], out[1][i], tol * (1.0f + std::fabs(out[0][i]))) << "element " << i << " of " << sh.m << " x " << sh.n;
+        EXPECT_GT(std::count_if(out[0].begin(), out[0].end(), [](float v) { return v > 0.0f; }), 0);
+    }
 }
 
 // Whole runs at 1, 2 and 3 threads and automatic give the same parameters, bit for bit: dense

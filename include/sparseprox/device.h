@@ -26,7 +26,7 @@ SPARSEPROX_API bool cuda_compiled();
 // Number of usable CUDA devices (0 when none, the driver is missing or CUDA was not compiled in).
 SPARSEPROX_API int cuda_device_count();
 
-// A one-line description: "cpu (2 threads, OpenBLAS)" or "cuda:0 (NVIDIA H200, sm_90)".
+// A one-line description: "cpu (2 threads, OpenBLAS; dense layers oneDNN)" or "cuda:0 (NVIDIA H200, sm_90)".
 SPARSEPROX_API std::string describe_device(const Device& device);
 
 }  // namespace sparseprox

@@ -924,7 +924,7 @@ NB_MODULE(_sparseprox, m) {
     m.def("cuda_device_count", &sp::cuda_device_count,
           "Usable CUDA devices (0 without a GPU, a driver, or a CUDA build).");
     m.def("describe_device", [](const std::string& d) { return sp::describe_device(sp::parse_device(d)); }, "device"_a,
-          "A one-line description of a device: 'cpu (2 threads, OpenBLAS)' or 'cuda:0 (NVIDIA H200, sm_90)'.");
+          "A one-line description of a device: 'cpu (2 threads, OpenBLAS; dense layers oneDNN)' or 'cuda:0 (NVIDIA H200, sm_90)'.");
     m.def("preset_names", &sp::ModelSpec::preset_names, "The model presets: cnn8, lenet5, lenet300100.");
 
     nb::class_<LayerView>(m, "Layer", "A weight layer (dense or conv2d) of a Model; weight and bias are views.")

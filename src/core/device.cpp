@@ -1,10 +1,10 @@
 #include "sparseprox/device.h"
 
-
 #include <cstdio>
 #include <mutex>
 
 #include "core/cuda_plugin.h"
+#include "cpu/gemm.h"
 #include "sparseprox/error.h"
 #include "sparseprox/threads.h"
 #include "sparseprox/version.h"
@@ -69,9 +69,19 @@ Device parse_device(const std::string& text) {
     return {DeviceKind::cuda, index};
 }
 
+namespace {
+
+// "OpenBLAS", or "OpenBLAS; dense layers oneDNN" in a build with oneDNN (cpu/gemm.h).
+std::string cpu_products_text() {
+    if (cpu::dense_gemm_library() == cpu::GemmLibrary::openblas) return "OpenBLAS";
+    return "OpenBLAS; dense layers oneDNN";
+}
+
+}  // namespace
+
 std::string describe_device(const Device& device) {
     if (device.kind == DeviceKind::cpu)
-        return "cpu (" + describe_threads() + ", OpenBLAS)";
+        return "cpu (" + describe_threads() + ", " + cpu_products_text() + ")";
     std::string why;
     const detail::CudaPlugin* p = detail::cuda_plugin(&why);
     if (!p) throw Error("device '" + device.to_string() + "': " + why);

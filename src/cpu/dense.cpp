@@ -1,5 +1,6 @@
-// The dense layer on the CPU: the products through cpu::sgemm (OpenBLAS per block, the blocks
-// over the backend's threads), the bias written into each output block just before its product.
+// The dense layer on the CPU: the products through cpu::sgemm (oneDNN's sgemm per block in a build
+// with oneDNN, else OpenBLAS's; the blocks over the backend's threads), the bias written into each
+// output block just before its product.
 //
 // Napkin math per step of a layer (batch B, n_in I, n_out O): forward 2*B*I*O FLOPs over
 // 4*(B*I + I*O + B*O) bytes, backward twice the FLOPs; at B = 128 and I, O >= 100 that is
@@ -20,7 +21,7 @@ void dense_forward(const float* x, const float* W, const float* b, float* y, std
     // y (batch, n_out) = act(b + x (batch, n_in) * W^T (n_in, n_out))
     Epilogue e;
     e.act = act;
-    sgemm(false, true, batch, n_out, n_in, x, n_in, W, n_in, 1.0f, y, n_out, b, false, e);
+    sgemm(false, true, batch, n_out, n_in, x, n_in, W, n_in, 1.0f, y, n_out, b, false, e, dense_gemm_library());
 }
 
 void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db,
@@ -33,7 +34,8 @@ void dense_backward(const float* x, const float* W, const float* dL_dy, float* d
         return;
     }
     // dL_dW (n_out, n_in) = dL_dy^T (n_out, batch) * x (batch, n_in)
-    sgemm(true, false, n_out, n_in, batch, dL_dy, n_out, x, n_in, 0.0f, dL_dW, n_in);
+    sgemm(true, false, n_out, n_in, batch, dL_dy, n_out, x, n_in, 0.0f, dL_dW, n_in, nullptr, false, {},
+          dense_gemm_library());
     // Column sums, rows in order (kernels/dense.cu's order): column blocks over the threads.
     constexpr std::size_t kColumns = 64;
     const std::size_t n_blocks = (n_out + kColumns - 1) / kColumns;
@@ -54,7 +56,8 @@ void dense_backward(const float* x, const float* W, const float* dL_dy, float* d
         e.act = act;
         e.x = act_x;
         e.y = act_y;
-        sgemm(false, false, batch, n_in, n_out, dL_dy, n_out, W, n_in, 0.0f, dL_dx, n_in, nullptr, false, e);
+        sgemm(false, false, batch, n_in, n_out, dL_dy, n_out, W, n_in, 0.0f, dL_dx, n_in, nullptr, false, e,
+              dense_gemm_library());
     }
 }
 

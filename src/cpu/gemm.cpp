@@ -1,4 +1,4 @@
-// Blocked sgemm over the backend's threads (cpu/gemm.h).
+// Blocked sgemm over the backend's threads (cpu/gemm.h), each block through OpenBLAS or oneDNN.
 //
 // Block sizes: at least kMinSide rows or columns and kMinMacs multiply-adds per block, so a
 // block keeps OpenBLAS's micro-kernel busy (its tiles are 16 x 4 to 8 on AVX2) and the fork
@@ -9,9 +9,13 @@
 
 #include <cblas.h>
 #include <omp.h>
+#if SPARSEPROX_WITH_ONEDNN
+#include <dnnl.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
+#include <sstream>
 
 #include "cpu/activation.h"
 #include "cpu/parallel.h"
@@ -32,7 +36,60 @@ void fill_bias(float* C, std::size_t ldc, std::size_t rows, std::size_t cols, co
     }
 }
 
+// One block's product at one thread (the blocks are the parallelism) through `library`.
+void block_product(GemmLibrary library, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::size_t rows, std::size_t cols,
+                   std::size_t k, const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta,
+                   float* c, std::size_t ldc) {
+#if SPARSEPROX_WITH_ONEDNN
+    if (library == GemmLibrary::onednn) {
+        // oneDNN threads its sgemm over omp_get_max_threads(): one here, the team's count restored
+        // after (on the calling thread's own setting, so other threads are not touched).
+        const int team = omp_get_max_threads();
+        omp_set_num_threads(1);
+        const dnnl_status_t status =
+            dnnl_sgemm(ta == CblasTrans ? 'T' : 'N', tb == CblasTrans ? 'T' : 'N', static_cast<dnnl_dim_t>(rows),
+                       static_cast<dnnl_dim_t>(cols), static_cast<dnnl_dim_t>(k), 1.0f, a, static_cast<dnnl_dim_t>(lda),
+                       b, static_cast<dnnl_dim_t>(ldb), beta, c, static_cast<dnnl_dim_t>(ldc));
+        omp_set_num_threads(team);
+        if (status == dnnl_success) return;
+        // Only arguments it rejects fail (none here: the shapes are checked by the callers); the
+        // same product from OpenBLAS then, rather than an exception inside a parallel loop.
+    }
+#else
+    (void)library;
+#endif
+    cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(rows), static_cast<int>(cols), static_cast<int>(k), 1.0f, a,
+                static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+}
+
 }  // namespace
+
+GemmLibrary dense_gemm_library() {
+#if SPARSEPROX_WITH_ONEDNN
+    return GemmLibrary::onednn;
+#else
+    return GemmLibrary::openblas;
+#endif
+}
+
+std::string describe_gemm_library(GemmLibrary library) {
+    std::ostringstream out;
+#if SPARSEPROX_WITH_ONEDNN
+    if (library == GemmLibrary::onednn) {
+        const dnnl_version_t* v = dnnl_version();
+        out << "oneDNN " << v->major << "." << v->minor << "." << v->patch;
+        return out.str();
+    }
+#else
+    (void)library;
+#endif
+    // "OpenBLAS 0.3.21 DYNAMIC_ARCH ...": the name and the version.
+    std::istringstream config(openblas_get_config());
+    std::string name, version;
+    config >> name >> version;
+    out << name << " " << version;
+    return out.str();
+}
 
 std::size_t gemm_blocks(std::size_t m, std::size_t n, std::size_t k) {
     const std::size_t side = std::max(m, n);
@@ -43,7 +100,7 @@ std::size_t gemm_blocks(std::size_t m, std::size_t n, std::size_t k) {
 
 void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* A, std::size_t lda,
            const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc, const float* bias, bool bias_rows,
-           const Epilogue& epilogue) {
+           const Epilogue& epilogue, GemmLibrary library) {
     if (m == 0 || n == 0) return;
     if (bias) beta = 1.0f;
     const std::size_t blocks = gemm_blocks(m, n, k);
@@ -99,8 +156,7 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
             finish(c, rows, cols);
             return;
         }
-        cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(rows), static_cast<int>(cols), static_cast<int>(k), 1.0f,
-                    a, static_cast<int>(lda), bb, static_cast<int>(ldb), call_beta, c, static_cast<int>(ldc));
+        block_product(library, ta, tb, rows, cols, k, a, lda, bb, ldb, call_beta, c, ldc);
         finish(c, rows, cols);
     };
     if (blocks == 1) {

@@ -1,15 +1,16 @@
 // Row-major sgemm on the CPU backend's threads: C (m, n) = op(A) (m, k) * op(B) (k, n) + beta * C,
-// cut into blocks along m or n, one OpenBLAS call (at one thread) per block, the blocks shared
-// over the OpenMP team. An optional bias is written into C just before its block's product
+// cut into blocks along m or n, one OpenBLAS (or oneDNN) call at one thread per block, the blocks
+// shared over the OpenMP team. An optional bias is written into C just before its block's product
 // (beta = 1 then), while the block is in cache.
 //
 // The blocks depend only on the shape and on available_cores() (a property of the machine,
 // read once), never on the thread count in force, so every element is computed by the same
 // call with the same operands at any thread count: the result is the same bits whatever the
-// tuner chooses (OpenBLAS's order inside one call depends only on that call's shape).
+// tuner chooses (the library's order inside one call depends only on that call's shape).
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 #include "sparseprox/model.h"
 
@@ -28,9 +29,20 @@ struct Epilogue {
     const float* y = nullptr;
 };
 
+// The library that computes each block's product. oneDNN's sgemm (a build with oneDNN) runs the
+// dense layers' products, OpenBLAS the convolutions' (oneDNN was faster on the first and slower
+// on the second in the measured steps: bench/README.md).
+enum class GemmLibrary { openblas, onednn };
+
+// oneDNN where the build has it, else OpenBLAS.
+GemmLibrary dense_gemm_library();
+
+// "OpenBLAS 0.3.21" or "oneDNN 2.6.3": the library dense_gemm_library() names, for reports.
+std::string describe_gemm_library(GemmLibrary library);
+
 void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* A, std::size_t lda,
            const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc, const float* bias = nullptr,
-           bool bias_rows = false, const Epilogue& epilogue = {});
+           bool bias_rows = false, const Epilogue& epilogue = {}, GemmLibrary library = GemmLibrary::openblas);
 
 // How many blocks sgemm cuts an (m, n, k) product into (exposed for the tests).
 std::size_t gemm_blocks(std::size_t m, std::size_t n, std::size_t k);
