@@ -51,6 +51,7 @@
 #include "core/atomic_file.h"
 #include "core/backend.h"
 #include "core/layer_shapes.h"
+#include "cpu/conv_direct.h"
 #include "cpu/conv_ops.h"
 #include "cpu/gemm.h"
 #include "sparseprox/sparseprox.h"
@@ -349,13 +350,16 @@ double gemm_floor_seconds(const ModelSpec& spec, std::size_t batch, int repeats)
             const std::size_t chunk = cpu::chunk_samples(cs), K = l.fan_in(), c_out = cs.c_out;
             const std::size_t cols = chunk * cs.h_out() * cs.w_out();
             g.copies = (batch + chunk - 1) / chunk;
-            g.products.push_back({false, false, c_out, cols, K});  // Y = W col
-            g.products.push_back({false, true, c_out, K, cols});   // dW = dY col^T
+            // A layer the direct kernels take (cpu/conv_direct.h) has no GEMM for these two.
+            if (!cpu::conv_direct_applies(cs)) {
+                g.products.push_back({false, false, c_out, cols, K});  // Y = W col
+                g.products.push_back({false, true, c_out, K, cols});   // dW = dY col^T
+            }
             if (!first) g.products.push_back({true, false, K, cols, c_out});  // dcol = W^T dY
         } else {
             continue;
         }
-        groups.push_back(g);
+        if (!g.products.empty()) groups.push_back(g);
         first = false;
     }
     std::size_t a = 1, b = 1, c = 1, copies = 1;

@@ -149,7 +149,8 @@ void conv_direct_weight_grad(const ConvShape& s, const float* x, std::size_t m, 
     const idx c_out = static_cast<idx>(s.c_out), n_pix = h_out * w_out;
     const idx n = (h_out * wp + 7) / 8 * 8;  // the gradient on the plane's width, in whole vectors
     const std::size_t x_plane = s.h_in * s.w_in;
-    std::vector<idx> off(static_cast<std::size_t>(K));
+    thread_local std::vector<idx> off;  // each tap's offset in the bordered plane (kept: no allocation per chunk)
+    off.resize(static_cast<std::size_t>(K));
     for (idx i = 0; i < kh; ++i)
         for (idx j = 0; j < kw; ++j) off[static_cast<std::size_t>(i * kw + j)] = i * wp + j;
     const idx passes = (K + kMaxTaps - 1) / kMaxTaps;  // taps split evenly: 9 in one, 25 as 8 + 8 + 9
