@@ -17,6 +17,7 @@
 #include <omp.h>
 
 #include "cpu/conv_direct.h"
+#include "cpu/conv_winograd.h"
 #include "cpu/conv_ops.h"
 #include "cpu/simd.h"
 #include "sparseprox/error.h"
@@ -298,6 +299,15 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{"k5_same_28x28_b2", conv_shape(2, 1, 28, 28, 8, 5, 5, 1, 1, 2, 2)},
         // Several chunks of samples and a short last one (7x7 outputs: 16 samples per chunk).
         ConvCase{"k3_same_7x7_b37_chunks", conv_shape(37, 3, 7, 7, 4, 3, 3, 1, 1, 1, 1)},
+        // Winograd F(2x2, 3x3) (3x3, stride 1, several input channels): odd and even output
+        // sizes, no padding and padding 2, rows of more than 8 tiles (17 and 36 wide), and a
+        // sample per chunk on a large plane.
+        ConvCase{"winograd_pad0_odd_b3", conv_shape(3, 4, 9, 10, 5, 3, 3, 1, 1, 0, 0)},
+        ConvCase{"winograd_pad2_b2", conv_shape(2, 3, 6, 5, 4, 3, 3, 1, 1, 2, 2)},
+        ConvCase{"winograd_17_wide_b2", conv_shape(2, 2, 5, 17, 3, 3, 3, 1, 1, 1, 1)},
+        ConvCase{"winograd_36_wide_b3", conv_shape(3, 2, 12, 36, 3, 3, 3, 1, 1, 1, 1)},
+        ConvCase{"winograd_2x1_output_b2", conv_shape(2, 3, 2, 1, 2, 3, 3, 1, 1, 1, 1)},
+        ConvCase{"winograd_40x40_b1", conv_shape(1, 2, 40, 40, 3, 3, 3, 1, 1, 1, 1)},
         ConvCase{"k2_stride2_9x9_b23_chunks", conv_shape(23, 2, 9, 9, 3, 2, 2, 2, 2, 0, 0)},
         // Output widths 8 and 14 (with 7 above: the run widths im2col copies with loops of their own).
         ConvCase{"k5_no_pad_12x12_b2", conv_shape(2, 3, 12, 12, 4, 5, 5, 1, 1, 0, 0)},
@@ -346,7 +356,10 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{"k1_pointwise_b1", conv_shape(1, 3, 5, 7, 4, 1, 1, 1, 1, 0, 0)},
                       ConvCase{"k1_stride2_b1", conv_shape(1, 3, 7, 5, 2, 1, 1, 2, 2, 0, 0)},
                       ConvCase{"k3_stride2_pad1_b3", conv_shape(3, 2, 7, 9, 2, 3, 3, 2, 2, 1, 1)},
-                      ConvCase{"k1_pointwise_b3", conv_shape(3, 2, 3, 5, 3, 1, 1, 1, 1, 0, 0)}),
+                      ConvCase{"k1_pointwise_b3", conv_shape(3, 2, 3, 5, 3, 1, 1, 1, 1, 0, 0)},
+                      ConvCase{"winograd_pad0_odd_b2", conv_shape(2, 2, 6, 7, 3, 3, 3, 1, 1, 0, 0)},
+                      ConvCase{"winograd_pad2_b1", conv_shape(1, 2, 4, 3, 2, 3, 3, 1, 1, 2, 2)},
+                      ConvCase{"winograd_17_wide_b1", conv_shape(1, 2, 3, 17, 2, 3, 3, 1, 1, 1, 1)}),
     conv_case_name);
 
 // With accumulate, dL_dW and dL_db add to what is there (two steps: dy1 then dy2 must equal one
@@ -518,6 +531,9 @@ INSTANTIATE_TEST_SUITE_P(
                       // Outputs 14 and 8 wide: col2im's fixed-width rows for 3x3 and 5x5 kernels
                       // (7 wide is the 7x7 case above).
                       ConvCase{"k3_same_14x14_b2", conv_shape(2, 3, 14, 14, 4, 3, 3, 1, 1, 1, 1)},
+                      ConvCase{"winograd_pad0_odd_b3", conv_shape(3, 4, 9, 10, 5, 3, 3, 1, 1, 0, 0)},
+                      ConvCase{"winograd_36_wide_b3", conv_shape(3, 2, 12, 36, 3, 3, 3, 1, 1, 1, 1)},
+                      ConvCase{"winograd_pad2_b2", conv_shape(2, 3, 6, 5, 4, 3, 3, 1, 1, 2, 2)},
                       ConvCase{"k5_no_pad_12x12_b2", conv_shape(2, 3, 12, 12, 4, 5, 5, 1, 1, 0, 0)},
                       // One input channel: the direct weight gradient (cpu/conv_direct.h), taps in
                       // passes of up to 12 (9 and 12 in one, 25 as 8 + 8 + 9), rows with masked
@@ -538,15 +554,34 @@ TEST(ConvDirect, TakesOneChannelStrideOneLayersOnAvx2) {
     EXPECT_FALSE(cpu::conv_direct_applies(conv_shape(1, 1, 5, 17, 4, 3, 3, 1, 1, 0, 0)));         // 15 wide
 }
 
+// Winograd's F(2x2, 3x3) takes the 3x3 stride-1 layers with several input channels (cnn8's second
+// and third), on any CPU; not one-channel layers (the direct kernels or im2col), other kernels or
+// strides.
+TEST(ConvWinograd, TakesThreeByThreeStrideOneLayers) {
+    EXPECT_TRUE(cpu::conv_winograd_applies(conv_shape(128, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1)));
+    EXPECT_TRUE(cpu::conv_winograd_applies(conv_shape(128, 64, 7, 7, 128, 3, 3, 1, 1, 1, 1)));
+    EXPECT_TRUE(cpu::conv_winograd_applies(conv_shape(1, 2, 5, 5, 1, 3, 3, 1, 1, 0, 0)));
+    EXPECT_FALSE(cpu::conv_winograd_applies(conv_shape(128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1)));  // 1 channel
+    EXPECT_FALSE(cpu::conv_winograd_applies(conv_shape(1, 4, 14, 14, 4, 3, 3, 2, 2, 1, 1)));     // stride 2
+    EXPECT_FALSE(cpu::conv_winograd_applies(conv_shape(1, 20, 12, 12, 50, 5, 5, 1, 1, 0, 0)));   // 5x5
+    EXPECT_FALSE(cpu::conv_winograd_applies(conv_shape(1, 4, 1, 1, 4, 3, 3, 1, 1, 0, 0)));       // no output
+    // A chunk is a power of two of samples, at most 256 tiles: 4 at 14x14 (49 tiles each), 16 at 7x7
+    // (16 each), at most the batch.
+    EXPECT_EQ(cpu::winograd_chunk_samples(conv_shape(128, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1)), 4u);
+    EXPECT_EQ(cpu::winograd_chunk_samples(conv_shape(128, 64, 7, 7, 128, 3, 3, 1, 1, 1, 1)), 16u);
+    EXPECT_EQ(cpu::winograd_chunk_samples(conv_shape(3, 64, 7, 7, 128, 3, 3, 1, 1, 1, 1)), 3u);
+}
+
 // The chunks of a batch spread over the threads (and, for a single chunk, the blocks of its
 // GEMMs): forward and backward must give the same bits at 1, 2 and 3 threads. The first shape
 // has 3 chunks (16, 16, 5) and enough work for the threaded loop over chunks; the second is one
-// chunk of 3 samples (4 fit at 16x16), whose GEMMs, im2col and col2im spread over the threads;
-// the third has one input channel (the direct kernels), a sample per chunk.
+// chunk of 3 samples (4 fit at 16x16), whose GEMMs and transforms spread over the threads (both
+// are Winograd layers); the third has one input channel (the direct kernels), a sample per
+// chunk; the fourth is 5x5 (im2col and col2im), one chunk of 3.
 TEST(ConvThreads, SameBitsAtAnyThreadCount) {
     for (const ConvShape& s :
          {conv_shape(37, 8, 7, 7, 16, 3, 3, 1, 1, 1, 1), conv_shape(3, 8, 16, 16, 16, 3, 3, 1, 1, 1, 1),
-          conv_shape(9, 1, 28, 28, 8, 3, 3, 1, 1, 1, 1)}) {
+          conv_shape(9, 1, 28, 28, 8, 3, 3, 1, 1, 1, 1), conv_shape(3, 8, 12, 12, 16, 5, 5, 1, 1, 2, 2)}) {
         std::mt19937 rng(11);
         const auto x = randn(x_size(s), rng), W = randn(s.n_weights(), rng, 0.2f), b = randn(s.c_out, rng);
         const auto dy = randn(y_size(s), rng);
@@ -994,6 +1029,37 @@ TEST(CpuSimd, PoolAndBiasSumsGiveTheSameBitsWithoutAvx2) {
         EXPECT_TRUE(same_bits(with.dx, without.dx));
         EXPECT_TRUE(same_bits(with.plain, without.plain));
         EXPECT_TRUE(any_nonzero(with.db));
+    }
+}
+
+// Winograd's transforms without AVX2 make the same operations in the same order as their AVX2
+// loops (8 tiles at a time, masked at the planes' ends, overlapping input-gradient tiles added
+// in the same order): the same bits on random data, for odd and even sizes, paddings 0 to 2, and
+// rows of 1 to 3 blocks of tiles; a single sample without a pool writes its output in place.
+TEST(CpuSimd, WinogradGivesTheSameBitsWithoutAvx2) {
+    for (const ConvShape& s : {conv_shape(3, 3, 9, 10, 5, 3, 3, 1, 1, 0, 0), conv_shape(2, 2, 12, 36, 3, 3, 3, 1, 1, 1, 1),
+                               conv_shape(1, 4, 7, 7, 6, 3, 3, 1, 1, 1, 1), conv_shape(2, 2, 5, 17, 3, 3, 3, 1, 1, 2, 2),
+                               conv_shape(5, 3, 2, 3, 2, 3, 3, 1, 1, 1, 1)}) {
+        SCOPED_TRACE(std::to_string(s.h_in) + " x " + std::to_string(s.w_in) + ", pad " + std::to_string(s.pad_h));
+        ASSERT_TRUE(cpu::conv_winograd_applies(s));
+        std::mt19937 rng(9);
+        const auto x = randn(x_size(s), rng), W = randn(s.n_weights(), rng, 0.3f), b = randn(s.c_out, rng);
+        const auto dy = randn(y_size(s), rng);
+        auto run = [&] {
+            std::vector<std::vector<float>> o{std::vector<float>(y_size(s)), std::vector<float>(W.size()),
+                                              std::vector<float>(s.c_out), std::vector<float>(x.size())};
+            cpu::conv2d_forward(s, x.data(), W.data(), b.data(), o[0].data());
+            cpu::conv2d_backward(s, x.data(), W.data(), dy.data(), o[1].data(), o[2].data(), o[3].data());
+            return o;
+        };
+        const auto with = run();
+        cpu::avx2_allowed() = false;
+        const auto without = run();
+        cpu::avx2_allowed() = true;
+        for (std::size_t k = 0; k < with.size(); ++k) {
+            EXPECT_TRUE(same_bits(with[k], without[k])) << "output " << k << " (y, dW, db, dx)";
+            EXPECT_TRUE(any_nonzero(with[k]));
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu/copy_rows.h"
 #include "cpu/simd.h"
 
 namespace sparseprox {
@@ -31,7 +32,7 @@ const float* bordered_plane(const ConvShape& s, const float* x, bool copy = fals
     const idx ph = static_cast<idx>(s.pad_h), pw = static_cast<idx>(s.pad_w);
     const idx wp = w_in + 2 * pw;
     float* plane = bordered_plane_buffer(h_in + 2 * ph, wp, ph, pw);
-    for (idx r = 0; r < h_in; ++r) std::copy(x + r * w_in, x + (r + 1) * w_in, plane + (r + ph) * wp + pw);
+    copy_rows(x, w_in, plane + ph * wp + pw, wp, h_in, w_in);
     return plane;
 }
 
@@ -170,7 +171,7 @@ void conv_direct_weight_grad(const ConvShape& s, const float* x, std::size_t m, 
         const float* plane = bordered_plane(s, x + j * x_plane, true);
         for (idx co = 0; co < c_out; ++co) {
             const float* g = dy + static_cast<std::size_t>(co) * dy_stride + j * static_cast<std::size_t>(n_pix);
-            for (idx r = 0; r < h_out; ++r) std::copy(g + r * w_out, g + (r + 1) * w_out, g_wide.data() + r * wp);
+            copy_rows(g, w_out, g_wide.data(), wp, h_out, w_out);
             for (idx p = 0; p < passes; ++p) {
                 const idx t0 = K * p / passes, t1 = K * (p + 1) / passes;
                 weight_grad_taps_for(t1 - t0)(plane, off.data() + t0, g_wide.data(), n, part.data() + (co * K + t0) * 8);

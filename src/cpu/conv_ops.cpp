@@ -30,6 +30,8 @@
 #include "cpu/conv_ops.h"
 
 #include "cpu/conv_direct.h"
+#include "cpu/conv_winograd.h"
+#include "cpu/copy_rows.h"
 #include "cpu/gemm.h"
 #include "cpu/simd.h"
 #include "sparseprox/error.h"
@@ -51,30 +53,6 @@ namespace cpu {
 namespace {
 using idx = std::ptrdiff_t;  // OpenMP loops want a signed index; padding offsets are negative
 constexpr std::size_t kParallelMin = 1 << 14;  // below this, threading costs more than it saves
-
-// dst[r * dst_stride + i] = src[r * src_stride + i] for r < rows, i < w: the runs of an im2col
-// row (dst_stride = w), and the rows of a plane into or out of its zero border. The short rows of
-// the presets' layers (7, 8, 14 and 28 floats) get loops of constant trip count, which compile to
-// a few vector moves per row instead of a vector loop with its remainder and checks, or a call to
-// memcpy (im2col of a batch of 128 at one thread: lenet5's second layer 2.30 -> 0.83 ms, CNN8's
-// second and third 4.23 -> 2.11 and 3.68 -> 2.23 ms, least of three alternating rounds).
-template <idx W>
-void copy_rows_fixed(const float* __restrict src, idx src_stride, float* __restrict dst, idx dst_stride, idx rows) {
-    for (idx r = 0; r < rows; ++r)
-        for (idx i = 0; i < W; ++i) dst[r * dst_stride + i] = src[r * src_stride + i];
-}
-
-void copy_rows(const float* __restrict src, idx src_stride, float* __restrict dst, idx dst_stride, idx rows, idx w) {
-    switch (w) {
-        case 7: return copy_rows_fixed<7>(src, src_stride, dst, dst_stride, rows);
-        case 8: return copy_rows_fixed<8>(src, src_stride, dst, dst_stride, rows);
-        case 14: return copy_rows_fixed<14>(src, src_stride, dst, dst_stride, rows);
-        case 28: return copy_rows_fixed<28>(src, src_stride, dst, dst_stride, rows);
-        default:
-            for (idx r = 0; r < rows; ++r)
-                for (idx i = 0; i < w; ++i) dst[r * dst_stride + i] = src[r * src_stride + i];
-    }
-}
 
 // col (c_in*kh*kw, h_out*w_out) from one sample x (c_in, h_in, w_in), rows ld floats apart. Row
 // (c, i, j) holds x[c, oy*stride_h + i - pad_h, ox*stride_w + j - pad_w] over (oy, ox); padded
@@ -285,6 +263,15 @@ double sum_bias_lanes(double* lanes) {
     return lanes[0];
 }
 
+// The calling thread's Winograd weights for W (cpu/conv_winograd.h), made once per call before
+// the chunks (every chunk reads them).
+const float* winograd_weights_of(const ConvShape& s, const float* W) {
+    thread_local std::vector<float> U;
+    if (U.size() < winograd_weight_floats(s)) U.resize(winograd_weight_floats(s));
+    winograd_weights(s, W, U.data());
+    return U.data();
+}
+
 // Whether the loop over chunks is worth threading: more than one chunk and enough multiply-adds.
 // With one chunk (or one thread) the chunks run one after another and each GEMM spreads its
 // blocks over the threads instead (cpu/gemm.h): the same blocks either way, so the same bits.
@@ -360,29 +347,6 @@ bool maxpool_2x2_plane(const float* xp, float* yp, std::int32_t* argp, idx w_in,
         }
     }
     return nan == 0;
-}
-
-// The even and the odd floats of the 16 at p (the 2x2 windows' left and right taps of a row).
-__attribute__((target("avx2,fma"), always_inline)) inline void split_even_odd(const float* p, __m256& even,
-                                                                             __m256& odd) {
-    const __m256i evens_first = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    const __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p), evens_first);
-    const __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p + 8), evens_first);
-    even = _mm256_permute2f128_ps(lo, hi, 0x20);
-    odd = _mm256_permute2f128_ps(lo, hi, 0x31);
-}
-
-// The same for a row of n < 16 floats: the others read as 0 (masked loads read nothing there).
-__attribute__((target("avx2,fma"), always_inline)) inline void split_even_odd(const float* p, idx n, __m256& even,
-                                                                             __m256& odd) {
-    const __m256i evens_first = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i n_lo = _mm256_set1_epi32(static_cast<int>(n)), n_hi = _mm256_set1_epi32(static_cast<int>(n) - 8);
-    const __m256 lo = _mm256_permutevar8x32_ps(_mm256_maskload_ps(p, _mm256_cmpgt_epi32(n_lo, lane)), evens_first);
-    const __m256 hi =
-        _mm256_permutevar8x32_ps(_mm256_maskload_ps(p + 8, _mm256_cmpgt_epi32(n_hi, lane)), evens_first);
-    even = _mm256_permute2f128_ps(lo, hi, 0x20);
-    odd = _mm256_permute2f128_ps(lo, hi, 0x31);
 }
 
 // maxpool_2x2_plane with AVX2, 8 windows at a time. Rows of 8 or more windows: the last 8 of a
@@ -535,6 +499,7 @@ void check_pool_of(const ConvShape& c, const PoolShape& p) {
 // It depends on the shape alone, so every chunk holds the same samples and every GEMM has the
 // same operands at any thread count (the bits do not change with threads).
 std::size_t chunk_samples(const ConvShape& s) {
+    if (!conv_direct_applies(s) && conv_winograd_applies(s)) return winograd_chunk_samples(s);
     constexpr std::size_t kChunkColumns = 1024;
     const std::size_t n_pix = std::max<std::size_t>(s.h_out() * s.w_out(), 1);
     std::size_t chunk = 1;
@@ -562,6 +527,8 @@ void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, con
     const std::size_t pooled_plane = pool ? pool->h_out() * pool->w_out() : 0;
     const bool threaded = chunks_parallel(s, n_chunks);
     const bool direct = conv_direct_applies(s);
+    const bool winograd = !direct && conv_winograd_applies(s);
+    const float* U = winograd ? winograd_weights_of(s, W) : nullptr;
     const std::size_t x_stride = s.c_in * s.h_in * s.w_in;
 #pragma omp parallel for schedule(dynamic) if (threaded)
     for (idx q = 0; q < static_cast<idx>(n_chunks); ++q) {
@@ -574,6 +541,8 @@ void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, con
         float* const dst = in_place ? y + n0 * y_stride : sc.out;
         if (direct) {
             for (std::size_t j = 0; j < m; ++j) conv_direct_forward(s, x + (n0 + j) * x_stride, W, b, dst + j * n_pix, cols);
+        } else if (winograd) {
+            conv_winograd_forward(s, U, x + n0 * x_stride, m, b, dst, cols, !threaded);
         } else {
             // dst (c_out, cols) = b + W (c_out, n_k) * col (n_k, cols), the bias written into
             // each block just before its product
@@ -642,6 +611,8 @@ void conv2d_backward_impl(const ConvShape& s, const float* x, const float* W, co
 
     const bool threaded = chunks_parallel(s, n_chunks);
     const bool direct = conv_direct_applies(s);
+    const bool winograd = !direct && conv_winograd_applies(s);
+    const float* U = winograd ? winograd_weights_of(s, W) : nullptr;
 #pragma omp parallel for schedule(dynamic) if (threaded)
     for (idx q = 0; q < static_cast<idx>(n_chunks); ++q) {
         const std::size_t n0 = static_cast<std::size_t>(q) * chunk, m = std::min(chunk, s.batch - n0);
@@ -670,13 +641,18 @@ void conv2d_backward_impl(const ConvShape& s, const float* x, const float* W, co
             }
             bq[co] = sum_bias_lanes(lanes);
         }
+        float* const dWq = pW + static_cast<std::size_t>(q) * n_w;
+        if (winograd) {
+            conv_winograd_backward(s, U, x + n0 * x_stride, m, dy, cols, dL_dx ? dL_dx + n0 * x_stride : nullptr, dWq,
+                                   !threaded);
+            continue;
+        }
         if (dL_dx) {
             // dcol (n_k, cols) = W^T (n_k, c_out) * dy (c_out, cols), scattered back per sample.
             sgemm(true, false, n_k, cols, c_out, W, n_k, dy, cols, 0.0f, sc.col, cols);
             for (std::size_t j = 0; j < m; ++j) col2im(s, sc.col + j * n_pix, cols, dL_dx + (n0 + j) * x_stride, !threaded);
         }
         // This chunk's dL_dW (c_out, n_k) = dy (c_out, cols) * col^T (cols, n_k)
-        float* const dWq = pW + static_cast<std::size_t>(q) * n_w;
         if (direct) {
             conv_direct_weight_grad(s, x + n0 * x_stride, m, dy, cols, dWq);
             continue;

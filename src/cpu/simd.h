@@ -3,6 +3,10 @@
 // for them (__attribute__((target("avx2,fma")))) and choose it here, once per process.
 #pragma once
 
+#include <immintrin.h>
+
+#include <cstddef>
+
 namespace sparseprox {
 namespace cpu {
 
@@ -19,6 +23,38 @@ inline bool cpu_has_avx2_fma() {
 #else
     return false;
 #endif
+}
+
+// The even and the odd floats of the 16 at p (the 2x2 windows' left and right taps of a row).
+__attribute__((target("avx2,fma"), always_inline)) inline void split_even_odd(const float* p, __m256& even,
+                                                                             __m256& odd) {
+    const __m256i evens_first = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p), evens_first);
+    const __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p + 8), evens_first);
+    even = _mm256_permute2f128_ps(lo, hi, 0x20);
+    odd = _mm256_permute2f128_ps(lo, hi, 0x31);
+}
+
+// The same for the first n floats at p (all 16 when n >= 16): the others read as 0 (masked loads
+// read nothing there, so p + n may be the end of an allocation).
+__attribute__((target("avx2,fma"), always_inline)) inline void split_even_odd(const float* p, std::ptrdiff_t n,
+                                                                             __m256& even, __m256& odd) {
+    const __m256i evens_first = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i n_lo = _mm256_set1_epi32(static_cast<int>(n)), n_hi = _mm256_set1_epi32(static_cast<int>(n) - 8);
+    const __m256 lo = _mm256_permutevar8x32_ps(_mm256_maskload_ps(p, _mm256_cmpgt_epi32(n_lo, lane)), evens_first);
+    const __m256 hi =
+        _mm256_permutevar8x32_ps(_mm256_maskload_ps(p + 8, _mm256_cmpgt_epi32(n_hi, lane)), evens_first);
+    even = _mm256_permute2f128_ps(lo, hi, 0x20);
+    odd = _mm256_permute2f128_ps(lo, hi, 0x31);
+}
+
+// The inverse: the 16 floats a0 b0 a1 b1 ... a7 b7 as two vectors (lo: the first 8).
+__attribute__((target("avx2,fma"), always_inline)) inline void interleave(__m256 a, __m256 b, __m256& lo,
+                                                                         __m256& hi) {
+    const __m256 l = _mm256_unpacklo_ps(a, b), h = _mm256_unpackhi_ps(a, b);
+    lo = _mm256_permute2f128_ps(l, h, 0x20);
+    hi = _mm256_permute2f128_ps(l, h, 0x31);
 }
 
 }  // namespace cpu

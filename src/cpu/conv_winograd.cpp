@@ -1,0 +1,514 @@
+// Winograd F(2x2, 3x3) convolution kernels (cpu/conv_winograd.h).
+//
+// Layout: a chunk's T = m * th * tw tiles (th x tw per plane, sample-major, then row-major) are
+// the columns of every transformed matrix, V (16, c_in, T), M and dM (16, c_out, T), so each of
+// the 16 products is one row-major GEMM with contiguous operands. A plane's transforms go in two
+// passes: a loop over its tiles in order computes the 16 values of each (independent across
+// tiles, so it vectorizes), and a plain loop moves them between the plane's 2x2 or 4x4 blocks and
+// those arrays.
+#include "cpu/conv_winograd.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cpu/copy_rows.h"
+#include "cpu/gemm.h"
+#include "cpu/simd.h"
+
+namespace sparseprox {
+namespace cpu {
+namespace {
+
+using idx = std::ptrdiff_t;
+constexpr std::size_t kTilesPerChunk = 256;
+
+// A plane's tiles, and the bordered planes the input and its gradient go through: rows x stride
+// floats, the input's rectangle at (ph, pw), zeros elsewhere. stride leaves room for the AVX2
+// loops' blocks of 8 tiles (16 columns and 2 more): their reads and adds stay inside the row.
+struct Tiling {
+    idx h_in, w_in, ph, pw, h_out, w_out;
+    idx th, tw, tiles;  // tiles per plane: th x tw
+    idx rows, stride;   // the bordered planes: 2 th + 2 rows, at least 2 tw + 2 columns
+};
+
+Tiling tiling(const ConvShape& s) {
+    Tiling t;
+    t.h_in = static_cast<idx>(s.h_in);
+    t.w_in = static_cast<idx>(s.w_in);
+    t.ph = static_cast<idx>(s.pad_h);
+    t.pw = static_cast<idx>(s.pad_w);
+    t.h_out = static_cast<idx>(s.h_out());
+    t.w_out = static_cast<idx>(s.w_out());
+    t.th = (t.h_out + 1) / 2;
+    t.tw = (t.w_out + 1) / 2;
+    t.tiles = t.th * t.tw;
+    t.rows = 2 * t.th + 2;
+    t.stride = 16 * ((t.tw + 7) / 8) + 2;
+    return t;
+}
+
+// The calling thread's bordered input plane for this tiling: zeroed when the tiling changes, after
+// which only the input's rectangle is ever written, so the rest stays 0 (the padding, and the
+// rows and columns past the input when the output is odd-sized).
+float* bordered_input(const Tiling& t, const float* x) {
+    thread_local std::vector<float> plane;
+    thread_local idx key[4] = {-1, -1, -1, -1};
+    if (key[0] != t.h_in || key[1] != t.w_in || key[2] != t.ph || key[3] != t.pw) {
+        plane.assign(static_cast<std::size_t>(t.rows * t.stride), 0.0f);
+        key[0] = t.h_in;
+        key[1] = t.w_in;
+        key[2] = t.ph;
+        key[3] = t.pw;
+    }
+    float* P = plane.data();
+    copy_rows(x, t.w_in, P + t.ph * t.stride + t.pw, t.stride, t.h_in, t.w_in);
+    return P;
+}
+
+// The calling thread's zeroed plane for an input gradient, rows x stride.
+float* zeroed_gradient_plane(const Tiling& t) {
+    thread_local std::vector<float> plane;
+    const std::size_t area = static_cast<std::size_t>(t.rows * t.stride);
+    if (plane.size() < area) plane.resize(area);
+    std::fill(plane.begin(), plane.begin() + static_cast<std::ptrdiff_t>(area), 0.0f);
+    return plane.data();
+}
+
+// The input gradient's rectangle of the bordered plane Q, out to dx (h_in, w_in).
+void copy_out_gradient(const Tiling& t, const float* Q, float* dx) {
+    copy_rows(Q + t.ph * t.stride + t.pw, t.stride, dx, t.w_in, t.h_in, t.w_in);
+}
+
+// ---- portable loops ----------------------------------------------------------------------------
+
+// V's 16 rows for one bordered input plane P: v[xi * vs + tile] = (B^T d B)[xi], d the tile's 4x4
+// patch, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
+void input_transform(const Tiling& t, const float* P, float* v, std::size_t vs) {
+    for (idx ty = 0; ty < t.th; ++ty) {
+        const float* r0 = P + 2 * ty * t.stride;
+        const float* r1 = r0 + t.stride;
+        const float* r2 = r1 + t.stride;
+        const float* r3 = r2 + t.stride;
+        float* o = v + ty * t.tw;
+        for (idx tx = 0; tx < t.tw; ++tx) {
+            const idx c = 2 * tx;
+            float w[4][4];  // B^T d: the rows combined, per column of the patch
+            for (idx k = 0; k < 4; ++k) {
+                w[0][k] = r0[c + k] - r2[c + k];
+                w[1][k] = r1[c + k] + r2[c + k];
+                w[2][k] = r2[c + k] - r1[c + k];
+                w[3][k] = r1[c + k] - r3[c + k];
+            }
+            for (idx i = 0; i < 4; ++i) {  // (B^T d) B: the columns combined
+                o[(4 * i + 0) * vs + tx] = w[i][0] - w[i][2];
+                o[(4 * i + 1) * vs + tx] = w[i][1] + w[i][2];
+                o[(4 * i + 2) * vs + tx] = w[i][2] - w[i][1];
+                o[(4 * i + 3) * vs + tx] = w[i][1] - w[i][3];
+            }
+        }
+    }
+}
+
+// One output plane y (h_out, w_out) = A^T m A + bias per tile, from M's 16 rows for it
+// (m[xi * ms + tile]), A^T = [1 1 1 0; 0 1 -1 -1].
+void output_transform(const Tiling& t, const float* m, std::size_t ms, float bias, float* y) {
+    for (idx ty = 0; ty < t.th; ++ty)
+        for (idx tx = 0; tx < t.tw; ++tx) {
+            const idx p = ty * t.tw + tx;
+            float s0[4], s1[4];
+            for (idx k = 0; k < 4; ++k) {
+                const float a = m[(0 + k) * ms + p], b = m[(4 + k) * ms + p];
+                const float c = m[(8 + k) * ms + p], d = m[(12 + k) * ms + p];
+                s0[k] = a + b + c;
+                s1[k] = b - c - d;
+            }
+            const float out[2][2] = {{(s0[0] + s0[1] + s0[2]) + bias, (s0[1] - s0[2] - s0[3]) + bias},
+                                     {(s1[0] + s1[1] + s1[2]) + bias, (s1[1] - s1[2] - s1[3]) + bias}};
+            for (idx i = 0; i < 2 && 2 * ty + i < t.h_out; ++i)
+                for (idx j = 0; j < 2 && 2 * tx + j < t.w_out; ++j) y[(2 * ty + i) * t.w_out + 2 * tx + j] = out[i][j];
+        }
+}
+
+// dM's 16 rows for one output-gradient plane g (h_out, w_out): dm[xi * ms + tile] = (A g_t A^T)[xi],
+// g_t the tile's 2x2 gradient (0 past the plane's edge).
+void gradient_transform(const Tiling& t, const float* g, float* dm, std::size_t ms) {
+    for (idx ty = 0; ty < t.th; ++ty)
+        for (idx tx = 0; tx < t.tw; ++tx) {
+            const idx oy = 2 * ty, ox = 2 * tx, p = ty * t.tw + tx;
+            const bool has_bottom = oy + 1 < t.h_out, has_right = ox + 1 < t.w_out;
+            const float* top = g + oy * t.w_out + ox;
+            const float g00 = top[0], g01 = has_right ? top[1] : 0.0f;
+            const float g10 = has_bottom ? top[t.w_out] : 0.0f, g11 = has_bottom && has_right ? top[t.w_out + 1] : 0.0f;
+            // g A^T: each row (g0, g0 + g1, g0 - g1, -g1); then A (that): the same down the columns
+            const float h0[4] = {g00, g00 + g01, g00 - g01, -g01};
+            const float h1[4] = {g10, g10 + g11, g10 - g11, -g11};
+            for (idx k = 0; k < 4; ++k) {
+                dm[(0 + k) * ms + p] = h0[k];
+                dm[(4 + k) * ms + p] = h0[k] + h1[k];
+                dm[(8 + k) * ms + p] = h0[k] - h1[k];
+                dm[(12 + k) * ms + p] = -h1[k];
+            }
+        }
+}
+
+// Adds B dv_t B^T for every tile into the zeroed bordered plane Q, from dV's 16 rows for the
+// plane (dv[xi * vs + tile]), B = [1 0 0 0; 0 1 -1 1; -1 1 1 0; 0 0 0 -1]. Neighbouring tiles share
+// 2 rows or columns; the additions go in the AVX2 loop's order: a row of blocks of 8 tiles, and
+// in each of a block's 4 plane rows first every tile's columns 0 and 1, then its columns 2 and 3.
+void input_gradient_transform(const Tiling& t, const float* dv, std::size_t vs, float* Q) {
+    float c[4][4][8];  // a block's tiles: c[i][k][lane], row i and column k of B dv B^T
+    for (idx ty = 0; ty < t.th; ++ty)
+        for (idx tx0 = 0; tx0 < t.tw; tx0 += 8) {
+            const idx n = std::min<idx>(8, t.tw - tx0);
+            for (idx l = 0; l < n; ++l) {
+                const idx p = ty * t.tw + tx0 + l;
+                float r[4][4];  // B dv: the rows combined
+                for (idx k = 0; k < 4; ++k) {
+                    const float a = dv[(0 + k) * vs + p], b = dv[(4 + k) * vs + p];
+                    const float cc = dv[(8 + k) * vs + p], d = dv[(12 + k) * vs + p];
+                    r[0][k] = a;
+                    r[1][k] = b - cc + d;
+                    r[2][k] = b + cc - a;
+                    r[3][k] = -d;
+                }
+                for (idx i = 0; i < 4; ++i) {  // (B dv) B^T: the columns combined
+                    c[i][0][l] = r[i][0];
+                    c[i][1][l] = r[i][1] - r[i][2] + r[i][3];
+                    c[i][2][l] = r[i][1] + r[i][2] - r[i][0];
+                    c[i][3][l] = -r[i][3];
+                }
+            }
+            for (idx i = 0; i < 4; ++i) {
+                float* row = Q + (2 * ty + i) * t.stride + 2 * tx0;
+                for (idx l = 0; l < n; ++l) {
+                    row[2 * l] += c[i][0][l];
+                    row[2 * l + 1] += c[i][1][l];
+                }
+                for (idx l = 0; l < n; ++l) {
+                    row[2 * l + 2] += c[i][2][l];
+                    row[2 * l + 3] += c[i][3][l];
+                }
+            }
+        }
+}
+
+// ---- AVX2: 8 tiles of a row at a time, the same operations in the same order (the same bits) ---
+
+// Stores v's lanes at p: all of them, or with `masked` only those that keep selects (a block
+// whose 8 lanes would pass its plane's last tile; otherwise the extra lanes land on tiles of the
+// same plane that are written after them).
+__attribute__((target("avx2,fma"), always_inline)) inline void store_block(float* p, __m256 v, bool masked,
+                                                                          __m256i keep) {
+    if (masked) _mm256_maskstore_ps(p, keep, v);
+    else _mm256_storeu_ps(p, v);
+}
+
+__attribute__((target("avx2,fma"), always_inline)) inline __m256 negate(__m256 v) {
+    return _mm256_xor_ps(v, _mm256_set1_ps(-0.0f));
+}
+
+__attribute__((target("avx2,fma"), always_inline)) inline __m256i lanes_below(idx n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+__attribute__((target("avx2,fma"))) void input_transform_avx2(const Tiling& t, const float* P, float* v,
+                                                              std::size_t vs) {
+    for (idx ty = 0; ty < t.th; ++ty) {
+        const float* row = P + 2 * ty * t.stride;
+        for (idx tx0 = 0; tx0 < t.tw; tx0 += 8) {
+            const idx n = std::min<idx>(8, t.tw - tx0);
+            const bool masked = ty * t.tw + tx0 + 8 > t.tiles;
+            const __m256i keep = lanes_below(n);
+            __m256 a[4][4];  // a[r][k]: the patches' row r, column k
+            for (idx r = 0; r < 4; ++r) {
+                split_even_odd(row + r * t.stride + 2 * tx0, a[r][0], a[r][1]);
+                split_even_odd(row + r * t.stride + 2 * tx0 + 2, a[r][2], a[r][3]);
+            }
+            __m256 w[4][4];
+            for (idx k = 0; k < 4; ++k) {
+                w[0][k] = _mm256_sub_ps(a[0][k], a[2][k]);
+                w[1][k] = _mm256_add_ps(a[1][k], a[2][k]);
+                w[2][k] = _mm256_sub_ps(a[2][k], a[1][k]);
+                w[3][k] = _mm256_sub_ps(a[1][k], a[3][k]);
+            }
+            float* o = v + ty * t.tw + tx0;
+            for (idx i = 0; i < 4; ++i) {
+                store_block(o + (4 * i + 0) * vs, _mm256_sub_ps(w[i][0], w[i][2]), masked, keep);
+                store_block(o + (4 * i + 1) * vs, _mm256_add_ps(w[i][1], w[i][2]), masked, keep);
+                store_block(o + (4 * i + 2) * vs, _mm256_sub_ps(w[i][2], w[i][1]), masked, keep);
+                store_block(o + (4 * i + 3) * vs, _mm256_sub_ps(w[i][1], w[i][3]), masked, keep);
+            }
+        }
+    }
+}
+
+// One output row's 16 columns from a block's two outputs per tile, interleaved; n: the columns
+// left in the row from p, room: the floats left in the plane from p. Past the row's end the
+// columns belong to the rows below, written after this one; past the plane's end they are not
+// stored.
+__attribute__((target("avx2,fma"), always_inline)) inline void store_output_row(float* p, __m256 left, __m256 right,
+                                                                               idx n, idx room) {
+    __m256 lo, hi;
+    interleave(left, right, lo, hi);
+    if (room >= 16) {
+        _mm256_storeu_ps(p, lo);
+        _mm256_storeu_ps(p + 8, hi);
+    } else {
+        _mm256_maskstore_ps(p, lanes_below(n), lo);
+        if (n > 8) _mm256_maskstore_ps(p + 8, lanes_below(n - 8), hi);
+    }
+}
+
+// Reads 8 lanes from m's rows past the plane's tiles (other tiles' values, or the slack after
+// the chunk's buffer); those lanes' outputs are never stored.
+__attribute__((target("avx2,fma"))) void output_transform_avx2(const Tiling& t, const float* m, std::size_t ms,
+                                                               float bias, float* y) {
+    const __m256 bv = _mm256_set1_ps(bias);
+    const idx plane = t.h_out * t.w_out;
+    for (idx ty = 0; ty < t.th; ++ty) {
+        const idx oy = 2 * ty;
+        for (idx tx0 = 0; tx0 < t.tw; tx0 += 8) {
+            const float* src = m + ty * t.tw + tx0;
+            __m256 s0[4], s1[4];
+            for (idx k = 0; k < 4; ++k) {
+                const __m256 a = _mm256_loadu_ps(src + (0 + k) * ms), b = _mm256_loadu_ps(src + (4 + k) * ms);
+                const __m256 c = _mm256_loadu_ps(src + (8 + k) * ms), d = _mm256_loadu_ps(src + (12 + k) * ms);
+                s0[k] = _mm256_add_ps(_mm256_add_ps(a, b), c);
+                s1[k] = _mm256_sub_ps(_mm256_sub_ps(b, c), d);
+            }
+            // The top row's extra columns may land on the bottom row only while the bottom row is
+            // still to be written: from a row's first block (the last block of a longer row
+            // would overwrite the bottom row's first blocks, already stored).
+            const idx n = t.w_out - 2 * tx0, at = oy * t.w_out + 2 * tx0;
+            store_output_row(y + at, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s0[0], s0[1]), s0[2]), bv),
+                             _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s0[1], s0[2]), s0[3]), bv), n,
+                             tx0 == 0 ? plane - at : n);
+            if (oy + 1 < t.h_out)
+                store_output_row(y + at + t.w_out,
+                                 _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s1[0], s1[1]), s1[2]), bv),
+                                 _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s1[1], s1[2]), s1[3]), bv), n,
+                                 plane - at - t.w_out);
+        }
+    }
+}
+
+__attribute__((target("avx2,fma"))) void gradient_transform_avx2(const Tiling& t, const float* g, float* dm,
+                                                                 std::size_t ms) {
+    for (idx ty = 0; ty < t.th; ++ty) {
+        const idx oy = 2 * ty;
+        const float* top = g + oy * t.w_out;
+        for (idx tx0 = 0; tx0 < t.tw; tx0 += 8) {
+            const idx n_tiles = std::min<idx>(8, t.tw - tx0);
+            const bool masked = ty * t.tw + tx0 + 8 > t.tiles;
+            const __m256i keep = lanes_below(n_tiles);
+            const idx n = t.w_out - 2 * tx0;  // the row's columns from the block's first
+            __m256 g00, g01, g10 = _mm256_setzero_ps(), g11 = _mm256_setzero_ps();
+            split_even_odd(top + 2 * tx0, n, g00, g01);
+            if (oy + 1 < t.h_out) split_even_odd(top + t.w_out + 2 * tx0, n, g10, g11);
+            const __m256 h0[4] = {g00, _mm256_add_ps(g00, g01), _mm256_sub_ps(g00, g01), negate(g01)};
+            const __m256 h1[4] = {g10, _mm256_add_ps(g10, g11), _mm256_sub_ps(g10, g11), negate(g11)};
+            float* o = dm + ty * t.tw + tx0;
+            for (idx k = 0; k < 4; ++k) {
+                store_block(o + (0 + k) * ms, h0[k], masked, keep);
+                store_block(o + (4 + k) * ms, _mm256_add_ps(h0[k], h1[k]), masked, keep);
+                store_block(o + (8 + k) * ms, _mm256_sub_ps(h0[k], h1[k]), masked, keep);
+                store_block(o + (12 + k) * ms, negate(h1[k]), masked, keep);
+            }
+        }
+    }
+}
+
+// Adds 16 floats (lo, hi) into p.
+__attribute__((target("avx2,fma"), always_inline)) inline void add_into(float* p, __m256 lo, __m256 hi) {
+    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), lo));
+    _mm256_storeu_ps(p + 8, _mm256_add_ps(_mm256_loadu_ps(p + 8), hi));
+}
+
+// dV's lanes past the plane's tiles read as 0 (masked loads), so their columns of Q get +0.
+__attribute__((target("avx2,fma"))) void input_gradient_transform_avx2(const Tiling& t, const float* dv,
+                                                                       std::size_t vs, float* Q) {
+    for (idx ty = 0; ty < t.th; ++ty)
+        for (idx tx0 = 0; tx0 < t.tw; tx0 += 8) {
+            const __m256i keep = lanes_below(std::min<idx>(8, t.tw - tx0));
+            const float* src = dv + ty * t.tw + tx0;
+            __m256 r[4][4];
+            for (idx k = 0; k < 4; ++k) {
+                const __m256 a = _mm256_maskload_ps(src + (0 + k) * vs, keep);
+                const __m256 b = _mm256_maskload_ps(src + (4 + k) * vs, keep);
+                const __m256 c = _mm256_maskload_ps(src + (8 + k) * vs, keep);
+                const __m256 d = _mm256_maskload_ps(src + (12 + k) * vs, keep);
+                r[0][k] = a;
+                r[1][k] = _mm256_add_ps(_mm256_sub_ps(b, c), d);
+                r[2][k] = _mm256_sub_ps(_mm256_add_ps(b, c), a);
+                r[3][k] = negate(d);
+            }
+            for (idx i = 0; i < 4; ++i) {
+                const __m256 c0 = r[i][0];
+                const __m256 c1 = _mm256_add_ps(_mm256_sub_ps(r[i][1], r[i][2]), r[i][3]);
+                const __m256 c2 = _mm256_sub_ps(_mm256_add_ps(r[i][1], r[i][2]), r[i][0]);
+                const __m256 c3 = negate(r[i][3]);
+                float* row = Q + (2 * ty + i) * t.stride + 2 * tx0;
+                __m256 lo, hi;
+                interleave(c0, c1, lo, hi);
+                add_into(row, lo, hi);
+                interleave(c2, c3, lo, hi);
+                add_into(row + 2, lo, hi);
+            }
+        }
+}
+
+// ---- one plane, on the loops this CPU takes -------------------------------------------------------
+
+void transform_input_plane(const Tiling& t, const float* x, float* v, std::size_t vs) {
+    const float* P = bordered_input(t, x);
+    if (cpu_has_avx2_fma()) input_transform_avx2(t, P, v, vs);
+    else input_transform(t, P, v, vs);
+}
+
+void transform_output_plane(const Tiling& t, const float* m, std::size_t ms, float bias, float* y) {
+    if (cpu_has_avx2_fma()) output_transform_avx2(t, m, ms, bias, y);
+    else output_transform(t, m, ms, bias, y);
+}
+
+void transform_gradient_plane(const Tiling& t, const float* g, float* dm, std::size_t ms) {
+    if (cpu_has_avx2_fma()) gradient_transform_avx2(t, g, dm, ms);
+    else gradient_transform(t, g, dm, ms);
+}
+
+void transform_input_gradient_plane(const Tiling& t, const float* dv, std::size_t vs, float* dx) {
+    float* Q = zeroed_gradient_plane(t);
+    if (cpu_has_avx2_fma()) input_gradient_transform_avx2(t, dv, vs, Q);
+    else input_gradient_transform(t, dv, vs, Q);
+    copy_out_gradient(t, Q, dx);
+}
+
+// The calling thread's chunk scratch, grown to the largest seen and kept.
+float* chunk_buffer(std::size_t floats) {
+    thread_local std::vector<float> buffer;
+    floats += 8;  // the AVX2 output transform reads up to 7 floats past the last plane's tiles
+    if (buffer.size() < floats) buffer.resize(floats);
+    return buffer.data();
+}
+
+}  // namespace
+
+bool conv_winograd_applies(const ConvShape& s) {
+    return s.kh == 3 && s.kw == 3 && s.stride_h == 1 && s.stride_w == 1 && s.c_in > 1 && s.c_out > 0 &&
+           s.h_in + 2 * s.pad_h >= 3 && s.w_in + 2 * s.pad_w >= 3;
+}
+
+std::size_t winograd_chunk_samples(const ConvShape& s) {
+    const Tiling t = tiling(s);
+    const std::size_t tiles = static_cast<std::size_t>(std::max<idx>(t.tiles, 1));
+    std::size_t chunk = 1;
+    while (chunk * 2 * tiles <= kTilesPerChunk) chunk *= 2;
+    return std::min(chunk, std::max<std::size_t>(s.batch, 1));
+}
+
+std::size_t winograd_weight_floats(const ConvShape& s) { return kWinogradPoints * s.c_out * s.c_in; }
+
+void winograd_weights(const ConvShape& s, const float* W, float* U) {
+    const std::size_t pairs = s.c_out * s.c_in;
+    for (std::size_t k = 0; k < pairs; ++k) {
+        const float* g = W + 9 * k;
+        float r[4][3];  // G g: rows (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2)
+        for (int j = 0; j < 3; ++j) {
+            r[0][j] = g[j];
+            r[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+            r[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+            r[3][j] = g[6 + j];
+        }
+        for (int i = 0; i < 4; ++i) {  // (G g) G^T: the same across
+            U[(4 * i + 0) * pairs + k] = r[i][0];
+            U[(4 * i + 1) * pairs + k] = 0.5f * (r[i][0] + r[i][1] + r[i][2]);
+            U[(4 * i + 2) * pairs + k] = 0.5f * (r[i][0] - r[i][1] + r[i][2]);
+            U[(4 * i + 3) * pairs + k] = r[i][2];
+        }
+    }
+}
+
+void conv_winograd_forward(const ConvShape& s, const float* U, const float* x, std::size_t m, const float* b,
+                           float* out, std::size_t out_ld, bool threaded) {
+    const Tiling t = tiling(s);
+    const std::size_t c_in = s.c_in, c_out = s.c_out;
+    const std::size_t T = m * static_cast<std::size_t>(t.tiles);
+    const std::size_t n_pix = static_cast<std::size_t>(t.h_out * t.w_out), x_plane = s.h_in * s.w_in;
+    float* V = chunk_buffer(kWinogradPoints * (c_in + c_out) * T);
+    float* M = V + kWinogradPoints * c_in * T;
+    const idx in_planes = static_cast<idx>(m * c_in), out_planes = static_cast<idx>(m * c_out);
+#pragma omp parallel for schedule(static) if (threaded && in_planes > 1)
+    for (idx q = 0; q < in_planes; ++q) {
+        const std::size_t j = static_cast<std::size_t>(q) / c_in, c = static_cast<std::size_t>(q) % c_in;
+        transform_input_plane(t, x + (j * c_in + c) * x_plane, V + c * T + j * static_cast<std::size_t>(t.tiles),
+                              c_in * T);
+    }
+    for (std::size_t xi = 0; xi < kWinogradPoints; ++xi)
+        sgemm(false, false, c_out, T, c_in, U + xi * c_out * c_in, c_in, V + xi * c_in * T, T, 0.0f,
+              M + xi * c_out * T, T);
+#pragma omp parallel for schedule(static) if (threaded && out_planes > 1)
+    for (idx q = 0; q < out_planes; ++q) {
+        const std::size_t j = static_cast<std::size_t>(q) / c_out, co = static_cast<std::size_t>(q) % c_out;
+        transform_output_plane(t, M + co * T + j * static_cast<std::size_t>(t.tiles), c_out * T, b ? b[co] : 0.0f,
+                               out + co * out_ld + j * n_pix);
+    }
+}
+
+void conv_winograd_backward(const ConvShape& s, const float* U, const float* x, std::size_t m, const float* dy,
+                            std::size_t dy_ld, float* dx, float* dW, bool threaded) {
+    const Tiling t = tiling(s);
+    const std::size_t c_in = s.c_in, c_out = s.c_out, pairs = c_in * c_out;
+    const std::size_t T = m * static_cast<std::size_t>(t.tiles);
+    const std::size_t n_pix = static_cast<std::size_t>(t.h_out * t.w_out), x_plane = s.h_in * s.w_in;
+    float* V = chunk_buffer(kWinogradPoints * (c_in * T + c_out * T + pairs));
+    float* dM = V + kWinogradPoints * c_in * T;
+    float* dU = dM + kWinogradPoints * c_out * T;
+    const idx in_planes = static_cast<idx>(m * c_in), out_planes = static_cast<idx>(m * c_out);
+#pragma omp parallel for schedule(static) if (threaded && out_planes > 1)
+    for (idx q = 0; q < out_planes; ++q) {
+        const std::size_t j = static_cast<std::size_t>(q) / c_out, co = static_cast<std::size_t>(q) % c_out;
+        transform_gradient_plane(t, dy + co * dy_ld + j * n_pix, dM + co * T + j * static_cast<std::size_t>(t.tiles),
+                                 c_out * T);
+    }
+#pragma omp parallel for schedule(static) if (threaded && in_planes > 1)
+    for (idx q = 0; q < in_planes; ++q) {
+        const std::size_t j = static_cast<std::size_t>(q) / c_in, c = static_cast<std::size_t>(q) % c_in;
+        transform_input_plane(t, x + (j * c_in + c) * x_plane, V + c * T + j * static_cast<std::size_t>(t.tiles),
+                              c_in * T);
+    }
+    // dU[xi] (c_out, c_in) = dM[xi] (c_out, T) * V[xi]^T, then dW = G^T dU G per channel pair
+    for (std::size_t xi = 0; xi < kWinogradPoints; ++xi)
+        sgemm(false, true, c_out, c_in, T, dM + xi * c_out * T, T, V + xi * c_in * T, T, 0.0f, dU + xi * pairs,
+              c_in);
+    for (std::size_t k = 0; k < pairs; ++k) {
+        float r[3][4];  // G^T dU: rows (u0 + (u1 + u2) / 2, (u1 - u2) / 2, (u1 + u2) / 2 + u3)
+        for (std::size_t j = 0; j < 4; ++j) {
+            const float u0 = dU[(0 + j) * pairs + k], u1 = dU[(4 + j) * pairs + k];
+            const float u2 = dU[(8 + j) * pairs + k], u3 = dU[(12 + j) * pairs + k];
+            r[0][j] = u0 + 0.5f * (u1 + u2);
+            r[1][j] = 0.5f * (u1 - u2);
+            r[2][j] = 0.5f * (u1 + u2) + u3;
+        }
+        float* w = dW + 9 * k;
+        for (int i = 0; i < 3; ++i) {  // (G^T dU) G: the same across
+            w[3 * i + 0] = r[i][0] + 0.5f * (r[i][1] + r[i][2]);
+            w[3 * i + 1] = 0.5f * (r[i][1] - r[i][2]);
+            w[3 * i + 2] = 0.5f * (r[i][1] + r[i][2]) + r[i][3];
+        }
+    }
+    if (!dx) return;
+    // dV[xi] (c_in, T) = U[xi]^T (c_in, c_out) * dM[xi] (c_out, T), into V's place (read above)
+    for (std::size_t xi = 0; xi < kWinogradPoints; ++xi)
+        sgemm(true, false, c_in, T, c_out, U + xi * pairs, c_in, dM + xi * c_out * T, T, 0.0f, V + xi * c_in * T, T);
+#pragma omp parallel for schedule(static) if (threaded && in_planes > 1)
+    for (idx q = 0; q < in_planes; ++q) {
+        const std::size_t j = static_cast<std::size_t>(q) / c_in, c = static_cast<std::size_t>(q) % c_in;
+        transform_input_gradient_plane(t, V + c * T + j * static_cast<std::size_t>(t.tiles), c_in * T,
+                                       dx + (j * c_in + c) * x_plane);
+    }
+}
+
+}  // namespace cpu
+}  // namespace sparseprox
