@@ -52,6 +52,7 @@
 #include "core/backend.h"
 #include "core/layer_shapes.h"
 #include "cpu/conv_direct.h"
+#include "cpu/conv_winograd.h"
 #include "cpu/conv_ops.h"
 #include "cpu/gemm.h"
 #include "sparseprox/sparseprox.h"
@@ -323,7 +324,8 @@ json cpu_peaks(int repeats) {
 // the team smaller after its last step), timed together, the best of `repeats`. A dense layer is
 // three products over the batch (forward, weight gradient, input gradient; the first weight layer
 // has no input gradient), each spread over the threads; a convolution the same three per chunk of
-// samples (cpu::chunk_samples) over its im2col matrix, the chunks spread over the threads.
+// samples (cpu::chunk_samples) over its im2col matrix, or for a Winograd layer 16 of each over
+// the chunk's tiles, the chunks spread over the threads.
 // batch / that time bounds the samples/s of any step built on these GEMMs: everything else a step
 // does (im2col, activations, pools, the loss, the prox step) only adds to it.
 double gemm_floor_seconds(const ModelSpec& spec, std::size_t batch, int repeats) {
@@ -350,6 +352,20 @@ double gemm_floor_seconds(const ModelSpec& spec, std::size_t batch, int repeats)
             const std::size_t chunk = cpu::chunk_samples(cs), K = l.fan_in(), c_out = cs.c_out;
             const std::size_t cols = chunk * cs.h_out() * cs.w_out();
             g.copies = (batch + chunk - 1) / chunk;
+            if (!cpu::conv_direct_applies(cs) && cpu::conv_winograd_applies(cs)) {
+                // Winograd F(2x2, 3x3) (cpu/conv_winograd.h): each product is 16 GEMMs over the
+                // chunk's 2x2 tiles, with K = c_in (forward), the tiles (weight gradient) or c_out.
+                const std::size_t c_in = cs.c_in;
+                const std::size_t tiles = chunk * ((cs.h_out() + 1) / 2) * ((cs.w_out() + 1) / 2);
+                for (std::size_t xi = 0; xi < cpu::kWinogradPoints; ++xi) {
+                    g.products.push_back({false, false, c_out, tiles, c_in});             // M = U V
+                    g.products.push_back({false, true, c_out, c_in, tiles});              // dU = dM V^T
+                    if (!first) g.products.push_back({true, false, c_in, tiles, c_out});  // dV = U^T dM
+                }
+                groups.push_back(g);
+                first = false;
+                continue;
+            }
             // A layer the direct kernels take (cpu/conv_direct.h) has no GEMM for these two.
             if (!cpu::conv_direct_applies(cs)) {
                 g.products.push_back({false, false, c_out, cols, K});  // Y = W col
