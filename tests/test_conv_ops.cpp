@@ -308,6 +308,8 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{"winograd_36_wide_b3", conv_shape(3, 2, 12, 36, 3, 3, 3, 1, 1, 1, 1)},
         ConvCase{"winograd_2x1_output_b2", conv_shape(2, 3, 2, 1, 2, 3, 3, 1, 1, 1, 1)},
         ConvCase{"winograd_40x40_b1", conv_shape(1, 2, 40, 40, 3, 3, 3, 1, 1, 1, 1)},
+        ConvCase{"winograd_rows_of_4_tiles_b3", conv_shape(3, 3, 5, 7, 4, 3, 3, 1, 1, 1, 1)},
+        ConvCase{"winograd_8x8_b2", conv_shape(2, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1)},
         ConvCase{"k2_stride2_9x9_b23_chunks", conv_shape(23, 2, 9, 9, 3, 2, 2, 2, 2, 0, 0)},
         // Output widths 8 and 14 (with 7 above: the run widths im2col copies with loops of their own).
         ConvCase{"k5_no_pad_12x12_b2", conv_shape(2, 3, 12, 12, 4, 5, 5, 1, 1, 0, 0)},
@@ -1035,11 +1037,13 @@ TEST(CpuSimd, PoolAndBiasSumsGiveTheSameBitsWithoutAvx2) {
 // Winograd's transforms without AVX2 make the same operations in the same order as their AVX2
 // loops (8 tiles at a time, masked at the planes' ends, overlapping input-gradient tiles added
 // in the same order): the same bits on random data, for odd and even sizes, paddings 0 to 2, and
-// rows of 1 to 3 blocks of tiles; a single sample without a pool writes its output in place.
+// rows of 1 to 3 blocks of tiles or of 4 tiles (two rows a block; an odd count of rows last); a
+// single sample without a pool writes its output in place.
 TEST(CpuSimd, WinogradGivesTheSameBitsWithoutAvx2) {
     for (const ConvShape& s : {conv_shape(3, 3, 9, 10, 5, 3, 3, 1, 1, 0, 0), conv_shape(2, 2, 12, 36, 3, 3, 3, 1, 1, 1, 1),
                                conv_shape(1, 4, 7, 7, 6, 3, 3, 1, 1, 1, 1), conv_shape(2, 2, 5, 17, 3, 3, 3, 1, 1, 2, 2),
-                               conv_shape(5, 3, 2, 3, 2, 3, 3, 1, 1, 1, 1)}) {
+                               conv_shape(5, 3, 2, 3, 2, 3, 3, 1, 1, 1, 1), conv_shape(2, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1),
+                               conv_shape(3, 3, 5, 7, 4, 3, 3, 1, 1, 1, 1)}) {
         SCOPED_TRACE(std::to_string(s.h_in) + " x " + std::to_string(s.w_in) + ", pad " + std::to_string(s.pad_h));
         ASSERT_TRUE(cpu::conv_winograd_applies(s));
         std::mt19937 rng(9);

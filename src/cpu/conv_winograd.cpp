@@ -57,7 +57,9 @@ float* bordered_input(const Tiling& t, const float* x) {
     thread_local std::vector<float> plane;
     thread_local idx key[4] = {-1, -1, -1, -1};
     if (key[0] != t.h_in || key[1] != t.w_in || key[2] != t.ph || key[3] != t.pw) {
-        plane.assign(static_cast<std::size_t>(t.rows * t.stride), 0.0f);
+        // 2 rows more: the 4-tile rows' loop reads a pair of tile rows, past the last one
+        // when their count is odd
+        plane.assign(static_cast<std::size_t>((t.rows + 2) * t.stride), 0.0f);
         key[0] = t.h_in;
         key[1] = t.w_in;
         key[2] = t.ph;
@@ -360,27 +362,184 @@ __attribute__((target("avx2,fma"))) void input_gradient_transform_avx2(const Til
         }
 }
 
+// ---- AVX2, rows of 4 tiles (7 or 8 wide outputs: cnn8's third layer): a block is the 8 tiles of
+// two tile rows, one per 128-bit half, so the lanes are full. The same operations and, for the
+// overlapping input-gradient tiles, the same order as the loops above.
+
+// Two 8-float rows a (low halves) and b (high halves) as their even and odd floats: half h of
+// `even` holds floats 0, 2, 4, 6 of row h.
+__attribute__((target("avx2,fma"), always_inline)) inline void split_pair(__m256 a, __m256 b, __m256& even,
+                                                                         __m256& odd) {
+    const __m256 lo = _mm256_permute2f128_ps(a, b, 0x20), hi = _mm256_permute2f128_ps(a, b, 0x31);
+    even = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+    odd = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+// The inverse for each half: row h = left[h][0] right[h][0] ... left[h][3] right[h][3].
+__attribute__((target("avx2,fma"), always_inline)) inline void interleave_pair(__m256 left, __m256 right,
+                                                                              __m256& row0, __m256& row1) {
+    const __m256 l = _mm256_unpacklo_ps(left, right), h = _mm256_unpackhi_ps(left, right);
+    row0 = _mm256_permute2f128_ps(l, h, 0x20);
+    row1 = _mm256_permute2f128_ps(l, h, 0x31);
+}
+
+__attribute__((target("avx2,fma"))) void input_transform_pairs_avx2(const Tiling& t, const float* P, float* v,
+                                                                    std::size_t vs) {
+    for (idx ty = 0; ty < t.th; ty += 2) {
+        const idx p0 = ty * 4;
+        const bool masked = p0 + 8 > t.tiles;
+        const __m256i keep = lanes_below(t.tiles - p0);
+        const float* row = P + 2 * ty * t.stride;  // tile row ty + 1's patches start 2 rows below
+        __m256 a[4][4];
+        for (idx r = 0; r < 4; ++r) {
+            const float* upper = row + r * t.stride;
+            const float* lower = upper + 2 * t.stride;
+            split_pair(_mm256_loadu_ps(upper), _mm256_loadu_ps(lower), a[r][0], a[r][1]);
+            split_pair(_mm256_loadu_ps(upper + 2), _mm256_loadu_ps(lower + 2), a[r][2], a[r][3]);
+        }
+        __m256 w[4][4];
+        for (idx k = 0; k < 4; ++k) {
+            w[0][k] = _mm256_sub_ps(a[0][k], a[2][k]);
+            w[1][k] = _mm256_add_ps(a[1][k], a[2][k]);
+            w[2][k] = _mm256_sub_ps(a[2][k], a[1][k]);
+            w[3][k] = _mm256_sub_ps(a[1][k], a[3][k]);
+        }
+        float* o = v + p0;
+        for (idx i = 0; i < 4; ++i) {
+            store_block(o + (4 * i + 0) * vs, _mm256_sub_ps(w[i][0], w[i][2]), masked, keep);
+            store_block(o + (4 * i + 1) * vs, _mm256_add_ps(w[i][1], w[i][2]), masked, keep);
+            store_block(o + (4 * i + 2) * vs, _mm256_sub_ps(w[i][2], w[i][1]), masked, keep);
+            store_block(o + (4 * i + 3) * vs, _mm256_sub_ps(w[i][1], w[i][3]), masked, keep);
+        }
+    }
+}
+
+// One output row of 8 columns at `at` in the plane y of `plane` floats (w_out <= 8 wide): whole
+// while the 8 floats fit in the plane (the columns past w_out land on the next rows, written
+// after this one), else its first w_out.
+__attribute__((target("avx2,fma"), always_inline)) inline void store_row8(float* y, idx at, idx plane, idx w_out,
+                                                                         __m256 row) {
+    if (plane - at >= 8) _mm256_storeu_ps(y + at, row);
+    else _mm256_maskstore_ps(y + at, lanes_below(w_out), row);
+}
+
+__attribute__((target("avx2,fma"))) void output_transform_pairs_avx2(const Tiling& t, const float* m,
+                                                                     std::size_t ms, float bias, float* y) {
+    const __m256 bv = _mm256_set1_ps(bias);
+    const idx plane = t.h_out * t.w_out;
+    for (idx ty = 0; ty < t.th; ty += 2) {
+        const float* src = m + ty * 4;
+        __m256 s0[4], s1[4];
+        for (idx k = 0; k < 4; ++k) {
+            const __m256 a = _mm256_loadu_ps(src + (0 + k) * ms), b = _mm256_loadu_ps(src + (4 + k) * ms);
+            const __m256 c = _mm256_loadu_ps(src + (8 + k) * ms), d = _mm256_loadu_ps(src + (12 + k) * ms);
+            s0[k] = _mm256_add_ps(_mm256_add_ps(a, b), c);
+            s1[k] = _mm256_sub_ps(_mm256_sub_ps(b, c), d);
+        }
+        __m256 top[2], bottom[2];  // [h]: tile row ty + h's two output rows
+        interleave_pair(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s0[0], s0[1]), s0[2]), bv),
+                        _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s0[1], s0[2]), s0[3]), bv), top[0], top[1]);
+        interleave_pair(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s1[0], s1[1]), s1[2]), bv),
+                        _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s1[1], s1[2]), s1[3]), bv), bottom[0], bottom[1]);
+        for (idx h = 0; h < 2; ++h) {  // rows in order: each one's extra columns are overwritten next
+            const idx oy = 2 * (ty + h);
+            if (oy >= t.h_out) break;
+            store_row8(y, oy * t.w_out, plane, t.w_out, top[h]);
+            if (oy + 1 < t.h_out) store_row8(y, (oy + 1) * t.w_out, plane, t.w_out, bottom[h]);
+        }
+    }
+}
+
+// The gradient's row oy of a plane at most 8 wide: 0 past the plane and past w_out.
+__attribute__((target("avx2,fma"), always_inline)) inline __m256 gradient_row(const Tiling& t, const float* g,
+                                                                             idx oy) {
+    return oy < t.h_out ? _mm256_maskload_ps(g + oy * t.w_out, lanes_below(t.w_out)) : _mm256_setzero_ps();
+}
+
+__attribute__((target("avx2,fma"))) void gradient_transform_pairs_avx2(const Tiling& t, const float* g, float* dm,
+                                                                       std::size_t ms) {
+    for (idx ty = 0; ty < t.th; ty += 2) {
+        const idx p0 = ty * 4, oy = 2 * ty;
+        const bool masked = p0 + 8 > t.tiles;
+        const __m256i keep = lanes_below(t.tiles - p0);
+        __m256 g00, g01, g10, g11;
+        split_pair(gradient_row(t, g, oy), gradient_row(t, g, oy + 2), g00, g01);
+        split_pair(gradient_row(t, g, oy + 1), gradient_row(t, g, oy + 3), g10, g11);
+        const __m256 h0[4] = {g00, _mm256_add_ps(g00, g01), _mm256_sub_ps(g00, g01), negate(g01)};
+        const __m256 h1[4] = {g10, _mm256_add_ps(g10, g11), _mm256_sub_ps(g10, g11), negate(g11)};
+        float* o = dm + p0;
+        for (idx k = 0; k < 4; ++k) {
+            store_block(o + (0 + k) * ms, h0[k], masked, keep);
+            store_block(o + (4 + k) * ms, _mm256_add_ps(h0[k], h1[k]), masked, keep);
+            store_block(o + (8 + k) * ms, _mm256_sub_ps(h0[k], h1[k]), masked, keep);
+            store_block(o + (12 + k) * ms, negate(h1[k]), masked, keep);
+        }
+    }
+}
+
+// Adds 8 floats into p.
+__attribute__((target("avx2,fma"), always_inline)) inline void add_into8(float* p, __m256 v) {
+    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), v));
+}
+
+__attribute__((target("avx2,fma"))) void input_gradient_transform_pairs_avx2(const Tiling& t, const float* dv,
+                                                                             std::size_t vs, float* Q) {
+    for (idx ty = 0; ty < t.th; ty += 2) {
+        const idx p0 = ty * 4;
+        const __m256i keep = lanes_below(t.tiles - p0);
+        const float* src = dv + p0;
+        __m256 r[4][4];
+        for (idx k = 0; k < 4; ++k) {
+            const __m256 a = _mm256_maskload_ps(src + (0 + k) * vs, keep);
+            const __m256 b = _mm256_maskload_ps(src + (4 + k) * vs, keep);
+            const __m256 c = _mm256_maskload_ps(src + (8 + k) * vs, keep);
+            const __m256 d = _mm256_maskload_ps(src + (12 + k) * vs, keep);
+            r[0][k] = a;
+            r[1][k] = _mm256_add_ps(_mm256_sub_ps(b, c), d);
+            r[2][k] = _mm256_sub_ps(_mm256_add_ps(b, c), a);
+            r[3][k] = negate(d);
+        }
+        __m256 A[4][2], B[4][2];  // [i][h]: tile row ty + h's plane row 2 (ty + h) + i
+        for (idx i = 0; i < 4; ++i) {
+            const __m256 c0 = r[i][0];
+            const __m256 c1 = _mm256_add_ps(_mm256_sub_ps(r[i][1], r[i][2]), r[i][3]);
+            const __m256 c2 = _mm256_sub_ps(_mm256_add_ps(r[i][1], r[i][2]), r[i][0]);
+            const __m256 c3 = negate(r[i][3]);
+            interleave_pair(c0, c1, A[i][0], A[i][1]);
+            interleave_pair(c2, c3, B[i][0], B[i][1]);
+        }
+        // tile row ty before ty + 1 (when there is one), as the portable loop adds them
+        for (idx h = 0; h < (ty + 1 < t.th ? 2 : 1); ++h)
+            for (idx i = 0; i < 4; ++i) {
+                float* q = Q + (2 * (ty + h) + i) * t.stride;
+                add_into8(q, A[i][h]);
+                add_into8(q + 2, B[i][h]);
+            }
+    }
+}
+
 // ---- one plane, on the loops this CPU takes -------------------------------------------------------
 
 void transform_input_plane(const Tiling& t, const float* x, float* v, std::size_t vs) {
     const float* P = bordered_input(t, x);
-    if (cpu_has_avx2_fma()) input_transform_avx2(t, P, v, vs);
+    if (cpu_has_avx2_fma()) (t.tw == 4 ? input_transform_pairs_avx2 : input_transform_avx2)(t, P, v, vs);
     else input_transform(t, P, v, vs);
 }
 
 void transform_output_plane(const Tiling& t, const float* m, std::size_t ms, float bias, float* y) {
-    if (cpu_has_avx2_fma()) output_transform_avx2(t, m, ms, bias, y);
+    if (cpu_has_avx2_fma()) (t.tw == 4 ? output_transform_pairs_avx2 : output_transform_avx2)(t, m, ms, bias, y);
     else output_transform(t, m, ms, bias, y);
 }
 
 void transform_gradient_plane(const Tiling& t, const float* g, float* dm, std::size_t ms) {
-    if (cpu_has_avx2_fma()) gradient_transform_avx2(t, g, dm, ms);
+    if (cpu_has_avx2_fma()) (t.tw == 4 ? gradient_transform_pairs_avx2 : gradient_transform_avx2)(t, g, dm, ms);
     else gradient_transform(t, g, dm, ms);
 }
 
 void transform_input_gradient_plane(const Tiling& t, const float* dv, std::size_t vs, float* dx) {
     float* Q = zeroed_gradient_plane(t);
-    if (cpu_has_avx2_fma()) input_gradient_transform_avx2(t, dv, vs, Q);
+    if (cpu_has_avx2_fma())
+        (t.tw == 4 ? input_gradient_transform_pairs_avx2 : input_gradient_transform_avx2)(t, dv, vs, Q);
     else input_gradient_transform(t, dv, vs, Q);
     copy_out_gradient(t, Q, dx);
 }
