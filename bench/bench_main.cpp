@@ -353,16 +353,24 @@ double gemm_floor_seconds(const ModelSpec& spec, std::size_t batch, int repeats)
             const std::size_t cols = chunk * cs.h_out() * cs.w_out();
             g.copies = (batch + chunk - 1) / chunk;
             if (!cpu::conv_direct_applies(cs) && cpu::conv_winograd_applies(cs)) {
-                // Winograd F(2x2, 3x3) (cpu/conv_winograd.h): each product is 16 GEMMs over the
-                // chunk's 2x2 tiles, with K = c_in (forward), the tiles (weight gradient) or c_out.
-                const std::size_t c_in = cs.c_in;
-                const std::size_t tiles = chunk * ((cs.h_out() + 1) / 2) * ((cs.w_out() + 1) / 2);
-                for (std::size_t xi = 0; xi < cpu::kWinogradPoints; ++xi) {
-                    g.products.push_back({false, false, c_out, tiles, c_in});             // M = U V
-                    g.products.push_back({false, true, c_out, c_in, tiles});              // dU = dM V^T
-                    if (!first) g.products.push_back({true, false, c_in, tiles, c_out});  // dV = U^T dM
+                // Winograd F(2x2, 3x3) (cpu/conv_winograd.h): each product is 16 GEMMs over a
+                // chunk's 2x2 tiles, with K = c_in (forward), the tiles (weight gradient) or c_out;
+                // the forward and the backward have chunks of their own.
+                const std::size_t c_in = cs.c_in, tiles = ((cs.h_out() + 1) / 2) * ((cs.w_out() + 1) / 2);
+                for (const bool backward : {false, true}) {
+                    const std::size_t m = cpu::chunk_samples(cs, backward), T = m * tiles;
+                    Group w;
+                    w.copies = (batch + m - 1) / m;
+                    for (std::size_t xi = 0; xi < cpu::kWinogradPoints; ++xi) {
+                        if (!backward) {
+                            w.products.push_back({false, false, c_out, T, c_in});  // M = U V
+                            continue;
+                        }
+                        w.products.push_back({false, true, c_out, c_in, T});              // dU = dM V^T
+                        if (!first) w.products.push_back({true, false, c_in, T, c_out});  // dV = U^T dM
+                    }
+                    groups.push_back(w);
                 }
-                groups.push_back(g);
                 first = false;
                 continue;
             }

@@ -297,7 +297,8 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{"k4_stride3_pad1_floor_b2", conv_shape(2, 2, 10, 8, 2, 4, 4, 3, 3, 1, 1)},
         // Large enough that im2col and col2im take their threaded path.
         ConvCase{"k5_same_28x28_b2", conv_shape(2, 1, 28, 28, 8, 5, 5, 1, 1, 2, 2)},
-        // Several chunks of samples and a short last one (7x7 outputs: 16 samples per chunk).
+        // Several chunks of samples and a short last one (7x7 outputs, Winograd: 8 samples per
+        // chunk forward, 32 backward).
         ConvCase{"k3_same_7x7_b37_chunks", conv_shape(37, 3, 7, 7, 4, 3, 3, 1, 1, 1, 1)},
         // Winograd F(2x2, 3x3) (3x3, stride 1, several input channels): odd and even output
         // sizes, no padding and padding 2, rows of more than 8 tiles (17 and 36 wide), and a
@@ -526,7 +527,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(ConvCase{"k3_same_b1", conv_shape(1, 3, 5, 7, 2, 3, 3, 1, 1, 1, 1)},
                       ConvCase{"k3_stride2_pad1_b3", conv_shape(3, 2, 7, 9, 2, 3, 3, 2, 2, 1, 1)},
                       ConvCase{"k1_pointwise_b5", conv_shape(5, 3, 4, 6, 2, 1, 1, 1, 1, 0, 0)},
-                      // 16 samples per chunk at 7x7: two full chunks and one of 5.
+                      // 7x7, Winograd: chunks of 32 samples backward, one full and one of 5.
                       ConvCase{"k3_same_7x7_b37_chunks", conv_shape(37, 3, 7, 7, 4, 3, 3, 1, 1, 1, 1)},
                       // 32 samples per chunk at 5x5 (stride 2): one full chunk and one of 9.
                       ConvCase{"k5_stride2_pad2_b41_chunks", conv_shape(41, 2, 9, 10, 3, 5, 5, 2, 2, 2, 2)},
@@ -567,18 +568,25 @@ TEST(ConvWinograd, TakesThreeByThreeStrideOneLayers) {
     EXPECT_FALSE(cpu::conv_winograd_applies(conv_shape(1, 4, 14, 14, 4, 3, 3, 2, 2, 1, 1)));     // stride 2
     EXPECT_FALSE(cpu::conv_winograd_applies(conv_shape(1, 20, 12, 12, 50, 5, 5, 1, 1, 0, 0)));   // 5x5
     EXPECT_FALSE(cpu::conv_winograd_applies(conv_shape(1, 4, 1, 1, 4, 3, 3, 1, 1, 0, 0)));       // no output
-    // A chunk is a power of two of samples, at most 256 tiles: 4 at 14x14 (49 tiles each), 16 at 7x7
-    // (16 each), at most the batch.
-    EXPECT_EQ(cpu::winograd_chunk_samples(conv_shape(128, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1)), 4u);
-    EXPECT_EQ(cpu::winograd_chunk_samples(conv_shape(128, 64, 7, 7, 128, 3, 3, 1, 1, 1, 1)), 16u);
-    EXPECT_EQ(cpu::winograd_chunk_samples(conv_shape(3, 64, 7, 7, 128, 3, 3, 1, 1, 1, 1)), 3u);
+    // A chunk is a power of two of samples, at most 128 tiles forward and 512 backward: 2 and 8 at
+    // 14x14 (49 tiles each), 8 and 32 at 7x7 (16 each), at most the batch; a plane of more tiles
+    // than that is a chunk alone.
+    const ConvShape cnn8_2 = conv_shape(128, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1);
+    const ConvShape cnn8_3 = conv_shape(128, 64, 7, 7, 128, 3, 3, 1, 1, 1, 1);
+    EXPECT_EQ(cpu::winograd_chunk_samples(cnn8_2, false), 2u);
+    EXPECT_EQ(cpu::winograd_chunk_samples(cnn8_2, true), 8u);
+    EXPECT_EQ(cpu::winograd_chunk_samples(cnn8_3, false), 8u);
+    EXPECT_EQ(cpu::winograd_chunk_samples(cnn8_3, true), 32u);
+    EXPECT_EQ(cpu::winograd_chunk_samples(conv_shape(3, 64, 7, 7, 128, 3, 3, 1, 1, 1, 1), true), 3u);
+    EXPECT_EQ(cpu::winograd_chunk_samples(conv_shape(5, 2, 40, 40, 3, 3, 3, 1, 1, 1, 1), false), 1u);
+    EXPECT_EQ(cpu::chunk_samples(cnn8_3, true), 32u);
 }
 
 // The chunks of a batch spread over the threads (and, for a single chunk, the blocks of its
 // GEMMs): forward and backward must give the same bits at 1, 2 and 3 threads. The first shape
-// has 3 chunks (16, 16, 5) and enough work for the threaded loop over chunks; the second is one
-// chunk of 3 samples (4 fit at 16x16), whose GEMMs and transforms spread over the threads (both
-// are Winograd layers); the third has one input channel (the direct kernels), a sample per
+// has 5 chunks forward (8 samples each, the last 5) and 2 backward (32, 5), enough work for the
+// threaded loop over chunks; the second has chunks of 2 samples forward and is one chunk of 3
+// backward, whose GEMMs and transforms spread over the threads (both are Winograd layers); the third has one input channel (the direct kernels), a sample per
 // chunk; the fourth is 5x5 (im2col and col2im), one chunk of 3.
 TEST(ConvThreads, SameBitsAtAnyThreadCount) {
     for (const ConvShape& s :

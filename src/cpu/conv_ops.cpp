@@ -498,8 +498,8 @@ void check_pool_of(const ConvShape& c, const PoolShape& p) {
 // A power of two, about kChunkColumns output pixels (GEMM columns) per chunk, at most the batch.
 // It depends on the shape alone, so every chunk holds the same samples and every GEMM has the
 // same operands at any thread count (the bits do not change with threads).
-std::size_t chunk_samples(const ConvShape& s) {
-    if (!conv_direct_applies(s) && conv_winograd_applies(s)) return winograd_chunk_samples(s);
+std::size_t chunk_samples(const ConvShape& s, bool backward) {
+    if (!conv_direct_applies(s) && conv_winograd_applies(s)) return winograd_chunk_samples(s, backward);
     constexpr std::size_t kChunkColumns = 1024;
     const std::size_t n_pix = std::max<std::size_t>(s.h_out() * s.w_out(), 1);
     std::size_t chunk = 1;
@@ -522,7 +522,7 @@ void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, con
     const std::size_t n_k = s.c_in * s.kh * s.kw, n_pix = s.h_out() * s.w_out();
     const std::size_t y_stride = s.c_out * n_pix;
     if (s.batch == 0 || y_stride == 0) return;
-    const std::size_t chunk = chunk_samples(s), n_chunks = (s.batch + chunk - 1) / chunk;
+    const std::size_t chunk = chunk_samples(s, false), n_chunks = (s.batch + chunk - 1) / chunk;
     const std::size_t c_out = s.c_out;
     const std::size_t pooled_plane = pool ? pool->h_out() * pool->w_out() : 0;
     const bool threaded = chunks_parallel(s, n_chunks);
@@ -596,7 +596,7 @@ void conv2d_backward_impl(const ConvShape& s, const float* x, const float* W, co
         if (dL_dx) std::fill(dL_dx, dL_dx + s.batch * x_stride, 0.0f);
         return;
     }
-    const std::size_t chunk = chunk_samples(s), n_chunks = (s.batch + chunk - 1) / chunk;
+    const std::size_t chunk = chunk_samples(s, true), n_chunks = (s.batch + chunk - 1) / chunk;
     const std::size_t c_out = s.c_out, n_w = s.n_weights();
     const std::size_t pooled_plane = pool ? pool->h_out() * pool->w_out() : 0;
 

@@ -37,9 +37,10 @@ constexpr std::size_t kWinogradPoints = 16;
 // cpu/conv_direct.h, and too few multiply-adds per tile for the transforms to pay).
 bool conv_winograd_applies(const ConvShape& s);
 
-// Samples per chunk: a power of two, about 512 tiles in all (the 16 products' T), at most the
-// batch; the shape alone decides it.
-std::size_t winograd_chunk_samples(const ConvShape& s);
+// Samples per chunk of the forward or the backward: a power of two, at most 128 tiles in all
+// forward and 512 backward (the 16 products' T; a plane larger than that is a chunk alone), at
+// most the batch; the shape alone decides it.
+std::size_t winograd_chunk_samples(const ConvShape& s, bool backward);
 
 // Floats of the transformed weights: 16 * c_out * c_in.
 std::size_t winograd_weight_floats(const ConvShape& s);
