@@ -747,6 +747,9 @@ int main(int argc, char** argv) {
         out["repeats"] = opt.repeats;
         out["machine"] = {{"cpu", first_line_of("/proc/cpuinfo", "model name")},
                           {"logical_cpus", std::thread::hardware_concurrency()},
+                          {"vector_isa", __builtin_cpu_supports("avx512f") ? "avx512f"
+                                         : __builtin_cpu_supports("avx2") ? "avx2"
+                                                                           : "baseline"},
                           {"threads", describe_threads()},
                           {"num_threads", num_threads()},
                           {"dense_gemm", cpu::describe_gemm_library(cpu::dense_gemm_library())},

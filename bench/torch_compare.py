@@ -253,16 +253,27 @@ def physical_cores():
 
 
 def machine():
-    model = platform.processor()
+    model, family, number, flags = platform.processor(), "?", "?", set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "model name" and model == platform.processor():
+                    model = value
+                elif key == "cpu family" and family == "?":
+                    family = value
+                elif key == "model" and number == "?":
+                    number = value
+                elif key == "flags" and not flags:
+                    flags = set(value.split())
     except OSError:
         pass
-    return {"cpu": model, "physical_cores": physical_cores(), "logical_cpus": os.cpu_count(),
+    # The widest vectors the CPU has: PyTorch's oneDNN kernels use AVX-512 where it is present,
+    # SparseProx's own loops AVX2, so the ratios differ between the two kinds of x86 machine.
+    vectors = next((isa for isa in ("avx512f", "avx2") if isa in flags), "baseline")
+    return {"cpu": model, "cpu_family_model": f"{family}/{number}", "vector_isa": vectors,
+            "physical_cores": physical_cores(), "logical_cpus": os.cpu_count(),
             "load_average": " ".join(f"{v:.2f}" for v in os.getloadavg()), "python": platform.python_version(),
             "system": platform.platform()}
 

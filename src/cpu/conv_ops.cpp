@@ -26,7 +26,10 @@
 // of both presets has a loop of its own with the four taps in registers (the general window
 // loop took a tenth of a cnn8 step).
 // A layer with one input channel and stride 1 (the presets' first) skips im2col and the GEMM for
-// its output and its weight gradient where the CPU has AVX2 and FMA: cpu/conv_direct.h.
+// its output and its weight gradient where the CPU has AVX2 and FMA: cpu/conv_direct.h. A 3x3
+// stride-1 layer with several input channels (cnn8's second and third) skips im2col for all
+// three products, which are Winograd's F(2x2, 3x3) there, in chunks of their own size:
+// cpu/conv_winograd.h.
 #include "cpu/conv_ops.h"
 
 #include "cpu/conv_direct.h"
@@ -214,17 +217,18 @@ bool pool_parallel(const PoolShape& s, idx n_planes) {
 }
 
 // One chunk's scratch on the calling thread, grown to the largest convolution seen and kept (no
-// allocation per step): the chunk's im2col matrix (or its gradient) and its output (or output
-// gradient) with the chunk's samples side by side.
+// allocation per step): the chunk's im2col matrix (or its gradient; not for a Winograd layer,
+// whose transforms have buffers of their own) and its output (or output gradient) with the
+// chunk's samples side by side.
 struct ChunkScratch {
     float* col;  // (n_k, cols)
     float* out;  // (c_out, cols)
 };
 
-ChunkScratch chunk_scratch(const ConvShape& s, std::size_t chunk) {
+ChunkScratch chunk_scratch(const ConvShape& s, std::size_t chunk, bool with_col) {
     thread_local std::vector<float> buffer;
     const std::size_t cols = chunk * s.h_out() * s.w_out();
-    const std::size_t n_col = s.c_in * s.kh * s.kw * cols, n_out = s.c_out * cols;
+    const std::size_t n_col = with_col ? s.c_in * s.kh * s.kw * cols : 0, n_out = s.c_out * cols;
     if (buffer.size() < n_col + n_out) buffer.resize(n_col + n_out);
     return {buffer.data(), buffer.data() + n_col};
 }
@@ -534,7 +538,7 @@ void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, con
     for (idx q = 0; q < static_cast<idx>(n_chunks); ++q) {
         const std::size_t n0 = static_cast<std::size_t>(q) * chunk, m = std::min(chunk, s.batch - n0);
         const std::size_t cols = m * n_pix;
-        const ChunkScratch sc = chunk_scratch(s, chunk);
+        const ChunkScratch sc = chunk_scratch(s, chunk, !winograd);
         // One sample without a pool: the product's (c_out, n_pix) is the sample's output as laid
         // out in y, so it goes there directly.
         const bool in_place = m == 1 && !pool;
@@ -617,7 +621,7 @@ void conv2d_backward_impl(const ConvShape& s, const float* x, const float* W, co
     for (idx q = 0; q < static_cast<idx>(n_chunks); ++q) {
         const std::size_t n0 = static_cast<std::size_t>(q) * chunk, m = std::min(chunk, s.batch - n0);
         const std::size_t cols = m * n_pix;
-        const ChunkScratch sc = chunk_scratch(s, chunk);
+        const ChunkScratch sc = chunk_scratch(s, chunk, !winograd);
         // dy (c_out, cols): the chunk's output gradients side by side, and the bias terms. With
         // one sample and no pool that is the sample's gradient as it lies in dL_dy, read in place.
         double* bq = pb + static_cast<std::size_t>(q) * c_out;
