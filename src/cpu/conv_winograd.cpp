@@ -220,6 +220,83 @@ __attribute__((target("avx2,fma"), always_inline)) inline __m256i lanes_below(id
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+// The arithmetic of the four transforms on a block of 8 tiles, shared by the loops over rows of
+// tiles and over pairs of 4-tile rows (which differ in how lanes meet plane positions).
+
+// V's 16 points of a block from its patches, a[r][k] holding row r, column k: B^T d B, stored
+// at o + xi * vs.
+__attribute__((target("avx2,fma"), always_inline)) inline void store_input_points(const __m256 (&a)[4][4], float* o,
+                                                                                 std::size_t vs, bool masked,
+                                                                                 __m256i keep) {
+    __m256 w[4][4];
+    for (idx k = 0; k < 4; ++k) {
+        w[0][k] = _mm256_sub_ps(a[0][k], a[2][k]);
+        w[1][k] = _mm256_add_ps(a[1][k], a[2][k]);
+        w[2][k] = _mm256_sub_ps(a[2][k], a[1][k]);
+        w[3][k] = _mm256_sub_ps(a[1][k], a[3][k]);
+    }
+    for (idx i = 0; i < 4; ++i) {
+        store_block(o + (4 * i + 0) * vs, _mm256_sub_ps(w[i][0], w[i][2]), masked, keep);
+        store_block(o + (4 * i + 1) * vs, _mm256_add_ps(w[i][1], w[i][2]), masked, keep);
+        store_block(o + (4 * i + 2) * vs, _mm256_sub_ps(w[i][2], w[i][1]), masked, keep);
+        store_block(o + (4 * i + 3) * vs, _mm256_sub_ps(w[i][1], w[i][3]), masked, keep);
+    }
+}
+
+// A block's outputs from M's 16 points at src + xi * ms: out[i][j] = (A^T m A)[i][j] + bias.
+__attribute__((target("avx2,fma"), always_inline)) inline void output_points(const float* src, std::size_t ms,
+                                                                            __m256 bias, __m256 (&out)[2][2]) {
+    __m256 s0[4], s1[4];
+    for (idx k = 0; k < 4; ++k) {
+        const __m256 a = _mm256_loadu_ps(src + (0 + k) * ms), b = _mm256_loadu_ps(src + (4 + k) * ms);
+        const __m256 c = _mm256_loadu_ps(src + (8 + k) * ms), d = _mm256_loadu_ps(src + (12 + k) * ms);
+        s0[k] = _mm256_add_ps(_mm256_add_ps(a, b), c);
+        s1[k] = _mm256_sub_ps(_mm256_sub_ps(b, c), d);
+    }
+    out[0][0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s0[0], s0[1]), s0[2]), bias);
+    out[0][1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s0[1], s0[2]), s0[3]), bias);
+    out[1][0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s1[0], s1[1]), s1[2]), bias);
+    out[1][1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s1[1], s1[2]), s1[3]), bias);
+}
+
+// dM's 16 points of a block from its tiles' gradients g[i][j]: A g A^T, stored at o + xi * ms.
+__attribute__((target("avx2,fma"), always_inline)) inline void store_gradient_points(const __m256 (&g)[2][2], float* o,
+                                                                                    std::size_t ms, bool masked,
+                                                                                    __m256i keep) {
+    const __m256 h0[4] = {g[0][0], _mm256_add_ps(g[0][0], g[0][1]), _mm256_sub_ps(g[0][0], g[0][1]), negate(g[0][1])};
+    const __m256 h1[4] = {g[1][0], _mm256_add_ps(g[1][0], g[1][1]), _mm256_sub_ps(g[1][0], g[1][1]), negate(g[1][1])};
+    for (idx k = 0; k < 4; ++k) {
+        store_block(o + (0 + k) * ms, h0[k], masked, keep);
+        store_block(o + (4 + k) * ms, _mm256_add_ps(h0[k], h1[k]), masked, keep);
+        store_block(o + (8 + k) * ms, _mm256_sub_ps(h0[k], h1[k]), masked, keep);
+        store_block(o + (12 + k) * ms, negate(h1[k]), masked, keep);
+    }
+}
+
+// A block's input-gradient tiles c[i][k] = (B dv B^T)[i][k] from dV's 16 points at src + xi * vs,
+// the lanes that keep leaves out read as 0.
+__attribute__((target("avx2,fma"), always_inline)) inline void input_gradient_points(const float* src, std::size_t vs,
+                                                                                    __m256i keep,
+                                                                                    __m256 (&c)[4][4]) {
+    __m256 r[4][4];
+    for (idx k = 0; k < 4; ++k) {
+        const __m256 a = _mm256_maskload_ps(src + (0 + k) * vs, keep);
+        const __m256 b = _mm256_maskload_ps(src + (4 + k) * vs, keep);
+        const __m256 cc = _mm256_maskload_ps(src + (8 + k) * vs, keep);
+        const __m256 d = _mm256_maskload_ps(src + (12 + k) * vs, keep);
+        r[0][k] = a;
+        r[1][k] = _mm256_add_ps(_mm256_sub_ps(b, cc), d);
+        r[2][k] = _mm256_sub_ps(_mm256_add_ps(b, cc), a);
+        r[3][k] = negate(d);
+    }
+    for (idx i = 0; i < 4; ++i) {
+        c[i][0] = r[i][0];
+        c[i][1] = _mm256_add_ps(_mm256_sub_ps(r[i][1], r[i][2]), r[i][3]);
+        c[i][2] = _mm256_sub_ps(_mm256_add_ps(r[i][1], r[i][2]), r[i][0]);
+        c[i][3] = negate(r[i][3]);
+    }
+}
+
 __attribute__((target("avx2,fma"))) void input_transform_avx2(const Tiling& t, const float* P, float* v,
                                                               std::size_t vs) {
     for (idx ty = 0; ty < t.th; ++ty) {
@@ -233,20 +310,7 @@ __attribute__((target("avx2,fma"))) void input_transform_avx2(const Tiling& t, c
                 split_even_odd(row + r * t.stride + 2 * tx0, a[r][0], a[r][1]);
                 split_even_odd(row + r * t.stride + 2 * tx0 + 2, a[r][2], a[r][3]);
             }
-            __m256 w[4][4];
-            for (idx k = 0; k < 4; ++k) {
-                w[0][k] = _mm256_sub_ps(a[0][k], a[2][k]);
-                w[1][k] = _mm256_add_ps(a[1][k], a[2][k]);
-                w[2][k] = _mm256_sub_ps(a[2][k], a[1][k]);
-                w[3][k] = _mm256_sub_ps(a[1][k], a[3][k]);
-            }
-            float* o = v + ty * t.tw + tx0;
-            for (idx i = 0; i < 4; ++i) {
-                store_block(o + (4 * i + 0) * vs, _mm256_sub_ps(w[i][0], w[i][2]), masked, keep);
-                store_block(o + (4 * i + 1) * vs, _mm256_add_ps(w[i][1], w[i][2]), masked, keep);
-                store_block(o + (4 * i + 2) * vs, _mm256_sub_ps(w[i][2], w[i][1]), masked, keep);
-                store_block(o + (4 * i + 3) * vs, _mm256_sub_ps(w[i][1], w[i][3]), masked, keep);
-            }
+            store_input_points(a, v + ty * t.tw + tx0, vs, masked, keep);
         }
     }
 }
@@ -277,26 +341,14 @@ __attribute__((target("avx2,fma"))) void output_transform_avx2(const Tiling& t, 
     for (idx ty = 0; ty < t.th; ++ty) {
         const idx oy = 2 * ty;
         for (idx tx0 = 0; tx0 < t.tw; tx0 += 8) {
-            const float* src = m + ty * t.tw + tx0;
-            __m256 s0[4], s1[4];
-            for (idx k = 0; k < 4; ++k) {
-                const __m256 a = _mm256_loadu_ps(src + (0 + k) * ms), b = _mm256_loadu_ps(src + (4 + k) * ms);
-                const __m256 c = _mm256_loadu_ps(src + (8 + k) * ms), d = _mm256_loadu_ps(src + (12 + k) * ms);
-                s0[k] = _mm256_add_ps(_mm256_add_ps(a, b), c);
-                s1[k] = _mm256_sub_ps(_mm256_sub_ps(b, c), d);
-            }
+            __m256 out[2][2];
+            output_points(m + ty * t.tw + tx0, ms, bv, out);
             // The top row's extra columns may land on the bottom row only while the bottom row is
             // still to be written: from a row's first block (the last block of a longer row
             // would overwrite the bottom row's first blocks, already stored).
             const idx n = t.w_out - 2 * tx0, at = oy * t.w_out + 2 * tx0;
-            store_output_row(y + at, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s0[0], s0[1]), s0[2]), bv),
-                             _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s0[1], s0[2]), s0[3]), bv), n,
-                             tx0 == 0 ? plane - at : n);
-            if (oy + 1 < t.h_out)
-                store_output_row(y + at + t.w_out,
-                                 _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s1[0], s1[1]), s1[2]), bv),
-                                 _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s1[1], s1[2]), s1[3]), bv), n,
-                                 plane - at - t.w_out);
+            store_output_row(y + at, out[0][0], out[0][1], n, tx0 == 0 ? plane - at : n);
+            if (oy + 1 < t.h_out) store_output_row(y + at + t.w_out, out[1][0], out[1][1], n, plane - at - t.w_out);
         }
     }
 }
@@ -311,18 +363,10 @@ __attribute__((target("avx2,fma"))) void gradient_transform_avx2(const Tiling& t
             const bool masked = ty * t.tw + tx0 + 8 > t.tiles;
             const __m256i keep = lanes_below(n_tiles);
             const idx n = t.w_out - 2 * tx0;  // the row's columns from the block's first
-            __m256 g00, g01, g10 = _mm256_setzero_ps(), g11 = _mm256_setzero_ps();
-            split_even_odd(top + 2 * tx0, n, g00, g01);
-            if (oy + 1 < t.h_out) split_even_odd(top + t.w_out + 2 * tx0, n, g10, g11);
-            const __m256 h0[4] = {g00, _mm256_add_ps(g00, g01), _mm256_sub_ps(g00, g01), negate(g01)};
-            const __m256 h1[4] = {g10, _mm256_add_ps(g10, g11), _mm256_sub_ps(g10, g11), negate(g11)};
-            float* o = dm + ty * t.tw + tx0;
-            for (idx k = 0; k < 4; ++k) {
-                store_block(o + (0 + k) * ms, h0[k], masked, keep);
-                store_block(o + (4 + k) * ms, _mm256_add_ps(h0[k], h1[k]), masked, keep);
-                store_block(o + (8 + k) * ms, _mm256_sub_ps(h0[k], h1[k]), masked, keep);
-                store_block(o + (12 + k) * ms, negate(h1[k]), masked, keep);
-            }
+            __m256 g[2][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()}, {_mm256_setzero_ps(), _mm256_setzero_ps()}};
+            split_even_odd(top + 2 * tx0, n, g[0][0], g[0][1]);
+            if (oy + 1 < t.h_out) split_even_odd(top + t.w_out + 2 * tx0, n, g[1][0], g[1][1]);
+            store_gradient_points(g, dm + ty * t.tw + tx0, ms, masked, keep);
         }
     }
 }
@@ -339,28 +383,14 @@ __attribute__((target("avx2,fma"))) void input_gradient_transform_avx2(const Til
     for (idx ty = 0; ty < t.th; ++ty)
         for (idx tx0 = 0; tx0 < t.tw; tx0 += 8) {
             const __m256i keep = lanes_below(std::min<idx>(8, t.tw - tx0));
-            const float* src = dv + ty * t.tw + tx0;
-            __m256 r[4][4];
-            for (idx k = 0; k < 4; ++k) {
-                const __m256 a = _mm256_maskload_ps(src + (0 + k) * vs, keep);
-                const __m256 b = _mm256_maskload_ps(src + (4 + k) * vs, keep);
-                const __m256 c = _mm256_maskload_ps(src + (8 + k) * vs, keep);
-                const __m256 d = _mm256_maskload_ps(src + (12 + k) * vs, keep);
-                r[0][k] = a;
-                r[1][k] = _mm256_add_ps(_mm256_sub_ps(b, c), d);
-                r[2][k] = _mm256_sub_ps(_mm256_add_ps(b, c), a);
-                r[3][k] = negate(d);
-            }
+            __m256 c[4][4];
+            input_gradient_points(dv + ty * t.tw + tx0, vs, keep, c);
             for (idx i = 0; i < 4; ++i) {
-                const __m256 c0 = r[i][0];
-                const __m256 c1 = _mm256_add_ps(_mm256_sub_ps(r[i][1], r[i][2]), r[i][3]);
-                const __m256 c2 = _mm256_sub_ps(_mm256_add_ps(r[i][1], r[i][2]), r[i][0]);
-                const __m256 c3 = negate(r[i][3]);
                 float* row = Q + (2 * ty + i) * t.stride + 2 * tx0;
                 __m256 lo, hi;
-                interleave(c0, c1, lo, hi);
+                interleave(c[i][0], c[i][1], lo, hi);
                 add_into(row, lo, hi);
-                interleave(c2, c3, lo, hi);
+                interleave(c[i][2], c[i][3], lo, hi);
                 add_into(row + 2, lo, hi);
             }
         }
@@ -401,20 +431,7 @@ __attribute__((target("avx2,fma"))) void input_transform_pairs_avx2(const Tiling
             split_pair(_mm256_loadu_ps(upper), _mm256_loadu_ps(lower), a[r][0], a[r][1]);
             split_pair(_mm256_loadu_ps(upper + 2), _mm256_loadu_ps(lower + 2), a[r][2], a[r][3]);
         }
-        __m256 w[4][4];
-        for (idx k = 0; k < 4; ++k) {
-            w[0][k] = _mm256_sub_ps(a[0][k], a[2][k]);
-            w[1][k] = _mm256_add_ps(a[1][k], a[2][k]);
-            w[2][k] = _mm256_sub_ps(a[2][k], a[1][k]);
-            w[3][k] = _mm256_sub_ps(a[1][k], a[3][k]);
-        }
-        float* o = v + p0;
-        for (idx i = 0; i < 4; ++i) {
-            store_block(o + (4 * i + 0) * vs, _mm256_sub_ps(w[i][0], w[i][2]), masked, keep);
-            store_block(o + (4 * i + 1) * vs, _mm256_add_ps(w[i][1], w[i][2]), masked, keep);
-            store_block(o + (4 * i + 2) * vs, _mm256_sub_ps(w[i][2], w[i][1]), masked, keep);
-            store_block(o + (4 * i + 3) * vs, _mm256_sub_ps(w[i][1], w[i][3]), masked, keep);
-        }
+        store_input_points(a, v + p0, vs, masked, keep);
     }
 }
 
@@ -432,19 +449,11 @@ __attribute__((target("avx2,fma"))) void output_transform_pairs_avx2(const Tilin
     const __m256 bv = _mm256_set1_ps(bias);
     const idx plane = t.h_out * t.w_out;
     for (idx ty = 0; ty < t.th; ty += 2) {
-        const float* src = m + ty * 4;
-        __m256 s0[4], s1[4];
-        for (idx k = 0; k < 4; ++k) {
-            const __m256 a = _mm256_loadu_ps(src + (0 + k) * ms), b = _mm256_loadu_ps(src + (4 + k) * ms);
-            const __m256 c = _mm256_loadu_ps(src + (8 + k) * ms), d = _mm256_loadu_ps(src + (12 + k) * ms);
-            s0[k] = _mm256_add_ps(_mm256_add_ps(a, b), c);
-            s1[k] = _mm256_sub_ps(_mm256_sub_ps(b, c), d);
-        }
+        __m256 out[2][2];
+        output_points(m + ty * 4, ms, bv, out);
         __m256 top[2], bottom[2];  // [h]: tile row ty + h's two output rows
-        interleave_pair(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s0[0], s0[1]), s0[2]), bv),
-                        _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s0[1], s0[2]), s0[3]), bv), top[0], top[1]);
-        interleave_pair(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s1[0], s1[1]), s1[2]), bv),
-                        _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s1[1], s1[2]), s1[3]), bv), bottom[0], bottom[1]);
+        interleave_pair(out[0][0], out[0][1], top[0], top[1]);
+        interleave_pair(out[1][0], out[1][1], bottom[0], bottom[1]);
         for (idx h = 0; h < 2; ++h) {  // rows in order: each one's extra columns are overwritten next
             const idx oy = 2 * (ty + h);
             if (oy >= t.h_out) break;
@@ -466,18 +475,10 @@ __attribute__((target("avx2,fma"))) void gradient_transform_pairs_avx2(const Til
         const idx p0 = ty * 4, oy = 2 * ty;
         const bool masked = p0 + 8 > t.tiles;
         const __m256i keep = lanes_below(t.tiles - p0);
-        __m256 g00, g01, g10, g11;
-        split_pair(gradient_row(t, g, oy), gradient_row(t, g, oy + 2), g00, g01);
-        split_pair(gradient_row(t, g, oy + 1), gradient_row(t, g, oy + 3), g10, g11);
-        const __m256 h0[4] = {g00, _mm256_add_ps(g00, g01), _mm256_sub_ps(g00, g01), negate(g01)};
-        const __m256 h1[4] = {g10, _mm256_add_ps(g10, g11), _mm256_sub_ps(g10, g11), negate(g11)};
-        float* o = dm + p0;
-        for (idx k = 0; k < 4; ++k) {
-            store_block(o + (0 + k) * ms, h0[k], masked, keep);
-            store_block(o + (4 + k) * ms, _mm256_add_ps(h0[k], h1[k]), masked, keep);
-            store_block(o + (8 + k) * ms, _mm256_sub_ps(h0[k], h1[k]), masked, keep);
-            store_block(o + (12 + k) * ms, negate(h1[k]), masked, keep);
-        }
+        __m256 gt[2][2];
+        split_pair(gradient_row(t, g, oy), gradient_row(t, g, oy + 2), gt[0][0], gt[0][1]);
+        split_pair(gradient_row(t, g, oy + 1), gradient_row(t, g, oy + 3), gt[1][0], gt[1][1]);
+        store_gradient_points(gt, dm + p0, ms, masked, keep);
     }
 }
 
@@ -491,26 +492,12 @@ __attribute__((target("avx2,fma"))) void input_gradient_transform_pairs_avx2(con
     for (idx ty = 0; ty < t.th; ty += 2) {
         const idx p0 = ty * 4;
         const __m256i keep = lanes_below(t.tiles - p0);
-        const float* src = dv + p0;
-        __m256 r[4][4];
-        for (idx k = 0; k < 4; ++k) {
-            const __m256 a = _mm256_maskload_ps(src + (0 + k) * vs, keep);
-            const __m256 b = _mm256_maskload_ps(src + (4 + k) * vs, keep);
-            const __m256 c = _mm256_maskload_ps(src + (8 + k) * vs, keep);
-            const __m256 d = _mm256_maskload_ps(src + (12 + k) * vs, keep);
-            r[0][k] = a;
-            r[1][k] = _mm256_add_ps(_mm256_sub_ps(b, c), d);
-            r[2][k] = _mm256_sub_ps(_mm256_add_ps(b, c), a);
-            r[3][k] = negate(d);
-        }
+        __m256 c[4][4];
+        input_gradient_points(dv + p0, vs, keep, c);
         __m256 A[4][2], B[4][2];  // [i][h]: tile row ty + h's plane row 2 (ty + h) + i
         for (idx i = 0; i < 4; ++i) {
-            const __m256 c0 = r[i][0];
-            const __m256 c1 = _mm256_add_ps(_mm256_sub_ps(r[i][1], r[i][2]), r[i][3]);
-            const __m256 c2 = _mm256_sub_ps(_mm256_add_ps(r[i][1], r[i][2]), r[i][0]);
-            const __m256 c3 = negate(r[i][3]);
-            interleave_pair(c0, c1, A[i][0], A[i][1]);
-            interleave_pair(c2, c3, B[i][0], B[i][1]);
+            interleave_pair(c[i][0], c[i][1], A[i][0], A[i][1]);
+            interleave_pair(c[i][2], c[i][3], B[i][0], B[i][1]);
         }
         // tile row ty before ty + 1 (when there is one), as the portable loop adds them
         for (idx h = 0; h < (ty + 1 < t.th ? 2 : 1); ++h)
@@ -546,6 +533,19 @@ void transform_input_gradient_plane(const Tiling& t, const float* dv, std::size_
         (t.tw == 4 ? input_gradient_transform_pairs_avx2 : input_gradient_transform_avx2)(t, dv, vs, Q);
     else input_gradient_transform(t, dv, vs, Q);
     copy_out_gradient(t, Q, dx);
+}
+
+// V (16, c_in, T) of m consecutive samples x (m, c_in, h_in, w_in), T = m * tiles; threaded: the
+// planes over the OpenMP team.
+void transform_inputs(const Tiling& t, const float* x, std::size_t m, std::size_t c_in, float* V, bool threaded) {
+    const std::size_t T = m * static_cast<std::size_t>(t.tiles), x_plane = static_cast<std::size_t>(t.h_in * t.w_in);
+    const idx planes = static_cast<idx>(m * c_in);
+#pragma omp parallel for schedule(static) if (threaded && planes > 1)
+    for (idx q = 0; q < planes; ++q) {
+        const std::size_t j = static_cast<std::size_t>(q) / c_in, c = static_cast<std::size_t>(q) % c_in;
+        transform_input_plane(t, x + (j * c_in + c) * x_plane, V + c * T + j * static_cast<std::size_t>(t.tiles),
+                              c_in * T);
+    }
 }
 
 // The calling thread's chunk scratch, grown to the largest seen and kept.
@@ -599,16 +599,11 @@ void conv_winograd_forward(const ConvShape& s, const float* U, const float* x, s
     const Tiling t = tiling(s);
     const std::size_t c_in = s.c_in, c_out = s.c_out;
     const std::size_t T = m * static_cast<std::size_t>(t.tiles);
-    const std::size_t n_pix = static_cast<std::size_t>(t.h_out * t.w_out), x_plane = s.h_in * s.w_in;
+    const std::size_t n_pix = static_cast<std::size_t>(t.h_out * t.w_out);
     float* V = chunk_buffer(kWinogradPoints * (c_in + c_out) * T);
     float* M = V + kWinogradPoints * c_in * T;
-    const idx in_planes = static_cast<idx>(m * c_in), out_planes = static_cast<idx>(m * c_out);
-#pragma omp parallel for schedule(static) if (threaded && in_planes > 1)
-    for (idx q = 0; q < in_planes; ++q) {
-        const std::size_t j = static_cast<std::size_t>(q) / c_in, c = static_cast<std::size_t>(q) % c_in;
-        transform_input_plane(t, x + (j * c_in + c) * x_plane, V + c * T + j * static_cast<std::size_t>(t.tiles),
-                              c_in * T);
-    }
+    const idx out_planes = static_cast<idx>(m * c_out);
+    transform_inputs(t, x, m, c_in, V, threaded);
     for (std::size_t xi = 0; xi < kWinogradPoints; ++xi)
         sgemm(false, false, c_out, T, c_in, U + xi * c_out * c_in, c_in, V + xi * c_in * T, T, 0.0f,
               M + xi * c_out * T, T);
@@ -636,12 +631,7 @@ void conv_winograd_backward(const ConvShape& s, const float* U, const float* x, 
         transform_gradient_plane(t, dy + co * dy_ld + j * n_pix, dM + co * T + j * static_cast<std::size_t>(t.tiles),
                                  c_out * T);
     }
-#pragma omp parallel for schedule(static) if (threaded && in_planes > 1)
-    for (idx q = 0; q < in_planes; ++q) {
-        const std::size_t j = static_cast<std::size_t>(q) / c_in, c = static_cast<std::size_t>(q) % c_in;
-        transform_input_plane(t, x + (j * c_in + c) * x_plane, V + c * T + j * static_cast<std::size_t>(t.tiles),
-                              c_in * T);
-    }
+    transform_inputs(t, x, m, c_in, V, threaded);
     // dU[xi] (c_out, c_in) = dM[xi] (c_out, T) * V[xi]^T, then dW = G^T dU G per channel pair
     for (std::size_t xi = 0; xi < kWinogradPoints; ++xi)
         sgemm(false, true, c_out, c_in, T, dM + xi * c_out * T, T, V + xi * c_in * T, T, 0.0f, dU + xi * pairs,
