@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "cpu/copy_rows.h"
@@ -31,7 +32,7 @@ const float* bordered_plane(const ConvShape& s, const float* x, bool copy = fals
     const idx h_in = static_cast<idx>(s.h_in), w_in = static_cast<idx>(s.w_in);
     const idx ph = static_cast<idx>(s.pad_h), pw = static_cast<idx>(s.pad_w);
     const idx wp = w_in + 2 * pw;
-    float* plane = bordered_plane_buffer(h_in + 2 * ph, wp, ph, pw);
+    float* plane = bordered_plane_buffer(h_in + 2 * ph, wp, ph, pw, h_in, w_in);
     copy_rows(x, w_in, plane + ph * wp + pw, wp, h_in, w_in);
     return plane;
 }
@@ -113,15 +114,13 @@ WeightGradTaps weight_grad_taps_for(idx g) {
 
 }  // namespace
 
-float* bordered_plane_buffer(idx hp, idx wp, idx ph, idx pw) {
+float* bordered_plane_buffer(idx hp, idx wp, idx ph, idx pw, idx h_in, idx w_in) {
     thread_local std::vector<float> plane;
-    thread_local idx key[4] = {-1, -1, -1, -1};
-    if (key[0] != hp || key[1] != wp || key[2] != ph || key[3] != pw) {
+    thread_local std::array<idx, 6> key = {-1, -1, -1, -1, -1, -1};
+    const std::array<idx, 6> now = {hp, wp, ph, pw, h_in, w_in};
+    if (key != now) {
         plane.assign(static_cast<std::size_t>(hp * wp + wp + 8), 0.0f);  // and a zero row and 8 more
-        key[0] = hp;
-        key[1] = wp;
-        key[2] = ph;
-        key[3] = pw;
+        key = now;
     }
     return plane.data();
 }

@@ -24,12 +24,14 @@
 namespace sparseprox {
 namespace cpu {
 
-// The calling thread's zero-bordered plane, hp x wp for an input padded by (ph, pw), followed by
-// wp + 8 zeros (the direct weight gradient reads past the last row): zeroed when its shape or
-// padding changes (the same padded size with another padding has another interior), after
-// which its users write only its interior, so its border stays 0. im2col and the direct kernels
-// share it.
-float* bordered_plane_buffer(std::ptrdiff_t hp, std::ptrdiff_t wp, std::ptrdiff_t ph, std::ptrdiff_t pw);
+// The calling thread's zero-bordered plane, hp x wp holding an h_in x w_in input at (ph, pw),
+// followed by wp + 8 zeros (the direct weight gradient reads past the last row): zeroed when any
+// of these change (the same plane size with another padding or input has another interior),
+// after which its users write only the input's rectangle, so everything else stays 0. im2col
+// (hp = h_in + 2 ph), the direct kernels and Winograd's input transform (a plane rounded up to
+// whole tiles and vector blocks) share it.
+float* bordered_plane_buffer(std::ptrdiff_t hp, std::ptrdiff_t wp, std::ptrdiff_t ph, std::ptrdiff_t pw,
+                             std::ptrdiff_t h_in, std::ptrdiff_t w_in);
 
 // Whether conv2d's CPU operations take the direct kernels for s on this CPU: one input channel,
 // stride 1, an output at least 16 pixels wide, and a CPU with AVX2 and FMA.

@@ -80,7 +80,7 @@ void im2col(const ConvShape& s, const float* x, float* col, std::size_t ld, bool
     for (idx c = 0; c < c_in; ++c) {
         const float* plane = x + c * h_in * w_in;
         if (padded) {
-            float* b = bordered_plane_buffer(hp, wp, ph, pw);
+            float* b = bordered_plane_buffer(hp, wp, ph, pw, h_in, w_in);
             copy_rows(plane, w_in, b + ph * wp + pw, wp, h_in, w_in);
             plane = b;
         }

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu/conv_direct.h"
 #include "cpu/copy_rows.h"
 #include "cpu/gemm.h"
 #include "cpu/simd.h"
@@ -54,22 +55,12 @@ Tiling tiling(const ConvShape& s) {
     return t;
 }
 
-// The calling thread's bordered input plane for this tiling: zeroed when the tiling changes, after
-// which only the input's rectangle is ever written, so the rest stays 0 (the padding, and the
-// rows and columns past the input when the output is odd-sized).
+// The input x in the calling thread's bordered plane (cpu/conv_direct.h), rows + 2 by stride: 0
+// outside the input's rectangle (the padding, and the rows and columns past the input when the
+// output is odd-sized). The 2 rows more: the 4-tile rows' loop reads a pair of tile rows, past
+// the last one when their count is odd.
 float* bordered_input(const Tiling& t, const float* x) {
-    thread_local std::vector<float> plane;
-    thread_local idx key[4] = {-1, -1, -1, -1};
-    if (key[0] != t.h_in || key[1] != t.w_in || key[2] != t.ph || key[3] != t.pw) {
-        // 2 rows more: the 4-tile rows' loop reads a pair of tile rows, past the last one
-        // when their count is odd
-        plane.assign(static_cast<std::size_t>((t.rows + 2) * t.stride), 0.0f);
-        key[0] = t.h_in;
-        key[1] = t.w_in;
-        key[2] = t.ph;
-        key[3] = t.pw;
-    }
-    float* P = plane.data();
+    float* P = bordered_plane_buffer(t.rows + 2, t.stride, t.ph, t.pw, t.h_in, t.w_in);
     copy_rows(x, t.w_in, P + t.ph * t.stride + t.pw, t.stride, t.h_in, t.w_in);
     return P;
 }

@@ -8,11 +8,11 @@
 #include "cpu/gemm.h"
 
 #include <cblas.h>
-#include <pthread.h>
-#include <signal.h>
 #include <omp.h>
 #if SPARSEPROX_WITH_ONEDNN
 #include <dnnl.h>
+#include <pthread.h>
+#include <signal.h>
 #endif
 
 #include <algorithm>
