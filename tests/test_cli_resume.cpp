@@ -326,4 +326,23 @@ TEST_F(CliResume, SigintStopsATrainingRunWithTheModelSoFar) {
     expect_no_temporary_files();
 }
 
+// A signal taken while a thread is inside oneDNN's sgemm (the dense layers' products in a build
+// with it) corrupted the heap in 30 of 250 runs at one thread; cpu::sgemm now holds SIGINT and
+// SIGTERM back for each such call. Twenty short runs stopped at varied points after the first
+// progress line must all end with 130 and their report.
+TEST_F(CliResume, SigintsAtVariedPointsOfTrainingAllStopCleanly) {
+    for (int run = 0; run < 20; ++run) {
+        const std::string log = path("run" + std::to_string(run) + ".log"), report = path("r.json");
+        Child c("train --device cpu --threads 1 --model dense:6-16-8-1 --steps 100000000 --lambda 1e-4 "
+                "--progress-seconds 0.02 --report " + report,
+                log);
+        ASSERT_TRUE(wait_until(c, [&] { return file_bytes(log).find("step") != std::string::npos; })) << file_bytes(log);
+        std::this_thread::sleep_for(std::chrono::milliseconds(5 * run));
+        c.signal(SIGINT);
+        ASSERT_EQ(exit_code(c.wait()), 130) << "run " << run << ":\n" << file_bytes(log);
+        EXPECT_EQ(read_json(report)["interrupted"], true) << "run " << run;
+    }
+    expect_no_temporary_files();
+}
+
 }  // namespace
