@@ -31,6 +31,21 @@ void block_loop(float* y, std::size_t ld, std::size_t rows, std::size_t cols) {
     }
 }
 
+// y = act(y + bias), the bias per column (bias_rows false) or per row.
+template <int Kind>
+void bias_block_loop(const float* bias, bool bias_rows, float* y, std::size_t ld, std::size_t rows,
+                     std::size_t cols) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        float* row = y + r * ld;
+        if (bias_rows) {
+            const float b = bias[r];
+            for (std::size_t c = 0; c < cols; ++c) row[c] = ew::act_forward(Kind, row[c] + b);
+        } else {
+            for (std::size_t c = 0; c < cols; ++c) row[c] = ew::act_forward(Kind, row[c] + bias[c]);
+        }
+    }
+}
+
 // ReLU: dL_dy * act_derivative is d * 1 = d or d * 0 (+-0, or NaN for an infinite or NaN d);
 // both are computed and one is picked by a bit mask, the same bits. Written as a select or a
 // multiply by the 0/1 derivative, GCC (without -ffast-math) branches around the multiply, one
@@ -93,6 +108,17 @@ void activation_block(Activation a, float* y, std::size_t ld, std::size_t rows, 
         case 3: block_loop<3>(y, ld, rows, cols); break;
         case 4: block_loop<4>(y, ld, rows, cols); break;
         default: break;  // identity
+    }
+}
+
+void bias_activation_block(Activation a, const float* bias, bool bias_rows, float* y, std::size_t ld,
+                           std::size_t rows, std::size_t cols) {
+    switch (static_cast<int>(a)) {
+        case 1: bias_block_loop<1>(bias, bias_rows, y, ld, rows, cols); break;
+        case 2: bias_block_loop<2>(bias, bias_rows, y, ld, rows, cols); break;
+        case 3: bias_block_loop<3>(bias, bias_rows, y, ld, rows, cols); break;
+        case 4: bias_block_loop<4>(bias, bias_rows, y, ld, rows, cols); break;
+        default: bias_block_loop<0>(bias, bias_rows, y, ld, rows, cols); break;
     }
 }
 

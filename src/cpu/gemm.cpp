@@ -120,8 +120,17 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
     const bool cut_rows = m >= n;
     const std::size_t side = cut_rows ? m : n;
     const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
-    // The epilogue over one block of C (rows x cols at c, row stride ldc).
-    auto finish = [&](float* c, std::size_t rows, std::size_t cols) {
+    // oneDNN's kernels store a product into C when beta is 0 (no separate zeroing pass, none of
+    // OpenBLAS's slow one either), so there the bias follows the product, in the epilogue's pass:
+    // C = act(product + bias), the order of cuBLASLt's bias epilogue (kernels/dense.cu). With
+    // OpenBLAS the bias is written first and the product added to it.
+    const bool bias_after = bias && library == GemmLibrary::onednn;
+    // The epilogue over one block of C (rows x cols at c, row stride ldc; its bias part).
+    auto finish = [&](float* c, std::size_t rows, std::size_t cols, const float* bias_part) {
+        if (bias_after) {
+            bias_activation_block(epilogue.act, bias_part, bias_rows, c, ldc, rows, cols);
+            return;
+        }
         if (epilogue.act == Activation::identity) return;
         if (!epilogue.x) {
             activation_block(epilogue.act, c, ldc, rows, cols);
@@ -149,12 +158,14 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
             cols = hi - lo;
             if (bias && !bias_rows) bias_part = bias + lo;
         }
-        // beta = 0: the block is zeroed here and the product added (beta = 1). OpenBLAS does the
-        // same, zeroes then adds, so the bits are the same, but its zeroing pass (sgemm_beta)
-        // runs at a fraction of memset's speed: 40 us against 5 for a 1000 x 128 block, a tenth
-        // of a Mackey-Glass step.
-        float call_beta = beta;
-        if (bias) {
+        // beta = 0 with OpenBLAS: the block is zeroed here and the product added (beta = 1).
+        // OpenBLAS does the same, zeroes then adds, so the bits are the same, but its zeroing pass
+        // (sgemm_beta) runs at a fraction of memset's speed: 40 us against 5 for a 1000 x 128
+        // block, a tenth of a Mackey-Glass step.
+        float call_beta = bias_after ? 0.0f : beta;
+        if (bias_after || library == GemmLibrary::onednn) {
+            // oneDNN: the product stored (beta 0) or added; a bias after it, in finish().
+        } else if (bias) {
             fill_bias(c, ldc, rows, cols, bias_part, bias_rows);
         } else if (beta == 0.0f && k > 0) {
             if (ldc == cols) std::memset(c, 0, rows * cols * sizeof(float));
@@ -163,14 +174,15 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
             call_beta = 1.0f;
         }
         if (k == 0) {
-            if (!bias)
+            if (!bias || bias_after)
                 for (std::size_t r = 0; r < rows; ++r)
-                    for (std::size_t j = 0; j < cols; ++j) c[r * ldc + j] = beta == 0.0f ? 0.0f : c[r * ldc + j] * beta;
-            finish(c, rows, cols);
+                    for (std::size_t j = 0; j < cols; ++j)
+                        c[r * ldc + j] = call_beta == 0.0f ? 0.0f : c[r * ldc + j] * call_beta;
+            finish(c, rows, cols, bias_part);
             return;
         }
         block_product(library, ta, tb, rows, cols, k, a, lda, bb, ldb, call_beta, c, ldc);
-        finish(c, rows, cols);
+        finish(c, rows, cols, bias_part);
     };
     if (blocks == 1) {
         block(0);

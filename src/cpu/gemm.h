@@ -1,7 +1,8 @@
 // Row-major sgemm on the CPU backend's threads: C (m, n) = op(A) (m, k) * op(B) (k, n) + beta * C,
 // cut into blocks along m or n, one OpenBLAS (or oneDNN) call at one thread per block, the blocks
 // shared over the OpenMP team. An optional bias is written into C just before its block's product
-// (beta = 1 then), while the block is in cache.
+// (beta = 1 then) with OpenBLAS, or added in the epilogue's pass right after it with oneDNN,
+// while the block is in cache.
 //
 // The blocks depend only on the shape and on available_cores() (a property of the machine,
 // read once), never on the thread count in force, so every element is computed by the same
