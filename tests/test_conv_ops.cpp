@@ -997,7 +997,15 @@ INSTANTIATE_TEST_SUITE_P(
         // Ties in most windows, pools 14 and 18 wide (with AVX2: vectors of 8 windows and a tail):
         // the recorded winner must be the first maximum, as the separate pool's backward picks it.
         ConvPoolCase{"ties_cnn8_block1_b2", conv_shape(2, 1, 28, 28, 3, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, false, true},
-        ConvPoolCase{"ties_2x2_18_wide_b3", conv_shape(3, 2, 12, 36, 3, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, false, true}),
+        ConvPoolCase{"ties_2x2_18_wide_b3", conv_shape(3, 2, 12, 36, 3, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, false, true},
+        // The pool inside Winograd's output transform (several input channels): rows of 4 tiles
+        // two to a vector with pools 4 and 3 wide (the packing of the 3-wide ones), without
+        // padding, with ties, and with NaN planes (pooled again by the general loop).
+        ConvPoolCase{"winograd_8x8_b3", conv_shape(3, 2, 8, 8, 3, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, false},
+        ConvPoolCase{"winograd_pad0_10x10_b2", conv_shape(2, 3, 10, 10, 4, 3, 3, 1, 1, 0, 0), 2, 2, 2, 0, false},
+        ConvPoolCase{"ties_winograd_7x7_b5", conv_shape(5, 2, 7, 7, 3, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, false, true},
+        ConvPoolCase{"nan_winograd_7x7_b3", conv_shape(3, 2, 7, 7, 3, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, true},
+        ConvPoolCase{"nan_winograd_14x14_b2", conv_shape(2, 2, 14, 14, 3, 3, 3, 1, 1, 1, 1), 2, 2, 2, 0, true}),
     conv_pool_case_name);
 
 // The AVX2 bodies of the 2x2 max-pool (with and without winners) and of the bias gradient's sums
@@ -1006,9 +1014,11 @@ INSTANTIATE_TEST_SUITE_P(
 // the same bits either way, on data that ties often, and so does the plain pool on random data.
 TEST(CpuSimd, PoolAndBiasSumsGiveTheSameBitsWithoutAvx2) {
     // Pools 18 wide (two vectors, the second moved back), 7 and 3 wide (one vector a row, the
-    // last rows' stores masked), and 3 wide from an odd 7 x 7 plane.
+    // last rows' stores masked), 3 wide from an odd 7 x 7 plane and 4 wide from an 8 x 8 one (the
+    // last two in Winograd's transform of rows of 4 tiles, the others in its 8-tile blocks).
     for (const ConvShape& s : {conv_shape(3, 2, 12, 36, 3, 3, 3, 1, 1, 1, 1), conv_shape(5, 2, 14, 14, 3, 3, 3, 1, 1, 1, 1),
-                               conv_shape(4, 2, 6, 6, 3, 3, 3, 1, 1, 1, 1), conv_shape(6, 3, 7, 7, 2, 3, 3, 1, 1, 1, 1)}) {
+                               conv_shape(4, 2, 6, 6, 3, 3, 3, 1, 1, 1, 1), conv_shape(6, 3, 7, 7, 2, 3, 3, 1, 1, 1, 1),
+                               conv_shape(3, 2, 8, 8, 3, 3, 3, 1, 1, 1, 1)}) {
         SCOPED_TRACE("pool " + std::to_string(s.h_out() / 2) + " x " + std::to_string(s.w_out() / 2));
         const PoolShape p = pool_shape(s.batch, s.c_out, s.h_out(), s.w_out(), 2, 2, 2, 2, 0, 0);
         std::mt19937 rng(5);

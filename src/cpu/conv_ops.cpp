@@ -36,6 +36,7 @@
 #include "cpu/conv_winograd.h"
 #include "cpu/copy_rows.h"
 #include "cpu/gemm.h"
+#include "cpu/maxpool_2x2.h"
 #include "cpu/simd.h"
 #include "sparseprox/error.h"
 
@@ -292,41 +293,9 @@ void im2col_chunk(const ConvShape& s, const float* x, std::size_t n0, std::size_
     for (std::size_t j = 0; j < m; ++j) im2col(s, x + (n0 + j) * x_stride, col + j * n_pix, m * n_pix, threaded);
 }
 
-// The common pool (2x2 windows, stride 2, no padding: every window inside the input, no two
-// overlapping) without the general window loop: one pass per plane over pairs of rows, taps in
-// registers, selects instead of branches, so the loop vectorizes. Without NaNs, the first
-// maximum (window_argmax's winner) is the first tap equal to the running maximum, where
-// "t > best ? t : best" keeps the earlier tap on ties (so -0 before +0 stays -0). A NaN
-// breaks that, so each pass also ORs together "tap is NaN" and a plane holding one is redone
-// by the general loop (the first NaN wins there).
-bool is_pool_2x2(const PoolShape& s) {
-    return s.kh == 2 && s.kw == 2 && s.stride_h == 2 && s.stride_w == 2 && s.pad_h == 0 && s.pad_w == 0;
-}
-
-inline float max_first(float best, float t) { return t > best ? t : best; }
-
-// v where w is 1, +0 where w is 0, by masking the bits.
-inline float keep_if(std::uint32_t w, float v) {
-    std::uint32_t bits;
-    std::memcpy(&bits, &v, sizeof bits);
-    bits &= 0u - w;
-    std::memcpy(&v, &bits, sizeof v);
-    return v;
-}
-
-// The first of a 2x2 window's taps (a, b top; c, d bottom) equal to its maximum m, as 0/1 masks
-// (the first maximum in row-major order when the window holds no NaN). Bitwise, not && and ?:
-// (which compile to branches that random data mispredicts).
-struct FirstMax {
-    std::uint32_t a, b, c, d;
-};
-
-inline FirstMax first_max(float a, float b, float c, float m) {
-    const std::uint32_t ea = a == m, eb = b == m, ec = c == m;
-    const std::uint32_t none_above = (ea | eb) ^ 1u;
-    return {ea, (ea ^ 1u) & eb, none_above & ec, none_above & (ec ^ 1u)};
-}
-
+// The common pool (2x2 windows, stride 2, no padding; cpu/maxpool_2x2.h) without the general
+// window loop: one pass per plane over pairs of rows, taps in registers, selects instead of
+// branches, so the loop vectorizes; a plane holding a NaN is redone by the general loop.
 // One plane's maxima, and with kWinners each window's winner (argp: the index in xp of the tap
 // first_max picks, the one maxpool_2x2_plane_backward routes the gradient to); false (partly
 // written) when the plane holds a NaN.
@@ -340,14 +309,11 @@ bool maxpool_2x2_plane(const float* xp, float* yp, std::int32_t* argp, idx w_in,
         float* out = yp + oy * w_out;
         for (idx ox = 0; ox < w_out; ++ox) {
             const float a = top[2 * ox], b = top[2 * ox + 1], c = bottom[2 * ox], d = bottom[2 * ox + 1];
-            nan |= (a != a) | (b != b) | (c != c) | (d != d);
-            const float m = max_first(max_first(max_first(a, b), c), d);
+            nan |= unordered_2x2(a, b, c, d);
+            const float m = max_2x2(a, b, c, d);
             out[ox] = m;
-            if constexpr (kWinners) {
-                const FirstMax w = first_max(a, b, c, m);
-                const std::uint32_t at = static_cast<std::uint32_t>(2 * (oy * w_in + ox));
-                argp[oy * w_out + ox] = static_cast<std::int32_t>(at + w.b + w.c * below + w.d * (below + 1));
-            }
+            if constexpr (kWinners)
+                argp[oy * w_out + ox] = winner_2x2(a, b, c, m, static_cast<std::uint32_t>(2 * (oy * w_in + ox)), below);
         }
     }
     return nan == 0;
@@ -365,8 +331,7 @@ __attribute__((target("avx2,fma"))) bool maxpool_2x2_plane_avx2(const float* xp,
                                                                 idx w_in, idx h_out, idx w_out) {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i lane_at = _mm256_add_epi32(lane, lane);
-    const __m256i below = _mm256_set1_epi32(static_cast<int>(w_in)), one = _mm256_set1_epi32(1);
-    const __m256i below_right = _mm256_add_epi32(below, one);
+    const __m256i below = _mm256_set1_epi32(static_cast<int>(w_in));
     const __m256i keep_row = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(w_out)), lane);
     const bool short_rows = w_out < 8;
     __m256 nan = _mm256_setzero_ps();
@@ -383,25 +348,15 @@ __attribute__((target("avx2,fma"))) bool maxpool_2x2_plane_avx2(const float* xp,
                 split_even_odd(top + 2 * ox, a, b);
                 split_even_odd(bottom + 2 * ox, c, d);
             }
-            nan = _mm256_or_ps(nan, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q), _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
-            const __m256 m = _mm256_max_ps(d, _mm256_max_ps(c, _mm256_max_ps(b, a)));
+            nan = _mm256_or_ps(nan, unordered_2x2_avx2(a, b, c, d));
+            const __m256 m = max_2x2_avx2(a, b, c, d);
             const idx at_out = oy * w_out + ox;
             const bool whole = !short_rows || at_out + 8 <= h_out * w_out;
             if (whole) _mm256_storeu_ps(yp + at_out, m);
             else _mm256_maskstore_ps(yp + at_out, keep_row, m);
             if constexpr (kWinners) {
-                const __m256i ea = _mm256_castps_si256(_mm256_cmp_ps(a, m, _CMP_EQ_OQ));
-                const __m256i eb = _mm256_castps_si256(_mm256_cmp_ps(b, m, _CMP_EQ_OQ));
-                const __m256i ec = _mm256_castps_si256(_mm256_cmp_ps(c, m, _CMP_EQ_OQ));
-                const __m256i ab = _mm256_or_si256(ea, eb);
-                const __m256i wb = _mm256_andnot_si256(ea, eb);
-                const __m256i wc = _mm256_andnot_si256(ab, ec);
-                const __m256i wd = _mm256_andnot_si256(_mm256_or_si256(ab, ec), _mm256_set1_epi32(-1));
                 const __m256i at = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(2 * (oy * w_in + ox))), lane_at);
-                const __m256i step = _mm256_or_si256(_mm256_and_si256(wb, one),
-                                                     _mm256_or_si256(_mm256_and_si256(wc, below),
-                                                                     _mm256_and_si256(wd, below_right)));
-                const __m256i arg = _mm256_add_epi32(at, step);
+                const __m256i arg = winners_2x2_avx2(a, b, c, m, at, below);
                 if (whole) _mm256_storeu_si256(reinterpret_cast<__m256i*>(argp + at_out), arg);
                 else _mm256_maskstore_epi32(argp + at_out, keep_row, arg);
             }
@@ -423,9 +378,8 @@ bool maxpool_2x2_plane_backward(const float* xp, const float* gp, float* dxp, id
         const float* g = gp + oy * w_out;
         for (idx ox = 0; ox < w_out; ++ox) {
             const float a = top[2 * ox], b = top[2 * ox + 1], c = bottom[2 * ox], d = bottom[2 * ox + 1];
-            nan |= (a != a) | (b != b) | (c != c) | (d != d);
-            const float m = max_first(max_first(max_first(a, b), c), d);
-            const FirstMax w = first_max(a, b, c, m);
+            nan |= unordered_2x2(a, b, c, d);
+            const FirstMax w = first_max(a, b, c, max_2x2(a, b, c, d));
             const float gv = 0.0f + g[ox];
             d_top[2 * ox] = keep_if(w.a, gv);
             d_top[2 * ox + 1] = keep_if(w.b, gv);
@@ -520,7 +474,9 @@ std::size_t conv2d_workspace_floats(const ConvShape& s) { return s.c_in * s.kh *
 namespace {
 
 // conv2d_forward, and with a pool conv2d_maxpool_forward: then each sample's output planes are
-// pooled from the chunk's scratch, while they are in cache, and never written to memory.
+// pooled from the chunk's scratch, while they are in cache, and never written to memory; with
+// Winograd and a 2x2 pool, each tile is pooled in the output transform itself, in registers
+// (cpu/conv_winograd.h), and the scratch holds only the planes with a NaN.
 void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, const float* b, float* y,
                          const PoolShape* pool, float* pooled, std::int32_t* arg) {
     const std::size_t n_k = s.c_in * s.kh * s.kw, n_pix = s.h_out() * s.w_out();
@@ -532,6 +488,7 @@ void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, con
     const bool threaded = chunks_parallel(s, n_chunks);
     const bool direct = conv_direct_applies(s);
     const bool winograd = !direct && conv_winograd_applies(s);
+    const bool winograd_pool = winograd && pool && conv_winograd_pool_applies(s, *pool);
     const float* U = winograd ? winograd_weights_of(s, W) : nullptr;
     const std::size_t x_stride = s.c_in * s.h_in * s.w_in;
 #pragma omp parallel for schedule(dynamic) if (threaded)
@@ -545,6 +502,22 @@ void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, con
         float* const dst = in_place ? y + n0 * y_stride : sc.out;
         if (direct) {
             for (std::size_t j = 0; j < m; ++j) conv_direct_forward(s, x + (n0 + j) * x_stride, W, b, dst + j * n_pix, cols);
+        } else if (winograd_pool) {
+            // The pool in Winograd's output transform; only planes whose windows hold a NaN come
+            // out whole (into the scratch), for the general window loop.
+            thread_local std::vector<unsigned char> redo;
+            if (redo.size() < m * c_out) redo.resize(m * c_out);
+            const std::size_t at = n0 * c_out * pooled_plane;
+            const WinogradPooledOutput out{pooled + at, arg + at, redo.data()};
+            conv_winograd_forward(s, U, x + n0 * x_stride, m, b, dst, cols, !threaded, &out);
+            for (std::size_t j = 0; j < m; ++j)
+                for (std::size_t co = 0; co < c_out; ++co) {
+                    const std::size_t q = j * c_out + co;
+                    if (redo[q])
+                        maxpool_plane(*pool, sc.out + co * cols + j * n_pix, pooled + at + q * pooled_plane,
+                                      arg + at + q * pooled_plane);
+                }
+            continue;
         } else if (winograd) {
             conv_winograd_forward(s, U, x + n0 * x_stride, m, b, dst, cols, !threaded);
         } else {

@@ -17,6 +17,7 @@
 #include "cpu/conv_direct.h"
 #include "cpu/copy_rows.h"
 #include "cpu/gemm.h"
+#include "cpu/maxpool_2x2.h"
 #include "cpu/simd.h"
 
 namespace sparseprox {
@@ -109,24 +110,49 @@ void input_transform(const Tiling& t, const float* P, float* v, std::size_t vs) 
     }
 }
 
-// One output plane y (h_out, w_out) = A^T m A + bias per tile, from M's 16 rows for it
-// (m[xi * ms + tile]), A^T = [1 1 1 0; 0 1 -1 -1].
+// Tile p's 2x2 outputs A^T m A + bias from M's 16 rows (m[xi * ms + tile]), A^T = [1 1 1 0; 0 1 -1 -1].
+inline void output_tile(const float* m, std::size_t ms, idx p, float bias, float (&out)[2][2]) {
+    float s0[4], s1[4];
+    for (idx k = 0; k < 4; ++k) {
+        const float a = m[(0 + k) * ms + p], b = m[(4 + k) * ms + p];
+        const float c = m[(8 + k) * ms + p], d = m[(12 + k) * ms + p];
+        s0[k] = a + b + c;
+        s1[k] = b - c - d;
+    }
+    out[0][0] = (s0[0] + s0[1] + s0[2]) + bias;
+    out[0][1] = (s0[1] - s0[2] - s0[3]) + bias;
+    out[1][0] = (s1[0] + s1[1] + s1[2]) + bias;
+    out[1][1] = (s1[1] - s1[2] - s1[3]) + bias;
+}
+
+// One output plane y (h_out, w_out), tile by tile.
 void output_transform(const Tiling& t, const float* m, std::size_t ms, float bias, float* y) {
     for (idx ty = 0; ty < t.th; ++ty)
         for (idx tx = 0; tx < t.tw; ++tx) {
-            const idx p = ty * t.tw + tx;
-            float s0[4], s1[4];
-            for (idx k = 0; k < 4; ++k) {
-                const float a = m[(0 + k) * ms + p], b = m[(4 + k) * ms + p];
-                const float c = m[(8 + k) * ms + p], d = m[(12 + k) * ms + p];
-                s0[k] = a + b + c;
-                s1[k] = b - c - d;
-            }
-            const float out[2][2] = {{(s0[0] + s0[1] + s0[2]) + bias, (s0[1] - s0[2] - s0[3]) + bias},
-                                     {(s1[0] + s1[1] + s1[2]) + bias, (s1[1] - s1[2] - s1[3]) + bias}};
+            float out[2][2];
+            output_tile(m, ms, ty * t.tw + tx, bias, out);
             for (idx i = 0; i < 2 && 2 * ty + i < t.h_out; ++i)
                 for (idx j = 0; j < 2 && 2 * tx + j < t.w_out; ++j) y[(2 * ty + i) * t.w_out + 2 * tx + j] = out[i][j];
         }
+}
+
+// The plane's 2x2 max-pool from its tiles (window (ty, tx) is tile (ty, tx)): the maxima and
+// winners of cpu/maxpool_2x2.h; false when a window holds a NaN.
+bool output_pool(const Tiling& t, const float* m, std::size_t ms, float bias, float* pooled, std::int32_t* arg) {
+    const idx ph = t.h_out / 2, pw = t.w_out / 2;
+    const std::uint32_t below = static_cast<std::uint32_t>(t.w_out);
+    int nan = 0;
+    for (idx ty = 0; ty < ph; ++ty)
+        for (idx tx = 0; tx < pw; ++tx) {
+            float out[2][2];
+            output_tile(m, ms, ty * t.tw + tx, bias, out);
+            const float a = out[0][0], b = out[0][1], c = out[1][0], d = out[1][1];
+            nan |= unordered_2x2(a, b, c, d);
+            const float mx = max_2x2(a, b, c, d);
+            pooled[ty * pw + tx] = mx;
+            arg[ty * pw + tx] = winner_2x2(a, b, c, mx, static_cast<std::uint32_t>(2 * (ty * t.w_out + tx)), below);
+        }
+    return nan == 0;
 }
 
 // dM's 16 rows for one output-gradient plane g (h_out, w_out): dm[xi * ms + tile] = (A g_t A^T)[xi],
@@ -362,6 +388,39 @@ __attribute__((target("avx2,fma"))) void gradient_transform_avx2(const Tiling& t
     }
 }
 
+// output_pool with AVX2, 8 windows of a tile row at a time: the same outputs as
+// output_transform_avx2, pooled in registers with cpu/maxpool_2x2.h's vector forms. Stores are
+// whole while the 8 lanes fit in the pooled plane (the extra ones land on windows written after
+// them), masked at its end; the NaN test counts only the lanes of windows.
+__attribute__((target("avx2,fma"))) bool output_pool_avx2(const Tiling& t, const float* m, std::size_t ms,
+                                                          float bias, float* pooled, std::int32_t* arg) {
+    const idx ph = t.h_out / 2, pw = t.w_out / 2, plane = ph * pw;
+    const __m256 bv = _mm256_set1_ps(bias);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i lane_at = _mm256_add_epi32(lane, lane), below = _mm256_set1_epi32(static_cast<int>(t.w_out));
+    __m256 nan = _mm256_setzero_ps();
+    for (idx ty = 0; ty < ph; ++ty)
+        for (idx tx0 = 0; tx0 < pw; tx0 += 8) {
+            __m256 out[2][2];
+            output_points(m + ty * t.tw + tx0, ms, bv, out);
+            const __m256 a = out[0][0], b = out[0][1], c = out[1][0], d = out[1][1];
+            const idx o = ty * pw + tx0;
+            const __m256i keep = lanes_below(pw - tx0);
+            nan = _mm256_or_ps(nan, _mm256_and_ps(unordered_2x2_avx2(a, b, c, d), _mm256_castsi256_ps(keep)));
+            const __m256 mx = max_2x2_avx2(a, b, c, d);
+            const __m256i at = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(2 * (ty * t.w_out + tx0))), lane_at);
+            const __m256i w = winners_2x2_avx2(a, b, c, mx, at, below);
+            if (plane - o >= 8) {
+                _mm256_storeu_ps(pooled + o, mx);
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(arg + o), w);
+            } else {
+                _mm256_maskstore_ps(pooled + o, keep, mx);
+                _mm256_maskstore_epi32(arg + o, keep, w);
+            }
+        }
+    return _mm256_movemask_ps(nan) == 0;
+}
+
 // Adds 16 floats (lo, hi) into p.
 __attribute__((target("avx2,fma"), always_inline)) inline void add_into(float* p, __m256 lo, __m256 hi) {
     _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), lo));
@@ -473,6 +532,62 @@ __attribute__((target("avx2,fma"))) void gradient_transform_pairs_avx2(const Til
     }
 }
 
+// Pooled planes 3 or 4 windows wide (7- and 8-wide outputs) from rows of 4 tiles: lane 4h + tx is
+// window (ty + h, tx), its top-left tap 2 ((ty + h) w_out + tx); a pooled row of 3 leaves lanes
+// 3 and 7 without a window, and the lanes are packed into the pooled plane's order by a
+// permutation.
+struct PairLanes {
+    __m256i at;      // the top-left taps, less 2 ty w_out
+    __m256i pack;     // lane i of the packed vector: lane pack[i]
+    __m256i windows;  // the lanes of windows when both rows are inside the pooled plane
+};
+
+__attribute__((target("avx2,fma"), always_inline)) inline PairLanes pair_lanes(const Tiling& t) {
+    const int w2 = 2 * static_cast<int>(t.w_out);
+    PairLanes l;
+    l.at = _mm256_setr_epi32(0, 2, 4, 6, w2, w2 + 2, w2 + 4, w2 + 6);
+    if (t.w_out / 2 == 3) {
+        l.pack = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 3, 7);
+        l.windows = _mm256_setr_epi32(-1, -1, -1, 0, -1, -1, -1, 0);
+    } else {
+        l.pack = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        l.windows = _mm256_set1_epi32(-1);
+    }
+    return l;
+}
+
+__attribute__((target("avx2,fma"))) bool output_pool_pairs_avx2(const Tiling& t, const float* m, std::size_t ms,
+                                                                float bias, float* pooled, std::int32_t* arg) {
+    const idx ph = t.h_out / 2, pw = t.w_out / 2, plane = ph * pw;
+    const __m256 bv = _mm256_set1_ps(bias);
+    const __m256i below = _mm256_set1_epi32(static_cast<int>(t.w_out));
+    const PairLanes l = pair_lanes(t);
+    __m256 nan = _mm256_setzero_ps();
+    for (idx ty = 0; ty < ph; ty += 2) {
+        __m256 out[2][2];
+        output_points(m + ty * 4, ms, bv, out);
+        const __m256 a = out[0][0], b = out[0][1], c = out[1][0], d = out[1][1];
+        const bool two_rows = ty + 1 < ph;
+        const __m256i windows = two_rows ? l.windows : _mm256_and_si256(l.windows, lanes_below(4));
+        nan = _mm256_or_ps(nan, _mm256_and_ps(unordered_2x2_avx2(a, b, c, d), _mm256_castsi256_ps(windows)));
+        const __m256 mx = max_2x2_avx2(a, b, c, d);
+        const __m256i at = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(2 * ty * t.w_out)), l.at);
+        const __m256i w = winners_2x2_avx2(a, b, c, mx, at, below);
+        const __m256 mx_packed = _mm256_permutevar8x32_ps(mx, l.pack);
+        const __m256i w_packed = _mm256_permutevar8x32_epi32(w, l.pack);
+        const idx o = ty * pw;
+        if (plane - o >= 8) {
+            _mm256_storeu_ps(pooled + o, mx_packed);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(arg + o), w_packed);
+        } else {
+            const __m256i keep = lanes_below((two_rows ? 2 : 1) * pw);
+            _mm256_maskstore_ps(pooled + o, keep, mx_packed);
+            _mm256_maskstore_epi32(arg + o, keep, w_packed);
+        }
+    }
+    return _mm256_movemask_ps(nan) == 0;
+}
+
 // Adds 8 floats into p.
 __attribute__((target("avx2,fma"), always_inline)) inline void add_into8(float* p, __m256 v) {
     _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), v));
@@ -518,6 +633,13 @@ void transform_gradient_plane(const Tiling& t, const float* g, float* dm, std::s
     else gradient_transform(t, g, dm, ms);
 }
 
+bool pool_output_plane(const Tiling& t, const float* m, std::size_t ms, float bias, float* pooled,
+                       std::int32_t* arg) {
+    if (cpu_has_avx2_fma())
+        return (t.tw == 4 ? output_pool_pairs_avx2 : output_pool_avx2)(t, m, ms, bias, pooled, arg);
+    return output_pool(t, m, ms, bias, pooled, arg);
+}
+
 void transform_input_gradient_plane(const Tiling& t, const float* dv, std::size_t vs, float* dx) {
     float* Q = zeroed_gradient_plane(t);
     if (cpu_has_avx2_fma())
@@ -554,6 +676,11 @@ bool conv_winograd_applies(const ConvShape& s) {
            s.h_in + 2 * s.pad_h >= 3 && s.w_in + 2 * s.pad_w >= 3;
 }
 
+bool conv_winograd_pool_applies(const ConvShape& s, const PoolShape& pool) {
+    return conv_winograd_applies(s) && is_pool_2x2(pool) && pool.h_in == s.h_out() && pool.w_in == s.w_out() &&
+           s.h_out() >= 2 && s.w_out() >= 2;
+}
+
 std::size_t winograd_chunk_samples(const ConvShape& s, bool backward) {
     const Tiling t = tiling(s);
     const std::size_t tiles = static_cast<std::size_t>(std::max<idx>(t.tiles, 1));
@@ -586,7 +713,7 @@ void winograd_weights(const ConvShape& s, const float* W, float* U) {
 }
 
 void conv_winograd_forward(const ConvShape& s, const float* U, const float* x, std::size_t m, const float* b,
-                           float* out, std::size_t out_ld, bool threaded) {
+                           float* out, std::size_t out_ld, bool threaded, const WinogradPooledOutput* pool) {
     const Tiling t = tiling(s);
     const std::size_t c_in = s.c_in, c_out = s.c_out;
     const std::size_t T = m * static_cast<std::size_t>(t.tiles);
@@ -598,11 +725,19 @@ void conv_winograd_forward(const ConvShape& s, const float* U, const float* x, s
     for (std::size_t xi = 0; xi < kWinogradPoints; ++xi)
         sgemm(false, false, c_out, T, c_in, U + xi * c_out * c_in, c_in, V + xi * c_in * T, T, 0.0f,
               M + xi * c_out * T, T);
+    const std::size_t pooled_plane = static_cast<std::size_t>((t.h_out / 2) * (t.w_out / 2));
 #pragma omp parallel for schedule(static) if (threaded && out_planes > 1)
     for (idx q = 0; q < out_planes; ++q) {
         const std::size_t j = static_cast<std::size_t>(q) / c_out, co = static_cast<std::size_t>(q) % c_out;
-        transform_output_plane(t, M + co * T + j * static_cast<std::size_t>(t.tiles), c_out * T, b ? b[co] : 0.0f,
-                               out + co * out_ld + j * n_pix);
+        const float* mq = M + co * T + j * static_cast<std::size_t>(t.tiles);
+        const float bias = b ? b[co] : 0.0f;
+        if (pool) {
+            const std::size_t at = static_cast<std::size_t>(q) * pooled_plane;
+            const bool clean = pool_output_plane(t, mq, c_out * T, bias, pool->pooled + at, pool->arg + at);
+            pool->redo[q] = clean ? 0 : 1;
+            if (clean) continue;
+        }
+        transform_output_plane(t, mq, c_out * T, bias, out + co * out_ld + j * n_pix);
     }
 }
 

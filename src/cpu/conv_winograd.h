@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "core/layer_shapes.h"
 
@@ -48,11 +49,27 @@ std::size_t winograd_weight_floats(const ConvShape& s);
 // U[xi] (c_out, c_in) = (G W[co, ci] G^T)[xi] for the 16 points, from W (c_out, c_in, 3, 3).
 void winograd_weights(const ConvShape& s, const float* W, float* U);
 
+// A 2x2 max-pool of stride 2 without padding after the convolution (cpu/maxpool_2x2.h), fused
+// into the transforms: its windows are the output's 2x2 tiles (those of the tiles of an odd-sized
+// plane's last row and column lie in no window). Planes (j, co) of a chunk, j-major, each
+// h x w = floor(h_out / 2) x floor(w_out / 2) windows; winners index the output plane.
+bool conv_winograd_pool_applies(const ConvShape& s, const PoolShape& pool);
+
+struct WinogradPooledOutput {
+    float* pooled;         // (m, c_out, h, w): each window's maximum
+    std::int32_t* arg;     // the same: its winner
+    unsigned char* redo;   // (m, c_out): 1 where the plane's windows hold a NaN (see below)
+};
+
 // m consecutive samples x (m, c_in, h_in, w_in): out[co * out_ld + j * h_out*w_out + p] =
 // b[co] + the convolution of sample j at output pixel p. threaded: the transforms' planes and
-// each GEMM's blocks over the OpenMP team (from outside a parallel region).
+// each GEMM's blocks over the OpenMP team (from outside a parallel region). With pool: the
+// pooled maxima and winners instead, and out is written only for the planes marked redo, whose
+// windows hold a NaN: the caller pools those with the general window loop (the bits of
+// cpu::maxpool2d_forward on out either way).
 void conv_winograd_forward(const ConvShape& s, const float* U, const float* x, std::size_t m, const float* b,
-                           float* out, std::size_t out_ld, bool threaded);
+                           float* out, std::size_t out_ld, bool threaded,
+                           const WinogradPooledOutput* pool = nullptr);
 
 // The gradients of m consecutive samples from their output gradients dy (laid out as the forward's
 // out, rows dy_ld apart): dW (c_out, c_in, 3, 3) = their weight gradient (overwritten), and when
