@@ -375,11 +375,12 @@ double gemm_floor_seconds(const ModelSpec& spec, std::size_t batch, int repeats)
                 continue;
             }
             // A layer the direct kernels take (cpu/conv_direct.h) has no GEMM for these two.
+            const cpu::GemmLibrary lib = cpu::conv_gemm_library();
             if (!cpu::conv_direct_applies(cs)) {
-                g.products.push_back({false, false, c_out, cols, K});  // Y = W col
-                g.products.push_back({false, true, c_out, K, cols});   // dW = dY col^T
+                g.products.push_back({false, false, c_out, cols, K, lib});  // Y = W col
+                g.products.push_back({false, true, c_out, K, cols, lib});   // dW = dY col^T
             }
-            if (!first) g.products.push_back({true, false, K, cols, c_out});  // dcol = W^T dY
+            if (!first) g.products.push_back({true, false, K, cols, c_out, lib});  // dcol = W^T dY
         } else {
             continue;
         }
@@ -753,7 +754,8 @@ int main(int argc, char** argv) {
                           {"threads", describe_threads()},
                           {"num_threads", num_threads()},
                           {"dense_gemm", cpu::describe_gemm_library(cpu::dense_gemm_library())},
-                          {"conv_gemm", cpu::describe_gemm_library(cpu::GemmLibrary::openblas)},
+                          {"conv_gemm", cpu::describe_gemm_library(cpu::conv_gemm_library())},
+                          {"winograd_gemm", cpu::describe_gemm_library(cpu::GemmLibrary::openblas)},
                           {"load_average_before", load_average()}};
         out["devices"] = json::array();
         std::printf("SparseProx %s benchmark%s\n", version(), opt.quick ? " (quick)" : "");

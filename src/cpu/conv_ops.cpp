@@ -521,10 +521,11 @@ void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, con
         } else if (winograd) {
             conv_winograd_forward(s, U, x + n0 * x_stride, m, b, dst, cols, !threaded);
         } else {
-            // dst (c_out, cols) = b + W (c_out, n_k) * col (n_k, cols), the bias written into
-            // each block just before its product
+            // dst (c_out, cols) = b + W (c_out, n_k) * col (n_k, cols), the bias added as
+            // cpu::sgemm adds it for the library
             im2col_chunk(s, x, n0, m, sc.col, !threaded);
-            sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 1.0f, dst, cols, b, true);
+            sgemm(false, false, c_out, cols, n_k, W, n_k, sc.col, cols, 1.0f, dst, cols, b, true, {},
+                  conv_gemm_library());
         }
         if (in_place) continue;
         // y[n0 + j] (c_out, n_pix) = out's columns of sample j, copied out while in cache (or
@@ -626,7 +627,8 @@ void conv2d_backward_impl(const ConvShape& s, const float* x, const float* W, co
         }
         if (dL_dx) {
             // dcol (n_k, cols) = W^T (n_k, c_out) * dy (c_out, cols), scattered back per sample.
-            sgemm(true, false, n_k, cols, c_out, W, n_k, dy, cols, 0.0f, sc.col, cols);
+            sgemm(true, false, n_k, cols, c_out, W, n_k, dy, cols, 0.0f, sc.col, cols, nullptr, false, {},
+                  conv_gemm_library());
             for (std::size_t j = 0; j < m; ++j) col2im(s, sc.col + j * n_pix, cols, dL_dx + (n0 + j) * x_stride, !threaded);
         }
         // This chunk's dL_dW (c_out, n_k) = dy (c_out, cols) * col^T (cols, n_k)
@@ -635,7 +637,8 @@ void conv2d_backward_impl(const ConvShape& s, const float* x, const float* W, co
             continue;
         }
         im2col_chunk(s, x, n0, m, sc.col, !threaded);
-        sgemm(false, true, c_out, n_k, cols, dy, cols, sc.col, cols, 0.0f, dWq, n_k);
+        sgemm(false, true, c_out, n_k, cols, dy, cols, sc.col, cols, 0.0f, dWq, n_k, nullptr, false, {},
+              conv_gemm_library());
     }
 
 #pragma omp parallel for schedule(static) if (n_chunks * n_w >= kParallelMin && !omp_in_parallel())

@@ -85,6 +85,15 @@ GemmLibrary dense_gemm_library() {
 #endif
 }
 
+GemmLibrary conv_gemm_library() {
+#if SPARSEPROX_WITH_ONEDNN && (defined(__x86_64__) || defined(__i386__))
+    static const bool avx512 = __builtin_cpu_supports("avx512f");
+    return avx512 ? GemmLibrary::onednn : GemmLibrary::openblas;
+#else
+    return GemmLibrary::openblas;
+#endif
+}
+
 std::string describe_gemm_library(GemmLibrary library) {
     std::ostringstream out;
 #if SPARSEPROX_WITH_ONEDNN

@@ -31,12 +31,19 @@ struct Epilogue {
 };
 
 // The library that computes each block's product. oneDNN's sgemm (a build with oneDNN) runs the
-// dense layers' products, OpenBLAS the convolutions' (oneDNN was faster on the first and slower
-// on the second in the measured steps: bench/README.md).
+// dense layers' products, and the convolutions' im2col products on CPUs with AVX-512; OpenBLAS
+// the others (as measured in the steps: bench/README.md).
 enum class GemmLibrary { openblas, onednn };
 
 // oneDNN where the build has it, else OpenBLAS.
 GemmLibrary dense_gemm_library();
+
+// The library of the convolutions' im2col products: oneDNN where the build has it and the CPU
+// has AVX-512, else OpenBLAS. On the 2-core AVX-512 machine (AMD family 25) oneDNN ran lenet5's
+// three im2col products 16% faster than OpenBLAS; capped at AVX2 it was 40% slower than
+// OpenBLAS's AVX2 kernels (bench/README.md). Winograd's small products stay with OpenBLAS, which
+// ran cnn8's 10% faster there.
+GemmLibrary conv_gemm_library();
 
 // "OpenBLAS 0.3.21" or "oneDNN 2.6.3": the library dense_gemm_library() names, for reports.
 std::string describe_gemm_library(GemmLibrary library);
