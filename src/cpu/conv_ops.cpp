@@ -1,8 +1,9 @@
 // CPU convolution and pooling, the oracle for the cuDNN twins.
 //
 // conv2d lowers the batch to GEMMs through im2col, a chunk of samples at a time. A chunk is a
-// power of two of samples, about kChunkColumns = 1024 output pixels in all (cnn8 at 28x28,
-// 14x14, 7x7: 1, 4 and 16 samples; lenet5 at 24x24, 8x8: 1 and 16), fixed by the shape alone.
+// power of two of samples, about 1024 output pixels in all with OpenBLAS's products and 256 with
+// oneDNN's (chunk_samples; lenet5's 8x8 second layer: 16 or 4 samples), fixed by the shape and
+// the machine.
 // Its samples' im2col matrices sit side by side, col (c_in*kh*kw, chunk*h_out*w_out), so each
 // product is one GEMM with N = chunk*h_out*w_out columns, not one per sample (a 7x7 output is
 // N = 49: OpenBLAS ran cnn8's 128 x 49 x 576 at 54 GFLOP/s, 128 x 784 x 576 at 66, on the 2-core
@@ -453,12 +454,17 @@ void check_pool_of(const ConvShape& c, const PoolShape& p) {
 
 }  // namespace
 
-// A power of two, about kChunkColumns output pixels (GEMM columns) per chunk, at most the batch.
-// It depends on the shape alone, so every chunk holds the same samples and every GEMM has the
-// same operands at any thread count (the bits do not change with threads).
+// A power of two, about `columns` output pixels (GEMM columns) per chunk, at most the batch: 1024
+// with OpenBLAS, 256 with oneDNN (conv_gemm_library). lenet5's second layer's three products
+// (M or K = 50, K or M = 500) per 1024 columns at one thread, on the 2-core AVX-512 machine:
+// oneDNN 1.88 ms in chunks of 1024 columns, 1.64 in chunks of 512, 1.54 in chunks of 256 (the
+// im2col matrix, 500 x 256 floats, then fits the core's 1 MB L2); OpenBLAS's AVX2 kernels 1.65
+// ms in chunks of 1024 or 512 and 1.86 in chunks of 256. The chunk depends on the shape and the
+// machine alone, so every chunk holds the same samples and every GEMM has the same operands at
+// any thread count (the bits do not change with threads).
 std::size_t chunk_samples(const ConvShape& s, bool backward) {
     if (!conv_direct_applies(s) && conv_winograd_applies(s)) return winograd_chunk_samples(s, backward);
-    constexpr std::size_t kChunkColumns = 1024;
+    const std::size_t kChunkColumns = conv_gemm_library() == GemmLibrary::onednn ? 256 : 1024;
     const std::size_t n_pix = std::max<std::size_t>(s.h_out() * s.w_out(), 1);
     std::size_t chunk = 1;
     while (chunk * 2 * n_pix <= kChunkColumns) chunk *= 2;
