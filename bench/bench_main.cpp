@@ -428,10 +428,11 @@ double gemm_floor_seconds(const ModelSpec& spec, std::size_t batch, int repeats)
 
 // One training workload on one device: a warm-up run of `warm_steps` (engine, cuBLAS and
 // allocator start-up, caches, clocks; its rate sizes the measured run), then a run of about
-// `seconds`. With the automatic CPU thread count the measured run is at least kTunedSteps steps:
-// each run's tuner tries every candidate count for a few steps first (cpu/threads.h; 10 steps on
-// 2 cores), which a training run of an epoch or more spends once and a run of ten steps would
-// spend entirely, so the figure is that of the tuned count with the tuning's cost at most 5%.
+// `seconds` (at least 3/4 of it: below). With the automatic CPU thread count the measured run is
+// at least kTunedSteps steps: each run's tuner tries every candidate count for a few steps first
+// (cpu/threads.h; 10 steps on 2 cores), which a training run of an epoch or more spends once and
+// a run of ten steps would spend entirely, so the figure is that of the tuned count with the
+// tuning's cost at most 5%.
 json bench_training(const std::string& key, const std::string& workload, const Model& init, const Dataset& data,
                     TrainOptions opt, const Device& device, double seconds, std::size_t warm_steps) {
     opt.device = device;
@@ -444,7 +445,17 @@ json bench_training(const std::string& key, const std::string& workload, const M
     constexpr double kTunedSteps = 200.0;
     const bool tuned = device.kind == DeviceKind::cpu && num_threads_automatic();
     opt.steps = static_cast<std::size_t>(std::clamp(steps, tuned ? kTunedSteps : 10.0, 200000.0));
-    const TrainResult r = train(init, data, nullptr, opt);
+    TrainResult r = train(init, data, nullptr, opt);
+    // The warm-up's rate counts its start-up and, with the automatic thread count, the tuner's
+    // first steps at one thread, so a short warm-up can size the run at a third of `seconds`,
+    // where the tuner's first look (about 0.1 s) is then a large share. A run that came out
+    // shorter than 3/4 of `seconds` is sized again from its own rate and run again, and that
+    // second run is the figure.
+    if (r.samples_per_second > 0 && r.wall_seconds < 0.75 * seconds && opt.steps < 200000) {
+        const double again = seconds * r.samples_per_second / static_cast<double>(batch);
+        opt.steps = static_cast<std::size_t>(std::clamp(again, static_cast<double>(opt.steps), 200000.0));
+        r = train(init, data, nullptr, opt);
+    }
     std::size_t nnz = 0;
     for (std::size_t v : r.nnz) nnz += v;
     json gemm_floor = nullptr;

@@ -71,9 +71,11 @@ Device parse_device(const std::string& text) {
 
 namespace {
 
-// "OpenBLAS", or "OpenBLAS; dense layers oneDNN" in a build with oneDNN (cpu/gemm.h).
+// "OpenBLAS", or in a build with oneDNN "OpenBLAS; dense layers oneDNN", and on a CPU with AVX-512
+// "OpenBLAS; dense layers and im2col convolutions oneDNN" (cpu/gemm.h).
 std::string cpu_products_text() {
     if (cpu::dense_gemm_library() == cpu::GemmLibrary::openblas) return "OpenBLAS";
+    if (cpu::conv_gemm_library() == cpu::GemmLibrary::onednn) return "OpenBLAS; dense layers and im2col convolutions oneDNN";
     return "OpenBLAS; dense layers oneDNN";
 }
 

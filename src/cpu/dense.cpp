@@ -8,6 +8,7 @@
 #include "cpu/dense.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
@@ -33,28 +34,31 @@ void dense_backward(const float* x, const float* W, const float* dL_dy, float* d
         std::fill(dL_db, dL_db + n_out, 0.0f);
         return;
     }
-    // dL_dW (n_out, n_in) = dL_dy^T (n_out, batch) * x (batch, n_in)
-    sgemm(true, false, n_out, n_in, batch, dL_dy, n_out, x, n_in, 0.0f, dL_dW, n_in, nullptr, false, {},
-          dense_gemm_library());
-    // Column sums, rows in order (kernels/dense.cu's order): blocks of 16 columns over the
-    // threads, each block's sums in registers (summed in place in dL_db, every add waited for the
-    // store of the one before: 5% of a Mackey-Glass step).
+    // dL_dW (n_out, n_in) = dL_dy^T (n_out, batch) * x (batch, n_in), and in the same parallel
+    // region dL_db: column sums, rows in order (kernels/dense.cu's order), 16 columns a block in
+    // registers (summed in place in dL_db, every add waited for the store of the one before: 5%
+    // of a Mackey-Glass step), the column blocks shared out over the product's blocks.
     constexpr std::size_t kColumns = 16;
-    const std::size_t n_blocks = (n_out + kColumns - 1) / kColumns;
-#pragma omp parallel for schedule(static) if (batch * n_out >= kParallelMin && n_blocks > 1)
-    for (idx q = 0; q < static_cast<idx>(n_blocks); ++q) {
-        const std::size_t j0 = static_cast<std::size_t>(q) * kColumns, w = std::min(kColumns, n_out - j0);
-        float acc[kColumns] = {};
-        const float* g = dL_dy + j0;
-        if (w == kColumns) {
-            for (std::size_t r = 0; r < batch; ++r, g += n_out)
-                for (std::size_t j = 0; j < kColumns; ++j) acc[j] += g[j];
-        } else {
-            for (std::size_t r = 0; r < batch; ++r, g += n_out)
-                for (std::size_t j = 0; j < w; ++j) acc[j] += g[j];
+    const std::size_t n_col_blocks = (n_out + kColumns - 1) / kColumns;
+    const std::function<void(std::size_t, std::size_t)> bias_sums = [&](std::size_t b, std::size_t blocks) {
+        for (std::size_t q = n_col_blocks * b / blocks; q < n_col_blocks * (b + 1) / blocks; ++q) {
+            const std::size_t j0 = q * kColumns, w = std::min(kColumns, n_out - j0);
+            float acc[kColumns] = {};
+            const float* g = dL_dy + j0;
+            if (w == kColumns) {
+                for (std::size_t r = 0; r < batch; ++r, g += n_out)
+                    for (std::size_t j = 0; j < kColumns; ++j) acc[j] += g[j];
+            } else {
+                for (std::size_t r = 0; r < batch; ++r, g += n_out)
+                    for (std::size_t j = 0; j < w; ++j) acc[j] += g[j];
+            }
+            std::copy(acc, acc + w, dL_db + j0);
         }
-        std::copy(acc, acc + w, dL_db + j0);
-    }
+    };
+    Epilogue with_bias;
+    with_bias.with_block = &bias_sums;
+    sgemm(true, false, n_out, n_in, batch, dL_dy, n_out, x, n_in, 0.0f, dL_dW, n_in, nullptr, false, with_bias,
+          dense_gemm_library());
     // dL_dx (batch, n_in) = dL_dy (batch, n_out) * W (n_out, n_in), times the derivative of the
     // activation before this layer in each block's epilogue.
     if (dL_dx) {

@@ -188,10 +188,12 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
                     for (std::size_t j = 0; j < cols; ++j)
                         c[r * ldc + j] = call_beta == 0.0f ? 0.0f : c[r * ldc + j] * call_beta;
             finish(c, rows, cols, bias_part);
+            if (epilogue.with_block) (*epilogue.with_block)(b, blocks);
             return;
         }
         block_product(library, ta, tb, rows, cols, k, a, lda, bb, ldb, call_beta, c, ldc);
         finish(c, rows, cols, bias_part);
+        if (epilogue.with_block) (*epilogue.with_block)(b, blocks);
     };
     if (blocks == 1) {
         block(0);

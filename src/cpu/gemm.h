@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 
 #include "sparseprox/model.h"
@@ -28,6 +29,10 @@ struct Epilogue {
     // cpu::activation_backward), with x and y = act(x) laid out like C (row stride ldc).
     const float* x = nullptr;
     const float* y = nullptr;
+    // Other work that shares the product's parallel region: called by each block b of `blocks`
+    // after its product (with (0, 1) when the product is one block), so its split must not
+    // depend on which thread runs a block.
+    const std::function<void(std::size_t b, std::size_t blocks)>* with_block = nullptr;
 };
 
 // The library that computes each block's product. oneDNN's sgemm (a build with oneDNN) runs the
