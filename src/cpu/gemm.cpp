@@ -137,8 +137,9 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
     // The epilogue over one block of C (rows x cols at c, row stride ldc; its bias part).
     auto finish = [&](float* c, std::size_t rows, std::size_t cols, const float* bias_part) {
         if (bias_after) {
-            bias_activation_block(epilogue.act, bias_part, bias_rows, c, ldc, rows, cols);
-            return;
+            bias_activation_block(epilogue.x ? Activation::identity : epilogue.act, bias_part, bias_rows, c, ldc,
+                                  rows, cols);
+            if (!epilogue.x) return;
         }
         if (epilogue.act == Activation::identity) return;
         if (!epilogue.x) {
@@ -171,12 +172,12 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
         // OpenBLAS does the same, zeroes then adds, so the bits are the same, but its zeroing pass
         // (sgemm_beta) runs at a fraction of memset's speed: 40 us against 5 for a 1000 x 128
         // block, a tenth of a Mackey-Glass step.
+        // oneDNN takes beta as it is (0: the product stored), with a bias 0 (the bias follows
+        // in finish()).
         float call_beta = bias_after ? 0.0f : beta;
-        if (bias_after || library == GemmLibrary::onednn) {
-            // oneDNN: the product stored (beta 0) or added; a bias after it, in finish().
-        } else if (bias) {
+        if (library == GemmLibrary::openblas && bias) {
             fill_bias(c, ldc, rows, cols, bias_part, bias_rows);
-        } else if (beta == 0.0f && k > 0) {
+        } else if (library == GemmLibrary::openblas && beta == 0.0f && k > 0) {
             if (ldc == cols) std::memset(c, 0, rows * cols * sizeof(float));
             else
                 for (std::size_t r = 0; r < rows; ++r) std::memset(c + r * ldc, 0, cols * sizeof(float));
