@@ -23,21 +23,15 @@ void forward_loop(const float* x, float* y, std::size_t n) {
     for (idx i = 0; i < static_cast<idx>(n); ++i) y[i] = ew::act_forward(Kind, x[i]);
 }
 
+// y = act(y + bias) over a block, the bias per column (bias_rows false) or per row, or
+// y = act(y) without one.
 template <int Kind>
-void block_loop(float* y, std::size_t ld, std::size_t rows, std::size_t cols) {
+void block_loop(float* y, std::size_t ld, std::size_t rows, std::size_t cols, const float* bias, bool bias_rows) {
     for (std::size_t r = 0; r < rows; ++r) {
         float* row = y + r * ld;
-        for (std::size_t c = 0; c < cols; ++c) row[c] = ew::act_forward(Kind, row[c]);
-    }
-}
-
-// y = act(y + bias), the bias per column (bias_rows false) or per row.
-template <int Kind>
-void bias_block_loop(const float* bias, bool bias_rows, float* y, std::size_t ld, std::size_t rows,
-                     std::size_t cols) {
-    for (std::size_t r = 0; r < rows; ++r) {
-        float* row = y + r * ld;
-        if (bias_rows) {
+        if (!bias) {
+            for (std::size_t c = 0; c < cols; ++c) row[c] = ew::act_forward(Kind, row[c]);
+        } else if (bias_rows) {
             const float b = bias[r];
             for (std::size_t c = 0; c < cols; ++c) row[c] = ew::act_forward(Kind, row[c] + b);
         } else {
@@ -101,24 +95,16 @@ void activation_forward(Activation a, const float* x, float* y, std::size_t n) {
     }
 }
 
-void activation_block(Activation a, float* y, std::size_t ld, std::size_t rows, std::size_t cols) {
+void activation_block(Activation a, float* y, std::size_t ld, std::size_t rows, std::size_t cols, const float* bias,
+                      bool bias_rows) {
     switch (static_cast<int>(a)) {
-        case 1: block_loop<1>(y, ld, rows, cols); break;
-        case 2: block_loop<2>(y, ld, rows, cols); break;
-        case 3: block_loop<3>(y, ld, rows, cols); break;
-        case 4: block_loop<4>(y, ld, rows, cols); break;
-        default: break;  // identity
-    }
-}
-
-void bias_activation_block(Activation a, const float* bias, bool bias_rows, float* y, std::size_t ld,
-                           std::size_t rows, std::size_t cols) {
-    switch (static_cast<int>(a)) {
-        case 1: bias_block_loop<1>(bias, bias_rows, y, ld, rows, cols); break;
-        case 2: bias_block_loop<2>(bias, bias_rows, y, ld, rows, cols); break;
-        case 3: bias_block_loop<3>(bias, bias_rows, y, ld, rows, cols); break;
-        case 4: bias_block_loop<4>(bias, bias_rows, y, ld, rows, cols); break;
-        default: bias_block_loop<0>(bias, bias_rows, y, ld, rows, cols); break;
+        case 1: block_loop<1>(y, ld, rows, cols, bias, bias_rows); break;
+        case 2: block_loop<2>(y, ld, rows, cols, bias, bias_rows); break;
+        case 3: block_loop<3>(y, ld, rows, cols, bias, bias_rows); break;
+        case 4: block_loop<4>(y, ld, rows, cols, bias, bias_rows); break;
+        default:  // identity: only the bias, if any
+            if (bias) block_loop<0>(y, ld, rows, cols, bias, bias_rows);
+            break;
     }
 }
 

@@ -454,8 +454,8 @@ void check_pool_of(const ConvShape& c, const PoolShape& p) {
 
 }  // namespace
 
-// A power of two, about `columns` output pixels (GEMM columns) per chunk, at most the batch: 1024
-// with OpenBLAS, 256 with oneDNN (conv_gemm_library). lenet5's second layer's three products
+// A power of two, about kChunkColumns output pixels (GEMM columns) per chunk, at most the batch:
+// 1024 with OpenBLAS, 256 with oneDNN (conv_gemm_library). lenet5's second layer's three products
 // (M or K = 50, K or M = 500) per 1024 columns at one thread, on the 2-core AVX-512 machine:
 // oneDNN 1.88 ms in chunks of 1024 columns, 1.64 in chunks of 512, 1.54 in chunks of 256 (the
 // im2col matrix, 500 x 256 floats, then fits the core's 1 MB L2); OpenBLAS's AVX2 kernels 1.65
@@ -518,10 +518,10 @@ void conv2d_forward_impl(const ConvShape& s, const float* x, const float* W, con
             conv_winograd_forward(s, U, x + n0 * x_stride, m, b, dst, cols, !threaded, &out);
             for (std::size_t j = 0; j < m; ++j)
                 for (std::size_t co = 0; co < c_out; ++co) {
-                    const std::size_t q = j * c_out + co;
-                    if (redo[q])
-                        maxpool_plane(*pool, sc.out + co * cols + j * n_pix, pooled + at + q * pooled_plane,
-                                      arg + at + q * pooled_plane);
+                    const std::size_t plane = j * c_out + co;
+                    if (redo[plane])
+                        maxpool_plane(*pool, sc.out + co * cols + j * n_pix, pooled + at + plane * pooled_plane,
+                                      arg + at + plane * pooled_plane);
                 }
             continue;
         } else if (winograd) {

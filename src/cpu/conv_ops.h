@@ -18,7 +18,8 @@ namespace cpu {
 std::size_t conv2d_workspace_floats(const ConvShape& s);
 
 // The samples conv2d lowers to one im2col matrix and one GEMM per product (the last chunk may
-// hold fewer): a power of two, about 1,024 output pixels, at most the batch; for a Winograd layer
+// hold fewer): a power of two, about 1,024 output pixels (256 where oneDNN makes the products:
+// cpu::conv_gemm_library), at most the batch; for a Winograd layer
 // (cpu/conv_winograd.h) the forward's or the backward's chunk of tiles.
 std::size_t chunk_samples(const ConvShape& s, bool backward = false);
 // The im2col matrix of one sample x (c_in, h_in, w_in): col (c_in*kh*kw, h_out*w_out), row

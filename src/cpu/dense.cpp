@@ -11,7 +11,6 @@
 #include <functional>
 
 #include "cpu/gemm.h"
-#include "cpu/parallel.h"
 
 namespace sparseprox {
 namespace cpu {

@@ -137,8 +137,8 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
     // The epilogue over one block of C (rows x cols at c, row stride ldc; its bias part).
     auto finish = [&](float* c, std::size_t rows, std::size_t cols, const float* bias_part) {
         if (bias_after) {
-            bias_activation_block(epilogue.x ? Activation::identity : epilogue.act, bias_part, bias_rows, c, ldc,
-                                  rows, cols);
+            activation_block(epilogue.x ? Activation::identity : epilogue.act, c, ldc, rows, cols, bias_part,
+                             bias_rows);
             if (!epilogue.x) return;
         }
         if (epilogue.act == Activation::identity) return;
