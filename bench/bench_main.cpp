@@ -324,8 +324,8 @@ json cpu_peaks(int repeats) {
 // the team smaller after its last step), timed together, the best of `repeats`. A dense layer is
 // three products over the batch (forward, weight gradient, input gradient; the first weight layer
 // has no input gradient), each spread over the threads; a convolution the same three per chunk of
-// samples (cpu::chunk_samples) over its im2col matrix, or for a Winograd layer 16 of each over
-// the chunk's tiles, the chunks spread over the threads.
+// samples (cpu::chunk_samples) over its im2col matrix, or for a Winograd layer 16 or 36 of each
+// over the chunk's tiles, the chunks spread over the threads.
 // batch / that time bounds the samples/s of any step built on these GEMMs: everything else a step
 // does (im2col, activations, pools, the loss, the prox step) only adds to it.
 double gemm_floor_seconds(const ModelSpec& spec, std::size_t batch, int repeats) {
@@ -353,15 +353,17 @@ double gemm_floor_seconds(const ModelSpec& spec, std::size_t batch, int repeats)
             const std::size_t cols = chunk * cs.h_out() * cs.w_out();
             g.copies = (batch + chunk - 1) / chunk;
             if (!cpu::conv_direct_applies(cs) && cpu::conv_winograd_applies(cs)) {
-                // Winograd F(2x2, 3x3) (cpu/conv_winograd.h): each product is 16 GEMMs over a
-                // chunk's 2x2 tiles, with K = c_in (forward), the tiles (weight gradient) or c_out;
-                // the forward and the backward have chunks of their own.
-                const std::size_t c_in = cs.c_in, tiles = ((cs.h_out() + 1) / 2) * ((cs.w_out() + 1) / 2);
+                // Winograd (cpu/conv_winograd.h): each product is 16 GEMMs over a chunk's 2x2
+                // tiles (F(2x2, 3x3)) or 36 over its 4x4 tiles (F(4x4, 3x3)), with K = c_in
+                // (forward), the tiles (weight gradient) or c_out; the forward and the backward
+                // have chunks of their own.
+                const std::size_t n = cpu::winograd_tile(cs), points = n == 4 ? 36 : cpu::kWinogradPoints;
+                const std::size_t c_in = cs.c_in, tiles = ((cs.h_out() + n - 1) / n) * ((cs.w_out() + n - 1) / n);
                 for (const bool backward : {false, true}) {
                     const std::size_t m = cpu::chunk_samples(cs, backward), T = m * tiles;
                     Group w;
                     w.copies = (batch + m - 1) / m;
-                    for (std::size_t xi = 0; xi < cpu::kWinogradPoints; ++xi) {
+                    for (std::size_t xi = 0; xi < points; ++xi) {
                         if (!backward) {
                             w.products.push_back({false, false, c_out, T, c_in});  // M = U V
                             continue;

@@ -19,6 +19,7 @@
 #include "cpu/gemm.h"
 #include "cpu/maxpool_2x2.h"
 #include "cpu/simd.h"
+#include "cpu/winograd_f4.h"
 
 namespace sparseprox {
 namespace cpu {
@@ -30,24 +31,30 @@ using idx = std::ptrdiff_t;
 // where each chunk adds a weight-gradient slot and its transform (cnn8's second and third layers
 // at 2 threads, forward and backward: 26.9 ms with 256 and 256, 25.5-26.6 with 128 and 512).
 constexpr std::size_t kForwardTiles = 128, kBackwardTiles = 512;
+// F(4x4, 3x3)'s chunks: a tile has 36 points, and the backward's chunks must stay several to a
+// batch, for the loop over them runs the pools' gradients and the bias sums (cnn8's third layer
+// at 512 tiles was one chunk of 128 samples, and one thread made those while the other waited).
+// cnn8 at 2 threads: 3,880-4,008 samples/s with 32-128 forward and 128-256 backward.
+constexpr std::size_t kForwardTiles4 = 64, kBackwardTiles4 = 256;
 
-// A plane's tiles, and the bordered planes the input and its gradient go through: rows x stride
-// floats, the input's rectangle at (ph, pw), zeros elsewhere. stride leaves room for the AVX2
-// loops' blocks of 8 tiles (16 columns and 2 more): their reads and adds stay inside the row.
-struct Tiling {
-    idx h_in, w_in, ph, pw, h_out, w_out;
-    idx th, tw, tiles;  // tiles per plane: th x tw
-    idx rows, stride;   // the bordered planes: 2 th + 2 rows, at least 2 tw + 2 columns
-};
+// A plane's tiles (cpu/winograd_f4.h's WinogradTiling): F(2x2, 3x3)'s bordered planes are 2 th + 2
+// rows, and stride leaves room for the AVX2 loops' blocks of 8 tiles (16 columns and 2 more):
+// their reads and adds stay inside the row.
+using Tiling = WinogradTiling;
 
 Tiling tiling(const ConvShape& s) {
+    const idx h_in = static_cast<idx>(s.h_in), w_in = static_cast<idx>(s.w_in);
+    const idx ph = static_cast<idx>(s.pad_h), pw = static_cast<idx>(s.pad_w);
+    const idx h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
+    if (winograd_tile(s) == 4) return winograd4::tiling(h_in, w_in, ph, pw, h_out, w_out);
     Tiling t;
-    t.h_in = static_cast<idx>(s.h_in);
-    t.w_in = static_cast<idx>(s.w_in);
-    t.ph = static_cast<idx>(s.pad_h);
-    t.pw = static_cast<idx>(s.pad_w);
-    t.h_out = static_cast<idx>(s.h_out());
-    t.w_out = static_cast<idx>(s.w_out());
+    t.n = 2;
+    t.h_in = h_in;
+    t.w_in = w_in;
+    t.ph = ph;
+    t.pw = pw;
+    t.h_out = h_out;
+    t.w_out = w_out;
     t.th = (t.h_out + 1) / 2;
     t.tw = (t.w_out + 1) / 2;
     t.tiles = t.th * t.tw;
@@ -55,6 +62,9 @@ Tiling tiling(const ConvShape& s) {
     t.stride = 16 * ((t.tw + 7) / 8) + 2;
     return t;
 }
+
+// The transform domain's points: 16 for F(2x2, 3x3), 36 for F(4x4, 3x3).
+std::size_t points(const Tiling& t) { return t.n == 4 ? winograd4::kPoints : kWinogradPoints; }
 
 // The input x in the calling thread's bordered plane (cpu/conv_direct.h), rows + 2 by stride: 0
 // outside the input's rectangle (the padding, and the rows and columns past the input when the
@@ -618,35 +628,46 @@ __attribute__((target("avx2,fma"))) void input_gradient_transform_pairs_avx2(con
 // ---- one plane, on the loops this CPU takes -------------------------------------------------------
 
 void transform_input_plane(const Tiling& t, const float* x, float* v, std::size_t vs) {
+    if (t.n == 4) return winograd4::input_plane(t, x, v, vs);
     const float* P = bordered_input(t, x);
     if (cpu_has_avx2_fma()) (t.tw == 4 ? input_transform_pairs_avx2 : input_transform_avx2)(t, P, v, vs);
     else input_transform(t, P, v, vs);
 }
 
 void transform_output_plane(const Tiling& t, const float* m, std::size_t ms, float bias, float* y) {
+    if (t.n == 4) return winograd4::output_plane(t, m, ms, bias, y);
     if (cpu_has_avx2_fma()) (t.tw == 4 ? output_transform_pairs_avx2 : output_transform_avx2)(t, m, ms, bias, y);
     else output_transform(t, m, ms, bias, y);
 }
 
 void transform_gradient_plane(const Tiling& t, const float* g, float* dm, std::size_t ms) {
+    if (t.n == 4) return winograd4::gradient_plane(t, g, dm, ms);
     if (cpu_has_avx2_fma()) (t.tw == 4 ? gradient_transform_pairs_avx2 : gradient_transform_avx2)(t, g, dm, ms);
     else gradient_transform(t, g, dm, ms);
 }
 
 bool pool_output_plane(const Tiling& t, const float* m, std::size_t ms, float bias, float* pooled,
                        std::int32_t* arg) {
+    if (t.n == 4) return winograd4::pool_plane(t, m, ms, bias, pooled, arg);
     if (cpu_has_avx2_fma())
         return (t.tw == 4 ? output_pool_pairs_avx2 : output_pool_avx2)(t, m, ms, bias, pooled, arg);
     return output_pool(t, m, ms, bias, pooled, arg);
 }
 
 void transform_input_gradient_plane(const Tiling& t, const float* dv, std::size_t vs, float* dx) {
+    if (t.n == 4) return winograd4::input_gradient_plane(t, dv, vs, dx);
     float* Q = zeroed_gradient_plane(t);
     if (cpu_has_avx2_fma())
         (t.tw == 4 ? input_gradient_transform_pairs_avx2 : input_gradient_transform_avx2)(t, dv, vs, Q);
     else input_gradient_transform(t, dv, vs, Q);
     copy_out_gradient(t, Q, dx);
 }
+
+// Floats from one point's matrix (c rows of T tiles) to the next: 16 more than c T, so that the
+// transforms' stores to the points of a block of tiles, one per point, fall in as many cache sets.
+// Without them a matrix of a multiple of 1024 floats (cnn8's third layer: 64 x 128 tiles) put
+// every point's row in the same set of the core's L1 and each store missed.
+std::size_t point_stride(std::size_t c, std::size_t T) { return c * T + 16; }
 
 // V (16, c_in, T) of m consecutive samples x (m, c_in, h_in, w_in), T = m * tiles; threaded: the
 // planes over the OpenMP team.
@@ -657,7 +678,7 @@ void transform_inputs(const Tiling& t, const float* x, std::size_t m, std::size_
     for (idx q = 0; q < planes; ++q) {
         const std::size_t j = static_cast<std::size_t>(q) / c_in, c = static_cast<std::size_t>(q) % c_in;
         transform_input_plane(t, x + (j * c_in + c) * x_plane, V + c * T + j * static_cast<std::size_t>(t.tiles),
-                              c_in * T);
+                              point_stride(c_in, T));
     }
 }
 
@@ -685,15 +706,28 @@ std::size_t winograd_chunk_samples(const ConvShape& s, bool backward) {
     const Tiling t = tiling(s);
     const std::size_t tiles = static_cast<std::size_t>(std::max<idx>(t.tiles, 1));
     std::size_t chunk = 1;
-    const std::size_t max_tiles = backward ? kBackwardTiles : kForwardTiles;
+    const std::size_t max_tiles =
+        t.n == 4 ? (backward ? kBackwardTiles4 : kForwardTiles4) : (backward ? kBackwardTiles : kForwardTiles);
     while (chunk * 2 * tiles <= max_tiles) chunk *= 2;
     return std::min(chunk, std::max<std::size_t>(s.batch, 1));
 }
 
-std::size_t winograd_weight_floats(const ConvShape& s) { return kWinogradPoints * s.c_out * s.c_in; }
+std::size_t winograd_tile(const ConvShape& s) {
+    const std::size_t h = s.h_out(), w = s.w_out();
+    const std::size_t small = kWinogradPoints * ((h + 1) / 2) * ((w + 1) / 2);
+    const std::size_t large = winograd4::kPoints * ((h + 3) / 4) * ((w + 3) / 4);
+    return winograd_large_tiles_allowed() && cpu_has_avx2_fma() && large < small ? 4 : 2;
+}
+
+std::size_t winograd_weight_floats(const ConvShape& s) { return points(tiling(s)) * s.c_out * s.c_in; }
 
 void winograd_weights(const ConvShape& s, const float* W, float* U) {
     const std::size_t pairs = s.c_out * s.c_in;
+    if (tiling(s).n == 4) {
+#pragma omp parallel for schedule(static) if (pairs >= 1024 && !omp_in_parallel())
+        for (idx k0 = 0; k0 < static_cast<idx>(pairs); k0 += 8) winograd4::weights(W, pairs, static_cast<std::size_t>(k0), U);
+        return;
+    }
     // Each channel pair on its own, so over the threads when called outside a parallel region (it
     // runs before the chunks: on one thread, cnn8's second and third layers, forward and backward
     // at two threads, took 26.9-28.9 ms, four alternating rounds; 26.5-28.1 ms spread).
@@ -723,13 +757,14 @@ void conv_winograd_forward(const ConvShape& s, const float* U, const float* x, s
     const std::size_t c_in = s.c_in, c_out = s.c_out;
     const std::size_t T = m * static_cast<std::size_t>(t.tiles);
     const std::size_t n_pix = static_cast<std::size_t>(t.h_out * t.w_out);
-    float* V = chunk_buffer(kWinogradPoints * (c_in + c_out) * T);
-    float* M = V + kWinogradPoints * c_in * T;
+    const std::size_t np = points(t);
+    const std::size_t vs = point_stride(c_in, T), ms = point_stride(c_out, T);
+    float* V = chunk_buffer(np * (vs + ms));
+    float* M = V + np * vs;
     const idx out_planes = static_cast<idx>(m * c_out);
     transform_inputs(t, x, m, c_in, V, threaded);
-    for (std::size_t xi = 0; xi < kWinogradPoints; ++xi)
-        sgemm(false, false, c_out, T, c_in, U + xi * c_out * c_in, c_in, V + xi * c_in * T, T, 0.0f,
-              M + xi * c_out * T, T);
+    for (std::size_t xi = 0; xi < np; ++xi)
+        sgemm(false, false, c_out, T, c_in, U + xi * c_out * c_in, c_in, V + xi * vs, T, 0.0f, M + xi * ms, T);
     const std::size_t pooled_plane = static_cast<std::size_t>((t.h_out / 2) * (t.w_out / 2));
 #pragma omp parallel for schedule(static) if (threaded && out_planes > 1)
     for (idx q = 0; q < out_planes; ++q) {
@@ -738,11 +773,11 @@ void conv_winograd_forward(const ConvShape& s, const float* U, const float* x, s
         const float bias = b ? b[co] : 0.0f;
         if (pool) {
             const std::size_t at = static_cast<std::size_t>(q) * pooled_plane;
-            const bool clean = pool_output_plane(t, mq, c_out * T, bias, pool->pooled + at, pool->arg + at);
+            const bool clean = pool_output_plane(t, mq, ms, bias, pool->pooled + at, pool->arg + at);
             pool->redo[q] = clean ? 0 : 1;
             if (clean) continue;
         }
-        transform_output_plane(t, mq, c_out * T, bias, out + co * out_ld + j * n_pix);
+        transform_output_plane(t, mq, ms, bias, out + co * out_ld + j * n_pix);
     }
 }
 
@@ -752,22 +787,26 @@ void conv_winograd_backward(const ConvShape& s, const float* U, const float* x, 
     const std::size_t c_in = s.c_in, c_out = s.c_out, pairs = c_in * c_out;
     const std::size_t T = m * static_cast<std::size_t>(t.tiles);
     const std::size_t n_pix = static_cast<std::size_t>(t.h_out * t.w_out), x_plane = s.h_in * s.w_in;
-    float* V = chunk_buffer(kWinogradPoints * (c_in * T + c_out * T + pairs));
-    float* dM = V + kWinogradPoints * c_in * T;
-    float* dU = dM + kWinogradPoints * c_out * T;
+    const std::size_t np = points(t);
+    const std::size_t vs = point_stride(c_in, T), ms = point_stride(c_out, T);
+    float* V = chunk_buffer(np * (vs + ms + pairs));
+    float* dM = V + np * vs;
+    float* dU = dM + np * ms;
     const idx in_planes = static_cast<idx>(m * c_in), out_planes = static_cast<idx>(m * c_out);
 #pragma omp parallel for schedule(static) if (threaded && out_planes > 1)
     for (idx q = 0; q < out_planes; ++q) {
         const std::size_t j = static_cast<std::size_t>(q) / c_out, co = static_cast<std::size_t>(q) % c_out;
         transform_gradient_plane(t, dy + co * dy_ld + j * n_pix, dM + co * T + j * static_cast<std::size_t>(t.tiles),
-                                 c_out * T);
+                                 ms);
     }
     transform_inputs(t, x, m, c_in, V, threaded);
     // dU[xi] (c_out, c_in) = dM[xi] (c_out, T) * V[xi]^T, then dW = G^T dU G per channel pair
-    for (std::size_t xi = 0; xi < kWinogradPoints; ++xi)
-        sgemm(false, true, c_out, c_in, T, dM + xi * c_out * T, T, V + xi * c_in * T, T, 0.0f, dU + xi * pairs,
+    for (std::size_t xi = 0; xi < np; ++xi)
+        sgemm(false, true, c_out, c_in, T, dM + xi * ms, T, V + xi * vs, T, 0.0f, dU + xi * pairs,
               c_in);
-    for (std::size_t k = 0; k < pairs; ++k) {
+    if (t.n == 4)
+        for (std::size_t k0 = 0; k0 < pairs; k0 += 8) winograd4::weight_gradients(dU, pairs, k0, dW);
+    for (std::size_t k = 0; k < (t.n == 4 ? 0 : pairs); ++k) {
         float r[3][4];  // G^T dU: rows (u0 + (u1 + u2) / 2, (u1 - u2) / 2, (u1 + u2) / 2 + u3)
         for (std::size_t j = 0; j < 4; ++j) {
             const float u0 = dU[(0 + j) * pairs + k], u1 = dU[(4 + j) * pairs + k];
@@ -785,12 +824,12 @@ void conv_winograd_backward(const ConvShape& s, const float* U, const float* x, 
     }
     if (!dx) return;
     // dV[xi] (c_in, T) = U[xi]^T (c_in, c_out) * dM[xi] (c_out, T), into V's place (read above)
-    for (std::size_t xi = 0; xi < kWinogradPoints; ++xi)
-        sgemm(true, false, c_in, T, c_out, U + xi * pairs, c_in, dM + xi * c_out * T, T, 0.0f, V + xi * c_in * T, T);
+    for (std::size_t xi = 0; xi < np; ++xi)
+        sgemm(true, false, c_in, T, c_out, U + xi * pairs, c_in, dM + xi * ms, T, 0.0f, V + xi * vs, T);
 #pragma omp parallel for schedule(static) if (threaded && in_planes > 1)
     for (idx q = 0; q < in_planes; ++q) {
         const std::size_t j = static_cast<std::size_t>(q) / c_in, c = static_cast<std::size_t>(q) % c_in;
-        transform_input_gradient_plane(t, V + c * T + j * static_cast<std::size_t>(t.tiles), c_in * T,
+        transform_input_gradient_plane(t, V + c * T + j * static_cast<std::size_t>(t.tiles), vs,
                                        dx + (j * c_in + c) * x_plane);
     }
 }

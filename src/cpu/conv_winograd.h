@@ -17,6 +17,11 @@
 // much memory as im2col and col2im do. The entries of B, G and A are 0, +-1 and +-1/2, so the
 // rounding stays close to the direct sum's (tests/test_conv_ops.cpp bounds it).
 //
+// On CPUs with AVX2 and FMA, layers whose output planes are larger than 2x2 take F(4x4, 3x3)
+// instead (cpu/winograd_f4.h, winograd_tile below): the same three products as 36 GEMMs over 4x4
+// tiles, 1.36x fewer multiply-adds than F(2x2, 3x3) at cnn8's 14x14 planes and 1.78x at 7x7, for
+// a larger rounding error (its constants hold 1/6 and 1/24).
+//
 // The sums run in a fixed order given by the shape alone (each GEMM as cpu::sgemm cuts it; the
 // overlapping input-gradient tiles in row-major tile order), so the bits do not depend on the
 // thread count; they differ from the im2col path's, as OpenBLAS's own do between CPUs.
@@ -30,8 +35,20 @@
 namespace sparseprox {
 namespace cpu {
 
-// Points of the transform domain: the 4x4 input tile.
+// Points of F(2x2, 3x3)'s transform domain: the 4x4 input tile.
 constexpr std::size_t kWinogradPoints = 16;
+
+// The tile conv2d's Winograd kernels cut s's output planes into: 4 (F(4x4, 3x3), 36 points a
+// tile: cpu/winograd_f4.h) when its products are smaller than F(2x2, 3x3)'s, 36 ceil(h/4)
+// ceil(w/4) < 16 ceil(h/2) ceil(w/2) (every output plane larger than 2x2: cnn8's 14x14 planes
+// 576 against 784, 7x7 144 against 256), else 2.
+std::size_t winograd_tile(const ConvShape& s);
+
+// Whether winograd_tile may return 4 (tests set it to false to reach F(2x2, 3x3) on any shape).
+inline bool& winograd_large_tiles_allowed() {
+    static bool allowed = true;
+    return allowed;
+}
 
 // Whether conv2d's CPU operations take F(2x2, 3x3) for s: a 3x3 kernel, stride 1, a non-empty
 // output, and more than one input channel (one-channel layers have their direct kernels,
@@ -43,7 +60,7 @@ bool conv_winograd_applies(const ConvShape& s);
 // most the batch; the shape alone decides it.
 std::size_t winograd_chunk_samples(const ConvShape& s, bool backward);
 
-// Floats of the transformed weights: 16 * c_out * c_in.
+// Floats of the transformed weights: points * c_out * c_in (16 or 36 points, winograd_tile).
 std::size_t winograd_weight_floats(const ConvShape& s);
 
 // U[xi] (c_out, c_in) = (G W[co, ci] G^T)[xi] for the 16 points, from W (c_out, c_in, 3, 3).
