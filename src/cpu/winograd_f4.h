@@ -47,7 +47,7 @@ WinogradTiling tiling(std::ptrdiff_t h_in, std::ptrdiff_t w_in, std::ptrdiff_t p
 void input_plane(const WinogradTiling& t, const float* x, float* v, std::size_t vs);
 
 // The output plane y (h_out, w_out) = A^T m A + bias per tile, from M's rows m[xi * ms + tile]
-// (read 3 tiles past the plane's last: the caller leaves room).
+// (read up to 7 tiles past the plane's last: the caller leaves room).
 void output_plane(const WinogradTiling& t, const float* m, std::size_t ms, float bias, float* y);
 
 // The plane's 2x2 max-pool from the same outputs (cpu/maxpool_2x2.h's maxima and winners, the
