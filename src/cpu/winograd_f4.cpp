@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "cpu/conv_direct.h"
-#include "cpu/copy_rows.h"
 #include "cpu/maxpool_2x2.h"
 
 namespace sparseprox {
@@ -144,32 +143,58 @@ SP_AVX2_INLINE void rows_to_lanes_45(const float* base, const idx (&off)[kLanes]
     o5 = _mm256_set_m128(hi[1], hi[0]);
 }
 
-// Stores v at p: 8 lanes, or only the first n.
+// The lanes below n.
+SP_AVX2_INLINE __m256i lanes_below(idx n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Stores v at p: 8 lanes, or only the first n (4 in a 7x7 or 8x8 plane's one block). AMD's
+// masked stores are slow (vmaskmovps was most of these transforms' time), so whole halves go as
+// 128-bit stores and only the rest masked.
 SP_AVX2_INLINE void store_lanes(float* p, __m256 v, idx n) {
     if (n == kLanes) {
         _mm256_storeu_ps(p, v);
         return;
     }
-    alignas(32) float f[kLanes];
-    _mm256_store_ps(f, v);
-    for (idx l = 0; l < n; ++l) p[l] = f[l];
+    __m128 part = _mm256_castps256_ps128(v);
+    if (n >= 4) {
+        _mm_storeu_ps(p, part);
+        if (n == 4) return;
+        p += 4;
+        n -= 4;
+        part = _mm256_extractf128_ps(v, 1);
+    }
+    _mm_maskstore_ps(p, _mm_cmpgt_epi32(_mm_set1_epi32(static_cast<int>(n)), _mm_setr_epi32(0, 1, 2, 3)), part);
 }
 
-// rows rows of w floats from src (rows w apart) to dst (rows ds apart).
-SP_AVX2_INLINE void copy_plane(const float* src, idx w, float* dst, idx ds, idx rows) {
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+// rows rows of w floats from src (rows ss apart) into a zero-bordered plane (rows ds apart, at
+// least w + 8 floats of room after each row's start, 8 past the last): whole 8-float stores,
+// the lanes past w written as 0 (the border's own value; past the row's end they land on the
+// next row, written after).
+SP_AVX2_INLINE void copy_into_border(const float* src, idx ss, float* dst, idx ds, idx rows, idx w) {
+    for (idx r = 0; r < rows; ++r)
+        for (idx c = 0; c < w; c += kLanes)
+            _mm256_storeu_ps(dst + r * ds + c,
+                             c + kLanes <= w ? _mm256_loadu_ps(src + r * ss + c)
+                                             : _mm256_maskload_ps(src + r * ss + c, lanes_below(w - c)));
+}
+
+// rows rows of w floats from src (rows ss apart) out to dst (rows w apart, the plane's own): the
+// last row's tail masked, as past it lies another plane.
+SP_AVX2_INLINE void copy_out_of_border(const float* src, idx ss, float* dst, idx rows, idx w) {
     for (idx r = 0; r < rows; ++r)
         for (idx c = 0; c < w; c += kLanes) {
-            const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(w - c)), lane);
-            _mm256_maskstore_ps(dst + r * ds + c, keep, _mm256_maskload_ps(src + r * w + c, keep));
+            const __m256 v = _mm256_loadu_ps(src + r * ss + c);
+            if (c + kLanes <= w || r + 1 < rows) _mm256_storeu_ps(dst + r * w + c, v);
+            else _mm256_maskstore_ps(dst + r * w + c, lanes_below(w - c), v);
         }
 }
 
-// The calling thread's zeroed plane for an input gradient, rows x stride.
+// The calling thread's zeroed plane for an input gradient, rows x stride (8 floats more).
 float* zeroed_plane(const WinogradTiling& t) {
     thread_local std::vector<float> plane;
     const std::size_t area = static_cast<std::size_t>(t.rows * t.stride);
-    if (plane.size() < area) plane.resize(area);
+    if (plane.size() < area + kLanes) plane.resize(area + kLanes);  // and room for a row's last load
     std::fill(plane.begin(), plane.begin() + static_cast<idx>(area), 0.0f);
     return plane.data();
 }
@@ -211,7 +236,7 @@ WinogradTiling tiling(idx h_in, idx w_in, idx ph, idx pw, idx h_out, idx w_out) 
 
 SP_AVX2 void input_plane(const WinogradTiling& t, const float* x, float* v, std::size_t vs) {
     float* P = bordered_plane_buffer(t.rows, t.stride, t.ph, t.pw, t.h_in, t.w_in);
-    copy_plane(x, t.w_in, P + t.ph * t.stride + t.pw, t.stride, t.h_in);
+    copy_into_border(x, t.w_in, P + t.ph * t.stride + t.pw, t.stride, t.h_in, t.w_in);
     for (idx p0 = 0; p0 < t.tiles; p0 += kLanes) {
         const Block b = block(t, p0);
         idx off[kLanes];
@@ -296,7 +321,7 @@ SP_AVX2 bool pool_plane(const WinogradTiling& t, const float* m, std::size_t ms,
 SP_AVX2 void gradient_plane(const WinogradTiling& t, const float* g, float* dm, std::size_t ms) {
     const idx gs = 4 * t.tw;  // the bordered gradient plane: 4 th x 4 tw, 0 past the output
     float* G = bordered_plane_buffer(4 * t.th, gs, 0, 0, t.h_out, t.w_out);
-    copy_plane(g, t.w_out, G, gs, t.h_out);
+    copy_into_border(g, t.w_out, G, gs, t.h_out, t.w_out);
     for (idx p0 = 0; p0 < t.tiles; p0 += kLanes) {
         const Block b = block(t, p0);
         idx off[kLanes];
@@ -346,7 +371,7 @@ SP_AVX2 void input_gradient_plane(const WinogradTiling& t, const float* dv, std:
                 for (idx k = 0; k < 6; ++k) q[i * t.stride + k] += f[i][k][l];
         }
     }
-    copy_rows(Q + t.ph * t.stride + t.pw, t.stride, dx, t.w_in, t.h_in, t.w_in);
+    copy_out_of_border(Q + t.ph * t.stride + t.pw, t.stride, dx, t.h_in, t.w_in);
 }
 
 SP_AVX2 void weights(const float* W, std::size_t pairs, std::size_t k0, float* U) {
@@ -374,7 +399,7 @@ SP_AVX2 void weight_gradients(const float* dU, std::size_t pairs, std::size_t k0
         __m256 x[6], res[3];
         for (idx i = 0; i < 6; ++i) {
             const float* src = dU + static_cast<std::size_t>(6 * i + j) * pairs + k0;
-            x[i] = n == kLanes ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+            x[i] = n == kLanes ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, lanes_below(n));
         }
         gt_of(x, res);
         for (idx i = 0; i < 3; ++i) r[i][j] = res[i];
