@@ -625,37 +625,32 @@ __attribute__((target("avx2,fma"))) void input_gradient_transform_pairs_avx2(con
     }
 }
 
-// ---- one plane, on the loops this CPU takes -------------------------------------------------------
+// ---- one plane of F(2x2, 3x3), on the loops this CPU takes ---------------------------------------
 
 void transform_input_plane(const Tiling& t, const float* x, float* v, std::size_t vs) {
-    if (t.n == 4) return winograd4::input_plane(t, x, v, vs);
     const float* P = bordered_input(t, x);
     if (cpu_has_avx2_fma()) (t.tw == 4 ? input_transform_pairs_avx2 : input_transform_avx2)(t, P, v, vs);
     else input_transform(t, P, v, vs);
 }
 
 void transform_output_plane(const Tiling& t, const float* m, std::size_t ms, float bias, float* y) {
-    if (t.n == 4) return winograd4::output_plane(t, m, ms, bias, y);
     if (cpu_has_avx2_fma()) (t.tw == 4 ? output_transform_pairs_avx2 : output_transform_avx2)(t, m, ms, bias, y);
     else output_transform(t, m, ms, bias, y);
 }
 
 void transform_gradient_plane(const Tiling& t, const float* g, float* dm, std::size_t ms) {
-    if (t.n == 4) return winograd4::gradient_plane(t, g, dm, ms);
     if (cpu_has_avx2_fma()) (t.tw == 4 ? gradient_transform_pairs_avx2 : gradient_transform_avx2)(t, g, dm, ms);
     else gradient_transform(t, g, dm, ms);
 }
 
 bool pool_output_plane(const Tiling& t, const float* m, std::size_t ms, float bias, float* pooled,
                        std::int32_t* arg) {
-    if (t.n == 4) return winograd4::pool_plane(t, m, ms, bias, pooled, arg);
     if (cpu_has_avx2_fma())
         return (t.tw == 4 ? output_pool_pairs_avx2 : output_pool_avx2)(t, m, ms, bias, pooled, arg);
     return output_pool(t, m, ms, bias, pooled, arg);
 }
 
 void transform_input_gradient_plane(const Tiling& t, const float* dv, std::size_t vs, float* dx) {
-    if (t.n == 4) return winograd4::input_gradient_plane(t, dv, vs, dx);
     float* Q = zeroed_gradient_plane(t);
     if (cpu_has_avx2_fma())
         (t.tw == 4 ? input_gradient_transform_pairs_avx2 : input_gradient_transform_avx2)(t, dv, vs, Q);
@@ -669,16 +664,39 @@ void transform_input_gradient_plane(const Tiling& t, const float* dv, std::size_
 // every point's row in the same set of the core's L1 and each store missed.
 std::size_t point_stride(std::size_t c, std::size_t T) { return c * T + 16; }
 
-// V (16, c_in, T) of m consecutive samples x (m, c_in, h_in, w_in), T = m * tiles; threaded: the
-// planes over the OpenMP team.
+// The loops over a chunk's planes go by groups of consecutive samples of one channel: one plane
+// each for F(2x2, 3x3), winograd4::group_planes for F(4x4, 3x3). Group q of a chunk of m samples
+// and `channels` channels: channel c, samples j0 .. j0 + n - 1.
+struct Group {
+    std::size_t c, j0, n;
+};
+
+std::size_t group_size(const Tiling& t) { return t.n == 4 ? static_cast<std::size_t>(winograd4::group_planes(t)) : 1; }
+
+std::size_t groups(const Tiling& t, std::size_t m, std::size_t channels) {
+    return (m + group_size(t) - 1) / group_size(t) * channels;
+}
+
+Group group(const Tiling& t, std::size_t m, std::size_t channels, idx q) {
+    const std::size_t g = group_size(t), jg = static_cast<std::size_t>(q) / channels;
+    return {static_cast<std::size_t>(q) % channels, jg * g, std::min(g, m - jg * g)};
+}
+
+// V (points, c_in, T) of m consecutive samples x (m, c_in, h_in, w_in), T = m * tiles; threaded:
+// the planes over the OpenMP team.
 void transform_inputs(const Tiling& t, const float* x, std::size_t m, std::size_t c_in, float* V, bool threaded) {
     const std::size_t T = m * static_cast<std::size_t>(t.tiles), x_plane = static_cast<std::size_t>(t.h_in * t.w_in);
-    const idx planes = static_cast<idx>(m * c_in);
-#pragma omp parallel for schedule(static) if (threaded && planes > 1)
-    for (idx q = 0; q < planes; ++q) {
-        const std::size_t j = static_cast<std::size_t>(q) / c_in, c = static_cast<std::size_t>(q) % c_in;
-        transform_input_plane(t, x + (j * c_in + c) * x_plane, V + c * T + j * static_cast<std::size_t>(t.tiles),
-                              point_stride(c_in, T));
+    const std::size_t tiles = static_cast<std::size_t>(t.tiles), vs = point_stride(c_in, T);
+    const idx n_groups = static_cast<idx>(groups(t, m, c_in));
+#pragma omp parallel for schedule(static) if (threaded && n_groups > 1)
+    for (idx q = 0; q < n_groups; ++q) {
+        const Group g = group(t, m, c_in, q);
+        const float* xq = x + (g.j0 * c_in + g.c) * x_plane;
+        float* vq = V + g.c * T + g.j0 * tiles;
+        if (t.n == 4)
+            winograd4::input_planes(t, xq, static_cast<idx>(c_in * x_plane), static_cast<idx>(g.n), vq, vs);
+        else
+            transform_input_plane(t, xq, vq, vs);
     }
 }
 
@@ -761,23 +779,42 @@ void conv_winograd_forward(const ConvShape& s, const float* U, const float* x, s
     const std::size_t vs = point_stride(c_in, T), ms = point_stride(c_out, T);
     float* V = chunk_buffer(np * (vs + ms));
     float* M = V + np * vs;
-    const idx out_planes = static_cast<idx>(m * c_out);
     transform_inputs(t, x, m, c_in, V, threaded);
     for (std::size_t xi = 0; xi < np; ++xi)
         sgemm(false, false, c_out, T, c_in, U + xi * c_out * c_in, c_in, V + xi * vs, T, 0.0f, M + xi * ms, T);
     const std::size_t pooled_plane = static_cast<std::size_t>((t.h_out / 2) * (t.w_out / 2));
-#pragma omp parallel for schedule(static) if (threaded && out_planes > 1)
-    for (idx q = 0; q < out_planes; ++q) {
-        const std::size_t j = static_cast<std::size_t>(q) / c_out, co = static_cast<std::size_t>(q) % c_out;
-        const float* mq = M + co * T + j * static_cast<std::size_t>(t.tiles);
+    const std::size_t tiles = static_cast<std::size_t>(t.tiles);
+    const idx n_groups = static_cast<idx>(groups(t, m, c_out));
+#pragma omp parallel for schedule(static) if (threaded && n_groups > 1)
+    for (idx q = 0; q < n_groups; ++q) {
+        const Group g = group(t, m, c_out, q);
+        const std::size_t co = g.c;
+        const float* mq = M + co * T + g.j0 * tiles;
         const float bias = b ? b[co] : 0.0f;
+        float* yq = out + co * out_ld + g.j0 * n_pix;
+        if (t.n == 4) {
+            unsigned redo = ~0u;  // planes to write whole: all of them without a pool
+            if (pool) {
+                const std::size_t at = (g.j0 * c_out + co) * pooled_plane;
+                redo = winograd4::pool_planes(t, mq, ms, bias, pool->pooled + at, pool->arg + at,
+                                              static_cast<idx>(c_out * pooled_plane), static_cast<idx>(g.n));
+                for (std::size_t h = 0; h < g.n; ++h) pool->redo[(g.j0 + h) * c_out + co] = (redo >> h) & 1u;
+            }
+            if (redo == ~0u) {
+                winograd4::output_planes(t, mq, ms, bias, yq, static_cast<idx>(n_pix), static_cast<idx>(g.n));
+                continue;
+            }
+            for (std::size_t h = 0; h < g.n; ++h)
+                if ((redo >> h) & 1u) winograd4::output_planes(t, mq + h * tiles, ms, bias, yq + h * n_pix, 0, 1);
+            continue;
+        }
         if (pool) {
-            const std::size_t at = static_cast<std::size_t>(q) * pooled_plane;
+            const std::size_t at = (g.j0 * c_out + co) * pooled_plane;
             const bool clean = pool_output_plane(t, mq, ms, bias, pool->pooled + at, pool->arg + at);
-            pool->redo[q] = clean ? 0 : 1;
+            pool->redo[g.j0 * c_out + co] = clean ? 0 : 1;
             if (clean) continue;
         }
-        transform_output_plane(t, mq, ms, bias, out + co * out_ld + j * n_pix);
+        transform_output_plane(t, mq, ms, bias, yq);
     }
 }
 
@@ -792,12 +829,15 @@ void conv_winograd_backward(const ConvShape& s, const float* U, const float* x, 
     float* V = chunk_buffer(np * (vs + ms + pairs));
     float* dM = V + np * vs;
     float* dU = dM + np * ms;
-    const idx in_planes = static_cast<idx>(m * c_in), out_planes = static_cast<idx>(m * c_out);
-#pragma omp parallel for schedule(static) if (threaded && out_planes > 1)
-    for (idx q = 0; q < out_planes; ++q) {
-        const std::size_t j = static_cast<std::size_t>(q) / c_out, co = static_cast<std::size_t>(q) % c_out;
-        transform_gradient_plane(t, dy + co * dy_ld + j * n_pix, dM + co * T + j * static_cast<std::size_t>(t.tiles),
-                                 ms);
+    const std::size_t tiles = static_cast<std::size_t>(t.tiles);
+    const idx out_groups = static_cast<idx>(groups(t, m, c_out)), in_groups = static_cast<idx>(groups(t, m, c_in));
+#pragma omp parallel for schedule(static) if (threaded && out_groups > 1)
+    for (idx q = 0; q < out_groups; ++q) {
+        const Group g = group(t, m, c_out, q);
+        const float* gq = dy + g.c * dy_ld + g.j0 * n_pix;
+        float* dmq = dM + g.c * T + g.j0 * tiles;
+        if (t.n == 4) winograd4::gradient_planes(t, gq, static_cast<idx>(n_pix), static_cast<idx>(g.n), dmq, ms);
+        else transform_gradient_plane(t, gq, dmq, ms);
     }
     transform_inputs(t, x, m, c_in, V, threaded);
     // dU[xi] (c_out, c_in) = dM[xi] (c_out, T) * V[xi]^T, then dW = G^T dU G per channel pair
@@ -826,11 +866,15 @@ void conv_winograd_backward(const ConvShape& s, const float* U, const float* x, 
     // dV[xi] (c_in, T) = U[xi]^T (c_in, c_out) * dM[xi] (c_out, T), into V's place (read above)
     for (std::size_t xi = 0; xi < np; ++xi)
         sgemm(true, false, c_in, T, c_out, U + xi * pairs, c_in, dM + xi * ms, T, 0.0f, V + xi * vs, T);
-#pragma omp parallel for schedule(static) if (threaded && in_planes > 1)
-    for (idx q = 0; q < in_planes; ++q) {
-        const std::size_t j = static_cast<std::size_t>(q) / c_in, c = static_cast<std::size_t>(q) % c_in;
-        transform_input_gradient_plane(t, V + c * T + j * static_cast<std::size_t>(t.tiles), vs,
-                                       dx + (j * c_in + c) * x_plane);
+#pragma omp parallel for schedule(static) if (threaded && in_groups > 1)
+    for (idx q = 0; q < in_groups; ++q) {
+        const Group g = group(t, m, c_in, q);
+        const float* dvq = V + g.c * T + g.j0 * tiles;
+        float* dxq = dx + (g.j0 * c_in + g.c) * x_plane;
+        if (t.n == 4)
+            winograd4::input_gradient_planes(t, dvq, vs, dxq, static_cast<idx>(c_in * x_plane), static_cast<idx>(g.n));
+        else
+            transform_input_gradient_plane(t, dvq, vs, dxq);
     }
 }
 

@@ -90,24 +90,29 @@ SP_AVX2_INLINE void gt_of(const __m256 (&x)[6], __m256 (&o)[3]) {
 
 constexpr idx kLanes = 8;
 
-// A block: its first tile p0, its tiles (at most 8: n), and each lane's tile position; lanes
-// past n repeat the last tile, so their reads stay inside the plane.
+// A block: its first tile p0 in a group of np planes' tiles (plane-major), its tiles (at most 8:
+// n), and each lane's plane and tile position; lanes past n repeat the last tile, so their reads
+// stay inside the planes.
 struct Block {
     idx p0, n;
-    idx ty[kLanes], tx[kLanes];
+    idx h[kLanes], ty[kLanes], tx[kLanes];
 };
 
-Block block(const WinogradTiling& t, idx p0) {
+Block block(const WinogradTiling& t, idx np, idx p0) {
     Block b;
     b.p0 = p0;
-    b.n = std::min<idx>(kLanes, t.tiles - p0);
-    idx ty = p0 / t.tw, tx = p0 - ty * t.tw;
+    b.n = std::min<idx>(kLanes, np * t.tiles - p0);
+    idx h = p0 / t.tiles, ty = (p0 - h * t.tiles) / t.tw, tx = p0 - h * t.tiles - ty * t.tw;
     for (idx l = 0; l < kLanes; ++l) {
+        b.h[l] = h;
         b.ty[l] = ty;
         b.tx[l] = tx;
         if (l + 1 < b.n && ++tx == t.tw) {
             tx = 0;
-            ++ty;
+            if (++ty == t.th) {
+                ty = 0;
+                ++h;
+            }
         }
     }
     return b;
@@ -190,10 +195,11 @@ SP_AVX2_INLINE void copy_out_of_border(const float* src, idx ss, float* dst, idx
         }
 }
 
-// The calling thread's zeroed plane for an input gradient, rows x stride (8 floats more).
-float* zeroed_plane(const WinogradTiling& t) {
+// The calling thread's zeroed planes for np input gradients, each rows x stride, one below the
+// other (8 floats more).
+float* zeroed_plane(const WinogradTiling& t, idx np) {
     thread_local std::vector<float> plane;
-    const std::size_t area = static_cast<std::size_t>(t.rows * t.stride);
+    const std::size_t area = static_cast<std::size_t>(np * t.rows * t.stride);
     if (plane.size() < area + kLanes) plane.resize(area + kLanes);  // and room for a row's last load
     std::fill(plane.begin(), plane.begin() + static_cast<idx>(area), 0.0f);
     return plane.data();
@@ -234,13 +240,17 @@ WinogradTiling tiling(idx h_in, idx w_in, idx ph, idx pw, idx h_out, idx w_out) 
     return t;
 }
 
-SP_AVX2 void input_plane(const WinogradTiling& t, const float* x, float* v, std::size_t vs) {
-    float* P = bordered_plane_buffer(t.rows, t.stride, t.ph, t.pw, t.h_in, t.w_in);
-    copy_into_border(x, t.w_in, P + t.ph * t.stride + t.pw, t.stride, t.h_in, t.w_in);
-    for (idx p0 = 0; p0 < t.tiles; p0 += kLanes) {
-        const Block b = block(t, p0);
+idx group_planes(const WinogradTiling& t) { return t.tiles <= 4 && kLanes % t.tiles == 0 ? kLanes / t.tiles : 1; }
+
+SP_AVX2 void input_planes(const WinogradTiling& t, const float* x, idx x_step, idx np, float* v, std::size_t vs) {
+    const idx area = t.rows * t.stride;
+    float* P = bordered_plane_buffer(np * t.rows, t.stride, t.ph, t.pw, t.h_in, t.w_in);
+    for (idx h = 0; h < np; ++h)
+        copy_into_border(x + h * x_step, t.w_in, P + h * area + t.ph * t.stride + t.pw, t.stride, t.h_in, t.w_in);
+    for (idx p0 = 0; p0 < np * t.tiles; p0 += kLanes) {
+        const Block b = block(t, np, p0);
         idx off[kLanes];
-        for (idx l = 0; l < kLanes; ++l) off[l] = 4 * b.ty[l] * t.stride + 4 * b.tx[l];
+        for (idx l = 0; l < kLanes; ++l) off[l] = b.h[l] * area + 4 * b.ty[l] * t.stride + 4 * b.tx[l];
         __m256 w[6][6];  // B^T d: the rows combined, per column
         {
             __m256 d[6][6];  // d[r][k]: the patches' row r, column k
@@ -266,29 +276,31 @@ SP_AVX2 void input_plane(const WinogradTiling& t, const float* x, float* v, std:
     }
 }
 
-SP_AVX2 void output_plane(const WinogradTiling& t, const float* m, std::size_t ms, float bias, float* y) {
+SP_AVX2 void output_planes(const WinogradTiling& t, const float* m, std::size_t ms, float bias, float* y, idx y_step,
+                           idx np) {
     const __m256 bv = _mm256_set1_ps(bias);
-    for (idx p0 = 0; p0 < t.tiles; p0 += kLanes) {
-        const Block b = block(t, p0);
+    for (idx p0 = 0; p0 < np * t.tiles; p0 += kLanes) {
+        const Block b = block(t, np, p0);
         alignas(32) float f[4][4][kLanes];
         block_outputs(m + p0, ms, bv, f);
         for (idx l = 0; l < b.n; ++l) {
             const idx oy = 4 * b.ty[l], ox = 4 * b.tx[l];
             const idx rows = std::min<idx>(4, t.h_out - oy), cols = std::min<idx>(4, t.w_out - ox);
+            float* yl = y + b.h[l] * y_step;
             for (idx i = 0; i < rows; ++i)
-                for (idx j = 0; j < cols; ++j) y[(oy + i) * t.w_out + ox + j] = f[i][j][l];
+                for (idx j = 0; j < cols; ++j) yl[(oy + i) * t.w_out + ox + j] = f[i][j][l];
         }
     }
 }
 
-SP_AVX2 bool pool_plane(const WinogradTiling& t, const float* m, std::size_t ms, float bias, float* pooled,
-                        std::int32_t* arg) {
+SP_AVX2 unsigned pool_planes(const WinogradTiling& t, const float* m, std::size_t ms, float bias, float* pooled,
+                             std::int32_t* arg, idx p_step, idx np) {
     const idx ph = t.h_out / 2, pw = t.w_out / 2;
     const __m256i below = _mm256_set1_epi32(static_cast<int>(t.w_out));
     const __m256 bv = _mm256_set1_ps(bias);
-    int nan = 0;
-    for (idx p0 = 0; p0 < t.tiles; p0 += kLanes) {
-        const Block b = block(t, p0);
+    unsigned nan = 0;
+    for (idx p0 = 0; p0 < np * t.tiles; p0 += kLanes) {
+        const Block b = block(t, np, p0);
         alignas(32) float f[4][4][kLanes];
         block_outputs(m + p0, ms, bv, f);
         alignas(32) std::int32_t base[kLanes];  // each tile's top-left output, times 2
@@ -309,23 +321,24 @@ SP_AVX2 bool pool_plane(const WinogradTiling& t, const float* m, std::size_t ms,
                 for (idx l = 0; l < b.n; ++l) {
                     const idx wy = 2 * b.ty[l] + a, wx = 2 * b.tx[l] + c;
                     if (wy >= ph || wx >= pw) continue;
-                    pooled[wy * pw + wx] = mxs[l];
-                    arg[wy * pw + wx] = ws[l];
-                    nan |= un[l] & 1;
+                    const idx at_l = b.h[l] * p_step + wy * pw + wx;
+                    pooled[at_l] = mxs[l];
+                    arg[at_l] = ws[l];
+                    nan |= static_cast<unsigned>(un[l] & 1) << b.h[l];
                 }
             }
     }
-    return nan == 0;
+    return nan;
 }
 
-SP_AVX2 void gradient_plane(const WinogradTiling& t, const float* g, float* dm, std::size_t ms) {
-    const idx gs = 4 * t.tw;  // the bordered gradient plane: 4 th x 4 tw, 0 past the output
-    float* G = bordered_plane_buffer(4 * t.th, gs, 0, 0, t.h_out, t.w_out);
-    copy_into_border(g, t.w_out, G, gs, t.h_out, t.w_out);
-    for (idx p0 = 0; p0 < t.tiles; p0 += kLanes) {
-        const Block b = block(t, p0);
+SP_AVX2 void gradient_planes(const WinogradTiling& t, const float* g, idx g_step, idx np, float* dm, std::size_t ms) {
+    const idx gs = 4 * t.tw, area = 4 * t.th * gs;  // the bordered gradient planes: 4 th x 4 tw, 0 past the output
+    float* G = bordered_plane_buffer(np * 4 * t.th, gs, 0, 0, t.h_out, t.w_out);
+    for (idx h = 0; h < np; ++h) copy_into_border(g + h * g_step, t.w_out, G + h * area, gs, t.h_out, t.w_out);
+    for (idx p0 = 0; p0 < np * t.tiles; p0 += kLanes) {
+        const Block b = block(t, np, p0);
         idx off[kLanes];
-        for (idx l = 0; l < kLanes; ++l) off[l] = 4 * b.ty[l] * gs + 4 * b.tx[l];
+        for (idx l = 0; l < kLanes; ++l) off[l] = b.h[l] * area + 4 * b.ty[l] * gs + 4 * b.tx[l];
         __m256 r[6][4];  // A g: the rows combined, per column
         {
             __m256 gr[4][4];  // gr[i][k]: the tiles' row i, column k
@@ -346,10 +359,12 @@ SP_AVX2 void gradient_plane(const WinogradTiling& t, const float* g, float* dm, 
     }
 }
 
-SP_AVX2 void input_gradient_plane(const WinogradTiling& t, const float* dv, std::size_t vs, float* dx) {
-    float* Q = zeroed_plane(t);
-    for (idx p0 = 0; p0 < t.tiles; p0 += kLanes) {
-        const Block b = block(t, p0);
+SP_AVX2 void input_gradient_planes(const WinogradTiling& t, const float* dv, std::size_t vs, float* dx, idx dx_step,
+                                   idx np) {
+    const idx area = t.rows * t.stride;
+    float* Q = zeroed_plane(t, np);
+    for (idx p0 = 0; p0 < np * t.tiles; p0 += kLanes) {
+        const Block b = block(t, np, p0);
         __m256 r[6][6];  // B dv: the rows combined, per column
         for (idx k = 0; k < 6; ++k) {
             __m256 col[6], res[6];
@@ -366,12 +381,13 @@ SP_AVX2 void input_gradient_plane(const WinogradTiling& t, const float* dv, std:
         }
         // Tile by tile in order, each patch row's 6 columns added in place.
         for (idx l = 0; l < b.n; ++l) {
-            float* q = Q + 4 * b.ty[l] * t.stride + 4 * b.tx[l];
+            float* q = Q + b.h[l] * area + 4 * b.ty[l] * t.stride + 4 * b.tx[l];
             for (idx i = 0; i < 6; ++i)
                 for (idx k = 0; k < 6; ++k) q[i * t.stride + k] += f[i][k][l];
         }
     }
-    copy_out_of_border(Q + t.ph * t.stride + t.pw, t.stride, dx, t.h_in, t.w_in);
+    for (idx h = 0; h < np; ++h)
+        copy_out_of_border(Q + h * area + t.ph * t.stride + t.pw, t.stride, dx + h * dx_step, t.h_in, t.w_in);
 }
 
 SP_AVX2 void weights(const float* W, std::size_t pairs, std::size_t k0, float* U) {

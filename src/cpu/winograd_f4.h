@@ -43,25 +43,36 @@ constexpr std::size_t kPoints = 36;
 WinogradTiling tiling(std::ptrdiff_t h_in, std::ptrdiff_t w_in, std::ptrdiff_t ph, std::ptrdiff_t pw,
                       std::ptrdiff_t h_out, std::ptrdiff_t w_out);
 
-// V's 36 rows for the input plane x (h_in, w_in): v[xi * vs + tile] = (B^T d B)[xi].
-void input_plane(const WinogradTiling& t, const float* x, float* v, std::size_t vs);
+// The plane functions take a group of np planes at once, consecutive samples of one channel:
+// their sources and destinations `step` floats apart, their tiles side by side in the transformed
+// matrices' rows (as the samples' are), so that planes of fewer than 8 tiles fill a vector.
+// Planes per group: 8 / tiles for planes of 1, 2 or 4 tiles (cnn8's 7x7: 2), else 1.
+std::ptrdiff_t group_planes(const WinogradTiling& t);
 
-// The output plane y (h_out, w_out) = A^T m A + bias per tile, from M's rows m[xi * ms + tile]
-// (read up to 7 tiles past the plane's last: the caller leaves room).
-void output_plane(const WinogradTiling& t, const float* m, std::size_t ms, float bias, float* y);
+// V's 36 rows for the input planes x + h x_step (h_in, w_in): v[xi * vs + tile] = (B^T d B)[xi].
+void input_planes(const WinogradTiling& t, const float* x, std::ptrdiff_t x_step, std::ptrdiff_t np, float* v,
+                  std::size_t vs);
 
-// The plane's 2x2 max-pool from the same outputs (cpu/maxpool_2x2.h's maxima and winners, the
-// windows (h_out / 2) x (w_out / 2)); false when a window holds a NaN.
-bool pool_plane(const WinogradTiling& t, const float* m, std::size_t ms, float bias, float* pooled,
-                std::int32_t* arg);
+// The output planes y + h y_step (h_out, w_out) = A^T m A + bias per tile, from M's rows
+// m[xi * ms + tile] (read up to 7 tiles past the group's last: the caller leaves room).
+void output_planes(const WinogradTiling& t, const float* m, std::size_t ms, float bias, float* y,
+                   std::ptrdiff_t y_step, std::ptrdiff_t np);
 
-// dM's 36 rows for the output-gradient plane g (h_out, w_out): (A g_t A^T)[xi], g_t 0 past the
-// plane's edge.
-void gradient_plane(const WinogradTiling& t, const float* g, float* dm, std::size_t ms);
+// The planes' 2x2 max-pools from the same outputs (cpu/maxpool_2x2.h's maxima and winners, the
+// windows (h_out / 2) x (w_out / 2), plane h's at pooled and arg + h p_step); bit h set when
+// plane h's windows hold a NaN.
+unsigned pool_planes(const WinogradTiling& t, const float* m, std::size_t ms, float bias, float* pooled,
+                     std::int32_t* arg, std::ptrdiff_t p_step, std::ptrdiff_t np);
 
-// dx (h_in, w_in) = the input gradient of the plane from dV's rows (dv[xi * vs + tile]): B dv_t B^T
-// added over the tiles, which overlap by 2 rows and columns, in tile order.
-void input_gradient_plane(const WinogradTiling& t, const float* dv, std::size_t vs, float* dx);
+// dM's 36 rows for the output-gradient planes g + h g_step (h_out, w_out): (A g_t A^T)[xi], g_t 0
+// past the plane's edge.
+void gradient_planes(const WinogradTiling& t, const float* g, std::ptrdiff_t g_step, std::ptrdiff_t np, float* dm,
+                     std::size_t ms);
+
+// dx + h dx_step (h_in, w_in) = the input gradients of the planes from dV's rows (dv[xi * vs +
+// tile]): B dv_t B^T added over the tiles, which overlap by 2 rows and columns, in tile order.
+void input_gradient_planes(const WinogradTiling& t, const float* dv, std::size_t vs, float* dx,
+                           std::ptrdiff_t dx_step, std::ptrdiff_t np);
 
 // U[xi * pairs + k] = (G g G^T)[xi] for the channel pairs k0 .. k0 + 7 (those below pairs), g
 // pair k's 3x3 weights at W + 9 k.
