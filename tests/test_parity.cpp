@@ -451,9 +451,9 @@ void add_dense_conv_cases(std::vector<Case>& cases) {
         std::size_t batch, c_in, h, w, c_out, k, stride, pad;
         ConvShape shape() const { return testing_util::square_conv(batch, c_in, h, w, c_out, k, stride, pad); }
     };
-    // The CPU takes its direct kernels for the first, Winograd's F(2x2, 3x3) for the second (rows of
-    // 4 tiles, two to a vector) and the fourth (no padding, odd sizes, rows of 18 tiles in three
-    // blocks), im2col for the third.
+    // The CPU takes its direct kernels for the first, Winograd for the second and the fourth (no
+    // padding, odd sizes): F(4x4, 3x3) on AVX2/FMA CPUs (7x7 planes two samples to a vector;
+    // 35x35 planes in rows of 9 tiles), F(2x2, 3x3) elsewhere; im2col for the third.
     for (Conv c : {Conv{2, 1, 28, 28, 8, 5, 1, 2}, Conv{3, 32, 7, 7, 16, 3, 1, 1}, Conv{1, 3, 9, 11, 4, 3, 2, 0},
                    Conv{2, 4, 37, 37, 5, 3, 1, 0}}) {
         const std::string name = "conv2d_" + std::to_string(c.c_in) + "to" + std::to_string(c.c_out) + "_k" +
