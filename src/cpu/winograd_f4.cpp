@@ -205,6 +205,25 @@ float* zeroed_plane(const WinogradTiling& t, idx np) {
     return plane.data();
 }
 
+// The 8x8 matrix of rows v[0..7] transposed in place.
+SP_AVX2_INLINE void transpose8(__m256 (&v)[8]) {
+    __m256 t[8], u[8];
+    for (idx k = 0; k < 4; ++k) {
+        t[2 * k] = _mm256_unpacklo_ps(v[2 * k], v[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_ps(v[2 * k], v[2 * k + 1]);
+    }
+    for (idx k = 0; k < 2; ++k) {
+        u[4 * k + 0] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (idx k = 0; k < 4; ++k) {
+        v[k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x20);
+        v[4 + k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x31);
+    }
+}
+
 // A block's 16 outputs A^T m A + bias, f[i][j][l] = tile l's output (i, j).
 SP_AVX2_INLINE void block_outputs(const float* m, std::size_t ms, __m256 bias, float (&f)[4][4][kLanes]) {
     __m256 r[4][6];  // A^T m: the columns combined
@@ -373,17 +392,30 @@ SP_AVX2 void input_gradient_planes(const WinogradTiling& t, const float* dv, std
             b_of(col, res);
             for (idx i = 0; i < 6; ++i) r[i][k] = res[i];
         }
-        alignas(32) float f[6][6][kLanes];  // [plane row][column][lane] of B dv B^T
+        // Row by row of the patches: each tile's row (6 columns, 2 zeros after them) is a column
+        // of the 8x8 matrix of the row's 6 column vectors, transposed. Neighbouring tiles of a
+        // tile row overlap by 2 columns: the run's rows are summed in registers, 4 columns at a
+        // time (the left tile's columns 4-7 with the right one's 0-3), and each 4 added once
+        // into the plane (adding 8-wide rows one after the other made every load wait on a
+        // store it overlapped by half).
         for (idx i = 0; i < 6; ++i) {
-            __m256 res[6];
+            __m256 res[6], c[8];
             b_of(r[i], res);
-            for (idx k = 0; k < 6; ++k) _mm256_store_ps(f[i][k], res[k]);
-        }
-        // Tile by tile in order, each patch row's 6 columns added in place.
-        for (idx l = 0; l < b.n; ++l) {
-            float* q = Q + b.h[l] * area + 4 * b.ty[l] * t.stride + 4 * b.tx[l];
-            for (idx i = 0; i < 6; ++i)
-                for (idx k = 0; k < 6; ++k) q[i * t.stride + k] += f[i][k][l];
+            for (idx k = 0; k < 6; ++k) c[k] = res[k];
+            c[6] = c[7] = _mm256_setzero_ps();
+            transpose8(c);
+            for (idx l = 0; l < b.n;) {
+                idx e = l + 1;  // the run: lanes l .. e - 1, one tile row of one plane
+                while (e < b.n && b.h[e] == b.h[l] && b.ty[e] == b.ty[l]) ++e;
+                float* q = Q + b.h[l] * area + (4 * b.ty[l] + i) * t.stride + 4 * b.tx[l];
+                __m128 carry = _mm_setzero_ps();
+                for (idx k = l; k < e; ++k, q += 4) {
+                    _mm_storeu_ps(q, _mm_add_ps(_mm_loadu_ps(q), _mm_add_ps(carry, _mm256_castps256_ps128(c[k]))));
+                    carry = _mm256_extractf128_ps(c[k], 1);
+                }
+                _mm_storeu_ps(q, _mm_add_ps(_mm_loadu_ps(q), carry));
+                l = e;
+            }
         }
     }
     for (idx h = 0; h < np; ++h)
