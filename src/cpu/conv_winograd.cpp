@@ -1,8 +1,10 @@
-// Winograd F(2x2, 3x3) convolution kernels (cpu/conv_winograd.h).
+// Winograd convolution kernels (cpu/conv_winograd.h): the chunks and their GEMMs for both tile
+// sizes, and F(2x2, 3x3)'s plane transforms (F(4x4, 3x3)'s are in cpu/winograd_f4.cpp).
 //
 // Layout: a chunk's T = m * th * tw tiles (th x tw per plane, sample-major, then row-major) are
-// the columns of every transformed matrix, V (16, c_in, T), M and dM (16, c_out, T), so each of
-// the 16 products is one row-major GEMM with contiguous operands. A plane's transforms go in two
+// the columns of every transformed matrix, V (points, c_in, T), M and dM (points, c_out, T), each
+// point's matrix a cache line past the one before (point_stride), so each of the 16 or 36
+// products is one row-major GEMM with contiguous operands. A plane's transforms go in two
 // passes: a loop over its tiles in order computes the 16 values of each (independent across
 // tiles, so it vectorizes), and a plain loop moves them between the plane's 2x2 or 4x4 blocks and
 // those arrays.

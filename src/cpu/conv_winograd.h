@@ -56,8 +56,8 @@ inline bool& winograd_large_tiles_allowed() {
 bool conv_winograd_applies(const ConvShape& s);
 
 // Samples per chunk of the forward or the backward: a power of two, at most 128 tiles in all
-// forward and 512 backward (the 16 products' T; a plane larger than that is a chunk alone), at
-// most the batch; the shape alone decides it.
+// forward and 512 backward with F(2x2, 3x3), 64 and 256 with F(4x4, 3x3) (the products' T; a
+// plane larger than that is a chunk alone), at most the batch; the shape and the CPU decide it.
 std::size_t winograd_chunk_samples(const ConvShape& s, bool backward);
 
 // Floats of the transformed weights: points * c_out * c_in (16 or 36 points, winograd_tile).
