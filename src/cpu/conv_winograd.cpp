@@ -39,29 +39,26 @@ constexpr std::size_t kForwardTiles = 128, kBackwardTiles = 512;
 // cnn8 at 2 threads: 3,880-4,008 samples/s with 32-128 forward and 128-256 backward.
 constexpr std::size_t kForwardTiles4 = 64, kBackwardTiles4 = 256;
 
-// A plane's tiles (cpu/winograd_f4.h's WinogradTiling): F(2x2, 3x3)'s bordered planes are 2 th + 2
-// rows, and stride leaves room for the AVX2 loops' blocks of 8 tiles (16 columns and 2 more):
-// their reads and adds stay inside the row.
+// A plane's tiles (cpu/winograd_f4.h's WinogradTiling) and its bordered planes, 2 or 4 rows a tile
+// row and 2 more. F(2x2, 3x3)'s stride leaves room for the AVX2 loops' blocks of 8 tiles (16
+// columns and 2 more): their reads and adds stay inside the row. F(4x4, 3x3) reads a patch row
+// as two 4-float loads, up to 4 tw + 4 columns.
 using Tiling = WinogradTiling;
 
 Tiling tiling(const ConvShape& s) {
-    const idx h_in = static_cast<idx>(s.h_in), w_in = static_cast<idx>(s.w_in);
-    const idx ph = static_cast<idx>(s.pad_h), pw = static_cast<idx>(s.pad_w);
-    const idx h_out = static_cast<idx>(s.h_out()), w_out = static_cast<idx>(s.w_out());
-    if (winograd_tile(s) == 4) return winograd4::tiling(h_in, w_in, ph, pw, h_out, w_out);
     Tiling t;
-    t.n = 2;
-    t.h_in = h_in;
-    t.w_in = w_in;
-    t.ph = ph;
-    t.pw = pw;
-    t.h_out = h_out;
-    t.w_out = w_out;
-    t.th = (t.h_out + 1) / 2;
-    t.tw = (t.w_out + 1) / 2;
+    t.n = static_cast<idx>(winograd_tile(s));
+    t.h_in = static_cast<idx>(s.h_in);
+    t.w_in = static_cast<idx>(s.w_in);
+    t.ph = static_cast<idx>(s.pad_h);
+    t.pw = static_cast<idx>(s.pad_w);
+    t.h_out = static_cast<idx>(s.h_out());
+    t.w_out = static_cast<idx>(s.w_out());
+    t.th = (t.h_out + t.n - 1) / t.n;
+    t.tw = (t.w_out + t.n - 1) / t.n;
     t.tiles = t.th * t.tw;
-    t.rows = 2 * t.th + 2;
-    t.stride = 16 * ((t.tw + 7) / 8) + 2;
+    t.rows = t.n * t.th + 2;
+    t.stride = t.n == 4 ? 4 * t.tw + 4 : 16 * ((t.tw + 7) / 8) + 2;
     return t;
 }
 

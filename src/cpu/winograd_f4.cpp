@@ -90,6 +90,17 @@ SP_AVX2_INLINE void gt_of(const __m256 (&x)[6], __m256 (&o)[3]) {
 
 constexpr idx kLanes = 8;
 
+// out[.][k] = F(in[.][k]) for each of the Cols columns: a 1-D transform down every column.
+template <int In, int Out, int Cols, void (*F)(const __m256 (&)[In], __m256 (&)[Out])>
+SP_AVX2_INLINE void down_columns(const __m256 (&in)[In][Cols], __m256 (&out)[Out][Cols]) {
+    for (idx k = 0; k < Cols; ++k) {
+        __m256 col[In], res[Out];
+        for (idx i = 0; i < In; ++i) col[i] = in[i][k];
+        F(col, res);
+        for (idx i = 0; i < Out; ++i) out[i][k] = res[i];
+    }
+}
+
 // A block: its first tile p0 in a group of np planes' tiles (plane-major), its tiles (at most 8:
 // n), and each lane's plane and tile position; lanes past n repeat the last tile, so their reads
 // stay inside the planes.
@@ -242,23 +253,6 @@ SP_AVX2_INLINE void block_outputs(const float* m, std::size_t ms, __m256 bias, f
 
 }  // namespace
 
-WinogradTiling tiling(idx h_in, idx w_in, idx ph, idx pw, idx h_out, idx w_out) {
-    WinogradTiling t;
-    t.n = 4;
-    t.h_in = h_in;
-    t.w_in = w_in;
-    t.ph = ph;
-    t.pw = pw;
-    t.h_out = h_out;
-    t.w_out = w_out;
-    t.th = (h_out + 3) / 4;
-    t.tw = (w_out + 3) / 4;
-    t.tiles = t.th * t.tw;
-    t.rows = 4 * t.th + 2;
-    t.stride = 4 * t.tw + 4;
-    return t;
-}
-
 idx group_planes(const WinogradTiling& t) { return t.tiles <= 4 && kLanes % t.tiles == 0 ? kLanes / t.tiles : 1; }
 
 SP_AVX2 void input_planes(const WinogradTiling& t, const float* x, idx x_step, idx np, float* v, std::size_t vs) {
@@ -279,12 +273,7 @@ SP_AVX2 void input_planes(const WinogradTiling& t, const float* x, idx x_step, i
                 for (idx k = 0; k < 4; ++k) d[r][k] = lo[k];
                 rows_to_lanes_45(P + r * t.stride, off, d[r][4], d[r][5]);
             }
-            for (idx k = 0; k < 6; ++k) {
-                __m256 col[6], res[6];
-                for (idx r = 0; r < 6; ++r) col[r] = d[r][k];
-                bt(col, res);
-                for (idx i = 0; i < 6; ++i) w[i][k] = res[i];
-            }
+            down_columns<6, 6, 6, bt>(d, w);
         }
         float* o = v + p0;
         for (idx i = 0; i < 6; ++i) {  // (B^T d) B: the columns combined
@@ -362,12 +351,7 @@ SP_AVX2 void gradient_planes(const WinogradTiling& t, const float* g, idx g_step
         {
             __m256 gr[4][4];  // gr[i][k]: the tiles' row i, column k
             for (idx i = 0; i < 4; ++i) rows_to_lanes(G + i * gs, off, gr[i]);
-            for (idx k = 0; k < 4; ++k) {
-                __m256 col[4], res[6];
-                for (idx i = 0; i < 4; ++i) col[i] = gr[i][k];
-                a_of(col, res);
-                for (idx i = 0; i < 6; ++i) r[i][k] = res[i];
-            }
+            down_columns<4, 6, 4, a_of>(gr, r);
         }
         float* o = dm + p0;
         for (idx i = 0; i < 6; ++i) {  // (A g) A^T: the columns combined

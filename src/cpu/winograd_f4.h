@@ -38,10 +38,9 @@ namespace winograd4 {
 // Points of the transform domain: the 6x6 input tile.
 constexpr std::size_t kPoints = 36;
 
-// The tiling of an h_out x w_out output: rows 4 th + 2 and stride 4 tw + 4 (a patch row is read
-// as two 4-float loads).
-WinogradTiling tiling(std::ptrdiff_t h_in, std::ptrdiff_t w_in, std::ptrdiff_t ph, std::ptrdiff_t pw,
-                      std::ptrdiff_t h_out, std::ptrdiff_t w_out);
+// The functions below take a tiling of n = 4: th = ceil(h_out / 4), tw = ceil(w_out / 4),
+// bordered planes of rows = 4 th + 2 and stride = 4 tw + 4 (a patch row is read as two 4-float
+// loads), as conv_winograd.cpp's tiling makes it.
 
 // The plane functions take a group of np planes at once, consecutive samples of one channel:
 // their sources and destinations `step` floats apart, their tiles side by side in the transformed
