@@ -426,6 +426,60 @@ void add_dense_conv_cases(std::vector<Case>& cases) {
             return Outputs{out("y", widen(get(y)), nrmse(1e-5)), out("dL_dx", widen(get(gx)), nrmse(1e-5))};
         }});
     }
+    // A run of dense layers (Backend::dense_forward_chain, dense_backward_chain): Mackey-Glass's
+    // network at its full batch, ReLU after every hidden layer, which the CPU runs as one chain of
+    // row blocks and CUDA one layer at a time.
+    cases.push_back({"dense_chain_6_128_128_64_1", false, [](const BackendFactory& make) {
+        auto b = make();
+        const std::size_t batch = 1000, L = 4;
+        const std::size_t widths[L + 1] = {6, 128, 128, 64, 1};
+        const auto x = uniform(batch * widths[0], 21);
+        auto d_x = put(*b, x);
+        std::vector<Buffer<float>> W, bias, y, dy, gW, gb;
+        for (std::size_t l = 0; l < L; ++l) {
+            const float r = 1.0f / std::sqrt(static_cast<float>(widths[l]));
+            W.push_back(put(*b, uniform(widths[l + 1] * widths[l], 22 + static_cast<std::uint32_t>(l), -r, r)));
+            bias.push_back(put(*b, uniform(widths[l + 1], 30 + static_cast<std::uint32_t>(l), -0.1f, 0.1f)));
+            y.emplace_back(*b, batch * widths[l + 1]);
+            dy.emplace_back(*b, batch * widths[l + 1]);
+            gW.emplace_back(*b, widths[l + 1] * widths[l]);
+            gb.emplace_back(*b, widths[l + 1]);
+        }
+        std::vector<DenseForwardLink> fwd;
+        for (std::size_t l = 0; l < L; ++l)
+            fwd.push_back({l == 0 ? d_x.data() : y[l - 1].data(), W[l].data(), bias[l].data(), y[l].data(), widths[l],
+                           widths[l + 1], l + 1 < L ? Activation::relu : Activation::identity});
+        b->dense_forward_chain(fwd, batch);
+        b->upload(dy[L - 1].data(), uniform(batch, 40).data(), batch * sizeof(float));
+        std::vector<DenseBackwardLink> bwd;
+        for (std::size_t l = L; l-- > 0;) {
+            DenseBackwardLink k;
+            k.x = l == 0 ? d_x.data() : y[l - 1].data();
+            k.W = W[l].data();
+            k.dL_dy = dy[l].data();
+            k.dL_dW = gW[l].data();
+            k.dL_db = gb[l].data();
+            k.dL_dx = l == 0 ? nullptr : dy[l - 1].data();
+            k.n_in = widths[l];
+            k.n_out = widths[l + 1];
+            if (l > 0) {
+                k.act = Activation::relu;
+                k.act_x = y[l - 1].data();
+                k.act_y = y[l - 1].data();
+            }
+            bwd.push_back(k);
+        }
+        b->dense_backward_chain(bwd, batch);
+        Outputs o;
+        for (std::size_t l = 0; l < L; ++l) {
+            const std::string n = std::to_string(l);
+            o.push_back(out("y" + n, widen(get(y[l])), nrmse(1e-5)));
+            o.push_back(out("dL_dW" + n, widen(get(gW[l])), nrmse(1e-4)));
+            o.push_back(out("dL_db" + n, widen(get(gb[l])), nrmse(1e-4)));
+            if (l > 0) o.push_back(out("dL_dx" + n, widen(get(dy[l - 1])), nrmse(1e-4)));
+        }
+        return o;
+    }});
     // Operands only float-aligned, as a layer's weights in the slab can be: every pointer one
     // float past an allocation (the CUDA forward plans its cuBLASLt product per alignment).
     for (Activation a : {Activation::identity, Activation::relu}) {

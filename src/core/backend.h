@@ -129,6 +129,20 @@ public:
                                 float* dL_dx, std::size_t batch, std::size_t n_in, std::size_t n_out, Activation act,
                                 const float* act_x, const float* act_y) = 0;
 
+    // A run of dense layers, the bottom layer first: the values of dense_forward over each link in
+    // order. dense_backward_chain, the top layer first: the values of dense_backward over each
+    // link in order. A backend that runs a chain in fewer passes than its layers overrides them
+    // (the CPU: one parallel region a chain, cpu/dense_chain.h); the others run the links one by
+    // one, as here (CUDA, whose step graph already leaves no host work between the launches).
+    virtual void dense_forward_chain(const std::vector<DenseForwardLink>& links, std::size_t batch) {
+        for (const DenseForwardLink& l : links) dense_forward(l.x, l.W, l.b, l.y, batch, l.n_in, l.n_out, l.act);
+    }
+    virtual void dense_backward_chain(const std::vector<DenseBackwardLink>& links, std::size_t batch) {
+        for (const DenseBackwardLink& l : links)
+            dense_backward(l.x, l.W, l.dL_dy, l.dL_dW, l.dL_db, l.dL_dx, batch, l.n_in, l.n_out, l.act, l.act_x,
+                           l.act_y);
+    }
+
     // ---- csr products (the csr inference format, core/csr_network.h) --------------------------------
     // W as this backend's sparse matrix (its arrays copied into backend memory), for products with
     // batches of up to max_batch rows (max_batch >= 1). Setup only: may wait for queued work.

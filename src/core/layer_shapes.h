@@ -65,4 +65,32 @@ inline PoolShape pool_shape(const LayerSpec& l, std::size_t batch) {
     return p;
 }
 
+// One layer of a run of dense layers (Backend::dense_forward_chain): the arguments of one
+// dense_forward call, y = act(x W^T + b), x (batch, n_in), y (batch, n_out). In a chain each
+// layer's x is the y of the one before it.
+struct DenseForwardLink {
+    const float* x = nullptr;
+    const float* W = nullptr;
+    const float* b = nullptr;
+    float* y = nullptr;
+    std::size_t n_in = 0, n_out = 0;
+    Activation act = Activation::identity;
+};
+
+// One layer of Backend::dense_backward_chain, listed from the top layer down: the arguments of
+// one dense_backward call. In a chain each layer's dL_dy is the dL_dx of the one above it; only
+// the bottom layer's dL_dx may be null (not wanted).
+struct DenseBackwardLink {
+    const float* x = nullptr;
+    const float* W = nullptr;
+    const float* dL_dy = nullptr;
+    float* dL_dW = nullptr;
+    float* dL_db = nullptr;
+    float* dL_dx = nullptr;
+    std::size_t n_in = 0, n_out = 0;
+    Activation act = Activation::identity;  // the activation before the layer, in dL_dx's pass
+    const float* act_x = nullptr;
+    const float* act_y = nullptr;
+};
+
 }  // namespace sparseprox

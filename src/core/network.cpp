@@ -670,6 +670,10 @@ private:
         }
         delta_.allocate(b, rows * max_width_);
         delta_prev_.allocate(b, rows * max_width_);
+        std::size_t chain_width = 0;  // the input gradients inside runs of dense layers (backward())
+        for (const LayerSpec& l : spec_.layers)
+            if (l.kind == LayerKind::dense) chain_width += l.n_in;
+        chain_delta_.allocate(b, rows * chain_width);
         sample_loss_.allocate(b, rows);
         sample_correct_.allocate(b, loss_ == Loss::cross_entropy ? rows : 0);
     }
@@ -703,21 +707,28 @@ private:
             }
             switch (l.kind) {
                 case LayerKind::dense: {
-                    const ParamSegment& s = layout_.segments[seg++];
-                    const bool fuse = k + 1 < spec_.layers.size() && spec_.layers[k + 1].kind == LayerKind::activation &&
-                                      !pool_first_[k + 1];
-                    b.dense_forward(in, p + s.weight_offset, p + s.bias_offset, out, batch, l.n_in, l.n_out,
-                                    fuse ? spec_.layers[k + 1].activation : Activation::identity);
-                    if (fuse) {
-                        // The activation applied in the products' pass: outs_[k] holds its output, so
-                        // backward() hands the activation f(x) where it asks for x, which gives
-                        // each derivative unchanged (activation_fused_in_dense).
+                    // The run of dense layers from here, each with the activation after it fused
+                    // into its products' pass: one dense_forward_chain. A fused activation's
+                    // output is outs_ of both layers, so backward() hands the activation f(x)
+                    // where it asks for x, which gives each derivative unchanged
+                    // (activation_fused_in_dense).
+                    forward_links_.clear();
+                    const std::size_t n = spec_.layers.size();
+                    for (; k < n && spec_.layers[k].kind == LayerKind::dense; ++k) {
+                        const LayerSpec& d = spec_.layers[k];
+                        const ParamSegment& s = layout_.segments[seg++];
+                        const bool fuse =
+                            k + 1 < n && spec_.layers[k + 1].kind == LayerKind::activation && !pool_first_[k + 1];
+                        out = acts_[k].data();
+                        forward_links_.push_back({in, p + s.weight_offset, p + s.bias_offset, out, d.n_in, d.n_out,
+                                                  fuse ? spec_.layers[k + 1].activation : Activation::identity});
                         outs_[k] = out;
-                        outs_[++k] = out;
+                        if (fuse) outs_[++k] = out;
                         in = out;
-                        continue;
                     }
-                    break;
+                    b.dense_forward_chain(forward_links_, batch);
+                    --k;  // the loop's ++k: the layer after the run
+                    continue;
                 }
                 case LayerKind::conv2d: {
                     const ParamSegment& s = layout_.segments[seg++];
@@ -795,21 +806,55 @@ private:
             }
             switch (l.kind) {
                 case LayerKind::dense: {
-                    const ParamSegment& s = layout_.segments[--seg];
-                    // An activation before the layer: its derivative goes into the input
-                    // gradient's pass, and its own backward step is skipped.
-                    const bool fuse = want_dx && spec_.layers[k - 1].kind == LayerKind::activation;
-                    const Activation act = fuse ? spec_.layers[k - 1].activation : Activation::identity;
-                    const float* act_x = fuse ? (k - 1 == 0 ? x : outs_[k - 2]) : nullptr;
-                    const float* act_y = fuse ? outs_[k - 1] : nullptr;
-                    b.dense_backward(in, p + s.weight_offset, delta, grads + s.weight_offset, grads + s.bias_offset,
-                                     want_dx ? delta_prev : nullptr, batch, l.n_in, l.n_out, act, act_x, act_y);
+                    // The run of dense layers from here down (an activation between two of them
+                    // fused into the input gradient's pass of the one above it): one
+                    // dense_backward_chain. Inside the run each layer's input gradient gets a
+                    // buffer of its own (chain_delta_), since every one of them is still read
+                    // for the weight gradient after the layers below; the bottom one goes into
+                    // delta_prev as before.
+                    backward_links_.clear();
+                    float* spare = chain_delta_.data();
+                    const float* dy = delta;
+                    bool fuse = false;
+                    for (std::size_t j = k;; j = fuse ? j - 2 : j - 1) {
+                        const LayerSpec& d = spec_.layers[j];
+                        const ParamSegment& s = layout_.segments[--seg];
+                        const bool dx = j > first_weight_layer_;
+                        // An activation before the layer: its derivative goes into the input
+                        // gradient's pass, and its own backward step is skipped.
+                        fuse = dx && spec_.layers[j - 1].kind == LayerKind::activation;
+                        const std::size_t below = fuse ? j - 2 : j - 1;
+                        const bool more = dx && below < j && below >= first_weight_layer_ &&
+                                          spec_.layers[below].kind == LayerKind::dense;
+                        float* dx_out = !dx ? nullptr : more ? spare : delta_prev;
+                        DenseBackwardLink link;
+                        link.x = j == 0 ? x : outs_[j - 1];
+                        link.W = p + s.weight_offset;
+                        link.dL_dy = dy;
+                        link.dL_dW = grads + s.weight_offset;
+                        link.dL_db = grads + s.bias_offset;
+                        link.dL_dx = dx_out;
+                        link.n_in = d.n_in;
+                        link.n_out = d.n_out;
+                        if (fuse) {
+                            link.act = spec_.layers[j - 1].activation;
+                            link.act_x = j - 1 == 0 ? x : outs_[j - 2];
+                            link.act_y = outs_[j - 1];
+                        }
+                        backward_links_.push_back(link);
+                        k = j;
+                        if (!more) break;
+                        dy = spare;
+                        spare += batch * d.n_in;
+                    }
+                    b.dense_backward_chain(backward_links_, batch);
                     if (fuse) {
                         std::swap(delta, delta_prev);
                         --k;  // the activation, done
                         continue;
                     }
-                    break;
+                    if (k > first_weight_layer_) std::swap(delta, delta_prev);
+                    continue;
                 }
                 case LayerKind::conv2d: {
                     const ParamSegment& s = layout_.segments[--seg];
@@ -899,6 +944,9 @@ private:
     // conv2d_maxpool_forward): 1 for a pool right after it, 2 for a ReLU then a pool (pool_first_)
     std::vector<std::size_t> conv_pool_;
     Buffer<float> delta_, delta_prev_;             // (rows, max_width)
+    Buffer<float> chain_delta_;                    // (rows, sum of the dense layers' n_in): backward()
+    std::vector<DenseForwardLink> forward_links_;  // forward(): a run of dense layers
+    std::vector<DenseBackwardLink> backward_links_;
     Buffer<double> sample_loss_;                   // (rows)
     Buffer<std::uint32_t> sample_correct_;         // (rows)
 };

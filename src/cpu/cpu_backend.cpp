@@ -14,6 +14,7 @@
 #include "cpu/count.h"
 #include "cpu/csr_ops.h"
 #include "cpu/dense.h"
+#include "cpu/dense_chain.h"
 #include "cpu/gather.h"
 #include "cpu/gmp.h"
 #include "cpu/l0_gates.h"
@@ -82,6 +83,14 @@ public:
                         std::size_t batch, std::size_t n_in, std::size_t n_out, Activation act, const float* act_x,
                         const float* act_y) override {
         cpu::dense_backward(x, W, dL_dy, dL_dW, dL_db, dL_dx, batch, n_in, n_out, act, act_x, act_y);
+    }
+
+    void dense_forward_chain(const std::vector<DenseForwardLink>& links, std::size_t batch) override {
+        tuner_.apply();
+        cpu::dense_forward_chain(links, batch);
+    }
+    void dense_backward_chain(const std::vector<DenseBackwardLink>& links, std::size_t batch) override {
+        cpu::dense_backward_chain(links, batch);
     }
 
     std::unique_ptr<CsrMatrix> csr_matrix(const CsrHost& W, std::size_t max_batch) override {

@@ -11,6 +11,7 @@
 #include <functional>
 
 #include "cpu/gemm.h"
+#include "cpu/simd.h"
 
 namespace sparseprox {
 namespace cpu {
@@ -24,6 +25,50 @@ void dense_forward(const float* x, const float* W, const float* b, float* y, std
     sgemm(false, true, batch, n_out, n_in, x, n_in, W, n_in, 1.0f, y, n_out, b, false, e, dense_gemm_library());
 }
 
+namespace {
+
+// Column sums, rows in order (kernels/dense.cu's order), 16 columns a block in registers
+// (summed in place in dL_db, every add waited for the store of the one before: 5% of a
+// Mackey-Glass step).
+__attribute__((always_inline)) inline void column_sums_body(const float* dL_dy, std::size_t batch, std::size_t n_out,
+                                                            float* dL_db, std::size_t q0, std::size_t q1) {
+    constexpr std::size_t kColumns = 16;
+    for (std::size_t q = q0; q < q1; ++q) {
+        const std::size_t j0 = q * kColumns, w = std::min(kColumns, n_out - j0);
+        float acc[kColumns] = {};
+        const float* g = dL_dy + j0;
+        if (w == kColumns) {
+            for (std::size_t r = 0; r < batch; ++r, g += n_out)
+                for (std::size_t j = 0; j < kColumns; ++j) acc[j] += g[j];
+        } else {
+            for (std::size_t r = 0; r < batch; ++r, g += n_out)
+                for (std::size_t j = 0; j < w; ++j) acc[j] += g[j];
+        }
+        std::copy(acc, acc + w, dL_db + j0);
+    }
+}
+
+void column_sums_sse(const float* dL_dy, std::size_t batch, std::size_t n_out, float* dL_db, std::size_t q0,
+                     std::size_t q1) {
+    column_sums_body(dL_dy, batch, n_out, dL_db, q0, q1);
+}
+
+// Two 8-float accumulators instead of four of 4; each column's sum in the same order.
+__attribute__((target("avx2,fma"))) void column_sums_avx2(const float* dL_dy, std::size_t batch, std::size_t n_out,
+                                                          float* dL_db, std::size_t q0, std::size_t q1) {
+    column_sums_body(dL_dy, batch, n_out, dL_db, q0, q1);
+}
+
+}  // namespace
+
+void bias_column_sums(const float* dL_dy, std::size_t batch, std::size_t n_out, float* dL_db, std::size_t part,
+                      std::size_t parts) {
+    const std::size_t n_col_blocks = (n_out + 15) / 16;
+    const std::size_t q0 = n_col_blocks * part / parts, q1 = n_col_blocks * (part + 1) / parts;
+    if (cpu_has_avx2_fma()) column_sums_avx2(dL_dy, batch, n_out, dL_db, q0, q1);
+    else column_sums_sse(dL_dy, batch, n_out, dL_db, q0, q1);
+}
+
 void dense_backward(const float* x, const float* W, const float* dL_dy, float* dL_dW, float* dL_db,
                     float* dL_dx, std::size_t batch, std::size_t n_in, std::size_t n_out, Activation act,
                     const float* act_x, const float* act_y) {
@@ -34,25 +79,9 @@ void dense_backward(const float* x, const float* W, const float* dL_dy, float* d
         return;
     }
     // dL_dW (n_out, n_in) = dL_dy^T (n_out, batch) * x (batch, n_in), and in the same parallel
-    // region dL_db: column sums, rows in order (kernels/dense.cu's order), 16 columns a block in
-    // registers (summed in place in dL_db, every add waited for the store of the one before: 5%
-    // of a Mackey-Glass step), the column blocks shared out over the product's blocks.
-    constexpr std::size_t kColumns = 16;
-    const std::size_t n_col_blocks = (n_out + kColumns - 1) / kColumns;
+    // region dL_db, its column blocks shared out over the product's blocks.
     const std::function<void(std::size_t, std::size_t)> bias_sums = [&](std::size_t b, std::size_t blocks) {
-        for (std::size_t q = n_col_blocks * b / blocks; q < n_col_blocks * (b + 1) / blocks; ++q) {
-            const std::size_t j0 = q * kColumns, w = std::min(kColumns, n_out - j0);
-            float acc[kColumns] = {};
-            const float* g = dL_dy + j0;
-            if (w == kColumns) {
-                for (std::size_t r = 0; r < batch; ++r, g += n_out)
-                    for (std::size_t j = 0; j < kColumns; ++j) acc[j] += g[j];
-            } else {
-                for (std::size_t r = 0; r < batch; ++r, g += n_out)
-                    for (std::size_t j = 0; j < w; ++j) acc[j] += g[j];
-            }
-            std::copy(acc, acc + w, dL_db + j0);
-        }
+        bias_column_sums(dL_dy, batch, n_out, dL_db, b, blocks);
     };
     Epilogue with_bias;
     with_bias.with_block = &bias_sums;

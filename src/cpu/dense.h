@@ -25,5 +25,10 @@ void dense_backward(const float* x, const float* W, const float* dL_dy, float* d
                     Activation act = Activation::identity, const float* act_x = nullptr,
                     const float* act_y = nullptr);
 
+// dL_db = the column sums of dL_dy (batch, n_out), rows in order: part `part` of `parts` equal
+// shares of its 16-column blocks (dense_backward runs them beside its weight-gradient blocks).
+void bias_column_sums(const float* dL_dy, std::size_t batch, std::size_t n_out, float* dL_db, std::size_t part,
+                      std::size_t parts);
+
 }  // namespace cpu
 }  // namespace sparseprox

@@ -120,22 +120,36 @@ std::size_t gemm_blocks(std::size_t m, std::size_t n, std::size_t k) {
     return std::max<std::size_t>(blocks, 1);
 }
 
-void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* A, std::size_t lda,
-           const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc, const float* bias, bool bias_rows,
-           const Epilogue& epilogue, GemmLibrary library) {
-    if (m == 0 || n == 0) return;
+void sgemm_part(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* A,
+                std::size_t lda, const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc,
+                const float* bias, bool bias_rows, const Epilogue& epilogue, GemmLibrary library, bool cut_rows,
+                std::size_t lo, std::size_t hi, std::size_t b, std::size_t blocks) {
+    if (lo == hi || m == 0 || n == 0) return;
     if (bias) beta = 1.0f;
-    const std::size_t blocks = gemm_blocks(m, n, k);
-    const bool cut_rows = m >= n;
-    const std::size_t side = cut_rows ? m : n;
     const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
     // oneDNN's kernels store a product into C when beta is 0 (no separate zeroing pass, none of
     // OpenBLAS's slow one either), so there the bias follows the product, in the epilogue's pass:
     // C = act(product + bias), the order of cuBLASLt's bias epilogue (kernels/dense.cu). With
     // OpenBLAS the bias is written first and the product added to it.
     const bool bias_after = bias && library == GemmLibrary::onednn;
-    // The epilogue over one block of C (rows x cols at c, row stride ldc; its bias part).
-    auto finish = [&](float* c, std::size_t rows, std::size_t cols, const float* bias_part) {
+    const float* a = A;
+    const float* bb = B;
+    float* c = C;
+    std::size_t rows = m, cols = n;
+    const float* bias_part = bias;
+    if (cut_rows) {
+        a = trans_a ? A + lo : A + lo * lda;  // op(A) rows lo..hi
+        c = C + lo * ldc;
+        rows = hi - lo;
+        if (bias && bias_rows) bias_part = bias + lo;
+    } else {
+        bb = trans_b ? B + lo * ldb : B + lo;  // op(B) columns lo..hi
+        c = C + lo;
+        cols = hi - lo;
+        if (bias && !bias_rows) bias_part = bias + lo;
+    }
+    // The epilogue over the block, while it is in cache.
+    auto finish = [&] {
         if (bias_after) {
             activation_block(epilogue.x ? Activation::identity : epilogue.act, c, ldc, rows, cols, bias_part,
                              bias_rows);
@@ -149,52 +163,43 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
         const std::size_t at = static_cast<std::size_t>(c - C);
         activation_backward_block(epilogue.act, epilogue.x + at, epilogue.y + at, c, ldc, rows, cols);
     };
-    auto block = [&](std::size_t b) {
-        const std::size_t lo = side * b / blocks, hi = side * (b + 1) / blocks;
-        if (lo == hi) return;
-        const float* a = A;
-        const float* bb = B;
-        float* c = C;
-        std::size_t rows = m, cols = n;
-        const float* bias_part = bias;
-        if (cut_rows) {
-            a = trans_a ? A + lo : A + lo * lda;  // op(A) rows lo..hi
-            c = C + lo * ldc;
-            rows = hi - lo;
-            if (bias && bias_rows) bias_part = bias + lo;
-        } else {
-            bb = trans_b ? B + lo * ldb : B + lo;  // op(B) columns lo..hi
-            c = C + lo;
-            cols = hi - lo;
-            if (bias && !bias_rows) bias_part = bias + lo;
-        }
-        // beta = 0 with OpenBLAS: the block is zeroed here and the product added (beta = 1).
-        // OpenBLAS does the same, zeroes then adds, so the bits are the same, but its zeroing pass
-        // (sgemm_beta) runs at a fraction of memset's speed: 40 us against 5 for a 1000 x 128
-        // block, a tenth of a Mackey-Glass step.
-        // oneDNN takes beta as it is (0: the product stored), with a bias 0 (the bias follows
-        // in finish()).
-        float call_beta = bias_after ? 0.0f : beta;
-        if (library == GemmLibrary::openblas && bias) {
-            fill_bias(c, ldc, rows, cols, bias_part, bias_rows);
-        } else if (library == GemmLibrary::openblas && beta == 0.0f && k > 0) {
-            if (ldc == cols) std::memset(c, 0, rows * cols * sizeof(float));
-            else
-                for (std::size_t r = 0; r < rows; ++r) std::memset(c + r * ldc, 0, cols * sizeof(float));
-            call_beta = 1.0f;
-        }
-        if (k == 0) {
-            if (!bias || bias_after)
-                for (std::size_t r = 0; r < rows; ++r)
-                    for (std::size_t j = 0; j < cols; ++j)
-                        c[r * ldc + j] = call_beta == 0.0f ? 0.0f : c[r * ldc + j] * call_beta;
-            finish(c, rows, cols, bias_part);
-            if (epilogue.with_block) (*epilogue.with_block)(b, blocks);
-            return;
-        }
+    // beta = 0 with OpenBLAS: the block is zeroed here and the product added (beta = 1).
+    // OpenBLAS does the same, zeroes then adds, so the bits are the same, but its zeroing pass
+    // (sgemm_beta) runs at a fraction of memset's speed: 40 us against 5 for a 1000 x 128
+    // block, a tenth of a Mackey-Glass step.
+    // oneDNN takes beta as it is (0: the product stored), with a bias 0 (the bias follows
+    // in finish()).
+    float call_beta = bias_after ? 0.0f : beta;
+    if (library == GemmLibrary::openblas && bias) {
+        fill_bias(c, ldc, rows, cols, bias_part, bias_rows);
+    } else if (library == GemmLibrary::openblas && beta == 0.0f && k > 0) {
+        if (ldc == cols) std::memset(c, 0, rows * cols * sizeof(float));
+        else
+            for (std::size_t r = 0; r < rows; ++r) std::memset(c + r * ldc, 0, cols * sizeof(float));
+        call_beta = 1.0f;
+    }
+    if (k == 0) {
+        if (!bias || bias_after)
+            for (std::size_t r = 0; r < rows; ++r)
+                for (std::size_t j = 0; j < cols; ++j)
+                    c[r * ldc + j] = call_beta == 0.0f ? 0.0f : c[r * ldc + j] * call_beta;
+    } else {
         block_product(library, ta, tb, rows, cols, k, a, lda, bb, ldb, call_beta, c, ldc);
-        finish(c, rows, cols, bias_part);
-        if (epilogue.with_block) (*epilogue.with_block)(b, blocks);
+    }
+    finish();
+    if (epilogue.with_block) (*epilogue.with_block)(b, blocks);
+}
+
+void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* A, std::size_t lda,
+           const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc, const float* bias, bool bias_rows,
+           const Epilogue& epilogue, GemmLibrary library) {
+    if (m == 0 || n == 0) return;
+    const std::size_t blocks = gemm_blocks(m, n, k);
+    const bool cut_rows = m >= n;
+    const std::size_t side = cut_rows ? m : n;
+    auto block = [&](std::size_t b) {
+        sgemm_part(trans_a, trans_b, m, n, k, A, lda, B, ldb, beta, C, ldc, bias, bias_rows, epilogue, library,
+                   cut_rows, side * b / blocks, side * (b + 1) / blocks, b, blocks);
     };
     if (blocks == 1) {
         block(0);

@@ -57,6 +57,15 @@ void sgemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t
            const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc, const float* bias = nullptr,
            bool bias_rows = false, const Epilogue& epilogue = {}, GemmLibrary library = GemmLibrary::openblas);
 
+// One block of sgemm's product, for a caller that runs the blocks in a parallel region of its
+// own: rows lo..hi of C (cut_rows) or its columns lo..hi, with the bias and the epilogue of that
+// part (the epilogue's with_block called with (b, blocks)). sgemm itself is these parts over
+// gemm_blocks(m, n, k) equal cuts of the larger of m and n.
+void sgemm_part(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* A,
+                std::size_t lda, const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc,
+                const float* bias, bool bias_rows, const Epilogue& epilogue, GemmLibrary library, bool cut_rows,
+                std::size_t lo, std::size_t hi, std::size_t b, std::size_t blocks);
+
 // How many blocks sgemm cuts an (m, n, k) product into (exposed for the tests).
 std::size_t gemm_blocks(std::size_t m, std::size_t n, std::size_t k);
 
