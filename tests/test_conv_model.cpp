@@ -37,6 +37,7 @@
 #include "test_util.h"
 
 using namespace sparseprox;
+using testing_util::randn;
 using testing_util::throws_error_with;
 
 namespace {
@@ -55,13 +56,6 @@ std::vector<std::vector<std::size_t>> segment_shapes(const ModelSpec& spec) {
 
 // The output shape of layer `layer` (an index into ModelSpec::layers).
 SampleShape output_of(const ModelSpec& spec, std::size_t layer) { return spec.layers.at(layer).out_shape; }
-
-std::vector<float> randn(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng);
-    return v;
-}
 
 // Central differences of f around x[i] against analytic[i] for up to `samples` entries: a
 // miss at step h is retried at h_retry (with its own atol), since a max-pool switch inside

@@ -21,8 +21,10 @@
 #include "cpu/conv_ops.h"
 #include "cpu/simd.h"
 #include "sparseprox/error.h"
+#include "test_util.h"
 
 using namespace sparseprox;
+using testing_util::randn;
 
 namespace {
 
@@ -44,13 +46,6 @@ struct SmallWinogradTiles {
     SmallWinogradTiles() { cpu::winograd_large_tiles_allowed() = false; }
     ~SmallWinogradTiles() { cpu::winograd_large_tiles_allowed() = saved; }
 };
-
-std::vector<float> randn(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng);
-    return v;
-}
 
 // Integers in [lo, hi] times `step` (a power of two): products and sums of a few thousand of
 // them are exact in float, so any summation order gives the same, exact result.

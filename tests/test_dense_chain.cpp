@@ -17,17 +17,12 @@
 #include "cpu/simd.h"
 #include "cpu/threads.h"
 #include "sparseprox/model.h"
+#include "test_util.h"
 
 using namespace sparseprox;
+using testing_util::randn;
 
 namespace {
-
-std::vector<float> randn(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng);
-    return v;
-}
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;

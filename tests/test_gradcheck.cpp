@@ -15,17 +15,12 @@
 #include "cpu/loss.h"
 #include "cpu/prox_step.h"
 #include "sparseprox/sparseprox.h"
+#include "test_util.h"
 
 using namespace sparseprox;
+using testing_util::randn;
 
 namespace {
-
-std::vector<float> randn(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng);
-    return v;
-}
 
 // Compares analytic[i] with the central difference of f around x[i] for up to `samples`
 // entries (all of them when there are fewer). Tolerance: |fd - g| <= atol + rtol * |g|.

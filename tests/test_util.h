@@ -14,6 +14,7 @@
 #include <functional>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "core/layer_shapes.h"
 #include "sparseprox/data.h"
@@ -21,6 +22,14 @@
 
 namespace sparseprox {
 namespace testing_util {
+
+// n values of N(0, scale^2) from rng.
+inline std::vector<float> randn(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
 
 // A convolution with square kernels, strides and padding (the parity harness's and the csr
 // tests' shapes).
