@@ -1,7 +1,7 @@
 // A run of dense layers in one parallel region (cpu/dense_chain.h) against the same layers one
 // call at a time, bit for bit; the rule that says when the run applies; and the AVX2 bodies of
 // the loops a dense step runs in its products' passes (activation blocks, the bias sums, the
-// proximal step) against their baseline x86-64 bodies.
+// proximal step) against their baseline x86-64 bodies, and the batch's gather.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -13,6 +13,7 @@
 #include "cpu/activation.h"
 #include "cpu/dense.h"
 #include "cpu/dense_chain.h"
+#include "cpu/gather.h"
 #include "cpu/prox_step.h"
 #include "cpu/simd.h"
 #include "cpu/threads.h"
@@ -198,4 +199,23 @@ TEST(CpuSimd, DenseStepLoopsGiveTheSameBitsWithoutAvx2) {
     std::size_t zeros = 0;
     for (float v : w[0]) zeros += v == 0.0f;
     EXPECT_GT(zeros, 0u);
+}
+
+// The batch's gather: short rows copied in place, long ones by rows over the threads once the
+// batch is large; every row the source row it names.
+TEST(CpuGather, RowsOfEveryLengthAreTheSourceRows) {
+    std::mt19937 rng(31);
+    for (const std::size_t n_cols : {1, 6, 16, 17, 784}) {
+        for (const std::size_t n_rows : {1, 128, 1000}) {
+            const std::size_t n_src = 1500;
+            const auto src = randn(n_src * n_cols, rng);
+            std::vector<std::uint32_t> rows(n_rows);
+            for (auto& r : rows) r = static_cast<std::uint32_t>(rng() % n_src);
+            std::vector<float> dst(n_rows * n_cols, -1.0f), want(dst.size());
+            for (std::size_t r = 0; r < n_rows; ++r)
+                for (std::size_t c = 0; c < n_cols; ++c) want[r * n_cols + c] = src[rows[r] * n_cols + c];
+            cpu::gather_rows(src.data(), n_cols, rows.data(), n_rows, dst.data());
+            EXPECT_TRUE(same_bits(dst, want)) << n_rows << " rows of " << n_cols;
+        }
+    }
 }
