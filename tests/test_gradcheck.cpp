@@ -214,66 +214,28 @@ TEST(LossValues, CrossEntropyOfKnownLogits) {
 // The whole network: the engine's full-data gradient against finite differences of evaluate().
 class NetworkGrad : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(NetworkGrad, FullDataGradientMatchesFiniteDifferences) {
-    const std::string act = GetParam();
-    std::mt19937 rng(77);
-    for (const bool classification : {false, true}) {
-        const std::size_t n = 111, n_in = 19, n_out = classification ? 3 : 2;
-        Dataset d;
-        d.name = "synthetic";
-        d.task = classification ? Task::classification : Task::regression;
-        d.n_samples = n;
-        d.n_features = n_in;
-        d.n_outputs = n_out;
-        d.x = randn(n * n_in, rng);
-        if (classification) {
-            d.labels.resize(n);
-            for (auto& l : d.labels) l = static_cast<std::int32_t>(rng() % n_out);
-        } else {
-            d.y = randn(n * n_out, rng);
-        }
-        Model m = Model::initialize(ModelSpec::parse("dense:19-19-7-" + std::to_string(n_out) + ":" + act), 5);
-        const Device cpu_dev;
-        std::vector<float> grad = loss_gradient(m, d, cpu_dev);
-        ASSERT_EQ(grad.size(), m.slab().size());
-        for (std::size_t l = 0; l < m.n_weight_layers(); ++l) {
-            const auto& s = m.layout().segments[l];
-            for (const auto& [offset, count] : {std::pair{s.weight_offset, s.n_weights}, std::pair{s.bias_offset, s.n_bias}}) {
-                std::vector<float> p(m.slab().begin() + offset, m.slab().begin() + offset + count);
-                std::vector<float> g(grad.begin() + offset, grad.begin() + offset + count);
-                auto J = [&]() {
-                    std::copy(p.begin(), p.end(), m.slab().begin() + offset);
-                    return evaluate(m, d, cpu_dev).loss;
-                };
-                fd_check(act + " layer " + std::to_string(l) + (classification ? " (ce)" : " (mse)"), p, g, J, 1e-3,
-                         2e-4, 3e-2, 12);
-                std::copy(p.begin(), p.end(), m.slab().begin() + offset);
-            }
-        }
-    }
-}
+namespace {
 
-INSTANTIATE_TEST_SUITE_P(Activations, NetworkGrad, ::testing::Values("tanh", "sigmoid", "relu", "leaky_relu", "identity"));
-
-// A batch tall enough for the CPU's run of dense layers in one region (cpu/dense_chain.h: 1,024
-// rows, at least as many as the widest layer, two blocks or more of 2^18 multiply-adds), with a
-// dense layer straight after another (no activation between them, from a JSON model): the
-// engine's full-data gradient against finite differences of evaluate().
-TEST(NetworkGrad, ARunOfDenseLayersInOneRegionMatchesFiniteDifferences) {
-    std::mt19937 rng(78);
-    const std::size_t n = 1024, n_in = 19, n_out = 2;
+// n rows of random features, with random targets (regression) or labels.
+Dataset synthetic_data(std::size_t n, std::size_t n_in, std::size_t n_out, bool classification, std::mt19937& rng) {
     Dataset d;
     d.name = "synthetic";
-    d.task = Task::regression;
+    d.task = classification ? Task::classification : Task::regression;
     d.n_samples = n;
     d.n_features = n_in;
     d.n_outputs = n_out;
     d.x = randn(n * n_in, rng);
-    d.y = randn(n * n_out, rng);
-    Model m = Model::initialize(ModelSpec::from_json(R"({"inputs": 19, "layers": [
-        {"type": "dense", "units": 64, "activation": "relu"}, {"type": "dense", "units": 48},
-        {"type": "dense", "units": 32, "activation": "tanh"}, {"type": "dense", "units": 2}]})"),
-                                5);
+    if (classification) {
+        d.labels.resize(n);
+        for (auto& l : d.labels) l = static_cast<std::int32_t>(rng() % n_out);
+    } else {
+        d.y = randn(n * n_out, rng);
+    }
+    return d;
+}
+
+// Every layer's weights and biases: loss_gradient against central differences of evaluate().
+void check_network_gradient(Model& m, const Dataset& d, const std::string& what) {
     const Device cpu_dev;
     std::vector<float> grad = loss_gradient(m, d, cpu_dev);
     ASSERT_EQ(grad.size(), m.slab().size());
@@ -286,8 +248,37 @@ TEST(NetworkGrad, ARunOfDenseLayersInOneRegionMatchesFiniteDifferences) {
                 std::copy(p.begin(), p.end(), m.slab().begin() + offset);
                 return evaluate(m, d, cpu_dev).loss;
             };
-            fd_check("layer " + std::to_string(l), p, g, J, 1e-3, 2e-4, 3e-2, 12);
+            fd_check(what + " layer " + std::to_string(l), p, g, J, 1e-3, 2e-4, 3e-2, 12);
             std::copy(p.begin(), p.end(), m.slab().begin() + offset);
         }
     }
+}
+
+}  // namespace
+
+TEST_P(NetworkGrad, FullDataGradientMatchesFiniteDifferences) {
+    const std::string act = GetParam();
+    std::mt19937 rng(77);
+    for (const bool classification : {false, true}) {
+        const std::size_t n_out = classification ? 3 : 2;
+        const Dataset d = synthetic_data(111, 19, n_out, classification, rng);
+        Model m = Model::initialize(ModelSpec::parse("dense:19-19-7-" + std::to_string(n_out) + ":" + act), 5);
+        check_network_gradient(m, d, act + (classification ? " (ce)" : " (mse)"));
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Activations, NetworkGrad, ::testing::Values("tanh", "sigmoid", "relu", "leaky_relu", "identity"));
+
+// A batch tall enough for the CPU's run of dense layers in one region (cpu/dense_chain.h: 1,024
+// rows, at least as many as the widest layer, two blocks or more of 2^18 multiply-adds), with a
+// dense layer straight after another (no activation between them, from a JSON model): the
+// engine's full-data gradient against finite differences of evaluate().
+TEST(NetworkGrad, ARunOfDenseLayersInOneRegionMatchesFiniteDifferences) {
+    std::mt19937 rng(78);
+    const Dataset d = synthetic_data(1024, 19, 2, false, rng);
+    Model m = Model::initialize(ModelSpec::from_json(R"({"inputs": 19, "layers": [
+        {"type": "dense", "units": 64, "activation": "relu"}, {"type": "dense", "units": 48},
+        {"type": "dense", "units": 32, "activation": "tanh"}, {"type": "dense", "units": 2}]})"),
+                                5);
+    check_network_gradient(m, d, "dense chain");
 }
