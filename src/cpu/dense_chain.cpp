@@ -9,22 +9,15 @@
 #include "cpu/dense.h"
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
-#include "cpu/threads.h"
 
 namespace sparseprox {
 namespace cpu {
-namespace {
-
-// The blocks rule of sgemm (cpu/gemm.cpp): at least 16 rows and 2^18 multiply-adds a block.
-constexpr std::size_t kMinRows = 16;
-constexpr std::size_t kMinMacs = std::size_t{1} << 18;
-
-}  // namespace
 
 std::size_t dense_chain_blocks(std::size_t batch, std::size_t widest, std::size_t macs_per_row) {
     if (batch < widest) return 0;  // sgemm would cut a product by columns: not a chain of rows
-    const std::size_t blocks =
-        std::min({static_cast<std::size_t>(available_cores()), batch / kMinRows, batch * macs_per_row / kMinMacs});
+    // sgemm's rule for a product of batch rows and macs_per_row multiply-adds a row: at least
+    // 16 rows and 2^18 multiply-adds a block, at most a block a core.
+    const std::size_t blocks = gemm_blocks(batch, 1, macs_per_row);
     return blocks >= 2 ? blocks : 0;
 }
 
