@@ -843,22 +843,24 @@ void conv_winograd_backward(const ConvShape& s, const float* U, const float* x, 
     for (std::size_t xi = 0; xi < np; ++xi)
         sgemm(false, true, c_out, c_in, T, dM + xi * ms, T, V + xi * vs, T, 0.0f, dU + xi * pairs,
               c_in);
-    if (t.n == 4)
+    if (t.n == 4) {
         for (std::size_t k0 = 0; k0 < pairs; k0 += 8) winograd4::weight_gradients(dU, pairs, k0, dW);
-    for (std::size_t k = 0; k < (t.n == 4 ? 0 : pairs); ++k) {
-        float r[3][4];  // G^T dU: rows (u0 + (u1 + u2) / 2, (u1 - u2) / 2, (u1 + u2) / 2 + u3)
-        for (std::size_t j = 0; j < 4; ++j) {
-            const float u0 = dU[(0 + j) * pairs + k], u1 = dU[(4 + j) * pairs + k];
-            const float u2 = dU[(8 + j) * pairs + k], u3 = dU[(12 + j) * pairs + k];
-            r[0][j] = u0 + 0.5f * (u1 + u2);
-            r[1][j] = 0.5f * (u1 - u2);
-            r[2][j] = 0.5f * (u1 + u2) + u3;
-        }
-        float* w = dW + 9 * k;
-        for (int i = 0; i < 3; ++i) {  // (G^T dU) G: the same across
-            w[3 * i + 0] = r[i][0] + 0.5f * (r[i][1] + r[i][2]);
-            w[3 * i + 1] = 0.5f * (r[i][1] - r[i][2]);
-            w[3 * i + 2] = 0.5f * (r[i][1] + r[i][2]) + r[i][3];
+    } else {
+        for (std::size_t k = 0; k < pairs; ++k) {
+            float r[3][4];  // G^T dU: rows (u0 + (u1 + u2) / 2, (u1 - u2) / 2, (u1 + u2) / 2 + u3)
+            for (std::size_t j = 0; j < 4; ++j) {
+                const float u0 = dU[(0 + j) * pairs + k], u1 = dU[(4 + j) * pairs + k];
+                const float u2 = dU[(8 + j) * pairs + k], u3 = dU[(12 + j) * pairs + k];
+                r[0][j] = u0 + 0.5f * (u1 + u2);
+                r[1][j] = 0.5f * (u1 - u2);
+                r[2][j] = 0.5f * (u1 + u2) + u3;
+            }
+            float* w = dW + 9 * k;
+            for (int i = 0; i < 3; ++i) {  // (G^T dU) G: the same across
+                w[3 * i + 0] = r[i][0] + 0.5f * (r[i][1] + r[i][2]);
+                w[3 * i + 1] = 0.5f * (r[i][1] - r[i][2]);
+                w[3 * i + 2] = 0.5f * (r[i][1] + r[i][2]) + r[i][3];
+            }
         }
     }
     if (!dx) return;
