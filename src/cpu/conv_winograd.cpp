@@ -242,10 +242,6 @@ __attribute__((target("avx2,fma"), always_inline)) inline __m256 negate(__m256 v
     return _mm256_xor_ps(v, _mm256_set1_ps(-0.0f));
 }
 
-__attribute__((target("avx2,fma"), always_inline)) inline __m256i lanes_below(idx n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 // The arithmetic of the four transforms on a block of 8 tiles, shared by the loops over rows of
 // tiles and over pairs of 4-tile rows (which differ in how lanes meet plane positions).
 

@@ -25,6 +25,12 @@ inline bool cpu_has_avx2_fma() {
 #endif
 }
 
+// The lanes below n: all bits set in lanes 0 .. n - 1 (all of them for n >= 8, none for n <= 0),
+// the mask of AVX2's masked loads and stores.
+__attribute__((target("avx2,fma"), always_inline)) inline __m256i lanes_below(std::ptrdiff_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 // The even and the odd floats of the 16 at p (the 2x2 windows' left and right taps of a row).
 __attribute__((target("avx2,fma"), always_inline)) inline void split_even_odd(const float* p, __m256& even,
                                                                              __m256& odd) {
@@ -40,11 +46,8 @@ __attribute__((target("avx2,fma"), always_inline)) inline void split_even_odd(co
 __attribute__((target("avx2,fma"), always_inline)) inline void split_even_odd(const float* p, std::ptrdiff_t n,
                                                                              __m256& even, __m256& odd) {
     const __m256i evens_first = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i n_lo = _mm256_set1_epi32(static_cast<int>(n)), n_hi = _mm256_set1_epi32(static_cast<int>(n) - 8);
-    const __m256 lo = _mm256_permutevar8x32_ps(_mm256_maskload_ps(p, _mm256_cmpgt_epi32(n_lo, lane)), evens_first);
-    const __m256 hi =
-        _mm256_permutevar8x32_ps(_mm256_maskload_ps(p + 8, _mm256_cmpgt_epi32(n_hi, lane)), evens_first);
+    const __m256 lo = _mm256_permutevar8x32_ps(_mm256_maskload_ps(p, lanes_below(n)), evens_first);
+    const __m256 hi = _mm256_permutevar8x32_ps(_mm256_maskload_ps(p + 8, lanes_below(n - 8)), evens_first);
     even = _mm256_permute2f128_ps(lo, hi, 0x20);
     odd = _mm256_permute2f128_ps(lo, hi, 0x31);
 }

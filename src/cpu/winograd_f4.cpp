@@ -13,6 +13,7 @@
 
 #include "cpu/conv_direct.h"
 #include "cpu/maxpool_2x2.h"
+#include "cpu/simd.h"
 
 namespace sparseprox {
 namespace cpu {
@@ -157,11 +158,6 @@ SP_AVX2_INLINE void rows_to_lanes_45(const float* base, const idx (&off)[kLanes]
     }
     o4 = _mm256_set_m128(lo[1], lo[0]);
     o5 = _mm256_set_m128(hi[1], hi[0]);
-}
-
-// The lanes below n.
-SP_AVX2_INLINE __m256i lanes_below(idx n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 // Stores v at p: 8 lanes, or only the first n (4 in a 7x7 or 8x8 plane's one block). AMD's
