@@ -75,15 +75,6 @@ float* bordered_input(const Tiling& t, const float* x) {
     return P;
 }
 
-// The calling thread's zeroed plane for an input gradient, rows x stride.
-float* zeroed_gradient_plane(const Tiling& t) {
-    thread_local std::vector<float> plane;
-    const std::size_t area = static_cast<std::size_t>(t.rows * t.stride);
-    if (plane.size() < area) plane.resize(area);
-    std::fill(plane.begin(), plane.begin() + static_cast<std::ptrdiff_t>(area), 0.0f);
-    return plane.data();
-}
-
 // The input gradient's rectangle of the bordered plane Q, out to dx (h_in, w_in).
 void copy_out_gradient(const Tiling& t, const float* Q, float* dx) {
     copy_rows(Q + t.ph * t.stride + t.pw, t.stride, dx, t.w_in, t.h_in, t.w_in);
@@ -646,7 +637,7 @@ bool pool_output_plane(const Tiling& t, const float* m, std::size_t ms, float bi
 }
 
 void transform_input_gradient_plane(const Tiling& t, const float* dv, std::size_t vs, float* dx) {
-    float* Q = zeroed_gradient_plane(t);
+    float* Q = zeroed_gradient_planes(t, 1);
     if (cpu_has_avx2_fma())
         (t.tw == 4 ? input_gradient_transform_pairs_avx2 : input_gradient_transform_avx2)(t, dv, vs, Q);
     else input_gradient_transform(t, dv, vs, Q);

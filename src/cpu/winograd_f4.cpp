@@ -17,6 +17,15 @@
 
 namespace sparseprox {
 namespace cpu {
+
+float* zeroed_gradient_planes(const WinogradTiling& t, std::ptrdiff_t np) {
+    thread_local std::vector<float> plane;
+    const std::size_t area = static_cast<std::size_t>(np * t.rows * t.stride);
+    if (plane.size() < area + 8) plane.resize(area + 8);
+    std::fill(plane.begin(), plane.begin() + static_cast<std::ptrdiff_t>(area), 0.0f);
+    return plane.data();
+}
+
 namespace winograd4 {
 namespace {
 
@@ -202,16 +211,6 @@ SP_AVX2_INLINE void copy_out_of_border(const float* src, idx ss, float* dst, idx
         }
 }
 
-// The calling thread's zeroed planes for np input gradients, each rows x stride, one below the
-// other (8 floats more).
-float* zeroed_plane(const WinogradTiling& t, idx np) {
-    thread_local std::vector<float> plane;
-    const std::size_t area = static_cast<std::size_t>(np * t.rows * t.stride);
-    if (plane.size() < area + kLanes) plane.resize(area + kLanes);  // and room for a row's last load
-    std::fill(plane.begin(), plane.begin() + static_cast<idx>(area), 0.0f);
-    return plane.data();
-}
-
 // The 8x8 matrix of rows v[0..7] transposed in place.
 SP_AVX2_INLINE void transpose8(__m256 (&v)[8]) {
     __m256 t[8], u[8];
@@ -361,7 +360,7 @@ SP_AVX2 void gradient_planes(const WinogradTiling& t, const float* g, idx g_step
 SP_AVX2 void input_gradient_planes(const WinogradTiling& t, const float* dv, std::size_t vs, float* dx, idx dx_step,
                                    idx np) {
     const idx area = t.rows * t.stride;
-    float* Q = zeroed_plane(t, np);
+    float* Q = zeroed_gradient_planes(t, np);
     for (idx p0 = 0; p0 < np * t.tiles; p0 += kLanes) {
         const Block b = block(t, np, p0);
         __m256 r[6][6];  // B dv: the rows combined, per column

@@ -33,6 +33,10 @@ struct WinogradTiling {
     std::ptrdiff_t rows, stride;
 };
 
+// The calling thread's zeroed planes for np input gradients, each rows x stride, one below the
+// other, with 8 floats of room after them (a row's last 8-float load); valid until its next call.
+float* zeroed_gradient_planes(const WinogradTiling& t, std::ptrdiff_t np);
+
 namespace winograd4 {
 
 // Points of the transform domain: the 6x6 input tile.
