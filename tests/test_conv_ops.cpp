@@ -25,6 +25,7 @@
 
 using namespace sparseprox;
 using testing_util::randn;
+using testing_util::SmallWinogradTiles;
 
 namespace {
 
@@ -38,14 +39,6 @@ double rounding_factor(const ConvShape& s) {
     const bool large = !cpu::conv_direct_applies(s) && cpu::conv_winograd_applies(s) && cpu::winograd_tile(s) == 4;
     return large ? 8.0 : 1.0;
 }
-
-// F(2x2, 3x3) in place of F(4x4, 3x3) while it lives: for the tests of exactness on dyadic data
-// (F(2x2, 3x3)'s constants are 0, +-1 and +-1/2, so its sums stay exact) and of its own loops.
-struct SmallWinogradTiles {
-    bool saved = cpu::winograd_large_tiles_allowed();
-    SmallWinogradTiles() { cpu::winograd_large_tiles_allowed() = false; }
-    ~SmallWinogradTiles() { cpu::winograd_large_tiles_allowed() = saved; }
-};
 
 // Integers in [lo, hi] times `step` (a power of two): products and sums of a few thousand of
 // them are exact in float, so any summation order gives the same, exact result.

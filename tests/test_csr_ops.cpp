@@ -105,8 +105,7 @@ class CsrConv : public ::testing::TestWithParam<ConvCase> {};
 TEST_P(CsrConv, EqualsDenseConvOnDyadicInputs) {
     // The dense reference exact: Winograd layers on F(2x2, 3x3), whose constants keep dyadic sums
     // exact (F(4x4, 3x3)'s 1/6 and 1/24 do not).
-    const bool large = cpu::winograd_large_tiles_allowed();
-    cpu::winograd_large_tiles_allowed() = false;
+    const testing_util::SmallWinogradTiles small;
     const ConvShape s = GetParam().s;
     auto W = sparse_dyadic(s.n_weights(), 4, 0.4, 0.25f);
     const std::size_t n_k = s.c_in * s.kh * s.kw;
@@ -116,7 +115,6 @@ TEST_P(CsrConv, EqualsDenseConvOnDyadicInputs) {
     const std::size_t n_y = s.batch * s.c_out * s.h_out() * s.w_out();
     std::vector<float> want(n_y), got(n_y, -7.0f);
     cpu::conv2d_forward(s, x.data(), W.data(), b.data(), want.data());
-    cpu::winograd_large_tiles_allowed() = large;
     auto backend = make_cpu_backend();
     ASSERT_TRUE(backend->has_csr_conv2d());
     const auto m = backend->csr_matrix(csr_from_dense(W.data(), s.c_out, n_k, "W"), s.batch);

@@ -17,11 +17,20 @@
 #include <vector>
 
 #include "core/layer_shapes.h"
+#include "cpu/conv_winograd.h"
 #include "sparseprox/data.h"
 #include "sparseprox/error.h"
 
 namespace sparseprox {
 namespace testing_util {
+
+// F(2x2, 3x3) in place of F(4x4, 3x3) while it lives: for the tests of exactness on dyadic data
+// (F(2x2, 3x3)'s constants are 0, +-1 and +-1/2, so its sums stay exact) and of its own loops.
+struct SmallWinogradTiles {
+    bool saved = cpu::winograd_large_tiles_allowed();
+    SmallWinogradTiles() { cpu::winograd_large_tiles_allowed() = false; }
+    ~SmallWinogradTiles() { cpu::winograd_large_tiles_allowed() = saved; }
+};
 
 // n values of N(0, scale^2) from rng.
 inline std::vector<float> randn(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
